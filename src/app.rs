@@ -1,0 +1,76 @@
+//! Runs a parsed command: builds the components from the validated config
+//! and maps failures to exit codes (64 for configuration errors).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::generate::{self, GenerateOptions};
+use crate::replay::{self, ReplayOptions};
+
+/// `EX_USAGE`: the configuration or the command line is wrong.
+pub const EXIT_USAGE: u8 = 64;
+
+pub fn run(cli: Cli) -> ExitCode {
+    crate::telemetry::init(&cli.log);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replay(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            let opts = ReplayOptions {
+                train: args.train,
+                test: args.test,
+                labels: args.labels,
+                decisions: args.decisions,
+                rejects: args.rejects,
+                config,
+            };
+            let report = replay::run(&opts).context("replay failed")?;
+            print!("{}", report.render());
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
+        Command::Generate(args) => {
+            let opts = GenerateOptions {
+                seed: args.seed,
+                out_dir: args.out,
+                train_days: args.train_days,
+                test_days: args.test_days,
+                attacks_per_scenario: args.attacks_per_scenario,
+            };
+            let s = generate::generate(&opts).context("generate failed")?;
+            println!(
+                "wrote {}: {} agents, {} train events, {} test events, {} attack calls in {} attacked sessions",
+                opts.out_dir.display(),
+                s.agents,
+                s.train_events,
+                s.test_events,
+                s.attack_calls,
+                s.attacked_sessions
+            );
+            Ok(())
+        }
+        Command::Validate(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Command line: one subcommand per mode.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Warden watches AI agents' tool calls, learns what each agent normally
+/// does, and flags (and, in enforce mode, quarantines) agents that deviate.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `warden=debug`.
+    #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Learn from benign history, then score a test stream as the service
+    /// would, writing one decision per tool call and, with labels, printing
+    /// detection and false-alarm figures.
+    Replay(ReplayArgs),
+    /// Write a labelled, seeded replay data set (train, test, labels).
+    Generate(GenerateArgs),
+    /// Check a configuration file and print it with every default filled in.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Benign history to learn from (JSON Lines, `.gz` allowed); repeatable.
+    #[arg(long = "train", value_name = "TRAIN.jsonl")]
+    pub train: Vec<PathBuf>,
+    /// The stream to score, in order (JSON Lines, `.gz` allowed).
+    #[arg(value_name = "TEST.jsonl")]
+    pub test: PathBuf,
+    /// Labels of attacked calls (`{"event_id","attack":true,"scenario"}` per
+    /// line); enables the detection report.
+    #[arg(long, value_name = "LABELS.jsonl")]
+    pub labels: Option<PathBuf>,
+    /// Where to write one decision per test tool call (JSON Lines).
+    #[arg(long, value_name = "OUT.jsonl")]
+    pub decisions: Option<PathBuf>,
+    /// Where to write rejected input lines with their reasons (JSON Lines).
+    #[arg(long, value_name = "REJECTS.jsonl")]
+    pub rejects: Option<PathBuf>,
+    /// Configuration file (TOML); defaults apply to every key it omits.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+    /// Also print the report as JSON on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Seed: the same seed writes byte-identical files.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Days of benign history in train.jsonl.gz.
+    #[arg(long, default_value_t = 21)]
+    pub train_days: u32,
+    /// Days of mixed traffic in test.jsonl.gz.
+    #[arg(long, default_value_t = 7)]
+    pub test_days: u32,
+    /// Attacked sessions per scenario.
+    #[arg(long, default_value_t = 20)]
+    pub attacks_per_scenario: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+}

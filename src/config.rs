@@ -1,0 +1,374 @@
+//! Configuration: one TOML file, every key with a default, validated before
+//! anything starts. Errors name the key.
+//!
+//! ```toml
+//! [detector]
+//! half-life = "30d"
+//! [policy]
+//! mode = "shadow"
+//! target-false-alarm-rate = 0.01
+//! [[policy.classes]]
+//! name = "payments"
+//! agents = ["pay-*"]
+//! mode = "enforce"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::ProfileLimits;
+use crate::decide::Mode;
+use crate::score::ScoreParams;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub detector: DetectorConfig,
+    pub policy: PolicyConfig,
+    pub ingest: IngestConfig,
+}
+
+/// How profiles are learned and calls scored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DetectorConfig {
+    /// Half-life of everything a profile counts: older behaviour fades so
+    /// legitimate change is followed.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    /// A session with no call for this long is closed and its shape learned.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Open sessions tracked per agent; the oldest is closed beyond this.
+    pub max_sessions_per_agent: usize,
+    /// Key of the hash that turns values into fingerprints (64-bit hex).
+    /// Set your own (from `WARDEN_HASH_KEY`) so fingerprints cannot be
+    /// matched against guessed values; changing it invalidates profiles.
+    pub hash_key: String,
+    /// Effective observations a histogram needs before its signal counts.
+    pub min_history: f32,
+    /// How strongly a tool with little history is pulled to its agent's
+    /// novelty rate (pseudo-observations).
+    pub backoff_strength: f32,
+    /// Distinct values remembered per tool of an agent.
+    pub values_per_tool: usize,
+    /// Distinct parents (domains, banks, directories) remembered per tool.
+    pub parents_per_tool: usize,
+    /// Distinct values remembered per agent.
+    pub values_per_agent: usize,
+    /// Distinct parents remembered per agent.
+    pub parents_per_agent: usize,
+    /// Distinct tools learned per agent.
+    pub tools_per_agent: usize,
+    /// Entries of each tool-sequence table of an agent.
+    pub sequence_entries: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        let l = ProfileLimits::default();
+        let s = ScoreParams::default();
+        Self {
+            half_life: Duration::from_secs(30 * 86_400),
+            session_timeout: Duration::from_secs(30 * 60),
+            max_sessions_per_agent: 32,
+            hash_key: "57415244454e2121".to_owned(),
+            min_history: s.min_history,
+            backoff_strength: s.backoff_strength,
+            values_per_tool: l.values_per_tool,
+            parents_per_tool: l.parents_per_tool,
+            values_per_agent: l.values_per_agent,
+            parents_per_agent: l.parents_per_agent,
+            tools_per_agent: l.tools_per_agent,
+            sequence_entries: l.sequence_entries,
+        }
+    }
+}
+
+impl DetectorConfig {
+    pub fn limits(&self) -> ProfileLimits {
+        ProfileLimits {
+            half_life_ms: self.half_life.as_millis() as f64,
+            values_per_tool: self.values_per_tool,
+            parents_per_tool: self.parents_per_tool,
+            values_per_agent: self.values_per_agent,
+            parents_per_agent: self.parents_per_agent,
+            tools_per_agent: self.tools_per_agent,
+            sequence_entries: self.sequence_entries,
+        }
+    }
+
+    pub fn score_params(&self) -> ScoreParams {
+        ScoreParams {
+            min_history: self.min_history,
+            backoff_strength: self.backoff_strength,
+        }
+    }
+
+    pub fn hash_key(&self) -> u64 {
+        u64::from_str_radix(self.hash_key.trim_start_matches("0x"), 16).unwrap_or(0)
+    }
+}
+
+/// Thresholds and modes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyConfig {
+    /// Mode of agents not otherwise configured.
+    pub mode: Mode,
+    /// Threshold, in bits, of agents not yet calibrated (and of all agents
+    /// when `calibrate` is off).
+    pub threshold_bits: f32,
+    /// Calibrate each agent's threshold from its own past sessions.
+    pub calibrate: bool,
+    /// Share of an agent's benign sessions allowed to be flagged; the
+    /// calibrated threshold is that quantile of its session scores.
+    pub target_false_alarm_rate: f32,
+    /// Bits added to the calibrated quantile: benign work the agent has not
+    /// done before scores above its history.
+    pub margin_bits: f32,
+    /// Calibrated thresholds never go below this…
+    pub min_threshold_bits: f32,
+    /// …nor above this.
+    pub max_threshold_bits: f32,
+    /// Effective sessions an agent needs before its calibration is used.
+    pub calibration_min_sessions: f32,
+    /// Calls an agent must have made before it can be flagged.
+    pub warmup_events: u64,
+    /// Reported as the threshold during warm-up (nothing is flagged).
+    pub warmup_threshold_bits: f32,
+    /// Per-call bits a session may carry without building up surprise (the
+    /// CUSUM allowance); the agent's own 90th percentile is used when higher.
+    pub carry_allowance_bits: f32,
+    /// Agent classes, matched by glob on `agent_id` in order.
+    pub classes: Vec<ClassConfig>,
+    /// Per-agent overrides, by `agent_id`.
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Shadow,
+            threshold_bits: 24.0,
+            calibrate: true,
+            target_false_alarm_rate: 0.01,
+            margin_bits: 4.0,
+            min_threshold_bits: 14.0,
+            max_threshold_bits: 48.0,
+            calibration_min_sessions: 20.0,
+            warmup_events: 50,
+            warmup_threshold_bits: 1000.0,
+            carry_allowance_bits: 4.0,
+            classes: Vec::new(),
+            agents: BTreeMap::new(),
+        }
+    }
+}
+
+/// A class of agents sharing a policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClassConfig {
+    pub name: String,
+    /// Glob patterns (`*` wildcard) on `agent_id`.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    pub threshold_bits: Option<f32>,
+    pub mode: Option<Mode>,
+}
+
+/// One agent's overrides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentConfig {
+    pub class: Option<String>,
+    pub threshold_bits: Option<f32>,
+    pub mode: Option<Mode>,
+}
+
+/// Decoding limits and the rejects (dead-letter) sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IngestConfig {
+    /// Longest accepted event; longer lines are rejected unread.
+    pub max_event_bytes: usize,
+    /// Bytes of a rejected input kept in the rejects file.
+    pub reject_sample_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 64 * 1024,
+            reject_sample_bytes: 1024,
+        }
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and validates a file; `None` gives the defaults (plus env).
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+        };
+        if let Ok(key) = std::env::var("WARDEN_HASH_KEY") {
+            cfg.detector.hash_key = key;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value that has a range, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.detector;
+        if d.half_life < Duration::from_secs(60) {
+            return Err(invalid("detector.half-life", "must be at least 1m"));
+        }
+        if d.session_timeout.is_zero() {
+            return Err(invalid("detector.session-timeout", "must be positive"));
+        }
+        if d.max_sessions_per_agent == 0 {
+            return Err(invalid("detector.max-sessions-per-agent", "must be at least 1"));
+        }
+        if u64::from_str_radix(d.hash_key.trim_start_matches("0x"), 16).is_err() {
+            return Err(invalid("detector.hash-key", "must be a 64-bit hex number"));
+        }
+        if !(d.min_history >= 1.0) {
+            return Err(invalid("detector.min-history", "must be at least 1"));
+        }
+        if !(d.backoff_strength > 0.0) {
+            return Err(invalid("detector.backoff-strength", "must be positive"));
+        }
+        for (key, v) in [
+            ("detector.values-per-tool", d.values_per_tool),
+            ("detector.parents-per-tool", d.parents_per_tool),
+            ("detector.values-per-agent", d.values_per_agent),
+            ("detector.parents-per-agent", d.parents_per_agent),
+            ("detector.tools-per-agent", d.tools_per_agent),
+            ("detector.sequence-entries", d.sequence_entries),
+        ] {
+            if !(1..=65_536).contains(&v) {
+                return Err(invalid(key, "must be between 1 and 65536"));
+            }
+        }
+        let p = &self.policy;
+        if !(p.target_false_alarm_rate > 0.0 && p.target_false_alarm_rate < 0.5) {
+            return Err(invalid("policy.target-false-alarm-rate", "must be in (0, 0.5)"));
+        }
+        for (key, v) in [
+            ("policy.threshold-bits", p.threshold_bits),
+            ("policy.min-threshold-bits", p.min_threshold_bits),
+            ("policy.max-threshold-bits", p.max_threshold_bits),
+            ("policy.margin-bits", p.margin_bits),
+            ("policy.carry-allowance-bits", p.carry_allowance_bits),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(key, "must be a non-negative number of bits"));
+            }
+        }
+        if p.min_threshold_bits > p.max_threshold_bits {
+            return Err(invalid("policy.min-threshold-bits", "must not exceed max-threshold-bits"));
+        }
+        for (i, c) in p.classes.iter().enumerate() {
+            if c.name.is_empty() {
+                return Err(invalid(&format!("policy.classes[{i}].name"), "must not be empty"));
+            }
+            if let Some(t) = c.threshold_bits.filter(|t| !(t.is_finite() && *t > 0.0)) {
+                return Err(invalid(
+                    &format!("policy.classes[{i}].threshold-bits"),
+                    format!("{t} is not a positive number of bits"),
+                ));
+            }
+        }
+        for (id, a) in &p.agents {
+            if let Some(class) = &a.class {
+                if !p.classes.iter().any(|c| &c.name == class) {
+                    return Err(invalid(
+                        &format!("policy.agents.{id}.class"),
+                        format!("no class named {class:?}"),
+                    ));
+                }
+            }
+            if let Some(t) = a.threshold_bits.filter(|t| !(t.is_finite() && *t > 0.0)) {
+                return Err(invalid(
+                    &format!("policy.agents.{id}.threshold-bits"),
+                    format!("{t} is not a positive number of bits"),
+                ));
+            }
+        }
+        if self.ingest.max_event_bytes < 64 {
+            return Err(invalid("ingest.max-event-bytes", "must be at least 64"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[detector]\nhalf-lief = \"1d\"").unwrap_err();
+        assert!(e.contains("half-lief"), "{e}");
+        let cfg = Config::parse("[policy]\ntarget-false-alarm-rate = 2.0").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.target-false-alarm-rate"), "{e}");
+        let cfg = Config::parse("[policy.agents.x]\nclass = \"nope\"").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.agents.x.class"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let cfg = Config::parse("[detector]\nhalf-life = \"14d\"\nsession-timeout = \"10m\"").unwrap();
+        assert_eq!(cfg.detector.half_life, Duration::from_secs(14 * 86_400));
+        assert_eq!(cfg.detector.session_timeout, Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,357 @@
+//! The engine: per-agent profiles and open sessions, and the one path every
+//! tool call takes: extract → score → decide → (emit) → learn.
+//!
+//! An engine is a single writer: the service runs one per worker and routes
+//! each agent to one worker, so nothing here locks. Evaluation and learning
+//! are two calls so that the caller can emit the decision (and time the
+//! scoring) in between: [`Engine::evaluate`] then [`Engine::commit`].
+
+use std::collections::HashMap;
+
+use arrayvec::ArrayVec;
+
+use crate::baseline::tables::Fp;
+use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
+use crate::config::{Config, PolicyConfig};
+use crate::decide::{self, AgentPolicy, Decision};
+use crate::event::{Millis, ToolCall};
+use crate::score::features::{Fingerprinter, Observation, MAX_VALUES};
+use crate::score::{self, render_detail, Score, ScoreParams, SessionView, Signal};
+
+/// Whether calls are history to learn from or live traffic to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Benign history: scored (to calibrate), never flagged, always learned.
+    Train,
+    /// Live: scored, decided, learned unless flagged.
+    Live,
+}
+
+/// Distinct values a session remembers for its fan-out.
+const SESSION_DISTINCT_CAP: usize = 1024;
+
+/// An open session of one agent.
+#[derive(Debug, Default)]
+struct SessionState {
+    key: u64,
+    last_ts: Millis,
+    calls: u32,
+    prev1: Fp,
+    prev2: Fp,
+    tool_counts: Vec<(Fp, u32)>,
+    /// Sorted fingerprints of the values the session touched.
+    distinct: Vec<Fp>,
+    carry: f32,
+    max_score: f32,
+    flagged: bool,
+    /// Started after the agent's warm-up: its score calibrates thresholds.
+    calibrate: bool,
+}
+
+impl SessionState {
+    fn reset(&mut self, key: u64, ts: Millis, calibrate: bool) {
+        self.key = key;
+        self.last_ts = ts;
+        self.calls = 0;
+        self.prev1 = START;
+        self.prev2 = START;
+        self.tool_counts.clear();
+        self.distinct.clear();
+        self.carry = 0.0;
+        self.max_score = 0.0;
+        self.flagged = false;
+        self.calibrate = calibrate;
+    }
+
+    fn tool_count(&self, tool: Fp) -> u32 {
+        self.tool_counts
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map_or(0, |(_, c)| *c)
+    }
+}
+
+/// One agent: its profile, policy and open sessions.
+#[derive(Debug)]
+pub struct AgentState {
+    pub id: Box<str>,
+    pub profile: Profile,
+    pub policy: AgentPolicy,
+    sessions: Vec<SessionState>,
+}
+
+/// A scored and decided call, not yet learned.
+#[derive(Debug)]
+pub struct Evaluation<'a> {
+    pub obs: Observation<'a>,
+    pub score: Score,
+    pub decision: Decision,
+    agent: u32,
+    session: u32,
+    ctx: SeqContext,
+    /// Values of this call the session had not touched yet.
+    new_values: ArrayVec<Fp, MAX_VALUES>,
+}
+
+/// A reason as it leaves the engine: signal, text, bits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExplainedReason {
+    pub signal: &'static str,
+    pub detail: String,
+    pub bits: f32,
+}
+
+/// Counts of what the engine has seen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineCounters {
+    pub tool_calls: u64,
+    pub flagged: u64,
+    pub sessions_closed: u64,
+}
+
+/// Per-agent state for one worker.
+pub struct Engine {
+    limits: ProfileLimits,
+    params: ScoreParams,
+    policy: PolicyConfig,
+    fp: Fingerprinter,
+    session_timeout_ms: i64,
+    max_sessions: usize,
+    index: HashMap<Box<str>, u32>,
+    agents: Vec<AgentState>,
+    /// Closed sessions kept for reuse, so steady state allocates nothing.
+    pool: Vec<SessionState>,
+    pub counters: EngineCounters,
+}
+
+impl Engine {
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            limits: cfg.detector.limits(),
+            params: cfg.detector.score_params(),
+            policy: cfg.policy.clone(),
+            fp: Fingerprinter::new(cfg.detector.hash_key()),
+            session_timeout_ms: cfg.detector.session_timeout.as_millis() as i64,
+            max_sessions: cfg.detector.max_sessions_per_agent,
+            index: HashMap::new(),
+            agents: Vec::new(),
+            pool: Vec::new(),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    pub fn agents(&self) -> &[AgentState] {
+        &self.agents
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&AgentState> {
+        self.index.get(id).map(|&i| &self.agents[i as usize])
+    }
+
+    fn agent_index(&mut self, id: &str, ts: Millis) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        let i = self.agents.len() as u32;
+        self.agents.push(AgentState {
+            id: id.into(),
+            profile: Profile::new(ts),
+            policy: decide::resolve(id, &self.policy),
+            sessions: Vec::new(),
+        });
+        self.index.insert(id.into(), i);
+        i
+    }
+
+    /// Closes session `si` of agent `ai`, learning its shape if it was clean.
+    fn close_session(&mut self, ai: usize, si: usize) {
+        let agent = &mut self.agents[ai];
+        let s = agent.sessions.swap_remove(si);
+        if !s.flagged && s.calls > 0 {
+            let summary = SessionSummary {
+                end: SeqContext {
+                    prev1: s.prev1,
+                    prev2: s.prev2,
+                    gap_ms: None,
+                },
+                calls: s.calls,
+                distinct_values: s.distinct.len() as u32,
+                tool_counts: &s.tool_counts,
+                max_score: s.calibrate.then_some(s.max_score),
+                ts: s.last_ts,
+            };
+            agent.profile.learn_session(&summary, &self.limits);
+        }
+        self.counters.sessions_closed += 1;
+        self.pool.push(s);
+    }
+
+    /// Finds (or opens) the call's session, closing idle ones on the way.
+    fn session_index(&mut self, ai: usize, key: u64, ts: Millis) -> usize {
+        let timeout = self.session_timeout_ms;
+        let mut i = 0;
+        while i < self.agents[ai].sessions.len() {
+            let s = &self.agents[ai].sessions[i];
+            if ts - s.last_ts > timeout {
+                self.close_session(ai, i);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(i) = self.agents[ai].sessions.iter().position(|s| s.key == key) {
+            return i;
+        }
+        if self.agents[ai].sessions.len() >= self.max_sessions {
+            let oldest = self.agents[ai]
+                .sessions
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.last_ts)
+                .map_or(0, |(i, _)| i);
+            self.close_session(ai, oldest);
+        }
+        let calibrate = self.agents[ai].profile.events_learned >= self.policy.warmup_events;
+        let mut s = self.pool.pop().unwrap_or_default();
+        s.reset(key, ts, calibrate);
+        self.agents[ai].sessions.push(s);
+        self.agents[ai].sessions.len() - 1
+    }
+
+    /// Scores and decides one call. Nothing is learned until [`commit`].
+    ///
+    /// [`commit`]: Engine::commit
+    pub fn evaluate<'a>(&mut self, call: &'a ToolCall<'a>, phase: Phase) -> Evaluation<'a> {
+        let obs = Observation::extract(call, &self.fp);
+        let ai = self.agent_index(&call.agent_id, call.ts) as usize;
+        let key = match (&call.session_id, &call.agent_instance) {
+            (Some(s), _) => self.fp.session(s),
+            (None, Some(i)) => self.fp.session(i) ^ 2,
+            (None, None) => 2,
+        };
+        let si = self.session_index(ai, key, call.ts);
+        let agent = &self.agents[ai];
+        let sess = &agent.sessions[si];
+        let ctx = SeqContext {
+            prev1: sess.prev1,
+            prev2: sess.prev2,
+            gap_ms: (sess.calls > 0)
+                .then(|| call.ts - sess.last_ts)
+                .filter(|g| *g >= 0),
+        };
+        let mut new_values = ArrayVec::new();
+        for v in &obs.values {
+            if sess.distinct.binary_search(&v.fp).is_err() {
+                new_values.push(v.fp);
+            }
+        }
+        let view = SessionView {
+            calls: sess.calls,
+            tool_calls: sess.tool_count(obs.tool),
+            distinct_values: sess.distinct.len() as u32,
+            new_values: new_values.len() as u32,
+            carry: sess.carry,
+        };
+        let p = &agent.profile;
+        let score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        let decision = match phase {
+            Phase::Train => decide::decide(f32::NEG_INFINITY, (0.0, decide::Basis::WarmUp), agent.policy.mode),
+            Phase::Live => {
+                let inv_w = 1.0 / p.weight(call.ts, &self.limits);
+                let threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
+                decide::decide(score.total, threshold, agent.policy.mode)
+            }
+        };
+        Evaluation {
+            obs,
+            score,
+            decision,
+            agent: ai as u32,
+            session: si as u32,
+            ctx,
+            new_values,
+        }
+    }
+
+    /// The reasons of an evaluation as text, largest first.
+    pub fn explain(&self, ev: &Evaluation) -> Vec<ExplainedReason> {
+        let p = &self.agents[ev.agent as usize].profile;
+        ev.score
+            .sorted_reasons()
+            .iter()
+            .filter(|r| r.bits >= 0.01)
+            .map(|r| ExplainedReason {
+                signal: r.signal.as_str(),
+                detail: render_detail(r, &ev.obs, p),
+                bits: (r.bits * 100.0).round() / 100.0,
+            })
+            .collect()
+    }
+
+    /// Updates the session and, unless the call or its session was flagged,
+    /// learns the call.
+    pub fn commit(&mut self, ev: Evaluation) {
+        let agent = &mut self.agents[ev.agent as usize];
+        let inv_w = 1.0 / agent.profile.weight(ev.obs.ts, &self.limits);
+        let allowance = if agent.profile.event_bits.total() * inv_w >= 50.0 {
+            agent.profile.event_bits.quantile(0.9).max(self.policy.carry_allowance_bits)
+        } else {
+            self.policy.carry_allowance_bits
+        };
+        let s = &mut agent.sessions[ev.session as usize];
+        let event_bits = ev.score.event_bits;
+        if ev.decision.flagged {
+            s.flagged = true;
+            self.counters.flagged += 1;
+        }
+        // After a flag the session keeps its surprise: later calls are
+        // judged in its light.
+        let allowance = if s.flagged { 0.0 } else { allowance };
+        s.carry = (s.carry + event_bits - allowance).max(0.0);
+        s.max_score = s.max_score.max(ev.score.total);
+        s.calls += 1;
+        s.last_ts = s.last_ts.max(ev.obs.ts);
+        s.prev2 = s.prev1;
+        s.prev1 = ev.obs.tool;
+        match s.tool_counts.iter_mut().find(|(t, _)| *t == ev.obs.tool) {
+            Some((_, c)) => *c += 1,
+            None => s.tool_counts.push((ev.obs.tool, 1)),
+        }
+        for fp in &ev.new_values {
+            if s.distinct.len() < SESSION_DISTINCT_CAP {
+                if let Err(at) = s.distinct.binary_search(fp) {
+                    s.distinct.insert(at, *fp);
+                }
+            }
+        }
+        self.counters.tool_calls += 1;
+        if !s.flagged {
+            agent.profile.learn(&ev.obs, &ev.ctx, Some(event_bits), &self.limits);
+        }
+    }
+
+    /// Closes every open session (end of a replay, shutdown).
+    pub fn close_all(&mut self) {
+        for ai in 0..self.agents.len() {
+            while !self.agents[ai].sessions.is_empty() {
+                self.close_session(ai, 0);
+            }
+        }
+    }
+
+    /// The threshold that applies to an agent now, for reporting.
+    pub fn threshold_of(&self, agent: &AgentState) -> (f32, decide::Basis) {
+        let p = &agent.profile;
+        let inv_w = 1.0 / p.weight(p.last_ts, &self.limits);
+        decide::threshold(p, &agent.policy, &self.policy, inv_w)
+    }
+}
+
+impl Signal {
+    /// Signals a person reads as "what the call did" (vs. context).
+    pub fn is_call_level(self) -> bool {
+        !matches!(self, Signal::Hour | Signal::Weekday | Signal::Cadence | Signal::Volume | Signal::Session)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,396 @@
+//! JSON decoding of one event, per EVENTS.md.
+//!
+//! One pass over the input: a `DeserializeSeed` visits the object's keys,
+//! remembers which field it is reading so that a type error can name it, and
+//! ignores unknown fields. Required fields are checked after the pass so the
+//! error names the first missing one. Decoding never panics.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::event::{Action, ContextEvent, Event, EventKind, Millis, Origin, ToolCall};
+
+/// Why an input was rejected; `as_str` is the metric / rejects-file label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeErrorKind {
+    /// The line is not valid UTF-8.
+    NotUtf8,
+    /// The line is longer than the configured limit.
+    TooLarge,
+    /// Not JSON, or JSON cut short.
+    Syntax,
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// A required field is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// `ts` is not an RFC 3339 time.
+    BadTimestamp,
+    /// A field has a value outside its allowed set (`action`, `kind`).
+    BadValue,
+    /// The same field appears twice.
+    DuplicateField,
+}
+
+impl DecodeErrorKind {
+    pub const ALL: [DecodeErrorKind; 9] = [
+        Self::NotUtf8,
+        Self::TooLarge,
+        Self::Syntax,
+        Self::NotObject,
+        Self::MissingField,
+        Self::WrongType,
+        Self::BadTimestamp,
+        Self::BadValue,
+        Self::DuplicateField,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotUtf8 => "not_utf8",
+            Self::TooLarge => "too_large",
+            Self::Syntax => "syntax",
+            Self::NotObject => "not_object",
+            Self::MissingField => "missing_field",
+            Self::WrongType => "wrong_type",
+            Self::BadTimestamp => "bad_timestamp",
+            Self::BadValue => "bad_value",
+            Self::DuplicateField => "duplicate_field",
+        }
+    }
+}
+
+/// A rejected event: what was wrong, in which field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    /// The field at fault, when one is.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(kind: DecodeErrorKind, field: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Decodes one event from raw bytes, checking size and UTF-8 first.
+pub fn decode_bytes(input: &[u8], max_bytes: usize) -> Result<Event<'_>, DecodeError> {
+    if input.len() > max_bytes {
+        return Err(DecodeError::new(
+            DecodeErrorKind::TooLarge,
+            None,
+            format!("event is {} bytes, the limit is {max_bytes}", input.len()),
+        ));
+    }
+    let text = std::str::from_utf8(input).map_err(|e| {
+        DecodeError::new(
+            DecodeErrorKind::NotUtf8,
+            None,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    decode_str(text)
+}
+
+/// Decodes one event from a JSON text.
+pub fn decode_str(text: &str) -> Result<Event<'_>, DecodeError> {
+    let current = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = RawSeed { current: &current }
+        .deserialize(&mut de)
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|e| classify(e, current.get()))?;
+    raw.finish()
+}
+
+/// Turns a serde_json error into a typed one, naming the field being read.
+fn classify(e: serde_json::Error, field: Option<&'static str>) -> DecodeError {
+    use serde_json::error::Category;
+    let message = e.to_string();
+    // Our own `de::Error::custom` messages carry their kind as a prefix.
+    for kind in [
+        DecodeErrorKind::WrongType,
+        DecodeErrorKind::NotObject,
+        DecodeErrorKind::DuplicateField,
+        DecodeErrorKind::BadValue,
+    ] {
+        if let Some(rest) = message.strip_prefix(kind.as_str()) {
+            return DecodeError::new(kind, field, rest.trim_start_matches(": ").to_owned());
+        }
+    }
+    let kind = match e.classify() {
+        Category::Data if field.is_some() => DecodeErrorKind::WrongType,
+        Category::Data => DecodeErrorKind::NotObject,
+        Category::Eof => {
+            return DecodeError::new(
+                DecodeErrorKind::Syntax,
+                None,
+                format!("JSON ends early ({message})"),
+            )
+        }
+        Category::Syntax | Category::Io => DecodeErrorKind::Syntax,
+    };
+    let field = if kind == DecodeErrorKind::Syntax {
+        None
+    } else {
+        field
+    };
+    DecodeError::new(kind, field, message)
+}
+
+/// Every field we read, optional at this stage; `finish` checks presence.
+#[derive(Default)]
+struct RawEvent<'a> {
+    kind: Option<Cow<'a, str>>,
+    event_id: Option<Cow<'a, str>>,
+    ts: Option<Cow<'a, str>>,
+    agent_id: Option<Cow<'a, str>>,
+    agent_instance: Option<Cow<'a, str>>,
+    principal: Option<Cow<'a, str>>,
+    session_id: Option<Cow<'a, str>>,
+    tool: Option<Cow<'a, str>>,
+    resource_type: Option<Cow<'a, str>>,
+    resource_id: Option<Cow<'a, str>>,
+    resource_owner: Option<Cow<'a, str>>,
+    action: Option<Cow<'a, str>>,
+    args: Option<&'a RawValue>,
+    credential_id: Option<Cow<'a, str>>,
+    origin: Option<Origin<'a>>,
+    trace_id: Option<Cow<'a, str>>,
+    arg_sources: Option<&'a RawValue>,
+    call_event_id: Option<Cow<'a, str>>,
+    entities: Option<Vec<Cow<'a, str>>>,
+}
+
+fn required<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(DecodeError::new(
+            DecodeErrorKind::MissingField,
+            Some(field),
+            "required field is empty",
+        )),
+        None => Err(DecodeError::new(
+            DecodeErrorKind::MissingField,
+            Some(field),
+            "required field is missing",
+        )),
+    }
+}
+
+/// Parses an RFC 3339 time into Unix milliseconds.
+pub fn parse_ts(s: &str) -> Result<Millis, DecodeError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            DecodeError::new(
+                DecodeErrorKind::BadTimestamp,
+                Some("ts"),
+                format!("{s:?} is not an RFC 3339 time ({e})"),
+            )
+        })
+}
+
+impl<'a> RawEvent<'a> {
+    fn finish(self) -> Result<Event<'a>, DecodeError> {
+        let kind = match self.kind.as_deref() {
+            None | Some("tool_call") => EventKind::ToolCall,
+            Some("prompt") => EventKind::Prompt,
+            Some("tool_result") => EventKind::ToolResult,
+            Some(other) => {
+                return Err(DecodeError::new(
+                    DecodeErrorKind::BadValue,
+                    Some("kind"),
+                    format!("unknown kind {other:?} (expected tool_call, prompt or tool_result)"),
+                ))
+            }
+        };
+        let event_id = required(self.event_id, "event_id")?;
+        let ts = parse_ts(&required(self.ts, "ts")?)?;
+        let agent_id = required(self.agent_id, "agent_id")?;
+        if kind != EventKind::ToolCall {
+            let call_event_id = match kind {
+                EventKind::ToolResult => Some(required(self.call_event_id, "call_event_id")?),
+                _ => self.call_event_id,
+            };
+            return Ok(Event::Context(ContextEvent {
+                kind,
+                event_id,
+                ts,
+                agent_id,
+                session_id: self.session_id,
+                call_event_id,
+                entities: self.entities.unwrap_or_default(),
+            }));
+        }
+        let tool = required(self.tool, "tool")?;
+        let action = match self.action.as_deref() {
+            None => None,
+            Some(a) => Some(Action::parse(a).ok_or_else(|| {
+                DecodeError::new(
+                    DecodeErrorKind::BadValue,
+                    Some("action"),
+                    format!("unknown action {a:?} (expected read, write, delete, execute or admin)"),
+                )
+            })?),
+        };
+        Ok(Event::ToolCall(ToolCall {
+            event_id,
+            ts,
+            agent_id,
+            agent_instance: self.agent_instance,
+            principal: self.principal,
+            session_id: self.session_id,
+            tool,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            resource_owner: self.resource_owner,
+            action,
+            args: self.args,
+            credential_id: self.credential_id,
+            origin: self.origin,
+            trace_id: self.trace_id,
+            arg_sources: self.arg_sources,
+        }))
+    }
+}
+
+/// Seed that records the field being decoded in `current`.
+struct RawSeed<'c> {
+    current: &'c Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
+    type Value = RawEvent<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A JSON object, checked to be one, kept raw.
+struct ObjectRaw<'a>(Option<&'a RawValue>);
+
+impl<'de> serde::Deserialize<'de> for ObjectRaw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Option<&'de RawValue> = serde::Deserialize::deserialize(d)?;
+        match raw {
+            Some(r) if r.get().starts_with('{') => Ok(Self(Some(r))),
+            Some(r) if r.get() == "null" => Ok(Self(None)),
+            Some(_) => Err(de::Error::custom("wrong_type: expected a JSON object")),
+            None => Ok(Self(None)),
+        }
+    }
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+macro_rules! set_once {
+    ($slot:expr, $map:ident, $name:literal, $current:expr, $ty:ty, $conv:expr) => {{
+        $current.set(Some($name));
+        if $slot.is_some() {
+            return Err(de::Error::custom(concat!(
+                "duplicate_field: ",
+                $name,
+                " appears twice"
+            )));
+        }
+        $slot = $map.next_value::<Option<$ty>>()?.map($conv);
+    }};
+    ($slot:expr, $map:ident, $name:literal, $current:expr) => {
+        set_once!($slot, $map, $name, $current, Str<'de>, |s: Str<'de>| s.0)
+    };
+}
+
+impl<'de> Visitor<'de> for RawSeed<'_> {
+    type Value = RawEvent<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object (one event)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut ev = RawEvent::default();
+        let cur = self.current;
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            match key.as_ref() {
+                "kind" => set_once!(ev.kind, map, "kind", cur),
+                "event_id" => set_once!(ev.event_id, map, "event_id", cur),
+                "ts" => set_once!(ev.ts, map, "ts", cur),
+                "agent_id" => set_once!(ev.agent_id, map, "agent_id", cur),
+                "agent_instance" => set_once!(ev.agent_instance, map, "agent_instance", cur),
+                "principal" => set_once!(ev.principal, map, "principal", cur),
+                "session_id" => set_once!(ev.session_id, map, "session_id", cur),
+                "tool" => set_once!(ev.tool, map, "tool", cur),
+                "resource_type" => set_once!(ev.resource_type, map, "resource_type", cur),
+                "resource_id" => set_once!(ev.resource_id, map, "resource_id", cur),
+                "resource_owner" => set_once!(ev.resource_owner, map, "resource_owner", cur),
+                "action" => set_once!(ev.action, map, "action", cur),
+                "credential_id" => set_once!(ev.credential_id, map, "credential_id", cur),
+                "origin" => set_once!(ev.origin, map, "origin", cur, Origin<'de>, |o| o),
+                "trace_id" => set_once!(ev.trace_id, map, "trace_id", cur),
+                "call_event_id" => set_once!(ev.call_event_id, map, "call_event_id", cur),
+                "entities" => set_once!(
+                    ev.entities,
+                    map,
+                    "entities",
+                    cur,
+                    Vec<Str<'de>>,
+                    |v: Vec<Str<'de>>| v.into_iter().map(|s| s.0).collect()
+                ),
+                "args" => {
+                    cur.set(Some("args"));
+                    ev.args = map.next_value::<ObjectRaw<'de>>()?.0;
+                }
+                "arg_sources" => {
+                    cur.set(Some("arg_sources"));
+                    ev.arg_sources = map.next_value::<ObjectRaw<'de>>()?.0;
+                }
+                _ => {
+                    cur.set(None);
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        cur.set(None);
+        Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests;

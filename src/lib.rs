@@ -1,0 +1,35 @@
+//! Warden watches the tool calls of AI agents, learns what each agent
+//! normally does, and flags calls that deviate, with reasons in bits.
+//!
+//! ```text
+//!  sources          decode               engine (per agent, single writer)
+//!  replay file ─► ToolCallEvent ─► route ─► extract ─► score ─► decide ─► learn
+//!  (http, kafka)   (bad → rejects)          features   profile   threshold
+//! ```
+//!
+//! # Layout
+//! Modules in data-flow order:
+//! - [`event`]: the event contract (EVENTS.md), borrowed from the input.
+//! - [`ingest`]: decoding, bounded line reading, the rejects sink.
+//! - [`baseline`]: per-agent [`baseline::Profile`]s learned online.
+//! - [`score`]: feature extraction and the explainable scorer.
+//! - [`decide`]: thresholds, classes, modes.
+//! - [`engine`]: profiles and sessions; the per-call path.
+//! - [`replay`]: `warden replay`, the offline harness and its report.
+//! - [`generate`]: the labelled data generator behind `replay-data/`.
+//! - [`config`], [`cli`], [`app`], [`telemetry`]: the binary's plumbing.
+
+pub mod app;
+pub mod baseline;
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod engine;
+pub mod event;
+pub mod generate;
+pub mod ingest;
+pub mod replay;
+pub mod score;
+pub mod telemetry;
+#[cfg(test)]
+pub mod test_util;

@@ -1,0 +1,536 @@
+//! Feature extraction: one tool call → an [`Observation`] of fingerprints,
+//! numbers and time fields, borrowed from the event.
+//!
+//! Values are hashed with a keyed hash (`xxh3` with a secret seed), so the
+//! profile never holds resource ids, addresses or account numbers in clear.
+//! Extraction walks `args` once, with no heap allocation unless a string in
+//! it carries JSON escapes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use arrayvec::ArrayVec;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::baseline::tables::Fp;
+use crate::event::{Action, Millis, ToolCall};
+
+/// Most counterparty values kept per call (resource id first).
+pub const MAX_VALUES: usize = 8;
+/// Most numeric argument features kept per call.
+pub const MAX_NUMBERS: usize = 6;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Salts that keep the kinds of fingerprint apart.
+#[derive(Clone, Copy)]
+#[repr(u64)]
+enum Salt {
+    Tool = 0x7001,
+    Rtype = 0x7002,
+    Value = 0x7003,
+    Parent = 0x7004,
+    Skeleton = 0x7005,
+    ArgKey = 0x7006,
+    Session = 0x7007,
+}
+
+/// Keyed hashing of names and values into fingerprints.
+#[derive(Debug, Clone, Copy)]
+pub struct Fingerprinter {
+    key: u64,
+}
+
+impl Fingerprinter {
+    pub fn new(key: u64) -> Self {
+        Self { key }
+    }
+
+    fn raw(&self, salt: Salt, bytes: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.key ^ (salt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    fn fold(h: u64) -> Fp {
+        let f = (h ^ (h >> 32)) as u32;
+        if f == 0 {
+            1
+        } else {
+            f
+        }
+    }
+
+    /// Case-insensitive fingerprint: addresses and hosts differ only in case
+    /// are the same counterparty.
+    fn lower(&self, salt: Salt, s: &str) -> Fp {
+        let b = s.as_bytes();
+        if b.len() <= 256 {
+            let mut buf = [0u8; 256];
+            for (d, c) in buf.iter_mut().zip(b) {
+                *d = c.to_ascii_lowercase();
+            }
+            Self::fold(self.raw(salt, &buf[..b.len()]))
+        } else {
+            Self::fold(self.raw(salt, b))
+        }
+    }
+
+    pub fn tool(&self, name: &str) -> Fp {
+        Self::fold(self.raw(Salt::Tool, name.as_bytes()))
+    }
+
+    pub fn rtype(&self, name: &str) -> Fp {
+        Self::fold(self.raw(Salt::Rtype, name.as_bytes()))
+    }
+
+    pub fn session(&self, id: &str) -> u64 {
+        self.raw(Salt::Session, id.as_bytes()) | 1
+    }
+
+    fn arg_key(&self, name: &str) -> Fp {
+        Self::fold(self.raw(Salt::ArgKey, name.as_bytes()))
+    }
+}
+
+/// Where a value was found in the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueFrom<'a> {
+    ResourceId,
+    Arg(Cow<'a, str>),
+}
+
+/// A counterparty or resource the call touches.
+#[derive(Debug, Clone)]
+pub struct Value<'a> {
+    pub text: Cow<'a, str>,
+    pub from: ValueFrom<'a>,
+    pub fp: Fp,
+    /// The value's parent (an address's domain, a URL's host, a path's
+    /// directory, an id's prefix); 0 when it has none.
+    pub parent: Fp,
+    /// Confusable-folded skeletons of the host's labels (0 = none), to spot
+    /// look-alikes of known domains.
+    pub skeletons: [Fp; 2],
+}
+
+/// Whether a number is an argument's magnitude or an array's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NumKind {
+    Magnitude = 0,
+    Count = 1,
+}
+
+/// A numeric feature of the call's arguments.
+#[derive(Debug, Clone)]
+pub struct Number<'a> {
+    pub key: Cow<'a, str>,
+    pub key_fp: Fp,
+    pub kind: NumKind,
+    pub value: f64,
+}
+
+/// Everything the profile scores and learns from one tool call.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub ts: Millis,
+    /// Days since the Unix epoch (last-seen stamps).
+    pub day: u16,
+    pub hour: u8,
+    /// 0 = Monday.
+    pub weekday: u8,
+    pub tool: Fp,
+    pub tool_name: &'a str,
+    /// 0 when the event has no `resource_type`.
+    pub rtype: Fp,
+    pub rtype_name: Option<&'a str>,
+    pub action: Action,
+    pub values: ArrayVec<Value<'a>, MAX_VALUES>,
+    pub numbers: ArrayVec<Number<'a>, MAX_NUMBERS>,
+}
+
+impl<'a> Observation<'a> {
+    /// Extracts the observation from a decoded call.
+    pub fn extract(call: &'a ToolCall<'a>, fp: &Fingerprinter) -> Self {
+        let days = call.ts.div_euclid(MS_PER_DAY);
+        let mut obs = Observation {
+            ts: call.ts,
+            day: days.clamp(0, u16::MAX as i64) as u16,
+            hour: (call.ts.rem_euclid(MS_PER_DAY) / 3_600_000) as u8,
+            weekday: (days + 3).rem_euclid(7) as u8,
+            tool: fp.tool(&call.tool),
+            tool_name: &call.tool,
+            rtype: call.resource_type.as_deref().map_or(0, |r| fp.rtype(r)),
+            rtype_name: call.resource_type.as_deref(),
+            action: call.action.unwrap_or(Action::None),
+            values: ArrayVec::new(),
+            numbers: ArrayVec::new(),
+        };
+        if let Some(rid) = call.resource_id.as_deref().filter(|s| !s.is_empty()) {
+            obs.push_value(fp, Cow::Borrowed(rid), ValueFrom::ResourceId);
+        }
+        if let Some(args) = call.args {
+            let mut de = serde_json::Deserializer::from_str(args.get());
+            // Args were validated as a JSON object by the decoder; a failure
+            // here only means fewer features, never a rejected event.
+            let _ = ArgSeed {
+                obs: &mut obs,
+                fp,
+                key: None,
+                depth: 0,
+            }
+            .deserialize(&mut de);
+        }
+        obs
+    }
+
+    fn push_value(&mut self, fp: &Fingerprinter, text: Cow<'a, str>, from: ValueFrom<'a>) {
+        if self.values.is_full() {
+            return;
+        }
+        let vfp = fp.lower(Salt::Value, &text);
+        if self.values.iter().any(|v| v.fp == vfp) {
+            return;
+        }
+        let (parent, host) = parent_of(&text);
+        let parent_fp = parent.map_or(0, |p| fp.lower(Salt::Parent, p));
+        let skeletons = host.map_or([0, 0], |h| skeletons(fp, h));
+        self.values.push(Value {
+            fp: vfp,
+            parent: parent_fp,
+            skeletons,
+            text,
+            from,
+        });
+    }
+
+    fn push_number(&mut self, fp: &Fingerprinter, key: Cow<'a, str>, kind: NumKind, value: f64) {
+        if self.numbers.is_full() || !value.is_finite() {
+            return;
+        }
+        let key_fp = fp.arg_key(&key) ^ kind as u32;
+        self.numbers.push(Number {
+            key_fp,
+            key,
+            kind,
+            value: value.abs(),
+        });
+    }
+}
+
+/// Is this argument string a counterparty worth tracking (an e-mail
+/// address, a URL, an IBAN)? Free text is not: it would only be "new".
+pub fn is_entity(s: &str) -> bool {
+    if s.len() < 4 || s.len() > 512 || s.contains(char::is_whitespace) {
+        return false;
+    }
+    if let Some(at) = s.rfind('@') {
+        return at > 0 && s[at + 1..].contains('.');
+    }
+    if has_scheme(s, "https://") || has_scheme(s, "http://") {
+        return true;
+    }
+    is_iban(s)
+}
+
+/// Case-insensitive prefix test on bytes (never slices inside a character).
+fn has_scheme(s: &str, scheme: &str) -> bool {
+    s.len() > scheme.len() && s.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+}
+
+fn is_iban(s: &str) -> bool {
+    let b = s.as_bytes();
+    (15..=34).contains(&b.len())
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_uppercase()
+        && b[2].is_ascii_digit()
+        && b[3].is_ascii_digit()
+        && b[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// The parent of a value, and the host name when the value has one.
+pub fn parent_of(s: &str) -> (Option<&str>, Option<&str>) {
+    if let Some(at) = s.rfind('@') {
+        let host = &s[at + 1..];
+        if at > 0 && host.contains('.') {
+            return (Some(host), Some(host));
+        }
+    }
+    for scheme in ["https://", "http://"] {
+        if has_scheme(s, scheme) {
+            let rest = &s[scheme.len()..];
+            let end = rest.find(['/', ':', '?', '#']).unwrap_or(rest.len());
+            let host = &rest[..end];
+            let host = host.strip_prefix("www.").unwrap_or(host);
+            return (Some(host).filter(|h| !h.is_empty()), Some(host));
+        }
+    }
+    if is_iban(s) {
+        return (Some(&s[..8]), None);
+    }
+    if let Some(slash) = s.rfind('/') {
+        if slash > 0 {
+            return (Some(&s[..slash]), None);
+        }
+    }
+    let parent = s
+        .rfind([':', '-', '_', '.', '#'])
+        .filter(|&i| i > 0)
+        .map(|i| &s[..i]);
+    (parent, None)
+}
+
+/// Folds characters that look alike (0/o, 1/l/i, rn/m, Cyrillic a/e/o…)
+/// and drops separators, so `acme-c0rp` and `acmecorp` share a skeleton.
+fn fold_confusables(label: &str, out: &mut ArrayVec<u8, 64>) {
+    let mut tmp: ArrayVec<u8, 64> = ArrayVec::new();
+    for c in label.chars() {
+        let m = match c.to_ascii_lowercase() {
+            '0' | 'о' | 'ο' => 'o',
+            '1' | 'i' | 'l' | '!' | '|' | 'і' | 'ı' => 'l',
+            '3' | 'е' | 'ε' => 'e',
+            '4' | '@' | 'а' | 'α' => 'a',
+            '5' | '$' | 'ѕ' => 's',
+            '7' => 't',
+            '8' => 'b',
+            'р' | 'ρ' => 'p',
+            'с' => 'c',
+            'х' | 'χ' => 'x',
+            'у' => 'y',
+            '-' | '_' => continue,
+            c if c.is_ascii_alphanumeric() => c,
+            _ => continue,
+        };
+        if tmp.try_push(m as u8).is_err() {
+            break;
+        }
+    }
+    let mut i = 0;
+    while i < tmp.len() {
+        let pair = (tmp[i], tmp.get(i + 1).copied());
+        let (c, skip) = match pair {
+            (b'r', Some(b'n')) => (b'm', 2),
+            (b'v', Some(b'v')) => (b'w', 2),
+            (b'c', Some(b'l')) => (b'd', 2),
+            (c, _) => (c, 1),
+        };
+        let _ = out.try_push(c);
+        i += skip;
+    }
+}
+
+/// Skeletons of the first two significant labels of a host (TLD excluded,
+/// labels shorter than 5 folded characters skipped).
+fn skeletons(fp: &Fingerprinter, host: &str) -> [Fp; 2] {
+    let mut out = [0; 2];
+    let labels: ArrayVec<&str, 8> = host.split('.').take(8).collect();
+    let n = labels.len().saturating_sub(1);
+    let mut k = 0;
+    for label in &labels[..n] {
+        let mut folded = ArrayVec::<u8, 64>::new();
+        fold_confusables(label, &mut folded);
+        if folded.len() >= 5 {
+            out[k] = Fingerprinter::fold(fp.raw(Salt::Skeleton, &folded));
+            k += 1;
+            if k == out.len() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Walks `args`: strings that are entities become values, numbers and array
+/// lengths become numeric features. Depth is bounded.
+struct ArgSeed<'o, 'a, 'f> {
+    obs: &'o mut Observation<'a>,
+    fp: &'f Fingerprinter,
+    key: Option<Cow<'a, str>>,
+    depth: u8,
+}
+
+const MAX_DEPTH: u8 = 3;
+
+impl<'a> ArgSeed<'_, 'a, '_> {
+    fn child(&mut self, key: Option<Cow<'a, str>>) -> ArgSeed<'_, 'a, '_> {
+        ArgSeed {
+            obs: self.obs,
+            fp: self.fp,
+            key,
+            depth: self.depth + 1,
+        }
+    }
+
+    fn string(self, s: Cow<'a, str>) {
+        if is_entity(&s) {
+            let from = ValueFrom::Arg(self.key.unwrap_or(Cow::Borrowed("?")));
+            self.obs.push_value(self.fp, s, from);
+        }
+    }
+
+    fn number(self, x: f64) {
+        if let Some(key) = self.key {
+            self.obs.push_number(self.fp, key, NumKind::Magnitude, x);
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ArgSeed<'_, 'de, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ArgSeed<'_, 'de, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.number(v as f64);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.number(v as f64);
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.number(v);
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.string(Cow::Borrowed(v));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if is_entity(v) {
+            self.string(Cow::Owned(v.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut len = 0u64;
+        if self.depth >= MAX_DEPTH {
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                len += 1;
+            }
+        } else {
+            loop {
+                let key = self.key.clone();
+                if seq.next_element_seed(self.child(key))?.is_none() {
+                    break;
+                }
+                len += 1;
+            }
+        }
+        if let Some(key) = self.key {
+            self.obs.push_number(self.fp, key, NumKind::Count, len as f64);
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(KeyStr(key)) = map.next_key::<KeyStr<'de>>()? {
+            if self.depth >= MAX_DEPTH {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                map.next_value_seed(self.child(Some(key)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A map key that borrows when it can.
+struct KeyStr<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for KeyStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode::decode_str;
+    use crate::event::Event;
+
+    fn obs_of(line: &str, f: impl FnOnce(&Observation)) {
+        let ev = decode_str(line).unwrap();
+        let Event::ToolCall(call) = ev else { panic!() };
+        let fp = Fingerprinter::new(42);
+        let obs = Observation::extract(&call, &fp);
+        f(&obs);
+    }
+
+    #[test]
+    fn extracts_values_numbers_and_time() {
+        obs_of(
+            r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"a","tool":"send_email",
+               "resource_id":"bob@example.com","action":"write",
+               "args":{"recipients":["bob@example.com","eve@evil.io"],"subject":"hi","amount":1200.5}}"#,
+            |o| {
+                assert_eq!(o.hour, 9);
+                assert_eq!(o.weekday, 1, "2026-11-24 is a Tuesday");
+                assert_eq!(o.values.len(), 2, "duplicate recipient folded");
+                assert_eq!(o.values[1].text, "eve@evil.io");
+                assert_eq!(o.values[1].from, ValueFrom::Arg("recipients".into()));
+                let count = o.numbers.iter().find(|n| n.kind == NumKind::Count).unwrap();
+                assert_eq!((count.key.as_ref(), count.value), ("recipients", 2.0));
+                let amount = o.numbers.iter().find(|n| n.kind == NumKind::Magnitude).unwrap();
+                assert_eq!(amount.value, 1200.5);
+            },
+        );
+    }
+
+    #[test]
+    fn parents_and_lookalike_skeletons() {
+        assert_eq!(parent_of("bob@acme.com").0, Some("acme.com"));
+        assert_eq!(parent_of("https://www.x.io/a?b").0, Some("x.io"));
+        assert_eq!(parent_of("DE89370400440532013000").0, Some("DE893704"));
+        assert_eq!(parent_of("/srv/data/file.csv").0, Some("/srv/data"));
+        assert_eq!(parent_of("cust-4411").0, Some("cust"));
+        assert_eq!(parent_of("plain").0, None);
+        let fp = Fingerprinter::new(1);
+        let known = skeletons(&fp, "acme-corp.com");
+        for spoof in ["acme-c0rp.com", "acmecorp.co", "acme-corp.com.evil.io", "acrne-corp.net"] {
+            let s = skeletons(&fp, spoof);
+            assert!(s.iter().any(|k| *k != 0 && known.contains(k)), "{spoof}");
+        }
+        let other = skeletons(&fp, "globex.com");
+        assert!(!other.iter().any(|k| *k != 0 && known.contains(k)));
+    }
+
+    #[test]
+    fn entity_detection() {
+        assert!(is_entity("a@b.co"));
+        assert!(is_entity("https://x.io"));
+        assert!(is_entity("GB29NWBK60161331926819"));
+        assert!(!is_entity("hello world"));
+        assert!(!is_entity("Re: ticket"));
+        assert!(!is_entity("12345"));
+    }
+}

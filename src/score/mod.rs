@@ -1,0 +1,626 @@
+//! Scoring: how surprising one call is for its agent, in bits, and why.
+//!
+//! Each signal is a surprisal (−log2 of a smoothed probability) against the
+//! agent's own profile, factored along the chain rule so that correlated
+//! facts are not counted twice: a new tool pays for being new once, and what
+//! it touches is then judged against the agent as a whole (back-off), not
+//! against the tool's empty history. Novelty of values is scored by how often
+//! *this tool* of *this agent* meets new values (an escape probability), so a
+//! known value never costs more than a new one.
+//!
+//! The total has three parts: this call's bits, the session's current level
+//! (hour, cadence, volume), and the carry: a CUSUM of earlier calls' excess
+//! over the agent's usual per-call bits, because multi-step attacks build up
+//! moderate surprise while new benign work spikes once.
+//!
+//! [`score`] allocates nothing: reasons are fixed-size and hold numbers; the
+//! text a person reads is rendered later by [`render_detail`].
+
+pub mod features;
+
+use arrayvec::ArrayVec;
+
+use crate::baseline::tables::Fp;
+use crate::baseline::{Profile, SeqContext, START};
+use crate::event::Action;
+use features::{NumKind, Observation, ValueFrom};
+
+/// The channels a score is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    Tool,
+    Sequence,
+    ResourceType,
+    Resource,
+    LookAlike,
+    Action,
+    Argument,
+    Hour,
+    Weekday,
+    Cadence,
+    Volume,
+    Session,
+}
+
+impl Signal {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Sequence => "sequence",
+            Self::ResourceType => "resource_type",
+            Self::Resource => "resource",
+            Self::LookAlike => "lookalike",
+            Self::Action => "action",
+            Self::Argument => "argument",
+            Self::Hour => "hour",
+            Self::Weekday => "weekday",
+            Self::Cadence => "cadence",
+            Self::Volume => "volume",
+            Self::Session => "session",
+        }
+    }
+}
+
+/// How new a value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Novelty {
+    /// Known to the agent, first time with this tool.
+    NewForTool,
+    /// New to the agent; its parent (domain, bank, directory) is known.
+    KnownParent,
+    /// New to the agent and so is its parent.
+    NewParent,
+    /// New to the agent; the value has no parent.
+    New,
+}
+
+/// What a volume reason counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeKind {
+    SessionCalls,
+    ToolCalls,
+    FanOut,
+    Rate,
+}
+
+/// The numbers behind a reason; rendered to text only when emitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detail {
+    NewTool { known_tools: u32, calls: f32 },
+    Sequence { prev: Fp, prob: f32, ctx_calls: f32 },
+    ResourceType { tool_known: bool, agent_known: bool, tool_calls: f32 },
+    Resource { value: u8, novelty: Novelty, tool_calls: f32, novel_rate: f32 },
+    LookAlike { value: u8, new_parents: f32 },
+    Action { action: Action, tool_share: f32, agent_share: f32, calls: f32 },
+    Argument { number: u8, max: f64, n: f32 },
+    Hour { hour: u8, share: f32 },
+    Weekday { weekday: u8, share: f32 },
+    Gap { gap_ms: i64, share: f32 },
+    Volume { kind: VolumeKind, count: f32, usual: f32, p: f32 },
+    Carry { calls: u32 },
+}
+
+/// One contribution to a score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reason {
+    pub signal: Signal,
+    pub bits: f32,
+    pub detail: Detail,
+}
+
+/// Most reasons one score keeps.
+pub const MAX_REASONS: usize = 12;
+
+/// A scored call.
+#[derive(Debug, Clone, Default)]
+pub struct Score {
+    /// Bits of this call alone.
+    pub event_bits: f32,
+    /// Bits of the session's current level (hour, cadence, volume).
+    pub session_bits: f32,
+    /// Bits carried from earlier calls of the session.
+    pub carry_bits: f32,
+    pub total: f32,
+    pub reasons: ArrayVec<Reason, MAX_REASONS>,
+}
+
+impl Score {
+    fn push(&mut self, signal: Signal, bits: f32, detail: Detail) {
+        if bits > 0.0 && bits.is_finite() {
+            let _ = self.reasons.try_push(Reason { signal, bits, detail });
+        }
+    }
+
+    /// Reasons, largest first.
+    pub fn sorted_reasons(&self) -> ArrayVec<Reason, MAX_REASONS> {
+        let mut r = self.reasons.clone();
+        r.sort_unstable_by(|a, b| b.bits.total_cmp(&a.bits));
+        r
+    }
+}
+
+/// Tunables of the scorer (from the config file).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreParams {
+    /// Effective observations a histogram needs before its signal counts.
+    pub min_history: f32,
+    /// Prior strength pulling a tool's novelty rate towards the agent's.
+    pub backoff_strength: f32,
+}
+
+impl Default for ScoreParams {
+    fn default() -> Self {
+        Self {
+            min_history: 20.0,
+            backoff_strength: 2.0,
+        }
+    }
+}
+
+/// The session as the scorer sees it, before this call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionView {
+    pub calls: u32,
+    pub tool_calls: u32,
+    pub distinct_values: u32,
+    /// Values of this call not yet seen in the session.
+    pub new_values: u32,
+    pub carry: f32,
+}
+
+fn bits(p: f32) -> f32 {
+    if p >= 1.0 {
+        0.0
+    } else {
+        -(p.max(1e-12)).log2()
+    }
+}
+
+/// Scores `obs` against the profile. Pure: no allocation, no I/O.
+pub fn score(
+    p: &Profile,
+    obs: &Observation,
+    ctx: &SeqContext,
+    sess: &SessionView,
+    params: &ScoreParams,
+    half_life_ms: f64,
+) -> Score {
+    let mut s = Score::default();
+    let inv_w = 1.0 / ((obs.ts - p.epoch_ms) as f64 / half_life_ms).exp2() as f32;
+    let calls = p.calls * inv_w;
+    let tool = p.tool(obs.tool);
+
+    // Tool and sequence. A new tool pays its novelty once (order 0 escape);
+    // a known tool pays for its place in the session (PPM back-off, 2→1→0).
+    match tool {
+        None => {
+            // Good–Turing: tools used once so far, over all calls.
+            let prob = (p.tools_once as f32 + 0.5) / (calls + 1.0);
+            s.push(
+                Signal::Tool,
+                bits(prob),
+                Detail::NewTool {
+                    known_tools: p.tools.len() as u32,
+                    calls,
+                },
+            );
+        }
+        Some(_) => {
+            let mut prob = 1.0f32;
+            let mut ctx_calls = 0.0;
+            for order in [2u32, 1, 0] {
+                let ck = Profile::ctx_key(order, ctx);
+                let n = p.seq_ctx.get(ck) * inv_w;
+                if n <= 0.0 {
+                    continue;
+                }
+                let novel = p.seq_ctx_novel.get(ck) * inv_w;
+                let c = p.seq_pairs.get(Profile::pair_key(order, ctx, obs.tool)) * inv_w;
+                if order >= 1 {
+                    ctx_calls = n;
+                }
+                if c > 0.0 {
+                    prob *= c / (n + novel);
+                    break;
+                }
+                prob *= novel / (n + novel);
+            }
+            s.push(
+                Signal::Sequence,
+                bits(prob),
+                Detail::Sequence {
+                    prev: ctx.prev1,
+                    prob,
+                    ctx_calls,
+                },
+            );
+        }
+    }
+
+    // Resource type, given the tool, backing off to the agent.
+    if obs.rtype != 0 {
+        let agent_c = p.rtypes.get(obs.rtype) * inv_w;
+        let agent_t = p.rtype_novel * inv_w;
+        let agent_p = if agent_c > 0.0 {
+            agent_c / (calls + agent_t)
+        } else {
+            (agent_t + 0.5) / (calls + agent_t + 1.0)
+        };
+        let (prob, tool_known, tool_calls) = match tool {
+            Some(t) if t.calls > 0.0 => {
+                let n = t.calls * inv_w;
+                let c = t.rtypes.get(obs.rtype) * inv_w;
+                let tt = t.rtype_novel * inv_w;
+                if c > 0.0 {
+                    (c / (n + tt), true, n)
+                } else {
+                    ((tt + 0.5) / (n + tt + 1.0) * agent_p, false, n)
+                }
+            }
+            _ => (agent_p, false, 0.0),
+        };
+        s.push(
+            Signal::ResourceType,
+            bits(prob),
+            Detail::ResourceType {
+                tool_known,
+                agent_known: agent_c > 0.0,
+                tool_calls,
+            },
+        );
+    }
+
+    // Action mix, given the tool, backing off to the agent; an action class
+    // the agent never used costs more the more it can do.
+    {
+        let a = obs.action as usize;
+        let distinct = |arr: &[f32; Action::COUNT]| arr.iter().filter(|c| **c > 0.0).count() as f32;
+        let agent_c = p.actions[a] * inv_w;
+        let agent_t = distinct(&p.actions);
+        let agent_p = if agent_c > 0.0 {
+            agent_c / (calls + agent_t)
+        } else {
+            let risk = match obs.action {
+                Action::Read | Action::None => 1.0,
+                Action::Write => 0.5,
+                Action::Delete | Action::Execute => 0.25,
+                Action::Admin => 0.125,
+            };
+            (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
+        };
+        let (prob, tool_share) = match tool {
+            Some(t) if t.calls > 0.0 => {
+                let n = t.calls * inv_w;
+                let c = t.actions[a] * inv_w;
+                let tt = distinct(&t.actions);
+                if c > 0.0 {
+                    (c / (n + tt), c / n)
+                } else {
+                    ((tt + 0.5) / (n + tt + 1.0) * agent_p, 0.0)
+                }
+            }
+            _ => (agent_p, 0.0),
+        };
+        s.push(
+            Signal::Action,
+            bits(prob),
+            Detail::Action {
+                action: obs.action,
+                tool_share,
+                agent_share: if calls > 0.0 { agent_c / calls } else { 0.0 },
+                calls,
+            },
+        );
+    }
+
+    // Values: resource ids and counterparties. Novelty rates are Good–Turing
+    // estimates (values seen once over values seen), per tool, pulled
+    // towards the agent's rate when the tool has little history. The most
+    // surprising value speaks for the call (they are correlated).
+    let obs_a = p.value_obs * inv_w;
+    let agent_e = (p.value_n1 * inv_w + 0.5) / (obs_a + 1.0);
+    let agent_ep = (p.parent_n1 * inv_w + 0.5) / (obs_a + 1.0);
+    let m = params.backoff_strength;
+    let mut best: Option<(f32, Detail)> = None;
+    let mut lookalike: Option<(f32, Detail)> = None;
+    for (i, v) in obs.values.iter().enumerate() {
+        let (known_tool, e_t, e_p, tool_calls) = match tool {
+            Some(t) => {
+                let obs_n = t.value_obs * inv_w;
+                let e_t = (t.value_n1 * inv_w + m * agent_e) / (obs_n + m);
+                let e_p = (t.parent_n1 * inv_w + m * agent_ep) / (obs_n + m);
+                (t.values.contains(v.fp), e_t, e_p, t.calls * inv_w)
+            }
+            None => (false, agent_e, agent_ep, 0.0),
+        };
+        if known_tool {
+            continue;
+        }
+        let (b, novelty, rate) = if p.values.contains(v.fp) {
+            (bits(e_t), Novelty::NewForTool, e_t)
+        } else if v.parent == 0 {
+            (bits(e_t), Novelty::New, e_t)
+        } else if p.parents.contains(v.parent) {
+            (bits(e_t), Novelty::KnownParent, e_t)
+        } else {
+            let alike = v.skeletons.iter().any(|k| *k != 0 && p.skeletons.contains(*k));
+            if alike {
+                // How rare a look-alike is among the agent's new parents,
+                // with a prior of about one in fifty.
+                let new_parents = p.parent_novel * inv_w;
+                let lb = bits((p.lookalike_novel * inv_w + 0.1) / (new_parents + 5.0));
+                if lookalike.is_none_or(|(x, _)| lb > x) {
+                    lookalike = Some((
+                        lb,
+                        Detail::LookAlike {
+                            value: i as u8,
+                            new_parents,
+                        },
+                    ));
+                }
+            }
+            let e = e_p.min(e_t);
+            (bits(e), Novelty::NewParent, e)
+        };
+        if best.is_none_or(|(x, _)| b > x) {
+            best = Some((
+                b,
+                Detail::Resource {
+                    value: i as u8,
+                    novelty,
+                    tool_calls,
+                    novel_rate: rate,
+                },
+            ));
+        }
+    }
+    if let Some((b, d)) = best {
+        s.push(Signal::Resource, b, d);
+    }
+    if let Some((b, d)) = lookalike {
+        s.push(Signal::LookAlike, b, d);
+    }
+
+    // Argument shape: a value beyond the tool's largest, by how rarely the
+    // maximum moves and by how far beyond it is.
+    if let Some(t) = tool {
+        let mut best: Option<(f32, Detail)> = None;
+        for (i, num) in obs.numbers.iter().enumerate() {
+            let Some(ns) = t.number(num.key_fp) else { continue };
+            let n = ns.n * inv_w;
+            if n < 3.0 || num.value <= ns.max {
+                continue;
+            }
+            let ratio = if ns.max > 0.0 {
+                num.value / ns.max
+            } else {
+                num.value + 1.0
+            };
+            let floor = if num.kind == NumKind::Count { 1.0 } else { 0.0 };
+            let b = bits((ns.records * inv_w + 0.5) / (n + 1.0)) + (ratio.log2() as f32).max(floor);
+            if best.is_none_or(|(x, _)| b > x) {
+                best = Some((
+                    b,
+                    Detail::Argument {
+                        number: i as u8,
+                        max: ns.max,
+                        n,
+                    },
+                ));
+            }
+        }
+        if let Some((b, d)) = best {
+            s.push(Signal::Argument, b, d);
+        }
+    }
+    s.event_bits = s.reasons.iter().map(|r| r.bits).sum();
+
+    // Session level: when, how fast, how much.
+    let level_start = s.reasons.len();
+    let hours_n: f32 = p.hours.iter().sum::<f32>() * inv_w;
+    if hours_n >= params.min_history {
+        let h = obs.hour as usize;
+        let near = p.hours[h] + 0.5 * (p.hours[(h + 23) % 24] + p.hours[(h + 1) % 24]);
+        let share = (near * inv_w + 0.5) / (2.0 * hours_n + 12.0);
+        s.push(
+            Signal::Hour,
+            bits(share) - p.hour_entropy.max(1.0),
+            Detail::Hour {
+                hour: obs.hour,
+                share: p.hours[h] * inv_w / hours_n,
+            },
+        );
+        let d = obs.weekday as usize;
+        let share = (p.weekdays[d] * inv_w + 0.5) / (hours_n + 3.5);
+        s.push(
+            Signal::Weekday,
+            bits(share) - 7f32.log2(),
+            Detail::Weekday {
+                weekday: obs.weekday,
+                share,
+            },
+        );
+    }
+    if let Some(gap) = ctx.gap_ms {
+        if p.gaps.total() * inv_w >= params.min_history {
+            let share = p.gaps.lower_tail(gap as f32 / 250.0, inv_w);
+            s.push(Signal::Cadence, bits(share) - 1.0, Detail::Gap { gap_ms: gap, share });
+        }
+    }
+    let mut volume: Option<(f32, Detail)> = None;
+    let mut consider = |kind, hist: &crate::baseline::tables::LogHist, count: f32, min: f32| {
+        if hist.total() * inv_w < min {
+            return;
+        }
+        let prob = hist.upper_tail(count, inv_w);
+        let b = bits(prob) - 1.0;
+        if b > 0.0 && volume.is_none_or(|(x, _)| b > x) {
+            volume = Some((
+                b,
+                Detail::Volume {
+                    kind,
+                    count,
+                    usual: hist.quantile_edge(0.9),
+                    p: prob,
+                },
+            ));
+        }
+    };
+    let min_sessions = params.min_history / 2.0;
+    consider(VolumeKind::SessionCalls, &p.session_calls, (sess.calls + 1) as f32, min_sessions);
+    consider(
+        VolumeKind::FanOut,
+        &p.session_fanout,
+        (sess.distinct_values + sess.new_values) as f32,
+        min_sessions,
+    );
+    if let Some(t) = tool {
+        consider(VolumeKind::ToolCalls, &t.per_session, (sess.tool_calls + 1) as f32, min_sessions);
+    }
+    consider(VolumeKind::Rate, &p.rate, p.rate_at(obs.ts), params.min_history);
+    if let Some((b, d)) = volume {
+        s.push(Signal::Volume, b, d);
+    }
+    s.session_bits = s.reasons[level_start..].iter().map(|r| r.bits).sum();
+
+    if sess.carry > 0.0 {
+        s.carry_bits = sess.carry;
+        s.push(Signal::Session, sess.carry, Detail::Carry { calls: sess.calls });
+    }
+    s.total = s.event_bits + s.session_bits + s.carry_bits;
+    s
+}
+
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+fn pct(x: f32) -> String {
+    let x = x * 100.0;
+    if x >= 10.0 {
+        format!("{x:.0}%")
+    } else if x >= 0.1 {
+        format!("{x:.1}%")
+    } else {
+        format!("{x:.2}%")
+    }
+}
+
+/// A person's reading of a reason: "send_payment to DE89… (resource_id): …".
+pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
+    let tool = obs.tool_name;
+    let tool_name = |fp: Fp| -> String {
+        if fp == START {
+            "the session's start".to_owned()
+        } else {
+            p.tool(fp)
+                .map(|t| format!("`{}`", t.name))
+                .unwrap_or_else(|| "an unknown tool".to_owned())
+        }
+    };
+    match r.detail {
+        Detail::NewTool { known_tools, calls } => format!(
+            "first call of `{tool}` by this agent ({known_tools} tools known over {calls:.0} calls)"
+        ),
+        Detail::Sequence { prev, prob, ctx_calls } => format!(
+            "`{tool}` after {}: probability {} ({ctx_calls:.0} calls seen after it)",
+            tool_name(prev),
+            pct(prob)
+        ),
+        Detail::ResourceType {
+            tool_known,
+            agent_known,
+            tool_calls,
+        } => {
+            let rt = format!("resource type `{}`", obs.rtype_name.unwrap_or("?"));
+            if tool_known {
+                format!("`{tool}` on {rt}, unusual for this tool in {tool_calls:.0} calls")
+            } else if agent_known {
+                format!("`{tool}` on {rt}, never touched with this tool in {tool_calls:.0} calls")
+            } else {
+                format!("`{tool}` on {rt}, never touched by this agent")
+            }
+        }
+        Detail::Resource { value, novelty, tool_calls, novel_rate } => {
+            let v = &obs.values[value as usize];
+            let field = match &v.from {
+                ValueFrom::ResourceId => "resource_id".to_owned(),
+                ValueFrom::Arg(k) => format!("args.{k}"),
+            };
+            let what = match novelty {
+                Novelty::NewForTool => "known to this agent but never used with this tool",
+                Novelty::KnownParent => "new to this agent (its domain/parent is known)",
+                Novelty::NewParent => "new to this agent, and so is its domain/parent",
+                Novelty::New => "new to this agent",
+            };
+            format!(
+                "`{tool}` to `{}` ({field}): {what}; expected for {} of calls (from {tool_calls:.0} calls of this tool)",
+                v.text,
+                pct(novel_rate)
+            )
+        }
+        Detail::LookAlike { value, new_parents } => format!(
+            "`{}` looks like a counterparty this agent knows, but is not it ({new_parents:.0} new domains seen before)",
+            obs.values[value as usize].text
+        ),
+        Detail::Action {
+            action,
+            tool_share,
+            agent_share,
+            calls,
+        } => {
+            if tool_share > 0.0 {
+                format!("`{}` by `{tool}`: {} of its calls", action.as_str(), pct(tool_share))
+            } else if agent_share > 0.0 {
+                format!(
+                    "`{}` action by `{tool}`, which never did it; {} of the agent's {calls:.0} calls are `{}`",
+                    action.as_str(),
+                    pct(agent_share),
+                    action.as_str()
+                )
+            } else {
+                format!("first `{}` action by this agent in {calls:.0} calls", action.as_str())
+            }
+        }
+        Detail::Argument { number, max, n } => {
+            let num = &obs.numbers[number as usize];
+            let what = match num.kind {
+                NumKind::Count => format!("{} items in args.{}", num.value, num.key),
+                NumKind::Magnitude => format!("args.{} = {}", num.key, num.value),
+            };
+            format!(
+                "{what}: {:.1}× the largest in {n:.0} calls of `{tool}` ({max})",
+                if max > 0.0 { num.value / max } else { num.value }
+            )
+        }
+        Detail::Hour { hour, share } => format!(
+            "call at {hour:02}h UTC: {} of this agent's calls fall in this hour",
+            pct(share)
+        ),
+        Detail::Weekday { weekday, share } => format!(
+            "call on a {}: {} of this agent's calls",
+            WEEKDAYS[weekday as usize % 7],
+            pct(share)
+        ),
+        Detail::Gap { gap_ms, share } => format!(
+            "{:.2} s after the previous call; {} of its gaps are this short",
+            gap_ms as f64 / 1000.0,
+            pct(share)
+        ),
+        Detail::Volume { kind, count, usual, p } => {
+            let what = match kind {
+                VolumeKind::SessionCalls => "calls in this session",
+                VolumeKind::ToolCalls => "calls of this tool in this session",
+                VolumeKind::FanOut => "distinct resources in this session",
+                VolumeKind::Rate => "calls per minute",
+            };
+            let basis = if kind == VolumeKind::Rate { "of the time" } else { "of its sessions" };
+            format!("{count:.0} {what}; 90% {basis} stay under {usual:.0}, {} reach this", pct(p))
+        }
+        Detail::Carry { calls } => format!(
+            "the session's {calls} earlier calls were already surprising ({:.1} bits above usual)",
+            r.bits
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
