@@ -1,0 +1,146 @@
+//! Engine benchmarks over `replay-data/seed-7`: decode one event, score one
+//! call against warmed profiles, score + learn, and the whole replay path.
+//! Besides criterion's figures, each case prints an HdrHistogram of per-call
+//! latency (p50/p99/p99.9) measured over the full test stream.
+//!
+//! Run: `cargo bench --bench engine` (add `-- --quick` for a short run).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hdrhistogram::Histogram;
+
+use warden::config::Config;
+use warden::engine::{Engine, Phase};
+use warden::event::Event;
+use warden::ingest::decode::decode_str;
+use warden::ingest::file::{JsonlReader, Line};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-data/seed-7")
+}
+
+fn lines(name: &str) -> Vec<String> {
+    let path = data_dir().join(name);
+    let mut r = JsonlReader::open(&path, 1 << 20).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(Line::Data) = r.next_line(&mut buf).expect("readable") {
+        out.push(String::from_utf8(buf.clone()).expect("utf-8"));
+    }
+    out
+}
+
+fn tool_calls(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| matches!(decode_str(l), Ok(Event::ToolCall(_))))
+        .collect()
+}
+
+fn trained(train: &[String]) -> Engine {
+    let mut e = Engine::new(&Config::default());
+    for l in train {
+        if let Ok(Event::ToolCall(c)) = decode_str(l) {
+            let ev = e.evaluate(&c, Phase::Train);
+            e.commit(ev);
+        }
+    }
+    e.close_all();
+    e
+}
+
+fn report(name: &str, h: &Histogram<u64>) {
+    println!(
+        "{name}: n={} p50={:.2}µs p99={:.2}µs p99.9={:.2}µs max={:.2}µs",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3,
+        h.max() as f64 / 1e3
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let train = lines("train.jsonl.gz");
+    let test = lines("test.jsonl.gz");
+    let calls = tool_calls(&test);
+    let bytes: usize = test.iter().map(|l| l.len() + 1).sum();
+    println!(
+        "fixture: {} train events, {} test events ({} tool calls), {:.0} bytes per event",
+        train.len(),
+        test.len(),
+        calls.len(),
+        bytes as f64 / test.len() as f64
+    );
+
+    // HdrHistogram over the whole stream, once, outside criterion.
+    {
+        let mut engine = trained(&train);
+        let mut score_h = Histogram::<u64>::new(3).expect("histogram");
+        let mut learn_h = Histogram::<u64>::new(3).expect("histogram");
+        for l in &calls {
+            let Ok(Event::ToolCall(call)) = decode_str(l) else { continue };
+            let t0 = Instant::now();
+            let ev = engine.evaluate(&call, Phase::Live);
+            let t1 = Instant::now();
+            engine.commit(ev);
+            let t2 = Instant::now();
+            score_h.saturating_record((t1 - t0).as_nanos() as u64);
+            learn_h.saturating_record((t2 - t0).as_nanos() as u64);
+        }
+        report("score one call (hdr)", &score_h);
+        report("score + learn one call (hdr)", &learn_h);
+    }
+
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(test.len() as u64));
+    g.bench_function("decode/test-stream", |b| {
+        b.iter(|| {
+            for l in &test {
+                let _ = black_box(decode_str(l));
+            }
+        })
+    });
+
+    // Engines hold pooled session buffers and are not `Clone`: a fresh one
+    // is trained per batch, and criterion times only the routine.
+    g.throughput(Throughput::Elements(calls.len() as u64));
+    g.bench_function("score/warmed-profiles", |b| {
+        b.iter_batched_ref(
+            || trained(&train),
+            |engine| {
+                for l in &calls {
+                    if let Ok(Event::ToolCall(call)) = decode_str(l) {
+                        black_box(engine.evaluate(&call, Phase::Live).score.total);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("score+learn/warmed-profiles", |b| {
+        b.iter_batched_ref(
+            || trained(&train),
+            |engine| {
+                for l in &calls {
+                    if let Ok(Event::ToolCall(call)) = decode_str(l) {
+                        let ev = engine.evaluate(&call, Phase::Live);
+                        engine.commit(ev);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = engine;
+    config = Criterion::default().sample_size(10);
+    targets = benches
+}
+criterion_main!(engine);
