@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::engine::{Engine, ExplainedReason, Phase};
-use crate::event::Event;
+use crate::event::{Event, ToolCall};
 use crate::ingest::decode::decode_bytes;
 use crate::ingest::file::{self, JsonlReader, Line};
 use crate::ingest::rejects::RejectSink;
@@ -139,8 +139,15 @@ fn task_signature(tools: &[u64]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ x).wrapping_mul(0x100_0000_01b3))
 }
 
-fn session_key(agent: &str, session: Option<&str>, instance: Option<&str>) -> String {
-    format!("{agent}\u{1}{}", session.or(instance).unwrap_or(""))
+/// (agent, session) of a call, hashed: the key of per-session bookkeeping.
+fn session_key(call: &ToolCall) -> (u64, u64) {
+    let agent = xxhash_rust::xxh3::xxh3_64(call.agent_id.as_bytes());
+    let session = call
+        .session_id
+        .as_deref()
+        .or(call.agent_instance.as_deref())
+        .unwrap_or("");
+    (agent, xxhash_rust::xxh3::xxh3_64_with_seed(session.as_bytes(), agent))
 }
 
 fn read_labels(path: &Path) -> Result<HashMap<String, String>, ReplayError> {
@@ -253,12 +260,14 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
 
     // Training: every call is learned; sessions' tool sets are remembered
     // to tell known task types from unseen ones.
-    let mut train_sessions: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut train_sessions: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for path in &opts.train {
         report.train_events += stream(path, &mut engine, &mut rejects, max_bytes, |engine, ev| {
             if let Event::ToolCall(call) = ev {
-                let key = session_key(&call.agent_id, call.session_id.as_deref(), call.agent_instance.as_deref());
-                train_sessions.entry(key).or_default().push(tool_key(&call.tool));
+                train_sessions
+                    .entry(session_key(call))
+                    .or_default()
+                    .push(tool_key(&call.tool));
                 let e = engine.evaluate(call, Phase::Train);
                 engine.commit(e);
             }
@@ -266,11 +275,10 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         })?;
     }
     engine.close_all();
-    let mut known_tasks: HashSet<(String, u64)> = HashSet::new();
-    for (key, tools) in &train_sessions {
-        let agent = key.split('\u{1}').next().unwrap_or("").to_owned();
-        known_tasks.insert((agent, task_signature(tools)));
-    }
+    let known_tasks: HashSet<(u64, u64)> = train_sessions
+        .iter()
+        .map(|((agent, _), tools)| (*agent, task_signature(tools)))
+        .collect();
     drop(train_sessions);
 
     let labels = match &opts.labels {
@@ -289,8 +297,7 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     };
 
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
-    let mut tracks: HashMap<String, SessionTrack> = HashMap::new();
-    let mut agents_of: HashMap<String, String> = HashMap::new();
+    let mut tracks: HashMap<(u64, u64), SessionTrack> = HashMap::new();
     let mut line = Vec::with_capacity(1024);
     let started = Instant::now();
     report.test_events = stream(&opts.test, &mut engine, &mut rejects, max_bytes, |engine, ev| {
@@ -323,12 +330,8 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         }
         engine.commit(e);
         if labels.is_some() {
-            let key = session_key(&call.agent_id, call.session_id.as_deref(), call.agent_instance.as_deref());
             let scenario = labels.as_ref().and_then(|l| l.get(call.event_id.as_ref()));
-            if !tracks.contains_key(&key) {
-                agents_of.insert(key.clone(), call.agent_id.to_string());
-            }
-            let t = tracks.entry(key).or_default();
+            let t = tracks.entry(session_key(call)).or_default();
             t.tools.push(tool_key(&call.tool));
             if let Some(sc) = scenario {
                 t.attacks += 1;
@@ -383,9 +386,8 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             .into_iter()
             .map(|(k, v)| (k, attack_figures(&v)))
             .collect();
-        for (key, t) in tracks.iter().filter(|(_, t)| t.attacks == 0) {
-            let agent = agents_of.get(key).cloned().unwrap_or_default();
-            let known = known_tasks.contains(&(agent, task_signature(&t.tools)));
+        for ((agent, _), t) in tracks.iter().filter(|(_, t)| t.attacks == 0) {
+            let known = known_tasks.contains(&(*agent, task_signature(&t.tools)));
             let fig = if known {
                 &mut report.benign_known
             } else {
