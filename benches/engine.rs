@@ -24,7 +24,8 @@ fn data_dir() -> PathBuf {
 
 fn lines(name: &str) -> Vec<String> {
     let path = data_dir().join(name);
-    let mut r = JsonlReader::open(&path, 1 << 20).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r =
+        JsonlReader::open(&path, 1 << 20).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut buf = Vec::new();
     let mut out = Vec::new();
     while let Some(Line::Data) = r.next_line(&mut buf).expect("readable") {
@@ -82,7 +83,9 @@ fn benches(c: &mut Criterion) {
         let mut score_h = Histogram::<u64>::new(3).expect("histogram");
         let mut learn_h = Histogram::<u64>::new(3).expect("histogram");
         for l in &calls {
-            let Ok(Event::ToolCall(call)) = decode_str(l) else { continue };
+            let Ok(Event::ToolCall(call)) = decode_str(l) else {
+                continue;
+            };
             let t0 = Instant::now();
             let ev = engine.evaluate(&call, Phase::Live);
             let t1 = Instant::now();

@@ -172,7 +172,7 @@ impl Default for PolicyConfig {
             calibrate: true,
             target_false_alarm_rate: 0.01,
             margin_bits: 4.0,
-            min_threshold_bits: 14.0,
+            min_threshold_bits: 10.0,
             max_threshold_bits: 48.0,
             calibration_min_sessions: 20.0,
             warmup_events: 50,
@@ -268,15 +268,18 @@ impl Config {
             return Err(invalid("detector.session-timeout", "must be positive"));
         }
         if d.max_sessions_per_agent == 0 {
-            return Err(invalid("detector.max-sessions-per-agent", "must be at least 1"));
+            return Err(invalid(
+                "detector.max-sessions-per-agent",
+                "must be at least 1",
+            ));
         }
         if u64::from_str_radix(d.hash_key.trim_start_matches("0x"), 16).is_err() {
             return Err(invalid("detector.hash-key", "must be a 64-bit hex number"));
         }
-        if !(d.min_history >= 1.0) {
+        if d.min_history.is_nan() || d.min_history < 1.0 {
             return Err(invalid("detector.min-history", "must be at least 1"));
         }
-        if !(d.backoff_strength > 0.0) {
+        if d.backoff_strength.is_nan() || d.backoff_strength <= 0.0 {
             return Err(invalid("detector.backoff-strength", "must be positive"));
         }
         for (key, v) in [
@@ -292,8 +295,11 @@ impl Config {
             }
         }
         let p = &self.policy;
-        if !(p.target_false_alarm_rate > 0.0 && p.target_false_alarm_rate < 0.5) {
-            return Err(invalid("policy.target-false-alarm-rate", "must be in (0, 0.5)"));
+        if !(0.0..0.5).contains(&p.target_false_alarm_rate) || p.target_false_alarm_rate == 0.0 {
+            return Err(invalid(
+                "policy.target-false-alarm-rate",
+                "must be in (0, 0.5)",
+            ));
         }
         for (key, v) in [
             ("policy.threshold-bits", p.threshold_bits),
@@ -307,11 +313,17 @@ impl Config {
             }
         }
         if p.min_threshold_bits > p.max_threshold_bits {
-            return Err(invalid("policy.min-threshold-bits", "must not exceed max-threshold-bits"));
+            return Err(invalid(
+                "policy.min-threshold-bits",
+                "must not exceed max-threshold-bits",
+            ));
         }
         for (i, c) in p.classes.iter().enumerate() {
             if c.name.is_empty() {
-                return Err(invalid(&format!("policy.classes[{i}].name"), "must not be empty"));
+                return Err(invalid(
+                    &format!("policy.classes[{i}].name"),
+                    "must not be empty",
+                ));
             }
             if let Some(t) = c.threshold_bits.filter(|t| !(t.is_finite() && *t > 0.0)) {
                 return Err(invalid(
@@ -367,7 +379,8 @@ mod tests {
 
     #[test]
     fn durations_are_human() {
-        let cfg = Config::parse("[detector]\nhalf-life = \"14d\"\nsession-timeout = \"10m\"").unwrap();
+        let cfg =
+            Config::parse("[detector]\nhalf-life = \"14d\"\nsession-timeout = \"10m\"").unwrap();
         assert_eq!(cfg.detector.half_life, Duration::from_secs(14 * 86_400));
         assert_eq!(cfg.detector.session_timeout, Duration::from_secs(600));
     }

@@ -16,7 +16,7 @@ use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{Millis, ToolCall};
 use crate::score::features::{Fingerprinter, Observation, MAX_VALUES};
-use crate::score::{self, render_detail, Score, ScoreParams, SessionView, Signal};
+use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
 /// Whether calls are history to learn from or live traffic to judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +254,11 @@ impl Engine {
         let p = &agent.profile;
         let score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
         let decision = match phase {
-            Phase::Train => decide::decide(f32::NEG_INFINITY, (0.0, decide::Basis::WarmUp), agent.policy.mode),
+            Phase::Train => decide::decide(
+                f32::NEG_INFINITY,
+                (0.0, decide::Basis::WarmUp),
+                agent.policy.mode,
+            ),
             Phase::Live => {
                 let inv_w = 1.0 / p.weight(call.ts, &self.limits);
                 let threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
@@ -293,12 +297,16 @@ impl Engine {
         let agent = &mut self.agents[ev.agent as usize];
         let inv_w = 1.0 / agent.profile.weight(ev.obs.ts, &self.limits);
         let allowance = if agent.profile.event_bits.total() * inv_w >= 50.0 {
-            agent.profile.event_bits.quantile(0.9).max(self.policy.carry_allowance_bits)
+            agent
+                .profile
+                .event_bits
+                .quantile(0.9)
+                .max(self.policy.carry_allowance_bits)
         } else {
             self.policy.carry_allowance_bits
         };
         let s = &mut agent.sessions[ev.session as usize];
-        let event_bits = ev.score.event_bits;
+        let event_bits = ev.score.carried_bits();
         if ev.decision.flagged {
             s.flagged = true;
             self.counters.flagged += 1;
@@ -325,7 +333,9 @@ impl Engine {
         }
         self.counters.tool_calls += 1;
         if !s.flagged {
-            agent.profile.learn(&ev.obs, &ev.ctx, Some(event_bits), &self.limits);
+            agent
+                .profile
+                .learn(&ev.obs, &ev.ctx, Some(event_bits), &self.limits);
         }
     }
 
@@ -343,13 +353,6 @@ impl Engine {
         let p = &agent.profile;
         let inv_w = 1.0 / p.weight(p.last_ts, &self.limits);
         decide::threshold(p, &agent.policy, &self.policy, inv_w)
-    }
-}
-
-impl Signal {
-    /// Signals a person reads as "what the call did" (vs. context).
-    pub fn is_call_level(self) -> bool {
-        !matches!(self, Signal::Hour | Signal::Weekday | Signal::Cadence | Signal::Volume | Signal::Session)
     }
 }
 

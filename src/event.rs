@@ -123,8 +123,10 @@ pub struct ContextEvent<'a> {
     pub entities: Vec<Cow<'a, str>>,
 }
 
-/// One decoded line of the stream.
+/// One decoded line of the stream. Tool calls are the common case and live
+/// on the stack; boxing them would allocate once per event.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event<'a> {
     ToolCall(ToolCall<'a>),
     Context(ContextEvent<'a>),

@@ -47,7 +47,11 @@ pub enum ReplayError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("{path}:{line}: bad label: {message}")]
-    Label { path: PathBuf, line: usize, message: String },
+    Label {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// One decision record, as DESIGN.md specifies it.
@@ -135,8 +139,9 @@ fn task_signature(tools: &[u64]) -> u64 {
     let mut t = tools.to_vec();
     t.sort_unstable();
     t.dedup();
-    t.iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ x).wrapping_mul(0x100_0000_01b3))
+    t.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ x).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// (agent, session) of a call, hashed: the key of per-session bookkeeping.
@@ -147,7 +152,10 @@ fn session_key(call: &ToolCall) -> (u64, u64) {
         .as_deref()
         .or(call.agent_instance.as_deref())
         .unwrap_or("");
-    (agent, xxhash_rust::xxh3::xxh3_64_with_seed(session.as_bytes(), agent))
+    (
+        agent,
+        xxhash_rust::xxh3::xxh3_64_with_seed(session.as_bytes(), agent),
+    )
 }
 
 fn read_labels(path: &Path) -> Result<HashMap<String, String>, ReplayError> {
@@ -166,7 +174,10 @@ fn read_labels(path: &Path) -> Result<HashMap<String, String>, ReplayError> {
             message: e.to_string(),
         })?;
         if rec.attack {
-            labels.insert(rec.event_id, rec.scenario.unwrap_or_else(|| "unnamed".to_owned()));
+            labels.insert(
+                rec.event_id,
+                rec.scenario.unwrap_or_else(|| "unnamed".to_owned()),
+            );
         }
     }
     Ok(labels)
@@ -250,12 +261,11 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let cfg = &opts.config;
     let max_bytes = cfg.ingest.max_event_bytes;
     let mut engine = Engine::new(cfg);
-    let mut rejects = RejectSink::new(opts.rejects.as_deref(), cfg.ingest.reject_sample_bytes).map_err(|source| {
-        ReplayError::Write {
+    let mut rejects = RejectSink::new(opts.rejects.as_deref(), cfg.ingest.reject_sample_bytes)
+        .map_err(|source| ReplayError::Write {
             path: opts.rejects.clone().unwrap_or_default(),
             source,
-        }
-    })?;
+        })?;
     let mut report = ReplayReport::default();
 
     // Training: every call is learned; sessions' tool sets are remembered
@@ -296,56 +306,63 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         None => None,
     };
 
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut tracks: HashMap<(u64, u64), SessionTrack> = HashMap::new();
     let mut line = Vec::with_capacity(1024);
     let started = Instant::now();
-    report.test_events = stream(&opts.test, &mut engine, &mut rejects, max_bytes, |engine, ev| {
-        let Event::ToolCall(call) = ev else {
-            report.context_events += 1;
-            return Ok(());
-        };
-        report.tool_calls += 1;
-        let t0 = Instant::now();
-        let e = engine.evaluate(call, Phase::Live);
-        let dt = t0.elapsed();
-        latency.saturating_record(dt.as_nanos().max(1) as u64);
-        let flagged = e.decision.flagged;
-        if flagged {
-            report.flagged_calls += 1;
-        }
-        if let Some(out) = &mut decisions {
-            let rec = DecisionRecord {
-                event_id: &call.event_id,
-                agent_id: &call.agent_id,
-                score: (e.score.total * 100.0).round() / 100.0,
-                threshold: (e.decision.threshold * 100.0).round() / 100.0,
-                flagged,
-                reasons: engine.explain(&e),
+    report.test_events = stream(
+        &opts.test,
+        &mut engine,
+        &mut rejects,
+        max_bytes,
+        |engine, ev| {
+            let Event::ToolCall(call) = ev else {
+                report.context_events += 1;
+                return Ok(());
             };
-            line.clear();
-            serde_json::to_writer(&mut line, &rec).map_err(io::Error::other)?;
-            line.push(b'\n');
-            out.write_all(&line)?;
-        }
-        engine.commit(e);
-        if labels.is_some() {
-            let scenario = labels.as_ref().and_then(|l| l.get(call.event_id.as_ref()));
-            let t = tracks.entry(session_key(call)).or_default();
-            t.tools.push(tool_key(&call.tool));
-            if let Some(sc) = scenario {
-                t.attacks += 1;
-                t.scenario.get_or_insert_with(|| sc.clone());
-            }
+            report.tool_calls += 1;
+            let t0 = Instant::now();
+            let e = engine.evaluate(call, Phase::Live);
+            let dt = t0.elapsed();
+            latency.saturating_record(dt.as_nanos().max(1) as u64);
+            let flagged = e.decision.flagged;
             if flagged {
-                t.any_flag = true;
-                if t.attacks > 0 && t.before_flag.is_none() {
-                    t.before_flag = Some(t.attacks - u32::from(scenario.is_some()));
+                report.flagged_calls += 1;
+            }
+            if let Some(out) = &mut decisions {
+                let rec = DecisionRecord {
+                    event_id: &call.event_id,
+                    agent_id: &call.agent_id,
+                    score: (e.score.total * 100.0).round() / 100.0,
+                    threshold: (e.decision.threshold * 100.0).round() / 100.0,
+                    flagged,
+                    reasons: engine.explain(&e),
+                };
+                line.clear();
+                serde_json::to_writer(&mut line, &rec).map_err(io::Error::other)?;
+                line.push(b'\n');
+                out.write_all(&line)?;
+            }
+            engine.commit(e);
+            if labels.is_some() {
+                let scenario = labels.as_ref().and_then(|l| l.get(call.event_id.as_ref()));
+                let t = tracks.entry(session_key(call)).or_default();
+                t.tools.push(tool_key(&call.tool));
+                if let Some(sc) = scenario {
+                    t.attacks += 1;
+                    t.scenario.get_or_insert_with(|| sc.clone());
+                }
+                if flagged {
+                    t.any_flag = true;
+                    if t.attacks > 0 && t.before_flag.is_none() {
+                        t.before_flag = Some(t.attacks - u32::from(scenario.is_some()));
+                    }
                 }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     engine.close_all();
     let elapsed = started.elapsed().max(Duration::from_micros(1));
     report.test_seconds = elapsed.as_secs_f64();
@@ -361,12 +378,19 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         source,
     })?;
     report.rejected = rejects.total();
-    report.rejected_by_kind = rejects.counts().map(|(k, c)| (k.as_str().to_owned(), c)).collect();
+    report.rejected_by_kind = rejects
+        .counts()
+        .map(|(k, c)| (k.as_str().to_owned(), c))
+        .collect();
     report.score_p50_us = latency.value_at_quantile(0.5) as f64 / 1000.0;
     report.score_p99_us = latency.value_at_quantile(0.99) as f64 / 1000.0;
     report.score_p999_us = latency.value_at_quantile(0.999) as f64 / 1000.0;
 
-    let mut sizes: Vec<usize> = engine.agents().iter().map(|a| a.profile.size_bytes()).collect();
+    let mut sizes: Vec<usize> = engine
+        .agents()
+        .iter()
+        .map(|a| a.profile.size_bytes())
+        .collect();
     sizes.sort_unstable();
     report.agents = sizes.len();
     report.profile_median_bytes = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
@@ -447,7 +471,10 @@ impl ReplayReport {
                 "attack calls before first flag: median {}, p90 {}",
                 a.calls_before_flag_median, a.calls_before_flag_p90
             );
-            for (name, f) in [("known task types", &self.benign_known), ("unseen task types", &self.benign_unseen)] {
+            for (name, f) in [
+                ("known task types", &self.benign_known),
+                ("unseen task types", &self.benign_unseen),
+            ] {
                 let _ = writeln!(
                     s,
                     "benign sessions falsely flagged, {name}: {}/{} ({:.2}%)",
@@ -456,7 +483,11 @@ impl ReplayReport {
                     pct(f.flagged, f.sessions)
                 );
             }
-            let _ = writeln!(s, "\n{:<24} {:>8} {:>9} {:>8} {:>8}", "scenario", "sessions", "flagged", "median", "p90");
+            let _ = writeln!(
+                s,
+                "\n{:<24} {:>8} {:>9} {:>8} {:>8}",
+                "scenario", "sessions", "flagged", "median", "p90"
+            );
             for (name, f) in &self.scenarios {
                 let _ = writeln!(
                     s,

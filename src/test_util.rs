@@ -34,7 +34,8 @@ impl Call {
     }
 
     pub fn resource(self, rtype: &str, id: &str) -> Self {
-        self.set("resource_type", json!(rtype)).set("resource_id", json!(id))
+        self.set("resource_type", json!(rtype))
+            .set("resource_id", json!(id))
     }
 
     pub fn action(self, a: &str) -> Self {
@@ -103,7 +104,12 @@ pub fn feed(engine: &mut Engine, call: &Call, phase: Phase) -> Outcome {
 
 /// Trains `days` working days of an agent whose every session is
 /// `session(day, n)`: a list of calls; sessions start at 09:00 + n hours.
-pub fn train_days(engine: &mut Engine, days: i64, per_day: i64, session: impl Fn(i64, i64, i64) -> Vec<Call>) {
+pub fn train_days(
+    engine: &mut Engine,
+    days: i64,
+    per_day: i64,
+    session: impl Fn(i64, i64, i64) -> Vec<Call>,
+) {
     for d in 0..days {
         for n in 0..per_day {
             let start = T0 + d * DAY + 9 * HOUR + n * (8 * HOUR / per_day.max(1));

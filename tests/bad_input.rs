@@ -19,7 +19,7 @@ fn bad_lines_are_rejected_counted_and_the_run_completes() {
     let good = call("ok-1", 0);
     let mut lines: Vec<Vec<u8>> = vec![
         call("ok-1", 0).into_bytes(),
-        good[..good.len() / 2].as_bytes().to_vec(), // truncated JSON
+        good.as_bytes()[..good.len() / 2].to_vec(), // truncated JSON
         br#"{"ts":"2026-11-24T09:00:00Z","agent_id":"a","tool":"t"}"#.to_vec(), // no event_id
         br#"{"event_id":7,"ts":"2026-11-24T09:00:00Z","agent_id":"a","tool":"t"}"#.to_vec(), // wrong type
         br#"{"event_id":"x","ts":"24/11/2026","agent_id":"a","tool":"t"}"#.to_vec(), // bad time
@@ -58,7 +58,10 @@ fn bad_lines_are_rejected_counted_and_the_run_completes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let ids: Vec<&str> = decided.iter().map(|d| d["event_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = decided
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["ok-1", "ok-2", "ok-3"]);
     for d in &decided {
         for key in ["agent_id", "score", "threshold", "flagged", "reasons"] {
@@ -74,7 +77,13 @@ fn bad_lines_are_rejected_counted_and_the_run_completes() {
         .collect();
     let got: Vec<(u64, &str, Option<&str>)> = rejected
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["kind"].as_str().unwrap(), r["field"].as_str()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["kind"].as_str().unwrap(),
+                r["field"].as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -98,5 +107,8 @@ fn bad_lines_are_rejected_counted_and_the_run_completes() {
     // per kind.
     assert!(stdout.contains("rejected 8"), "{stdout}");
     assert!(stdout.contains("missing_field: 1"), "{stdout}");
-    assert!(stderr.contains("test.jsonl") && stderr.contains("line=3"), "{stderr}");
+    assert!(
+        stderr.contains("test.jsonl") && stderr.contains("line=3"),
+        "{stderr}"
+    );
 }

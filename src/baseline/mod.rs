@@ -12,7 +12,7 @@ pub mod tables;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Action, Millis};
-use crate::score::features::Observation;
+use crate::score::features::{Observation, OriginKind, Shape};
 use tables::{Fp, FpCounts, FpSet, LogHist, ScoreHist, Seen};
 
 /// Context id of "the session's start" in the sequence model.
@@ -87,6 +87,10 @@ pub struct ToolStats {
     pub parent_n1: f32,
     pub values: FpSet,
     pub parents: FpSet,
+    /// Forms of the values this tool touched (e-mail, URL, IBAN, path, id).
+    pub shapes: [f32; Shape::COUNT],
+    /// Where this tool's instructions came from (user, tool output, …).
+    pub origins: [f32; OriginKind::COUNT],
     /// Calls of this tool per session that used it.
     pub per_session: LogHist,
     pub numbers: Vec<NumStats>,
@@ -107,6 +111,8 @@ impl ToolStats {
             parent_n1: 0.0,
             values: FpSet::default(),
             parents: FpSet::default(),
+            shapes: [0.0; Shape::COUNT],
+            origins: [0.0; OriginKind::COUNT],
             per_session: LogHist::default(),
             numbers: Vec::new(),
         }
@@ -119,11 +125,14 @@ impl ToolStats {
     fn scale(&mut self, f: f32) {
         self.calls *= f;
         self.actions.iter_mut().for_each(|a| *a *= f);
+        self.origins.iter_mut().for_each(|a| *a *= f);
         self.rtypes.scale(f);
         self.rtype_novel *= f;
         self.value_obs *= f;
         self.value_n1 *= f;
         self.parent_n1 *= f;
+        self.shapes.iter_mut().for_each(|c| *c *= f);
+        self.origins.iter_mut().for_each(|c| *c *= f);
         self.per_session.scale(f);
         for n in &mut self.numbers {
             n.n *= f;
@@ -187,6 +196,7 @@ pub struct Profile {
     /// (order, context, tool) → calls.
     pub seq_pairs: FpCounts,
     pub actions: [f32; Action::COUNT],
+    pub origins: [f32; OriginKind::COUNT],
     pub rtypes: FpCounts,
     pub rtype_novel: f32,
     pub value_obs: f32,
@@ -197,6 +207,11 @@ pub struct Profile {
     /// one: how rare a look-alike is among new counterparties.
     pub parent_novel: f32,
     pub lookalike_novel: f32,
+    /// Tools adopted (first calls), and of those, how many touched a
+    /// resource type or a value new to the agent: what a new tool brings.
+    pub adoptions: f32,
+    pub adoption_new_rtype: f32,
+    pub adoption_new_value: f32,
     /// Entropy (bits) of the hour-of-day distribution, refreshed as it is
     /// learned: the hour signal counts bits beyond the agent's usual.
     pub hour_entropy: f32,
@@ -239,6 +254,7 @@ impl Profile {
             seq_ctx_novel: FpCounts::default(),
             seq_pairs: FpCounts::default(),
             actions: [0.0; Action::COUNT],
+            origins: [0.0; OriginKind::COUNT],
             rtypes: FpCounts::default(),
             rtype_novel: 0.0,
             value_obs: 0.0,
@@ -246,6 +262,9 @@ impl Profile {
             parent_n1: 0.0,
             parent_novel: 0.0,
             lookalike_novel: 0.0,
+            adoptions: 0.0,
+            adoption_new_rtype: 0.0,
+            adoption_new_value: 0.0,
             hour_entropy: 24f32.log2(),
             values: FpSet::default(),
             parents: FpSet::default(),
@@ -310,6 +329,7 @@ impl Profile {
         self.seq_ctx_novel.scale(f);
         self.seq_pairs.scale(f);
         self.actions.iter_mut().for_each(|a| *a *= f);
+        self.origins.iter_mut().for_each(|a| *a *= f);
         self.rtypes.scale(f);
         self.rtype_novel *= f;
         self.value_obs *= f;
@@ -317,6 +337,9 @@ impl Profile {
         self.parent_n1 *= f;
         self.parent_novel *= f;
         self.lookalike_novel *= f;
+        self.adoptions *= f;
+        self.adoption_new_rtype *= f;
+        self.adoption_new_value *= f;
         self.hours.iter_mut().for_each(|h| *h *= f);
         self.weekdays.iter_mut().for_each(|h| *h *= f);
         self.gaps.scale(f);
@@ -328,7 +351,13 @@ impl Profile {
     }
 
     /// Learns one (unflagged) call.
-    pub fn learn(&mut self, obs: &Observation, ctx: &SeqContext, bits: Option<f32>, limits: &ProfileLimits) {
+    pub fn learn(
+        &mut self,
+        obs: &Observation,
+        ctx: &SeqContext,
+        bits: Option<f32>,
+        limits: &ProfileLimits,
+    ) {
         self.rebase_if_needed(obs.ts, limits);
         let w = self.weight(obs.ts, limits);
         self.first_ts = self.first_ts.min(obs.ts);
@@ -350,9 +379,12 @@ impl Profile {
         }
 
         self.actions[obs.action as usize] += w;
-        if obs.rtype != 0 && self.rtypes.add(obs.rtype, w, 64) {
+        self.origins[obs.origin as usize] += w;
+        let new_rtype = obs.rtype != 0 && self.rtypes.add(obs.rtype, w, 64);
+        if new_rtype {
             self.rtype_novel += w;
         }
+        let new_value = obs.values.iter().any(|v| !self.values.contains(v.fp));
 
         // Agent-level values: back-off for tools with little history.
         for v in &obs.values {
@@ -362,11 +394,16 @@ impl Profile {
             if v.parent != 0 {
                 if seen == Seen::New && !self.parents.contains(v.parent) {
                     self.parent_novel += w;
-                    if v.skeletons.iter().any(|s| *s != 0 && self.skeletons.contains(*s)) {
+                    if v.skeletons
+                        .iter()
+                        .any(|s| *s != 0 && self.skeletons.contains(*s))
+                    {
                         self.lookalike_novel += w;
                     }
                 }
-                let pseen = self.parents.insert(v.parent, obs.day, limits.parents_per_agent);
+                let pseen = self
+                    .parents
+                    .insert(v.parent, obs.day, limits.parents_per_agent);
                 n1_update(&mut self.parent_n1, pseen, w, self.epoch_ms, limits);
             }
             for s in v.skeletons.iter().filter(|s| **s != 0) {
@@ -391,6 +428,13 @@ impl Profile {
         let idx = match self.tools.iter().position(|t| t.tool == obs.tool) {
             Some(i) => i,
             None if self.tools.len() < limits.tools_per_agent => {
+                self.adoptions += w;
+                if new_rtype {
+                    self.adoption_new_rtype += w;
+                }
+                if new_value {
+                    self.adoption_new_value += w;
+                }
                 self.tools.push(ToolStats::new(obs.tool, obs.tool_name));
                 self.tools.len() - 1
             }
@@ -405,11 +449,13 @@ impl Profile {
         }
         t.calls += w;
         t.actions[obs.action as usize] += w;
+        t.origins[obs.origin as usize] += w;
         if obs.rtype != 0 && t.rtypes.add(obs.rtype, w, 16) {
             t.rtype_novel += w;
         }
         for v in &obs.values {
             t.value_obs += w;
+            t.shapes[v.shape as usize] += w;
             let seen = t.values.insert(v.fp, obs.day, limits.values_per_tool);
             n1_update(&mut t.value_n1, seen, w, self.epoch_ms, limits);
             if v.parent != 0 {
@@ -447,7 +493,10 @@ impl Profile {
         let cap = limits.sequence_entries;
         for order in 1..=2 {
             let ck = Self::ctx_key(order, &s.end);
-            if self.seq_pairs.add(Self::pair_key(order, &s.end, END), w, cap) {
+            if self
+                .seq_pairs
+                .add(Self::pair_key(order, &s.end, END), w, cap)
+            {
                 self.seq_ctx_novel.add(ck, w, cap);
             }
             self.seq_ctx.add(ck, w, cap);
@@ -496,7 +545,8 @@ fn n1_update(n1: &mut f32, seen: Seen, w: f32, epoch_ms: Millis, limits: &Profil
 
 /// Entropy of the hour histogram after the scorer's neighbour smoothing.
 fn smoothed_hour_entropy(hours: &[f32; 24]) -> f32 {
-    let near: [f32; 24] = std::array::from_fn(|h| hours[h] + 0.5 * (hours[(h + 23) % 24] + hours[(h + 1) % 24]));
+    let near: [f32; 24] =
+        std::array::from_fn(|h| hours[h] + 0.5 * (hours[(h + 23) % 24] + hours[(h + 1) % 24]));
     let total: f32 = near.iter().sum();
     if total <= 0.0 {
         return 24f32.log2();

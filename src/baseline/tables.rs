@@ -183,42 +183,46 @@ impl LogHist {
         self.total
     }
 
-    fn highest(&self) -> Option<usize> {
-        self.buckets.iter().rposition(|&c| c > 0.0)
-    }
-
-    fn lowest(&self) -> Option<usize> {
-        self.buckets.iter().position(|&c| c > 0.0)
-    }
-
-    /// Smoothed P(X ≥ x): beyond the largest bucket ever seen, each further
-    /// doubling quarters the pseudo-count, so "far beyond" costs more than
-    /// "just beyond". `inv_w` converts raw weights to effective counts.
+    /// P(X ≥ x): the empirical tail (with half a pseudo-observation) where
+    /// history reaches, and beyond it only a Pareto tail anchored at the 90th
+    /// percentile, `0.1 · (q90 / x)²`, so that "twice the usual" costs a few
+    /// bits and "a hundred times" many, whatever the history's length.
     pub fn upper_tail(&self, x: f32, inv_w: f32) -> f32 {
         let b = Self::bucket(x);
         let n = self.total * inv_w;
         let above: f32 = self.buckets[b..].iter().sum::<f32>() * inv_w;
-        let beyond = match self.highest() {
-            Some(h) if b > h => (b - h) as i32,
-            Some(_) => 0,
-            None => 0,
+        let empirical = (above + 0.5) / (n + 1.0);
+        let q90 = self.quantile_edge(0.9) * 2.0;
+        let pareto = if x > q90 {
+            0.1 * (q90.max(1.0) / x).powi(2)
+        } else {
+            1.0
         };
-        let pseudo = 0.5 * 0.25f32.powi(beyond);
-        ((above + pseudo) / (n + 1.0)).min(1.0)
+        if above > 0.0 {
+            empirical.max(pareto).min(1.0)
+        } else {
+            pareto.min(1.0)
+        }
     }
 
-    /// Smoothed P(X ≤ x), mirrored: below the smallest bucket ever seen each
-    /// halving quarters the pseudo-count.
+    /// P(X ≤ x), mirrored: the empirical lower tail, and below the 10th
+    /// percentile a tail `0.1 · (x / q10)`.
     pub fn lower_tail(&self, x: f32, inv_w: f32) -> f32 {
         let b = Self::bucket(x);
         let n = self.total * inv_w;
         let below: f32 = self.buckets[..=b].iter().sum::<f32>() * inv_w;
-        let beyond = match self.lowest() {
-            Some(l) if b < l => (l - b) as i32,
-            _ => 0,
+        let empirical = (below + 0.5) / (n + 1.0);
+        let q10 = self.quantile_edge(0.1);
+        let pareto = if x < q10 {
+            0.1 * (x.max(0.5) / q10)
+        } else {
+            1.0
         };
-        let pseudo = 0.5 * 0.25f32.powi(beyond);
-        ((below + pseudo) / (n + 1.0)).min(1.0)
+        if below > 0.0 {
+            empirical.max(pareto).min(1.0)
+        } else {
+            pareto.min(1.0)
+        }
     }
 
     /// Smallest x (bucket lower edge) with P(X ≥ x) ≤ q; used for "usual"
@@ -231,7 +235,11 @@ impl LogHist {
         for (b, c) in self.buckets.iter().enumerate() {
             acc += c;
             if acc / self.total >= q {
-                return if b == 0 { 0.0 } else { (1u64 << (b - 1)) as f32 };
+                return if b == 0 {
+                    0.0
+                } else {
+                    (1u64 << (b - 1)) as f32
+                };
             }
         }
         (1u64 << (LOG_BUCKETS - 2)) as f32
@@ -306,9 +314,17 @@ mod tests {
         for (i, fp) in [5u32, 3, 9].into_iter().enumerate() {
             assert_eq!(s.insert(fp, i as u16, 3), Seen::New);
         }
-        assert_eq!(s.insert(3, 10, 3), Seen::Second(1), "second sighting reports the first day");
+        assert_eq!(
+            s.insert(3, 10, 3),
+            Seen::Second(1),
+            "second sighting reports the first day"
+        );
         assert_eq!(s.insert(3, 12, 3), Seen::Known);
-        assert_eq!(s.insert(7, 11, 3), Seen::New, "a fourth value evicts the oldest (5)");
+        assert_eq!(
+            s.insert(7, 11, 3),
+            Seen::New,
+            "a fourth value evicts the oldest (5)"
+        );
         assert_eq!(s.len(), 3);
         assert!(!s.contains(5));
         assert!(s.contains(3) && s.contains(7) && s.contains(9));
@@ -329,14 +345,19 @@ mod tests {
     #[test]
     fn loghist_tails_grow_with_distance() {
         let mut h = LogHist::default();
-        for x in [3.0, 4.0, 5.0, 6.0, 4.0, 3.0] {
-            h.add(x, 1.0);
+        for i in 0..200 {
+            h.add([3.0, 4.0, 5.0, 6.0][i % 4], 1.0);
         }
         let inside = h.upper_tail(4.0, 1.0);
         let just = h.upper_tail(9.0, 1.0);
         let far = h.upper_tail(100.0, 1.0);
         assert!(inside > 0.5);
         assert!(just < inside && far < just, "{inside} {just} {far}");
+        assert!(
+            just > 0.01,
+            "just beyond the history is not extreme: {just}"
+        );
+        assert!(far < 0.001, "{far}");
         assert!(h.lower_tail(0.0, 1.0) < h.lower_tail(3.0, 1.0));
     }
 

@@ -15,7 +15,9 @@ fn learn_lines(p: &mut Profile, limits: &ProfileLimits, lines: &[String]) {
         gap_ms: None,
     };
     for line in lines {
-        let Event::ToolCall(c) = decode_str(line).unwrap() else { panic!() };
+        let Event::ToolCall(c) = decode_str(line).unwrap() else {
+            panic!()
+        };
         let obs = Observation::extract(&c, &fp);
         p.learn(&obs, &ctx, Some(1.0), limits);
         ctx = SeqContext {
@@ -69,7 +71,10 @@ proptest! {
 #[test]
 fn decay_follows_change() {
     // Tool A for 30 days, then tool B for 60: B must dominate A.
-    let limits = ProfileLimits { half_life_ms: 10.0 * DAY as f64, ..ProfileLimits::default() };
+    let limits = ProfileLimits {
+        half_life_ms: 10.0 * DAY as f64,
+        ..ProfileLimits::default()
+    };
     let mut p = Profile::new(T0);
     let lines: Vec<String> = (0..90)
         .map(|d| Call::new("a", "s", if d < 30 { "A" } else { "B" }, T0 + d * DAY).line())

@@ -9,7 +9,9 @@ fn trained() -> Engine {
     train_days(&mut e, 20, 4, |d, n, t| {
         let s = format!("s{d}-{n}");
         vec![
-            Call::new("bot", &s, "list_channels", t).resource("channel", "#general").action("read"),
+            Call::new("bot", &s, "list_channels", t)
+                .resource("channel", "#general")
+                .action("read"),
             Call::new("bot", &s, "post_message", t + 10_000)
                 .resource("channel", "#general")
                 .action("write")
@@ -25,9 +27,16 @@ const LIVE_T: i64 = T0 + 21 * DAY + 10 * HOUR;
 fn warm_up_never_flags() {
     let mut e = engine();
     for i in 0..10 {
-        let o = feed(&mut e, &Call::new("new", "s", &format!("tool{i}"), T0 + i * 1000), Phase::Live);
+        let o = feed(
+            &mut e,
+            &Call::new("new", "s", &format!("tool{i}"), T0 + i * 1000),
+            Phase::Live,
+        );
         assert!(!o.flagged);
-        assert_eq!(o.threshold, crate::config::PolicyConfig::default().warmup_threshold_bits);
+        assert_eq!(
+            o.threshold,
+            crate::config::PolicyConfig::default().warmup_threshold_bits
+        );
     }
 }
 
@@ -35,15 +44,29 @@ fn warm_up_never_flags() {
 fn flagged_calls_are_not_learned_and_taint_the_session() {
     let mut e = trained();
     let before = e.agent("bot").unwrap().profile.events_learned;
-    let bad = Call::new("bot", "x", "delete_workspace", LIVE_T).resource("workspace", "acme").action("admin");
+    let bad = Call::new("bot", "x", "delete_workspace", LIVE_T)
+        .resource("workspace", "acme")
+        .action("admin");
     let o1 = feed(&mut e, &bad, Phase::Live);
     assert!(o1.flagged, "{:?}", o1.reasons);
     assert_eq!(e.agent("bot").unwrap().profile.events_learned, before);
     // The same call again is just as new: the attack did not teach Warden.
-    let o2 = feed(&mut e, &Call::new("bot", "y", "delete_workspace", LIVE_T + 1000).resource("workspace", "acme").action("admin"), Phase::Live);
+    let o2 = feed(
+        &mut e,
+        &Call::new("bot", "y", "delete_workspace", LIVE_T + 1000)
+            .resource("workspace", "acme")
+            .action("admin"),
+        Phase::Live,
+    );
     assert!(o2.bits(Signal::Tool) >= o1.bits(Signal::Tool) - 0.01);
     // A normal-looking call later in the flagged session carries its surprise.
-    let o3 = feed(&mut e, &Call::new("bot", "x", "list_channels", LIVE_T + 2000).resource("channel", "#general").action("read"), Phase::Live);
+    let o3 = feed(
+        &mut e,
+        &Call::new("bot", "x", "list_channels", LIVE_T + 2000)
+            .resource("channel", "#general")
+            .action("read"),
+        Phase::Live,
+    );
     assert!(o3.score.carry_bits > 0.0, "{:?}", o3.reasons);
     assert!(o3.reasons.iter().any(|r| r.signal == "session"));
 }
@@ -78,12 +101,32 @@ fn calibrated_threshold_after_training() {
 #[test]
 fn decisions_explain_themselves() {
     let mut e = trained();
-    let o = feed(&mut e, &Call::new("bot", "x", "export_users", LIVE_T).resource("user", "all").action("read"), Phase::Live);
-    let tool = o.reasons.iter().find(|r| r.signal == "tool").expect("a tool reason");
-    assert!(tool.detail.contains("first call of `export_users`"), "{}", tool.detail);
-    assert!(o.reasons.windows(2).all(|w| w[0].bits >= w[1].bits), "largest first");
+    let o = feed(
+        &mut e,
+        &Call::new("bot", "x", "export_users", LIVE_T)
+            .resource("user", "all")
+            .action("read"),
+        Phase::Live,
+    );
+    let tool = o
+        .reasons
+        .iter()
+        .find(|r| r.signal == "tool")
+        .expect("a tool reason");
+    assert!(
+        tool.detail.contains("first call of `export_users`"),
+        "{}",
+        tool.detail
+    );
+    assert!(
+        o.reasons.windows(2).all(|w| w[0].bits >= w[1].bits),
+        "largest first"
+    );
     let sum: f32 = o.reasons.iter().map(|r| r.bits).sum();
-    assert!((sum - o.score.total).abs() < 0.1, "reasons add up to the score");
+    assert!(
+        (sum - o.score.total).abs() < 0.1,
+        "reasons add up to the score"
+    );
 }
 
 #[test]

@@ -242,7 +242,9 @@ impl<'a> RawEvent<'a> {
                 DecodeError::new(
                     DecodeErrorKind::BadValue,
                     Some("action"),
-                    format!("unknown action {a:?} (expected read, write, delete, execute or admin)"),
+                    format!(
+                        "unknown action {a:?} (expected read, write, delete, execute or admin)"
+                    ),
                 )
             })?),
         };

@@ -116,7 +116,11 @@ mod tests {
     use super::*;
 
     fn reader(data: &'static [u8], limit: usize) -> JsonlReader {
-        JsonlReader::new("t".into(), Box::new(io::BufReader::with_capacity(4, data)), limit)
+        JsonlReader::new(
+            "t".into(),
+            Box::new(io::BufReader::with_capacity(4, data)),
+            limit,
+        )
     }
 
     #[test]

@@ -43,7 +43,13 @@ impl RejectSink {
     }
 
     /// Records one rejected input found at `source:line`.
-    pub fn reject(&mut self, source: &str, line: u64, raw: &[u8], err: &DecodeError) -> io::Result<()> {
+    pub fn reject(
+        &mut self,
+        source: &str,
+        line: u64,
+        raw: &[u8],
+        err: &DecodeError,
+    ) -> io::Result<()> {
         let i = DecodeErrorKind::ALL
             .iter()
             .position(|k| *k == err.kind)

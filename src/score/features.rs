@@ -47,7 +47,10 @@ impl Fingerprinter {
     }
 
     fn raw(&self, salt: Salt, bytes: &[u8]) -> u64 {
-        xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.key ^ (salt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        xxhash_rust::xxh3::xxh3_64_with_seed(
+            bytes,
+            self.key ^ (salt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
     }
 
     fn fold(h: u64) -> Fp {
@@ -74,6 +77,19 @@ impl Fingerprinter {
         }
     }
 
+    /// [`lower`](Self::lower) of two pieces read as one string.
+    fn lower2(&self, salt: Salt, a: &str, b: &str) -> Fp {
+        if b.is_empty() {
+            return self.lower(salt, a);
+        }
+        let mut buf = [0u8; 256];
+        let n = (a.len() + b.len()).min(256);
+        for (d, c) in buf.iter_mut().zip(a.bytes().chain(b.bytes())) {
+            *d = c.to_ascii_lowercase();
+        }
+        Self::fold(self.raw(salt, &buf[..n]))
+    }
+
     pub fn tool(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::Tool, name.as_bytes()))
     }
@@ -88,6 +104,52 @@ impl Fingerprinter {
 
     fn arg_key(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::ArgKey, name.as_bytes()))
+    }
+}
+
+/// Where the instruction behind a call came from, per the event's `origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OriginKind {
+    UserPrompt = 0,
+    ToolOutput = 1,
+    RetrievedContent = 2,
+    System = 3,
+    Other = 4,
+    Absent = 5,
+}
+
+impl OriginKind {
+    pub const COUNT: usize = 6;
+
+    pub fn parse(kind: Option<&str>) -> Self {
+        match kind {
+            None => Self::Absent,
+            Some("user_prompt") => Self::UserPrompt,
+            Some("tool_output") => Self::ToolOutput,
+            Some("retrieved_content") => Self::RetrievedContent,
+            Some("system") => Self::System,
+            Some(_) => Self::Other,
+        }
+    }
+
+    /// Content an attacker may have written.
+    pub const fn untrusted(self) -> bool {
+        matches!(
+            self,
+            Self::ToolOutput | Self::RetrievedContent | Self::Other
+        )
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UserPrompt => "user_prompt",
+            Self::ToolOutput => "tool_output",
+            Self::RetrievedContent => "retrieved_content",
+            Self::System => "system",
+            Self::Other => "other",
+            Self::Absent => "none",
+        }
     }
 }
 
@@ -110,6 +172,7 @@ pub struct Value<'a> {
     /// Confusable-folded skeletons of the host's labels (0 = none), to spot
     /// look-alikes of known domains.
     pub skeletons: [Fp; 2],
+    pub shape: Shape,
 }
 
 /// Whether a number is an argument's magnitude or an array's length.
@@ -144,6 +207,8 @@ pub struct Observation<'a> {
     pub rtype: Fp,
     pub rtype_name: Option<&'a str>,
     pub action: Action,
+    pub origin: OriginKind,
+    pub origin_excerpt: Option<&'a str>,
     pub values: ArrayVec<Value<'a>, MAX_VALUES>,
     pub numbers: ArrayVec<Number<'a>, MAX_NUMBERS>,
 }
@@ -162,6 +227,8 @@ impl<'a> Observation<'a> {
             rtype: call.resource_type.as_deref().map_or(0, |r| fp.rtype(r)),
             rtype_name: call.resource_type.as_deref(),
             action: call.action.unwrap_or(Action::None),
+            origin: OriginKind::parse(call.origin.as_ref().and_then(|o| o.kind.as_deref())),
+            origin_excerpt: call.origin.as_ref().and_then(|o| o.excerpt.as_deref()),
             values: ArrayVec::new(),
             numbers: ArrayVec::new(),
         };
@@ -192,9 +259,10 @@ impl<'a> Observation<'a> {
             return;
         }
         let (parent, host) = parent_of(&text);
-        let parent_fp = parent.map_or(0, |p| fp.lower(Salt::Parent, p));
+        let parent_fp = parent.map_or(0, |(a, b)| fp.lower2(Salt::Parent, a, b));
         let skeletons = host.map_or([0, 0], |h| skeletons(fp, h));
         self.values.push(Value {
+            shape: Shape::of(&text),
             fp: vfp,
             parent: parent_fp,
             skeletons,
@@ -247,36 +315,81 @@ fn is_iban(s: &str) -> bool {
         && b[4..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// The parent of a value, and the host name when the value has one.
-pub fn parent_of(s: &str) -> (Option<&str>, Option<&str>) {
+/// The parent of a value (in one or two pieces, read as concatenated), and
+/// the host name when the value has one.
+pub fn parent_of(s: &str) -> (Option<(&str, &str)>, Option<&str>) {
+    let (parent, host) = parent_parts(s);
+    (parent.map(|p| (p, "")).or_else(|| iban_parent(s)), host)
+}
+
+fn iban_parent(s: &str) -> Option<(&str, &str)> {
+    // Country and bank code: the check digits between them vary per account
+    // and would make every IBAN its own parent.
+    is_iban(s).then(|| (&s[..2], &s[4..8]))
+}
+
+fn parent_parts(s: &str) -> (Option<&str>, Option<&str>) {
     if let Some(at) = s.rfind('@') {
         let host = &s[at + 1..];
         if at > 0 && host.contains('.') {
             return (Some(host), Some(host));
         }
     }
-    for scheme in ["https://", "http://"] {
-        if has_scheme(s, scheme) {
-            let rest = &s[scheme.len()..];
-            let end = rest.find(['/', ':', '?', '#']).unwrap_or(rest.len());
-            let host = &rest[..end];
-            let host = host.strip_prefix("www.").unwrap_or(host);
-            return (Some(host).filter(|h| !h.is_empty()), Some(host));
+    if let Some(at) = s.find("://") {
+        let rest = &s[at + 3..];
+        let end = rest.find(['/', ':', '?', '#']).unwrap_or(rest.len());
+        let host = &rest[..end];
+        let host = host.strip_prefix("www.").unwrap_or(host);
+        return (Some(host).filter(|h| !h.is_empty()), Some(host));
+    }
+    // A path's directory. Other ids (`cust-4411`, `T-17`) have no parent:
+    // their prefixes say nothing about who is on the other side.
+    match s.rfind('/') {
+        Some(slash) if slash > 0 => (Some(&s[..slash]), None),
+        _ => (None, None),
+    }
+}
+
+/// The form of a value: a tool that always names channels and suddenly
+/// names an e-mail address or a URL is doing something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Shape {
+    Email = 0,
+    Url = 1,
+    Iban = 2,
+    Path = 3,
+    Other = 4,
+}
+
+impl Shape {
+    pub const COUNT: usize = 5;
+
+    pub fn of(s: &str) -> Self {
+        if s.find('@')
+            .is_some_and(|at| at > 0 && s[at + 1..].contains('.'))
+        {
+            Self::Email
+        } else if s.contains("://") {
+            Self::Url
+        } else if is_iban(s) {
+            Self::Iban
+        } else if s.starts_with('/') || s.matches('/').count() >= 2 {
+            Self::Path
+        } else {
+            Self::Other
         }
     }
-    if is_iban(s) {
-        return (Some(&s[..8]), None);
-    }
-    if let Some(slash) = s.rfind('/') {
-        if slash > 0 {
-            return (Some(&s[..slash]), None);
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "an e-mail address",
+            Self::Url => "a URL",
+            Self::Iban => "a bank account",
+            Self::Path => "a path",
+            Self::Other => "an identifier",
         }
     }
-    let parent = s
-        .rfind([':', '-', '_', '.', '#'])
-        .filter(|&i| i > 0)
-        .map(|i| &s[..i]);
-    (parent, None)
 }
 
 /// Folds characters that look alike (0/o, 1/l/i, rn/m, Cyrillic a/e/o…)
@@ -433,7 +546,8 @@ impl<'de> Visitor<'de> for ArgSeed<'_, 'de, '_> {
             }
         }
         if let Some(key) = self.key {
-            self.obs.push_number(self.fp, key, NumKind::Count, len as f64);
+            self.obs
+                .push_number(self.fp, key, NumKind::Count, len as f64);
         }
         Ok(())
     }
@@ -475,8 +589,8 @@ impl<'de> serde::Deserialize<'de> for KeyStr<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::decode::decode_str;
     use crate::event::Event;
+    use crate::ingest::decode::decode_str;
 
     fn obs_of(line: &str, f: impl FnOnce(&Observation)) {
         let ev = decode_str(line).unwrap();
@@ -500,7 +614,11 @@ mod tests {
                 assert_eq!(o.values[1].from, ValueFrom::Arg("recipients".into()));
                 let count = o.numbers.iter().find(|n| n.kind == NumKind::Count).unwrap();
                 assert_eq!((count.key.as_ref(), count.value), ("recipients", 2.0));
-                let amount = o.numbers.iter().find(|n| n.kind == NumKind::Magnitude).unwrap();
+                let amount = o
+                    .numbers
+                    .iter()
+                    .find(|n| n.kind == NumKind::Magnitude)
+                    .unwrap();
                 assert_eq!(amount.value, 1200.5);
             },
         );
@@ -508,15 +626,27 @@ mod tests {
 
     #[test]
     fn parents_and_lookalike_skeletons() {
-        assert_eq!(parent_of("bob@acme.com").0, Some("acme.com"));
-        assert_eq!(parent_of("https://www.x.io/a?b").0, Some("x.io"));
-        assert_eq!(parent_of("DE89370400440532013000").0, Some("DE893704"));
-        assert_eq!(parent_of("/srv/data/file.csv").0, Some("/srv/data"));
-        assert_eq!(parent_of("cust-4411").0, Some("cust"));
+        assert_eq!(parent_of("bob@acme.com").0, Some(("acme.com", "")));
+        assert_eq!(parent_of("https://www.x.io/a?b").0, Some(("x.io", "")));
+        assert_eq!(parent_of("DE89370400440532013000").0, Some(("DE", "3704")));
+        assert_eq!(parent_of("/srv/data/file.csv").0, Some(("/srv/data", "")));
+        assert_eq!(
+            parent_of("s3://bucket-x/exports/a.csv").0,
+            Some(("bucket-x", ""))
+        );
+        assert_eq!(parent_of("cust-4411").0, None);
+        assert_eq!(Shape::of("a@b.io"), Shape::Email);
+        assert_eq!(Shape::of("s3://b/k"), Shape::Url);
+        assert_eq!(Shape::of("#general"), Shape::Other);
         assert_eq!(parent_of("plain").0, None);
         let fp = Fingerprinter::new(1);
         let known = skeletons(&fp, "acme-corp.com");
-        for spoof in ["acme-c0rp.com", "acmecorp.co", "acme-corp.com.evil.io", "acrne-corp.net"] {
+        for spoof in [
+            "acme-c0rp.com",
+            "acmecorp.co",
+            "acme-corp.com.evil.io",
+            "acrne-corp.net",
+        ] {
             let s = skeletons(&fp, spoof);
             assert!(s.iter().any(|k| *k != 0 && known.contains(k)), "{spoof}");
         }

@@ -23,7 +23,7 @@ use arrayvec::ArrayVec;
 use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, SeqContext, START};
 use crate::event::Action;
-use features::{NumKind, Observation, ValueFrom};
+use features::{NumKind, Observation, OriginKind, ValueFrom};
 
 /// The channels a score is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +34,7 @@ pub enum Signal {
     Resource,
     LookAlike,
     Action,
+    Origin,
     Argument,
     Hour,
     Weekday,
@@ -51,6 +52,7 @@ impl Signal {
             Self::Resource => "resource",
             Self::LookAlike => "lookalike",
             Self::Action => "action",
+            Self::Origin => "origin",
             Self::Argument => "argument",
             Self::Hour => "hour",
             Self::Weekday => "weekday",
@@ -86,18 +88,69 @@ pub enum VolumeKind {
 /// The numbers behind a reason; rendered to text only when emitted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Detail {
-    NewTool { known_tools: u32, calls: f32 },
-    Sequence { prev: Fp, prob: f32, ctx_calls: f32 },
-    ResourceType { tool_known: bool, agent_known: bool, tool_calls: f32 },
-    Resource { value: u8, novelty: Novelty, tool_calls: f32, novel_rate: f32 },
-    LookAlike { value: u8, new_parents: f32 },
-    Action { action: Action, tool_share: f32, agent_share: f32, calls: f32 },
-    Argument { number: u8, max: f64, n: f32 },
-    Hour { hour: u8, share: f32 },
-    Weekday { weekday: u8, share: f32 },
-    Gap { gap_ms: i64, share: f32 },
-    Volume { kind: VolumeKind, count: f32, usual: f32, p: f32 },
-    Carry { calls: u32 },
+    NewTool {
+        known_tools: u32,
+        calls: f32,
+    },
+    Sequence {
+        prev: Fp,
+        prob: f32,
+        ctx_calls: f32,
+    },
+    ResourceType {
+        tool_known: bool,
+        agent_known: bool,
+        tool_calls: f32,
+    },
+    Resource {
+        value: u8,
+        novelty: Novelty,
+        tool_calls: f32,
+        novel_rate: f32,
+        new_shape: bool,
+    },
+    LookAlike {
+        value: u8,
+        new_parents: f32,
+    },
+    Action {
+        action: Action,
+        tool_share: f32,
+        agent_share: f32,
+        calls: f32,
+    },
+    Origin {
+        kind: OriginKind,
+        tool_share: f32,
+        agent_share: f32,
+        calls: f32,
+    },
+    Argument {
+        number: u8,
+        max: f64,
+        n: f32,
+    },
+    Hour {
+        hour: u8,
+        share: f32,
+    },
+    Weekday {
+        weekday: u8,
+        share: f32,
+    },
+    Gap {
+        gap_ms: i64,
+        share: f32,
+    },
+    Volume {
+        kind: VolumeKind,
+        count: f32,
+        usual: f32,
+        p: f32,
+    },
+    Carry {
+        calls: u32,
+    },
 }
 
 /// One contribution to a score.
@@ -125,9 +178,24 @@ pub struct Score {
 }
 
 impl Score {
+    /// Bits of this call that build up over a session: everything but the
+    /// sequence (a new benign workflow is new at every step too) and the
+    /// carry itself.
+    pub fn carried_bits(&self) -> f32 {
+        self.reasons
+            .iter()
+            .filter(|r| !matches!(r.signal, Signal::Sequence | Signal::Session))
+            .map(|r| r.bits)
+            .sum()
+    }
+
     fn push(&mut self, signal: Signal, bits: f32, detail: Detail) {
         if bits > 0.0 && bits.is_finite() {
-            let _ = self.reasons.try_push(Reason { signal, bits, detail });
+            let _ = self.reasons.try_push(Reason {
+                signal,
+                bits,
+                detail,
+            });
         }
     }
 
@@ -168,6 +236,41 @@ pub struct SessionView {
     pub carry: f32,
 }
 
+/// P(category `i` | tool) with Witten–Bell escape to the agent's
+/// distribution, and for a category the agent never used, its escape times
+/// `risk`. Returns the probability and the tool's and agent's shares.
+fn categorical<const N: usize>(
+    agent: &[f32; N],
+    tool: Option<&[f32; N]>,
+    i: usize,
+    risk: f32,
+    calls: f32,
+    inv_w: f32,
+) -> (f32, f32, f32) {
+    let distinct = |arr: &[f32; N]| arr.iter().filter(|c| **c > 0.0).count() as f32;
+    let agent_c = agent[i] * inv_w;
+    let agent_t = distinct(agent);
+    let agent_p = if agent_c > 0.0 {
+        agent_c / (calls + agent_t)
+    } else {
+        (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
+    };
+    let agent_share = if calls > 0.0 { agent_c / calls } else { 0.0 };
+    match tool {
+        Some(t) if t.iter().any(|c| *c > 0.0) => {
+            let n: f32 = t.iter().sum::<f32>() * inv_w;
+            let c = t[i] * inv_w;
+            let tt = distinct(t);
+            if c > 0.0 {
+                (c / (n + tt), c / n, agent_share)
+            } else {
+                ((tt + 0.5) / (n + tt + 1.0) * agent_p, 0.0, agent_share)
+            }
+        }
+        _ => (agent_p, 0.0, agent_share),
+    }
+}
+
 fn bits(p: f32) -> f32 {
     if p >= 1.0 {
         0.0
@@ -206,9 +309,18 @@ pub fn score(
             );
         }
         Some(_) => {
+            // PPM back-off, orders 2 → 1 → 0; a transition new at order 1
+            // pays one escape (new after (a, b) is implied by new after b),
+            // and the first call has no order 2 (its context is the start).
+            let known1 = p.seq_pairs.get(Profile::pair_key(1, ctx, obs.tool)) > 0.0;
+            let orders: &[u32] = if ctx.prev1 == START || !known1 {
+                &[1, 0]
+            } else {
+                &[2, 1, 0]
+            };
             let mut prob = 1.0f32;
             let mut ctx_calls = 0.0;
-            for order in [2u32, 1, 0] {
+            for &order in orders {
                 let ck = Profile::ctx_key(order, ctx);
                 let n = p.seq_ctx.get(ck) * inv_w;
                 if n <= 0.0 {
@@ -257,7 +369,14 @@ pub fn score(
                     ((tt + 0.5) / (n + tt + 1.0) * agent_p, false, n)
                 }
             }
-            _ => (agent_p, false, 0.0),
+            // A new tool often brings a new kind of resource: how often it
+            // did when this agent adopted tools before.
+            _ if agent_c > 0.0 => (agent_p, false, 0.0),
+            _ => (
+                (p.adoption_new_rtype * inv_w + 1.0) / (p.adoptions * inv_w + 2.0),
+                false,
+                0.0,
+            ),
         };
         s.push(
             Signal::ResourceType,
@@ -270,44 +389,40 @@ pub fn score(
         );
     }
 
-    // Action mix, given the tool, backing off to the agent; an action class
-    // the agent never used costs more the more it can do.
+    // Action mix and instruction origin: categorical, given the tool,
+    // backing off to the agent; a class the agent never used costs more the
+    // more harm it can do.
     {
         let a = obs.action as usize;
-        let distinct = |arr: &[f32; Action::COUNT]| arr.iter().filter(|c| **c > 0.0).count() as f32;
-        let agent_c = p.actions[a] * inv_w;
-        let agent_t = distinct(&p.actions);
-        let agent_p = if agent_c > 0.0 {
-            agent_c / (calls + agent_t)
-        } else {
-            let risk = match obs.action {
-                Action::Read | Action::None => 1.0,
-                Action::Write => 0.5,
-                Action::Delete | Action::Execute => 0.25,
-                Action::Admin => 0.125,
-            };
-            (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
+        let risk = match obs.action {
+            Action::Read | Action::None => 1.0,
+            Action::Write => 0.5,
+            Action::Delete | Action::Execute => 0.25,
+            Action::Admin => 0.125,
         };
-        let (prob, tool_share) = match tool {
-            Some(t) if t.calls > 0.0 => {
-                let n = t.calls * inv_w;
-                let c = t.actions[a] * inv_w;
-                let tt = distinct(&t.actions);
-                if c > 0.0 {
-                    (c / (n + tt), c / n)
-                } else {
-                    ((tt + 0.5) / (n + tt + 1.0) * agent_p, 0.0)
-                }
-            }
-            _ => (agent_p, 0.0),
-        };
+        let (prob, tool_share, agent_share) =
+            categorical(&p.actions, tool.map(|t| &t.actions), a, risk, calls, inv_w);
         s.push(
             Signal::Action,
             bits(prob),
             Detail::Action {
                 action: obs.action,
                 tool_share,
-                agent_share: if calls > 0.0 { agent_c / calls } else { 0.0 },
+                agent_share,
+                calls,
+            },
+        );
+        let o = obs.origin as usize;
+        let risk = if obs.origin.untrusted() { 0.25 } else { 1.0 };
+        let (prob, tool_share, agent_share) =
+            categorical(&p.origins, tool.map(|t| &t.origins), o, risk, calls, inv_w);
+        s.push(
+            Signal::Origin,
+            bits(prob),
+            Detail::Origin {
+                kind: obs.origin,
+                tool_share,
+                agent_share,
                 calls,
             },
         );
@@ -331,11 +446,30 @@ pub fn score(
                 let e_p = (t.parent_n1 * inv_w + m * agent_ep) / (obs_n + m);
                 (t.values.contains(v.fp), e_t, e_p, t.calls * inv_w)
             }
-            None => (false, agent_e, agent_ep, 0.0),
+            None => {
+                // A new tool's values: as new as adopted tools' first values were.
+                let e = (p.adoption_new_value * inv_w + 1.0) / (p.adoptions * inv_w + 2.0);
+                (false, e, e * (agent_ep / agent_e).min(1.0), 0.0)
+            }
         };
         if known_tool {
             continue;
         }
+        // A form of value the tool never used (an e-mail address where it
+        // names channels) costs its escape on top of the novelty.
+        let (shape_bits, new_shape) = match tool {
+            Some(t) if t.value_obs * inv_w >= 3.0 => {
+                let n = t.value_obs * inv_w;
+                let c = t.shapes[v.shape as usize] * inv_w;
+                let kinds = t.shapes.iter().filter(|c| **c > 0.0).count() as f32;
+                if c > 0.0 {
+                    (bits(c / (n + kinds)), false)
+                } else {
+                    (bits((kinds + 0.5) / (n + kinds + 1.0)), true)
+                }
+            }
+            _ => (0.0, false),
+        };
         let (b, novelty, rate) = if p.values.contains(v.fp) {
             (bits(e_t), Novelty::NewForTool, e_t)
         } else if v.parent == 0 {
@@ -343,7 +477,10 @@ pub fn score(
         } else if p.parents.contains(v.parent) {
             (bits(e_t), Novelty::KnownParent, e_t)
         } else {
-            let alike = v.skeletons.iter().any(|k| *k != 0 && p.skeletons.contains(*k));
+            let alike = v
+                .skeletons
+                .iter()
+                .any(|k| *k != 0 && p.skeletons.contains(*k));
             if alike {
                 // How rare a look-alike is among the agent's new parents,
                 // with a prior of about one in fifty.
@@ -362,6 +499,7 @@ pub fn score(
             let e = e_p.min(e_t);
             (bits(e), Novelty::NewParent, e)
         };
+        let b = b + shape_bits;
         if best.is_none_or(|(x, _)| b > x) {
             best = Some((
                 b,
@@ -370,6 +508,7 @@ pub fn score(
                     novelty,
                     tool_calls,
                     novel_rate: rate,
+                    new_shape,
                 },
             ));
         }
@@ -386,7 +525,9 @@ pub fn score(
     if let Some(t) = tool {
         let mut best: Option<(f32, Detail)> = None;
         for (i, num) in obs.numbers.iter().enumerate() {
-            let Some(ns) = t.number(num.key_fp) else { continue };
+            let Some(ns) = t.number(num.key_fp) else {
+                continue;
+            };
             let n = ns.n * inv_w;
             if n < 3.0 || num.value <= ns.max {
                 continue;
@@ -444,7 +585,11 @@ pub fn score(
     if let Some(gap) = ctx.gap_ms {
         if p.gaps.total() * inv_w >= params.min_history {
             let share = p.gaps.lower_tail(gap as f32 / 250.0, inv_w);
-            s.push(Signal::Cadence, bits(share) - 1.0, Detail::Gap { gap_ms: gap, share });
+            s.push(
+                Signal::Cadence,
+                bits(share) - 1.0,
+                Detail::Gap { gap_ms: gap, share },
+            );
         }
     }
     let mut volume: Option<(f32, Detail)> = None;
@@ -467,7 +612,12 @@ pub fn score(
         }
     };
     let min_sessions = params.min_history / 2.0;
-    consider(VolumeKind::SessionCalls, &p.session_calls, (sess.calls + 1) as f32, min_sessions);
+    consider(
+        VolumeKind::SessionCalls,
+        &p.session_calls,
+        (sess.calls + 1) as f32,
+        min_sessions,
+    );
     consider(
         VolumeKind::FanOut,
         &p.session_fanout,
@@ -475,9 +625,19 @@ pub fn score(
         min_sessions,
     );
     if let Some(t) = tool {
-        consider(VolumeKind::ToolCalls, &t.per_session, (sess.tool_calls + 1) as f32, min_sessions);
+        consider(
+            VolumeKind::ToolCalls,
+            &t.per_session,
+            (sess.tool_calls + 1) as f32,
+            min_sessions,
+        );
     }
-    consider(VolumeKind::Rate, &p.rate, p.rate_at(obs.ts), params.min_history);
+    consider(
+        VolumeKind::Rate,
+        &p.rate,
+        p.rate_at(obs.ts),
+        params.min_history,
+    );
     if let Some((b, d)) = volume {
         s.push(Signal::Volume, b, d);
     }
@@ -485,13 +645,25 @@ pub fn score(
 
     if sess.carry > 0.0 {
         s.carry_bits = sess.carry;
-        s.push(Signal::Session, sess.carry, Detail::Carry { calls: sess.calls });
+        s.push(
+            Signal::Session,
+            sess.carry,
+            Detail::Carry { calls: sess.calls },
+        );
     }
     s.total = s.event_bits + s.session_bits + s.carry_bits;
     s
 }
 
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 fn pct(x: f32) -> String {
     let x = x * 100.0;
@@ -539,7 +711,13 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 format!("`{tool}` on {rt}, never touched by this agent")
             }
         }
-        Detail::Resource { value, novelty, tool_calls, novel_rate } => {
+        Detail::Resource {
+            value,
+            novelty,
+            tool_calls,
+            novel_rate,
+            new_shape,
+        } => {
             let v = &obs.values[value as usize];
             let field = match &v.from {
                 ValueFrom::ResourceId => "resource_id".to_owned(),
@@ -551,8 +729,13 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 Novelty::NewParent => "new to this agent, and so is its domain/parent",
                 Novelty::New => "new to this agent",
             };
+            let shape = if new_shape {
+                format!("; {} where this tool never used one", v.shape.as_str())
+            } else {
+                String::new()
+            };
             format!(
-                "`{tool}` to `{}` ({field}): {what}; expected for {} of calls (from {tool_calls:.0} calls of this tool)",
+                "`{tool}` to `{}` ({field}): {what}; expected for {} of calls (from {tool_calls:.0} calls of this tool){shape}",
                 v.text,
                 pct(novel_rate)
             )
@@ -578,6 +761,28 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 )
             } else {
                 format!("first `{}` action by this agent in {calls:.0} calls", action.as_str())
+            }
+        }
+        Detail::Origin {
+            kind,
+            tool_share,
+            agent_share,
+            calls,
+        } => {
+            let excerpt = obs
+                .origin_excerpt
+                .map(|e| format!(" (\"{}\")", e.chars().take(80).collect::<String>()))
+                .unwrap_or_default();
+            if tool_share > 0.0 {
+                format!("instruction from {}{excerpt}: {} of `{tool}` calls", kind.as_str(), pct(tool_share))
+            } else if agent_share > 0.0 {
+                format!(
+                    "`{tool}` instructed by {}{excerpt}, which it never was; {} of the agent's {calls:.0} calls are",
+                    kind.as_str(),
+                    pct(agent_share)
+                )
+            } else {
+                format!("first call instructed by {}{excerpt} in {calls:.0} calls", kind.as_str())
             }
         }
         Detail::Argument { number, max, n } => {

@@ -12,14 +12,23 @@ use crate::test_util::*;
 fn payments() -> crate::engine::Engine {
     let mut e = engine();
     train_days(&mut e, 20, 3, |d, n, t| {
-        let iban = ["DE89370400440532013000", "DE12500105170648489890", "FR7630006000011234567890189"][((d + n) % 3) as usize];
+        let iban = [
+            "DE89370400440532013000",
+            "DE12500105170648489890",
+            "FR7630006000011234567890189",
+        ][((d + n) % 3) as usize];
         let s = format!("s{d}-{n}");
         vec![
-            Call::new("pay", &s, "get_payee", t).resource("bank_account", iban).action("read"),
+            Call::new("pay", &s, "get_payee", t)
+                .resource("bank_account", iban)
+                .action("read"),
             Call::new("pay", &s, "send_payment", t + 20_000)
                 .resource("bank_account", iban)
                 .action("write")
-                .set("args", json!({"amount": 100 + (d * 7 + n * 13) % 400, "currency": "EUR"})),
+                .set(
+                    "args",
+                    json!({"amount": 100 + (d * 7 + n * 13) % 400, "currency": "EUR"}),
+                ),
             Call::new("pay", &s, "get_balance", t + 40_000).action("read"),
         ]
     });
@@ -35,7 +44,12 @@ const LIVE_T: i64 = T0 + 21 * DAY + 10 * HOUR;
 #[test]
 fn habitual_session_scores_low() {
     let mut e = payments();
-    let a = live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("bank_account", "DE89370400440532013000").action("read"));
+    let a = live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
     let b = live(
         &mut e,
         Call::new("pay", "x", "send_payment", LIVE_T + 20_000)
@@ -50,7 +64,12 @@ fn habitual_session_scores_low() {
 #[test]
 fn new_account_with_known_tool_is_surprising() {
     let mut e = payments();
-    live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("bank_account", "DE89370400440532013000").action("read"));
+    live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
     let o = live(
         &mut e,
         Call::new("pay", "x", "send_payment", LIVE_T + 20_000)
@@ -60,35 +79,76 @@ fn new_account_with_known_tool_is_surprising() {
     );
     assert!(o.bits(Signal::Resource) > 10.0, "{:?}", o.reasons);
     assert!(o.flagged, "{:?}", o.reasons);
-    let text = &o.reasons.iter().find(|r| r.signal == "resource").unwrap().detail;
-    assert!(text.contains("GB29NWBK60161331926819") && text.contains("new to this agent"), "{text}");
+    let text = &o
+        .reasons
+        .iter()
+        .find(|r| r.signal == "resource")
+        .unwrap()
+        .detail;
+    assert!(
+        text.contains("GB29NWBK60161331926819") && text.contains("new to this agent"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_never_used_tool_costs_its_novelty_once() {
     let mut e = payments();
-    let o = live(&mut e, Call::new("pay", "x", "create_api_key", LIVE_T).action("admin"));
+    let o = live(
+        &mut e,
+        Call::new("pay", "x", "create_api_key", LIVE_T).action("admin"),
+    );
     assert!(o.bits(Signal::Tool) > 7.0, "{:?}", o.reasons);
-    assert_eq!(o.bits(Signal::Sequence), 0.0, "a new tool is not also a new transition");
-    assert!(o.bits(Signal::Action) > 7.0, "first admin action: {:?}", o.reasons);
+    assert_eq!(
+        o.bits(Signal::Sequence),
+        0.0,
+        "a new tool is not also a new transition"
+    );
+    assert!(
+        o.bits(Signal::Action) > 7.0,
+        "first admin action: {:?}",
+        o.reasons
+    );
     assert!(o.flagged);
 }
 
 #[test]
 fn unknown_order_of_known_tools() {
     let mut e = payments();
-    let usual = live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("bank_account", "DE89370400440532013000").action("read"));
-    let odd = live(&mut e, Call::new("pay", "y", "get_balance", LIVE_T + 1000).action("read"));
-    let odd2 = live(&mut e, Call::new("pay", "y", "get_payee", LIVE_T + 2000).resource("bank_account", "DE89370400440532013000").action("read"));
+    let usual = live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
+    let odd = live(
+        &mut e,
+        Call::new("pay", "y", "get_balance", LIVE_T + 1000).action("read"),
+    );
+    let odd2 = live(
+        &mut e,
+        Call::new("pay", "y", "get_payee", LIVE_T + 2000)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
     assert!(usual.bits(Signal::Sequence) < 1.0, "{:?}", usual.reasons);
-    assert!(odd.bits(Signal::Sequence) > 5.0, "first call of a session: {:?}", odd.reasons);
+    assert!(
+        odd.bits(Signal::Sequence) > 5.0,
+        "first call of a session: {:?}",
+        odd.reasons
+    );
     assert!(odd2.bits(Signal::Sequence) > 5.0, "{:?}", odd2.reasons);
 }
 
 #[test]
 fn amount_far_beyond_range() {
     let mut e = payments();
-    live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("bank_account", "DE89370400440532013000").action("read"));
+    live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
     let o = live(
         &mut e,
         Call::new("pay", "x", "send_payment", LIVE_T + 20_000)
@@ -103,8 +163,18 @@ fn amount_far_beyond_range() {
 #[test]
 fn off_hours_cost_bits_and_usual_hours_none() {
     let mut e = payments();
-    let day = live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("bank_account", "DE89370400440532013000").action("read"));
-    let night = live(&mut e, Call::new("pay", "n", "get_payee", LIVE_T - 7 * HOUR).resource("bank_account", "DE89370400440532013000").action("read"));
+    let day = live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
+    let night = live(
+        &mut e,
+        Call::new("pay", "n", "get_payee", LIVE_T - 7 * HOUR)
+            .resource("bank_account", "DE89370400440532013000")
+            .action("read"),
+    );
     assert_eq!(day.bits(Signal::Hour), 0.0);
     assert!(night.bits(Signal::Hour) > 5.0, "{:?}", night.reasons);
 }
@@ -135,15 +205,29 @@ fn agent_meeting_new_values_daily_is_not_surprised() {
         let s = format!("s{d}-{n}");
         let cust = format!("cust-{}", d * 100 + n);
         vec![
-            Call::new("sup", &s, "get_customer", t).resource("customer", &cust).action("read"),
-            Call::new("sup", &s, "update_ticket", t + 30_000).resource("ticket", &format!("T-{d}{n}")).action("write"),
+            Call::new("sup", &s, "get_customer", t)
+                .resource("customer", &cust)
+                .action("read"),
+            Call::new("sup", &s, "update_ticket", t + 30_000)
+                .resource("ticket", &format!("T-{d}{n}"))
+                .action("write"),
         ]
     });
-    let o = live(&mut e, Call::new("sup", "x", "get_customer", LIVE_T).resource("customer", "cust-999999").action("read"));
+    let o = live(
+        &mut e,
+        Call::new("sup", "x", "get_customer", LIVE_T)
+            .resource("customer", "cust-999999")
+            .action("read"),
+    );
     assert!(o.bits(Signal::Resource) < 2.0, "{:?}", o.reasons);
     assert!(!o.flagged);
     // A known value never costs more than a new one.
-    let known = live(&mut e, Call::new("sup", "y", "get_customer", LIVE_T + 60_000).resource("customer", "cust-5").action("read"));
+    let known = live(
+        &mut e,
+        Call::new("sup", "y", "get_customer", LIVE_T + 60_000)
+            .resource("customer", "cust-5")
+            .action("read"),
+    );
     assert!(known.bits(Signal::Resource) <= o.bits(Signal::Resource));
 }
 
@@ -152,9 +236,16 @@ fn lookalike_domain_is_called_out() {
     let mut e = engine();
     train_days(&mut e, 20, 4, |d, n, t| {
         let s = format!("s{d}-{n}");
-        let to = ["ann@acme-corp.com", "raj@acme-corp.com", "li@globex.com", "bo@initech.io"][((d + n) % 4) as usize];
+        let to = [
+            "ann@acme-corp.com",
+            "raj@acme-corp.com",
+            "li@globex.com",
+            "bo@initech.io",
+        ][((d + n) % 4) as usize];
         vec![
-            Call::new("mail", &s, "read_email", t).resource("email", "inbox").action("read"),
+            Call::new("mail", &s, "read_email", t)
+                .resource("email", "inbox")
+                .action("read"),
             Call::new("mail", &s, "send_email", t + 30_000)
                 .resource("email", to)
                 .action("write")
@@ -162,7 +253,12 @@ fn lookalike_domain_is_called_out() {
         ]
     });
     let to = "ann@acme-c0rp.com";
-    live(&mut e, Call::new("mail", "x", "read_email", LIVE_T).resource("email", "inbox").action("read"));
+    live(
+        &mut e,
+        Call::new("mail", "x", "read_email", LIVE_T)
+            .resource("email", "inbox")
+            .action("read"),
+    );
     let o = live(
         &mut e,
         Call::new("mail", "x", "send_email", LIVE_T + 30_000)
@@ -185,6 +281,11 @@ fn lookalike_domain_is_called_out() {
 #[test]
 fn new_resource_type_for_a_tool() {
     let mut e = payments();
-    let o = live(&mut e, Call::new("pay", "x", "get_payee", LIVE_T).resource("secret", "vault/prod/db").action("read"));
+    let o = live(
+        &mut e,
+        Call::new("pay", "x", "get_payee", LIVE_T)
+            .resource("secret", "vault/prod/db")
+            .action("read"),
+    );
     assert!(o.bits(Signal::ResourceType) > 5.0, "{:?}", o.reasons);
 }

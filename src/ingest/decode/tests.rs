@@ -19,7 +19,10 @@ fn decodes_the_contract_example_borrowing() {
         panic!("not a call")
     };
     assert_eq!(c.event_id, "7c1e2f");
-    assert!(matches!(c.agent_id, Cow::Borrowed(_)), "plain strings borrow");
+    assert!(
+        matches!(c.agent_id, Cow::Borrowed(_)),
+        "plain strings borrow"
+    );
     let expect = chrono::DateTime::parse_from_rfc3339("2026-11-24T09:15:02.481Z").unwrap();
     assert_eq!(c.ts, expect.timestamp_millis());
     assert_eq!(c.action, Some(Action::Write));
@@ -31,7 +34,9 @@ fn decodes_the_contract_example_borrowing() {
 #[test]
 fn escaped_strings_are_unescaped() {
     let line = r#"{"event_id":"a\"b","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t\u00e9"}"#;
-    let Event::ToolCall(c) = decode_str(line).unwrap() else { panic!() };
+    let Event::ToolCall(c) = decode_str(line).unwrap() else {
+        panic!()
+    };
     assert_eq!(c.event_id, "a\"b");
     assert_eq!(c.tool, "té");
 }
@@ -47,30 +52,58 @@ fn missing_required_fields_are_named() {
         assert!(e.to_string().contains(field), "{e}");
     }
     let e = err(r#"{"event_id":"","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::MissingField, Some("event_id")));
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::MissingField, Some("event_id"))
+    );
 }
 
 #[test]
 fn wrong_types_name_the_field() {
     let e = err(r#"{"event_id":5,"ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::WrongType, Some("event_id")));
-    let e = err(r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","args":[1]}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::WrongType, Some("args")));
-    let e = err(r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","origin":"x"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::WrongType, Some("origin")));
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::WrongType, Some("event_id"))
+    );
+    let e =
+        err(r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","args":[1]}"#);
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::WrongType, Some("args"))
+    );
+    let e = err(
+        r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","origin":"x"}"#,
+    );
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::WrongType, Some("origin"))
+    );
 }
 
 #[test]
 fn bad_values_and_timestamps() {
     let e = err(r#"{"event_id":"1","ts":"yesterday","agent_id":"x","tool":"t"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::BadTimestamp, Some("ts")));
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::BadTimestamp, Some("ts"))
+    );
     assert!(e.to_string().contains("yesterday"));
-    let e = err(r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","action":"update"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::BadValue, Some("action")));
+    let e = err(
+        r#"{"event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t","action":"update"}"#,
+    );
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::BadValue, Some("action"))
+    );
     let e = err(r#"{"kind":"alert","event_id":"1","ts":"2026-11-24T09:15:02Z","agent_id":"x"}"#);
     assert_eq!((e.kind, e.field), (DecodeErrorKind::BadValue, Some("kind")));
-    let e = err(r#"{"event_id":"1","event_id":"2","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t"}"#);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::DuplicateField, Some("event_id")));
+    let e = err(
+        r#"{"event_id":"1","event_id":"2","ts":"2026-11-24T09:15:02Z","agent_id":"x","tool":"t"}"#,
+    );
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::DuplicateField, Some("event_id"))
+    );
 }
 
 #[test]
@@ -79,7 +112,10 @@ fn syntax_truncation_and_non_objects() {
     assert_eq!(err("not json").kind, DecodeErrorKind::Syntax);
     assert_eq!(err("[1,2]").kind, DecodeErrorKind::NotObject);
     assert_eq!(err("42").kind, DecodeErrorKind::NotObject);
-    assert_eq!(err(&format!("{GOOD} trailing")).kind, DecodeErrorKind::Syntax);
+    assert_eq!(
+        err(&format!("{GOOD} trailing")).kind,
+        DecodeErrorKind::Syntax
+    );
 }
 
 #[test]
@@ -96,12 +132,17 @@ fn bytes_limits_and_utf8() {
 #[test]
 fn context_kinds_are_accepted() {
     let p = r#"{"kind":"prompt","event_id":"p1","ts":"2026-11-24T09:15:00Z","agent_id":"a","session_id":"s","text":"hi","entities":["bob@x.com"]}"#;
-    let Event::Context(c) = decode_str(p).unwrap() else { panic!() };
+    let Event::Context(c) = decode_str(p).unwrap() else {
+        panic!()
+    };
     assert_eq!(c.kind, EventKind::Prompt);
     assert_eq!(c.entities, vec!["bob@x.com"]);
     let r = r#"{"kind":"tool_result","event_id":"r1","ts":"2026-11-24T09:15:00Z","agent_id":"a","tool":"read_email","result":"..."}"#;
     let e = err(r);
-    assert_eq!((e.kind, e.field), (DecodeErrorKind::MissingField, Some("call_event_id")));
+    assert_eq!(
+        (e.kind, e.field),
+        (DecodeErrorKind::MissingField, Some("call_event_id"))
+    );
 }
 
 fn event_strategy() -> impl Strategy<Value = (String, String, String, i64, Option<String>)> {
