@@ -151,6 +151,10 @@ pub struct PolicyConfig {
     pub max_threshold_bits: f32,
     /// Effective sessions an agent needs before its calibration is used.
     pub calibration_min_sessions: f32,
+    /// Calls an agent must have made before its sessions count towards
+    /// calibration: the first sessions of any agent are all new, and would
+    /// set its threshold far above what its settled behaviour needs.
+    pub calibration_warmup_events: u64,
     /// Calls an agent must have made before it can be flagged.
     pub warmup_events: u64,
     /// Reported as the threshold during warm-up (nothing is flagged).
@@ -175,6 +179,7 @@ impl Default for PolicyConfig {
             min_threshold_bits: 10.0,
             max_threshold_bits: 48.0,
             calibration_min_sessions: 20.0,
+            calibration_warmup_events: 200,
             warmup_events: 50,
             warmup_threshold_bits: 1000.0,
             carry_allowance_bits: 4.0,

@@ -210,7 +210,8 @@ impl Engine {
                 .map_or(0, |(i, _)| i);
             self.close_session(ai, oldest);
         }
-        let calibrate = self.agents[ai].profile.events_learned >= self.policy.warmup_events;
+        let calibrate = self.agents[ai].profile.events_learned
+            >= self.policy.warmup_events.max(self.policy.calibration_warmup_events);
         let mut s = self.pool.pop().unwrap_or_default();
         s.reset(key, ts, calibrate);
         self.agents[ai].sessions.push(s);

@@ -212,6 +212,7 @@ pub struct Profile {
     pub adoptions: f32,
     pub adoption_new_rtype: f32,
     pub adoption_new_value: f32,
+    pub adoption_new_action: f32,
     /// Entropy (bits) of the hour-of-day distribution, refreshed as it is
     /// learned: the hour signal counts bits beyond the agent's usual.
     pub hour_entropy: f32,
@@ -265,6 +266,7 @@ impl Profile {
             adoptions: 0.0,
             adoption_new_rtype: 0.0,
             adoption_new_value: 0.0,
+            adoption_new_action: 0.0,
             hour_entropy: 24f32.log2(),
             values: FpSet::default(),
             parents: FpSet::default(),
@@ -340,6 +342,7 @@ impl Profile {
         self.adoptions *= f;
         self.adoption_new_rtype *= f;
         self.adoption_new_value *= f;
+        self.adoption_new_action *= f;
         self.hours.iter_mut().for_each(|h| *h *= f);
         self.weekdays.iter_mut().for_each(|h| *h *= f);
         self.gaps.scale(f);
@@ -378,6 +381,7 @@ impl Profile {
             self.seq_ctx.add(Self::ctx_key(order, ctx), w, cap);
         }
 
+        let new_action = self.actions[obs.action as usize] <= 0.0;
         self.actions[obs.action as usize] += w;
         self.origins[obs.origin as usize] += w;
         let new_rtype = obs.rtype != 0 && self.rtypes.add(obs.rtype, w, 64);
@@ -434,6 +438,9 @@ impl Profile {
                 }
                 if new_value {
                     self.adoption_new_value += w;
+                }
+                if new_action {
+                    self.adoption_new_action += w;
                 }
                 self.tools.push(ToolStats::new(obs.tool, obs.tool_name));
                 self.tools.len() - 1

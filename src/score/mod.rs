@@ -238,7 +238,9 @@ pub struct SessionView {
 
 /// P(category `i` | tool) with Witten–Bell escape to the agent's
 /// distribution, and for a category the agent never used, its escape times
-/// `risk`. Returns the probability and the tool's and agent's shares.
+/// `risk`; for a new tool, a category new to the agent has probability
+/// `new_tool_escape` (times `risk`). Returns the probability and the tool's
+/// and agent's shares.
 fn categorical<const N: usize>(
     agent: &[f32; N],
     tool: Option<&[f32; N]>,
@@ -246,12 +248,15 @@ fn categorical<const N: usize>(
     risk: f32,
     calls: f32,
     inv_w: f32,
+    new_tool_escape: f32,
 ) -> (f32, f32, f32) {
     let distinct = |arr: &[f32; N]| arr.iter().filter(|c| **c > 0.0).count() as f32;
     let agent_c = agent[i] * inv_w;
     let agent_t = distinct(agent);
     let agent_p = if agent_c > 0.0 {
         agent_c / (calls + agent_t)
+    } else if tool.is_none() {
+        new_tool_escape.min(1.0) * risk
     } else {
         (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
     };
@@ -336,10 +341,22 @@ pub fn score(
                     break;
                 }
                 prob *= novel / (n + novel);
+                if order == 1 {
+                    // Never seen after the previous tool: the escape is the
+                    // cost, however rare the tool is overall (exclusion).
+                    break;
+                }
             }
+            // A new order of reads is exploration; a new order of changes
+            // is a decision.
+            let weight = match obs.action {
+                Action::Read | Action::None => 0.5,
+                Action::Write => 0.75,
+                Action::Delete | Action::Execute | Action::Admin => 1.0,
+            };
             s.push(
                 Signal::Sequence,
-                bits(prob),
+                bits(prob) * weight,
                 Detail::Sequence {
                     prev: ctx.prev1,
                     prob,
@@ -400,8 +417,10 @@ pub fn score(
             Action::Delete | Action::Execute => 0.25,
             Action::Admin => 0.125,
         };
+        // A new tool's action is judged by what adopted tools brought.
+        let adopted = (p.adoption_new_action * inv_w + 1.0) / (p.adoptions * inv_w + 2.0);
         let (prob, tool_share, agent_share) =
-            categorical(&p.actions, tool.map(|t| &t.actions), a, risk, calls, inv_w);
+            categorical(&p.actions, tool.map(|t| &t.actions), a, risk, calls, inv_w, adopted);
         s.push(
             Signal::Action,
             bits(prob),
@@ -415,10 +434,13 @@ pub fn score(
         let o = obs.origin as usize;
         let risk = if obs.origin.untrusted() { 0.25 } else { 1.0 };
         let (prob, tool_share, agent_share) =
-            categorical(&p.origins, tool.map(|t| &t.origins), o, risk, calls, inv_w);
+            categorical(&p.origins, tool.map(|t| &t.origins), o, risk, calls, inv_w, 1.0);
+        // Only instructions from content an attacker may write are a risk;
+        // a user or the system asking for something new is just new work.
+        let origin_bits = if obs.origin.untrusted() { bits(prob) } else { 0.0 };
         s.push(
             Signal::Origin,
-            bits(prob),
+            origin_bits,
             Detail::Origin {
                 kind: obs.origin,
                 tool_share,
