@@ -68,6 +68,10 @@ pub struct DetectorConfig {
     /// How strongly a tool with little history is pulled to its agent's
     /// novelty rate (pseudo-observations).
     pub backoff_strength: f32,
+    /// Most bits a never-used tool costs by itself (see README, Tuning).
+    pub max_tool_bits: f32,
+    /// Most bits a call's place in the tool sequence costs by itself.
+    pub max_sequence_bits: f32,
     /// Distinct values remembered per tool of an agent.
     pub values_per_tool: usize,
     /// Distinct parents (domains, banks, directories) remembered per tool.
@@ -93,6 +97,8 @@ impl Default for DetectorConfig {
             hash_key: "57415244454e2121".to_owned(),
             min_history: s.min_history,
             backoff_strength: s.backoff_strength,
+            max_tool_bits: s.max_tool_bits,
+            max_sequence_bits: s.max_sequence_bits,
             values_per_tool: l.values_per_tool,
             parents_per_tool: l.parents_per_tool,
             values_per_agent: l.values_per_agent,
@@ -120,6 +126,8 @@ impl DetectorConfig {
         ScoreParams {
             min_history: self.min_history,
             backoff_strength: self.backoff_strength,
+            max_tool_bits: self.max_tool_bits,
+            max_sequence_bits: self.max_sequence_bits,
         }
     }
 
@@ -162,6 +170,10 @@ pub struct PolicyConfig {
     /// Per-call bits a session may carry without building up surprise (the
     /// CUSUM allowance); the agent's own 90th percentile is used when higher.
     pub carry_allowance_bits: f32,
+    /// Share of the carried surprise kept from one call to the next: below
+    /// 1, a long benign session's small excesses fade instead of adding up,
+    /// while a run of surprising calls still builds up.
+    pub carry_decay: f32,
     /// Agent classes, matched by glob on `agent_id` in order.
     pub classes: Vec<ClassConfig>,
     /// Per-agent overrides, by `agent_id`.
@@ -172,17 +184,18 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Shadow,
-            threshold_bits: 24.0,
+            threshold_bits: 16.0,
             calibrate: true,
             target_false_alarm_rate: 0.01,
-            margin_bits: 4.0,
-            min_threshold_bits: 10.0,
+            margin_bits: 3.0,
+            min_threshold_bits: 14.0,
             max_threshold_bits: 48.0,
             calibration_min_sessions: 20.0,
             calibration_warmup_events: 200,
             warmup_events: 50,
             warmup_threshold_bits: 1000.0,
             carry_allowance_bits: 4.0,
+            carry_decay: 0.7,
             classes: Vec::new(),
             agents: BTreeMap::new(),
         }
@@ -288,6 +301,14 @@ impl Config {
             return Err(invalid("detector.backoff-strength", "must be positive"));
         }
         for (key, v) in [
+            ("detector.max-tool-bits", d.max_tool_bits),
+            ("detector.max-sequence-bits", d.max_sequence_bits),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(invalid(key, "must be a positive number of bits"));
+            }
+        }
+        for (key, v) in [
             ("detector.values-per-tool", d.values_per_tool),
             ("detector.parents-per-tool", d.parents_per_tool),
             ("detector.values-per-agent", d.values_per_agent),
@@ -316,6 +337,9 @@ impl Config {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(invalid(key, "must be a non-negative number of bits"));
             }
+        }
+        if !(0.0..=1.0).contains(&p.carry_decay) {
+            return Err(invalid("policy.carry-decay", "must be between 0 and 1"));
         }
         if p.min_threshold_bits > p.max_threshold_bits {
             return Err(invalid(

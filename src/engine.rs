@@ -15,7 +15,7 @@ use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START}
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{Millis, ToolCall};
-use crate::score::features::{Fingerprinter, Observation, MAX_VALUES};
+use crate::score::features::{Fingerprinter, Observation, Sample, MAX_VALUES};
 use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
 /// Whether calls are history to learn from or live traffic to judge.
@@ -29,6 +29,18 @@ pub enum Phase {
 
 /// Distinct values a session remembers for its fan-out.
 const SESSION_DISTINCT_CAP: usize = 1024;
+/// Calls a session holds for learning; calls beyond are not learned.
+const SESSION_PENDING_CAP: usize = 512;
+
+/// A call waiting for its session to end clean before it is learned.
+#[derive(Debug)]
+struct Pending {
+    sample: Sample,
+    /// The tool's name when the profile did not know the tool yet.
+    tool_name: Option<Box<str>>,
+    ctx: SeqContext,
+    bits: f32,
+}
 
 /// An open session of one agent.
 #[derive(Debug, Default)]
@@ -41,6 +53,8 @@ struct SessionState {
     tool_counts: Vec<(Fp, u32)>,
     /// Sorted fingerprints of the values the session touched.
     distinct: Vec<Fp>,
+    /// Calls to learn when the session closes unflagged.
+    pending: Vec<Pending>,
     carry: f32,
     max_score: f32,
     flagged: bool,
@@ -57,6 +71,7 @@ impl SessionState {
         self.prev2 = START;
         self.tool_counts.clear();
         self.distinct.clear();
+        self.pending.clear();
         self.carry = 0.0;
         self.max_score = 0.0;
         self.flagged = false;
@@ -163,11 +178,23 @@ impl Engine {
         i
     }
 
-    /// Closes session `si` of agent `ai`, learning its shape if it was clean.
+    /// Closes session `si` of agent `ai`. A clean session is learned, call
+    /// by call and then its shape; a flagged one teaches nothing, not even
+    /// the calls made before its flag.
     fn close_session(&mut self, ai: usize, si: usize) {
         let agent = &mut self.agents[ai];
         let s = agent.sessions.swap_remove(si);
         if !s.flagged && s.calls > 0 {
+            for pending in &s.pending {
+                let name = pending.tool_name.as_deref().unwrap_or("?");
+                agent.profile.learn(
+                    &pending.sample,
+                    name,
+                    &pending.ctx,
+                    Some(pending.bits),
+                    &self.limits,
+                );
+            }
             let summary = SessionSummary {
                 end: SeqContext {
                     prev1: s.prev1,
@@ -211,7 +238,10 @@ impl Engine {
             self.close_session(ai, oldest);
         }
         let calibrate = self.agents[ai].profile.events_learned
-            >= self.policy.warmup_events.max(self.policy.calibration_warmup_events);
+            >= self
+                .policy
+                .warmup_events
+                .max(self.policy.calibration_warmup_events);
         let mut s = self.pool.pop().unwrap_or_default();
         s.reset(key, ts, calibrate);
         self.agents[ai].sessions.push(s);
@@ -241,8 +271,8 @@ impl Engine {
         };
         let mut new_values = ArrayVec::new();
         for v in &obs.values {
-            if sess.distinct.binary_search(&v.fp).is_err() {
-                new_values.push(v.fp);
+            if sess.distinct.binary_search(&v.key.fp).is_err() {
+                new_values.push(v.key.fp);
             }
         }
         let view = SessionView {
@@ -292,8 +322,8 @@ impl Engine {
             .collect()
     }
 
-    /// Updates the session and, unless the call or its session was flagged,
-    /// learns the call.
+    /// Updates the session and queues the call to be learned when its
+    /// session closes clean.
     pub fn commit(&mut self, ev: Evaluation) {
         let agent = &mut self.agents[ev.agent as usize];
         let inv_w = 1.0 / agent.profile.weight(ev.obs.ts, &self.limits);
@@ -314,8 +344,12 @@ impl Engine {
         }
         // After a flag the session keeps its surprise: later calls are
         // judged in its light.
-        let allowance = if s.flagged { 0.0 } else { allowance };
-        s.carry = (s.carry + event_bits - allowance).max(0.0);
+        let (allowance, decay) = if s.flagged {
+            (0.0, 1.0)
+        } else {
+            (allowance, self.policy.carry_decay)
+        };
+        s.carry = (s.carry * decay + event_bits - allowance).max(0.0);
         s.max_score = s.max_score.max(ev.score.total);
         s.calls += 1;
         s.last_ts = s.last_ts.max(ev.obs.ts);
@@ -333,10 +367,20 @@ impl Engine {
             }
         }
         self.counters.tool_calls += 1;
-        if !s.flagged {
-            agent
+        let rate = agent.profile.rate_at(ev.obs.ts);
+        agent.profile.note_call(ev.obs.ts);
+        if !s.flagged && s.pending.len() < SESSION_PENDING_CAP {
+            let tool_name = agent
                 .profile
-                .learn(&ev.obs, &ev.ctx, Some(event_bits), &self.limits);
+                .tool(ev.obs.tool)
+                .is_none()
+                .then(|| ev.obs.tool_name.into());
+            s.pending.push(Pending {
+                sample: ev.obs.sample(rate),
+                tool_name,
+                ctx: ev.ctx,
+                bits: event_bits,
+            });
         }
     }
 

@@ -12,7 +12,7 @@ pub mod tables;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Action, Millis};
-use crate::score::features::{Observation, OriginKind, Shape};
+use crate::score::features::{OriginKind, Sample, Shape};
 use tables::{Fp, FpCounts, FpSet, LogHist, ScoreHist, Seen};
 
 /// Context id of "the session's start" in the sequence model.
@@ -353,10 +353,21 @@ impl Profile {
         self.event_bits.scale(f);
     }
 
-    /// Learns one (unflagged) call.
+    /// Moves the calls-per-minute rate to a call at `ts` (every call, flagged
+    /// or not: the rate is a fact about the stream, not a habit).
+    pub fn note_call(&mut self, ts: Millis) {
+        if ts >= self.rate_ts {
+            self.rate_now = self.rate_at(ts);
+            self.rate_ts = ts;
+        }
+    }
+
+    /// Learns one call of a clean session; `tool_name` names a tool the
+    /// profile may not know yet.
     pub fn learn(
         &mut self,
-        obs: &Observation,
+        obs: &Sample,
+        tool_name: &str,
         ctx: &SeqContext,
         bits: Option<f32>,
         limits: &ProfileLimits,
@@ -423,10 +434,7 @@ impl Profile {
         if let Some(gap) = ctx.gap_ms {
             self.gaps.add(gap as f32 / 250.0, w);
         }
-        let r = self.rate_at(obs.ts);
-        self.rate.add(r, w);
-        self.rate_now = r;
-        self.rate_ts = self.rate_ts.max(obs.ts);
+        self.rate.add(obs.rate, w);
 
         // Tool level.
         let idx = match self.tools.iter().position(|t| t.tool == obs.tool) {
@@ -442,7 +450,7 @@ impl Profile {
                 if new_action {
                     self.adoption_new_action += w;
                 }
-                self.tools.push(ToolStats::new(obs.tool, obs.tool_name));
+                self.tools.push(ToolStats::new(obs.tool, tool_name));
                 self.tools.len() - 1
             }
             None => return,

@@ -4,7 +4,7 @@ use serde_json::json;
 use super::*;
 use crate::event::Event;
 use crate::ingest::decode::decode_str;
-use crate::score::features::Fingerprinter;
+use crate::score::features::{Fingerprinter, Observation};
 use crate::test_util::{Call, DAY, T0};
 
 fn learn_lines(p: &mut Profile, limits: &ProfileLimits, lines: &[String]) {
@@ -19,7 +19,7 @@ fn learn_lines(p: &mut Profile, limits: &ProfileLimits, lines: &[String]) {
             panic!()
         };
         let obs = Observation::extract(&c, &fp);
-        p.learn(&obs, &ctx, Some(1.0), limits);
+        p.learn(&obs.sample(1.0), obs.tool_name, &ctx, Some(1.0), limits);
         ctx = SeqContext {
             prev1: obs.tool,
             prev2: ctx.prev1,

@@ -6,7 +6,7 @@ use crate::test_util::*;
 
 fn trained() -> Engine {
     let mut e = engine();
-    train_days(&mut e, 20, 4, |d, n, t| {
+    train_days(&mut e, 40, 4, |d, n, t| {
         let s = format!("s{d}-{n}");
         vec![
             Call::new("bot", &s, "list_channels", t)
@@ -21,7 +21,7 @@ fn trained() -> Engine {
     e
 }
 
-const LIVE_T: i64 = T0 + 21 * DAY + 10 * HOUR;
+const LIVE_T: i64 = T0 + 41 * DAY + 10 * HOUR;
 
 #[test]
 fn warm_up_never_flags() {

@@ -165,14 +165,7 @@ pub enum ValueFrom<'a> {
 pub struct Value<'a> {
     pub text: Cow<'a, str>,
     pub from: ValueFrom<'a>,
-    pub fp: Fp,
-    /// The value's parent (an address's domain, a URL's host, a path's
-    /// directory, an id's prefix); 0 when it has none.
-    pub parent: Fp,
-    /// Confusable-folded skeletons of the host's labels (0 = none), to spot
-    /// look-alikes of known domains.
-    pub skeletons: [Fp; 2],
-    pub shape: Shape,
+    pub key: ValueKey,
 }
 
 /// Whether a number is an argument's magnitude or an array's length.
@@ -190,6 +183,43 @@ pub struct Number<'a> {
     pub key_fp: Fp,
     pub kind: NumKind,
     pub value: f64,
+}
+
+/// The hashed identity of a value: all that learning keeps of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueKey {
+    pub fp: Fp,
+    /// Parent (domain, host, bank, directory); 0 when it has none.
+    pub parent: Fp,
+    /// Confusable-folded skeletons of the host's labels (0 = none).
+    pub skeletons: [Fp; 2],
+    pub shape: Shape,
+}
+
+/// A numeric argument as learning keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NumKey {
+    pub key_fp: Fp,
+    pub value: f64,
+}
+
+/// What a profile learns from one call: the observation without its text,
+/// owned, so that a session's calls can wait until the session is known to
+/// be clean.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub ts: Millis,
+    pub day: u16,
+    pub hour: u8,
+    pub weekday: u8,
+    pub tool: Fp,
+    pub rtype: Fp,
+    pub action: Action,
+    pub origin: OriginKind,
+    pub values: ArrayVec<ValueKey, MAX_VALUES>,
+    pub numbers: ArrayVec<NumKey, MAX_NUMBERS>,
+    /// The agent's calls-per-minute rate at this call.
+    pub rate: f32,
 }
 
 /// Everything the profile scores and learns from one tool call.
@@ -214,6 +244,30 @@ pub struct Observation<'a> {
 }
 
 impl<'a> Observation<'a> {
+    /// The part of the observation that learning keeps.
+    pub fn sample(&self, rate: f32) -> Sample {
+        Sample {
+            ts: self.ts,
+            day: self.day,
+            hour: self.hour,
+            weekday: self.weekday,
+            tool: self.tool,
+            rtype: self.rtype,
+            action: self.action,
+            origin: self.origin,
+            values: self.values.iter().map(|v| v.key).collect(),
+            numbers: self
+                .numbers
+                .iter()
+                .map(|n| NumKey {
+                    key_fp: n.key_fp,
+                    value: n.value,
+                })
+                .collect(),
+            rate,
+        }
+    }
+
     /// Extracts the observation from a decoded call.
     pub fn extract(call: &'a ToolCall<'a>, fp: &Fingerprinter) -> Self {
         let days = call.ts.div_euclid(MS_PER_DAY);
@@ -255,17 +309,19 @@ impl<'a> Observation<'a> {
             return;
         }
         let vfp = fp.lower(Salt::Value, &text);
-        if self.values.iter().any(|v| v.fp == vfp) {
+        if self.values.iter().any(|v| v.key.fp == vfp) {
             return;
         }
         let (parent, host) = parent_of(&text);
         let parent_fp = parent.map_or(0, |(a, b)| fp.lower2(Salt::Parent, a, b));
         let skeletons = host.map_or([0, 0], |h| skeletons(fp, h));
         self.values.push(Value {
-            shape: Shape::of(&text),
-            fp: vfp,
-            parent: parent_fp,
-            skeletons,
+            key: ValueKey {
+                shape: Shape::of(&text),
+                fp: vfp,
+                parent: parent_fp,
+                skeletons,
+            },
             text,
             from,
         });

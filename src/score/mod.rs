@@ -44,6 +44,14 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// Signals about what the call did, as opposed to its session's state.
+    pub const fn is_call_level(self) -> bool {
+        !matches!(
+            self,
+            Self::Hour | Self::Weekday | Self::Cadence | Self::Volume | Self::Session
+        )
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Tool => "tool",
@@ -178,13 +186,14 @@ pub struct Score {
 }
 
 impl Score {
-    /// Bits of this call that build up over a session: everything but the
-    /// sequence (a new benign workflow is new at every step too) and the
-    /// carry itself.
+    /// Bits of this call that build up over a session: what the call itself
+    /// did, except its place in the sequence (a new benign workflow is new
+    /// at every step too). Session levels (hour, cadence, volume) persist by
+    /// themselves and are not carried.
     pub fn carried_bits(&self) -> f32 {
         self.reasons
             .iter()
-            .filter(|r| !matches!(r.signal, Signal::Sequence | Signal::Session))
+            .filter(|r| r.signal.is_call_level() && r.signal != Signal::Sequence)
             .map(|r| r.bits)
             .sum()
     }
@@ -214,6 +223,13 @@ pub struct ScoreParams {
     pub min_history: f32,
     /// Prior strength pulling a tool's novelty rate towards the agent's.
     pub backoff_strength: f32,
+    /// Most bits a never-used tool costs by itself. Estimated from one
+    /// agent's history its probability only shrinks as history grows, yet
+    /// tools do get rolled out: alone, a new tool is worth a look, not a
+    /// quarantine; with another deviation it is.
+    pub max_tool_bits: f32,
+    /// Most bits a call's place in the sequence costs, for the same reason.
+    pub max_sequence_bits: f32,
 }
 
 impl Default for ScoreParams {
@@ -221,6 +237,8 @@ impl Default for ScoreParams {
         Self {
             min_history: 20.0,
             backoff_strength: 2.0,
+            max_tool_bits: 10.0,
+            max_sequence_bits: 8.0,
         }
     }
 }
@@ -306,7 +324,7 @@ pub fn score(
             let prob = (p.tools_once as f32 + 0.5) / (calls + 1.0);
             s.push(
                 Signal::Tool,
-                bits(prob),
+                bits(prob).min(params.max_tool_bits),
                 Detail::NewTool {
                     known_tools: p.tools.len() as u32,
                     calls,
@@ -356,7 +374,7 @@ pub fn score(
             };
             s.push(
                 Signal::Sequence,
-                bits(prob) * weight,
+                (bits(prob) * weight).min(params.max_sequence_bits),
                 Detail::Sequence {
                     prev: ctx.prev1,
                     prob,
@@ -414,13 +432,20 @@ pub fn score(
         let risk = match obs.action {
             Action::Read | Action::None => 1.0,
             Action::Write => 0.5,
-            Action::Delete | Action::Execute => 0.25,
-            Action::Admin => 0.125,
+            Action::Delete | Action::Execute => 0.125,
+            Action::Admin => 1.0 / 32.0,
         };
         // A new tool's action is judged by what adopted tools brought.
         let adopted = (p.adoption_new_action * inv_w + 1.0) / (p.adoptions * inv_w + 2.0);
-        let (prob, tool_share, agent_share) =
-            categorical(&p.actions, tool.map(|t| &t.actions), a, risk, calls, inv_w, adopted);
+        let (prob, tool_share, agent_share) = categorical(
+            &p.actions,
+            tool.map(|t| &t.actions),
+            a,
+            risk,
+            calls,
+            inv_w,
+            adopted,
+        );
         s.push(
             Signal::Action,
             bits(prob),
@@ -433,11 +458,22 @@ pub fn score(
         );
         let o = obs.origin as usize;
         let risk = if obs.origin.untrusted() { 0.25 } else { 1.0 };
-        let (prob, tool_share, agent_share) =
-            categorical(&p.origins, tool.map(|t| &t.origins), o, risk, calls, inv_w, 1.0);
+        let (prob, tool_share, agent_share) = categorical(
+            &p.origins,
+            tool.map(|t| &t.origins),
+            o,
+            risk,
+            calls,
+            inv_w,
+            1.0,
+        );
         // Only instructions from content an attacker may write are a risk;
         // a user or the system asking for something new is just new work.
-        let origin_bits = if obs.origin.untrusted() { bits(prob) } else { 0.0 };
+        let origin_bits = if obs.origin.untrusted() {
+            bits(prob)
+        } else {
+            0.0
+        };
         s.push(
             Signal::Origin,
             origin_bits,
@@ -466,7 +502,7 @@ pub fn score(
                 let obs_n = t.value_obs * inv_w;
                 let e_t = (t.value_n1 * inv_w + m * agent_e) / (obs_n + m);
                 let e_p = (t.parent_n1 * inv_w + m * agent_ep) / (obs_n + m);
-                (t.values.contains(v.fp), e_t, e_p, t.calls * inv_w)
+                (t.values.contains(v.key.fp), e_t, e_p, t.calls * inv_w)
             }
             None => {
                 // A new tool's values: as new as adopted tools' first values were.
@@ -482,7 +518,7 @@ pub fn score(
         let (shape_bits, new_shape) = match tool {
             Some(t) if t.value_obs * inv_w >= 3.0 => {
                 let n = t.value_obs * inv_w;
-                let c = t.shapes[v.shape as usize] * inv_w;
+                let c = t.shapes[v.key.shape as usize] * inv_w;
                 let kinds = t.shapes.iter().filter(|c| **c > 0.0).count() as f32;
                 if c > 0.0 {
                     (bits(c / (n + kinds)), false)
@@ -492,14 +528,15 @@ pub fn score(
             }
             _ => (0.0, false),
         };
-        let (b, novelty, rate) = if p.values.contains(v.fp) {
+        let (b, novelty, rate) = if p.values.contains(v.key.fp) {
             (bits(e_t), Novelty::NewForTool, e_t)
-        } else if v.parent == 0 {
+        } else if v.key.parent == 0 {
             (bits(e_t), Novelty::New, e_t)
-        } else if p.parents.contains(v.parent) {
+        } else if p.parents.contains(v.key.parent) {
             (bits(e_t), Novelty::KnownParent, e_t)
         } else {
             let alike = v
+                .key
                 .skeletons
                 .iter()
                 .any(|k| *k != 0 && p.skeletons.contains(*k));
@@ -752,7 +789,7 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 Novelty::New => "new to this agent",
             };
             let shape = if new_shape {
-                format!("; {} where this tool never used one", v.shape.as_str())
+                format!("; {} where this tool never used one", v.key.shape.as_str())
             } else {
                 String::new()
             };

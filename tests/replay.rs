@@ -1,0 +1,100 @@
+//! `warden replay` end to end on the committed report split
+//! (replay-data/seed-11): every test tool call gets exactly one decision in
+//! the documented shape, and the detection figures stay at or above what
+//! this version measured (a regression guard, not a target: see the README).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn data(name: &str) -> String {
+    format!("{}/replay-data/seed-11/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn replay_on_the_report_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = dir.path().join("decisions.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "replay",
+            "--train",
+            &data("train.jsonl.gz"),
+            &data("test.jsonl.gz"),
+        ])
+        .args(["--labels", &data("labels.jsonl"), "--json", "--decisions"])
+        .arg(&decisions)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    // One decision per tool call, in the documented shape, explainable.
+    let lines: Vec<Value> = std::fs::read_to_string(&decisions)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, report["tool_calls"].as_u64().unwrap());
+    assert_eq!(report["rejected"], 0);
+    let mut ids = std::collections::HashSet::new();
+    for d in &lines {
+        assert!(
+            ids.insert(d["event_id"].as_str().unwrap().to_owned()),
+            "one decision per event"
+        );
+        let score = d["score"].as_f64().unwrap();
+        let threshold = d["threshold"].as_f64().unwrap();
+        // Scores and thresholds are printed to 0.01 bit.
+        match d["flagged"].as_bool().unwrap() {
+            true => assert!(score >= threshold - 0.01, "{d}"),
+            false => assert!(score < threshold + 0.01, "{d}"),
+        }
+        let reasons = d["reasons"].as_array().unwrap();
+        let sum: f64 = reasons.iter().map(|r| r["bits"].as_f64().unwrap()).sum();
+        assert!(
+            (sum - score).abs() < 0.05 * reasons.len() as f64 + 0.05,
+            "reasons add up: {d}"
+        );
+        for r in reasons {
+            assert!(!r["signal"].as_str().unwrap().is_empty());
+            assert!(!r["detail"].as_str().unwrap().is_empty());
+        }
+        if d["flagged"] == true {
+            assert!(!reasons.is_empty(), "a flag always says why: {d}");
+        }
+    }
+
+    // Detection figures (measured 85.0% / 0 / 1 / 0.08% / 9.2% on this split).
+    let attack = &report["attack"];
+    let sessions = attack["sessions"].as_f64().unwrap();
+    let detected = attack["detected"].as_f64().unwrap();
+    assert_eq!(sessions, 240.0);
+    assert!(detected / sessions >= 0.84, "{}", report);
+    assert!(attack["calls_before_flag_median"].as_f64().unwrap() <= 0.0);
+    assert!(attack["calls_before_flag_p90"].as_f64().unwrap() <= 1.0);
+    let rate =
+        |k: &str| report[k]["flagged"].as_f64().unwrap() / report[k]["sessions"].as_f64().unwrap();
+    assert!(rate("benign_known") <= 0.01, "{}", report["benign_known"]);
+    assert!(rate("benign_unseen") <= 0.10, "{}", report["benign_unseen"]);
+    let scenarios = report["scenarios"].as_object().unwrap();
+    assert_eq!(scenarios.len(), 12, "every scenario reported");
+    for s in [
+        "mass-deletion",
+        "off-hours",
+        "privilege-change",
+        "scraping-burst",
+        "exfil-new-recipient",
+    ] {
+        let f = &scenarios[s];
+        let share = f["detected"].as_f64().unwrap() / f["sessions"].as_f64().unwrap();
+        assert!(share >= 0.9, "{s}: {f}");
+    }
+    // Profiles stay in the kilobytes.
+    assert!(report["profile_median_bytes"].as_u64().unwrap() <= 16 * 1024);
+}
