@@ -763,7 +763,10 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
         } => {
             let rt = format!("resource type `{}`", obs.rtype_name.unwrap_or("?"));
             if tool_known {
-                format!("`{tool}` on {rt}, unusual for this tool in {tool_calls:.0} calls")
+                format!(
+                    "`{tool}` on {rt}: {} of its {tool_calls:.0} calls",
+                    pct((-r.bits).exp2())
+                )
             } else if agent_known {
                 format!("`{tool}` on {rt}, never touched with this tool in {tool_calls:.0} calls")
             } else {
