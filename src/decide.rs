@@ -123,11 +123,28 @@ pub fn threshold(p: &Profile, pol: &AgentPolicy, cfg: &PolicyConfig, inv_w: f32)
     }
     let sessions = p.session_scores.total() * inv_w;
     if cfg.calibrate && sessions >= cfg.calibration_min_sessions {
-        let q = p.session_scores.quantile(1.0 - cfg.target_false_alarm_rate);
+        let q = tail_quantile(&p.session_scores, cfg.target_false_alarm_rate);
         let t = (q + cfg.margin_bits).clamp(cfg.min_threshold_bits, cfg.max_threshold_bits);
         return (t, Basis::Calibrated);
     }
     (cfg.threshold_bits, Basis::Default)
+}
+
+/// The score exceeded by a share `alpha` of sessions. Far quantiles of a
+/// few hundred sessions are set by one or two outliers, so the tail is also
+/// extrapolated: scores are log-probabilities, whose upper tail is close to
+/// exponential, fitted through the median and the 90th percentile (both
+/// stable with little data). The lower of the two is used: the fit ignores
+/// a lone outlier, the empirical quantile a tail that stops short.
+pub fn tail_quantile(h: &crate::baseline::tables::ScoreHist, alpha: f32) -> f32 {
+    let empirical = h.quantile(1.0 - alpha);
+    if alpha >= 0.1 {
+        return empirical;
+    }
+    let q50 = h.quantile(0.5);
+    let q90 = h.quantile(0.9);
+    let scale = (q90 - q50).max(0.5) / 5f32.ln();
+    empirical.min(q90 + scale * (0.1 / alpha).ln())
 }
 
 /// Flags when the score reaches the threshold (never in warm-up).

@@ -14,8 +14,10 @@ use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
-use crate::event::{Millis, ToolCall};
-use crate::score::features::{Fingerprinter, Observation, Sample, MAX_VALUES};
+use crate::event::{ContextEvent, Millis, ToolCall};
+use crate::score::features::{
+    entities_in, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
+};
 use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
 /// Whether calls are history to learn from or live traffic to judge.
@@ -31,6 +33,16 @@ pub enum Phase {
 const SESSION_DISTINCT_CAP: usize = 1024;
 /// Calls a session holds for learning; calls beyond are not learned.
 const SESSION_PENDING_CAP: usize = 512;
+/// Values a session's provenance index holds per source.
+const SESSION_SOURCE_CAP: usize = 512;
+
+fn insert_sorted(set: &mut Vec<Fp>, fp: Fp, cap: usize) {
+    if set.len() < cap {
+        if let Err(at) = set.binary_search(&fp) {
+            set.insert(at, fp);
+        }
+    }
+}
 
 /// A call waiting for its session to end clean before it is learned.
 #[derive(Debug)]
@@ -55,6 +67,10 @@ struct SessionState {
     distinct: Vec<Fp>,
     /// Calls to learn when the session closes unflagged.
     pending: Vec<Pending>,
+    /// Sorted fingerprints of values that entered the session from the user
+    /// (prompts, trusted results) and from tool output: provenance.
+    trusted: Vec<Fp>,
+    untrusted: Vec<Fp>,
     carry: f32,
     max_score: f32,
     flagged: bool,
@@ -72,6 +88,8 @@ impl SessionState {
         self.tool_counts.clear();
         self.distinct.clear();
         self.pending.clear();
+        self.trusted.clear();
+        self.untrusted.clear();
         self.carry = 0.0;
         self.max_score = 0.0;
         self.flagged = false;
@@ -83,6 +101,34 @@ impl SessionState {
             .iter()
             .find(|(t, _)| *t == tool)
             .map_or(0, |(_, c)| *c)
+    }
+}
+
+/// `arg_sources` of a call, when its runtime tracks data flow (EVENTS.md):
+/// per argument, whether every source was a tool result.
+#[derive(Debug, Default)]
+struct ArgSources(Vec<(String, bool)>);
+
+impl ArgSources {
+    fn parse(raw: &serde_json::value::RawValue) -> Self {
+        let map: std::collections::BTreeMap<String, Vec<String>> =
+            serde_json::from_str(raw.get()).unwrap_or_default();
+        Self(
+            map.into_iter()
+                .filter(|(_, sources)| !sources.is_empty())
+                .map(|(arg, sources)| {
+                    let only = sources.iter().all(|s| s.starts_with("tool_result"));
+                    (arg, only)
+                })
+                .collect(),
+        )
+    }
+
+    /// `Some(true)` when the runtime says this argument came only from tool
+    /// results, `Some(false)` when it names another source, `None` when it
+    /// says nothing of it.
+    fn untrusted_only(&self, arg: &str) -> Option<bool> {
+        self.0.iter().find(|(a, _)| a == arg).map(|(_, only)| *only)
     }
 }
 
@@ -106,6 +152,8 @@ pub struct Evaluation<'a> {
     ctx: SeqContext,
     /// Values of this call the session had not touched yet.
     new_values: ArrayVec<Fp, MAX_VALUES>,
+    /// Bit i: value i came into the session only through tool output.
+    untrusted_only: u8,
 }
 
 /// A reason as it leaves the engine: signal, text, bits.
@@ -120,6 +168,7 @@ pub struct ExplainedReason {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineCounters {
     pub tool_calls: u64,
+    pub context_events: u64,
     pub flagged: u64,
     pub sessions_closed: u64,
 }
@@ -248,17 +297,43 @@ impl Engine {
         self.agents[ai].sessions.len() - 1
     }
 
+    fn session_key(&self, session: Option<&str>, instance: Option<&str>) -> u64 {
+        match (session, instance) {
+            (Some(s), _) => self.fp.session(s),
+            (None, Some(i)) => self.fp.session(i) ^ 2,
+            (None, None) => 2,
+        }
+    }
+
+    /// Indexes what a prompt or a tool result brought into its session: the
+    /// keyed hashes of its entities and of the entity-like tokens of its
+    /// text, which is read here once and not kept.
+    pub fn observe_context(&mut self, ev: &ContextEvent) {
+        self.counters.context_events += 1;
+        let ai = self.agent_index(&ev.agent_id, ev.ts) as usize;
+        let key = self.session_key(ev.session_id.as_deref(), ev.agent_instance.as_deref());
+        let si = self.session_index(ai, key, ev.ts);
+        let fp = self.fp;
+        let s = &mut self.agents[ai].sessions[si];
+        s.last_ts = s.last_ts.max(ev.ts);
+        let set = if ev.trusted {
+            &mut s.trusted
+        } else {
+            &mut s.untrusted
+        };
+        let text_entities = ev.text.as_deref().into_iter().flat_map(entities_in);
+        for e in ev.entities.iter().map(|e| e.as_ref()).chain(text_entities) {
+            insert_sorted(set, fp.value(e), SESSION_SOURCE_CAP);
+        }
+    }
+
     /// Scores and decides one call. Nothing is learned until [`commit`].
     ///
     /// [`commit`]: Engine::commit
     pub fn evaluate<'a>(&mut self, call: &'a ToolCall<'a>, phase: Phase) -> Evaluation<'a> {
         let obs = Observation::extract(call, &self.fp);
         let ai = self.agent_index(&call.agent_id, call.ts) as usize;
-        let key = match (&call.session_id, &call.agent_instance) {
-            (Some(s), _) => self.fp.session(s),
-            (None, Some(i)) => self.fp.session(i) ^ 2,
-            (None, None) => 2,
-        };
+        let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
         let agent = &self.agents[ai];
         let sess = &agent.sessions[si];
@@ -270,9 +345,26 @@ impl Engine {
                 .filter(|g| *g >= 0),
         };
         let mut new_values = ArrayVec::new();
-        for v in &obs.values {
+        let mut untrusted_only = 0u8;
+        let mut seen_in_session = 0u8;
+        let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
+        for (i, v) in obs.values.iter().enumerate() {
             if sess.distinct.binary_search(&v.key.fp).is_err() {
                 new_values.push(v.key.fp);
+            } else {
+                seen_in_session |= 1 << i;
+            }
+            let arg = match &v.from {
+                ValueFrom::ResourceId => "resource_id",
+                ValueFrom::Arg(k) => k,
+            };
+            // The runtime's own data flow wins; otherwise the session index.
+            let only_untrusted = declared.untrusted_only(arg).unwrap_or_else(|| {
+                sess.untrusted.binary_search(&v.key.fp).is_ok()
+                    && sess.trusted.binary_search(&v.key.fp).is_err()
+            });
+            if only_untrusted {
+                untrusted_only |= 1 << i;
             }
         }
         let view = SessionView {
@@ -280,6 +372,8 @@ impl Engine {
             tool_calls: sess.tool_count(obs.tool),
             distinct_values: sess.distinct.len() as u32,
             new_values: new_values.len() as u32,
+            untrusted_only,
+            seen_in_session,
             carry: sess.carry,
         };
         let p = &agent.profile;
@@ -304,6 +398,7 @@ impl Engine {
             session: si as u32,
             ctx,
             new_values,
+            untrusted_only,
         }
     }
 
@@ -376,7 +471,7 @@ impl Engine {
                 .is_none()
                 .then(|| ev.obs.tool_name.into());
             s.pending.push(Pending {
-                sample: ev.obs.sample(rate),
+                sample: ev.obs.sample(rate, ev.untrusted_only),
                 tool_name,
                 ctx: ev.ctx,
                 bits: event_bits,

@@ -119,8 +119,17 @@ pub struct ContextEvent<'a> {
     pub ts: Millis,
     pub agent_id: Cow<'a, str>,
     pub session_id: Option<Cow<'a, str>>,
+    pub agent_instance: Option<Cow<'a, str>>,
     pub call_event_id: Option<Cow<'a, str>>,
+    /// The tool whose result this is (`tool_result`).
+    pub tool: Option<Cow<'a, str>>,
+    /// The prompt's `text` or the result's `result`: read once for the
+    /// values in it, never kept.
+    pub text: Option<Cow<'a, str>>,
     pub entities: Vec<Cow<'a, str>>,
+    /// A `tool_result` the emitter marked `"trusted"`; results are untrusted
+    /// by default, prompts are trusted.
+    pub trusted: bool,
 }
 
 /// One decoded line of the stream. Tool calls are the common case and live

@@ -273,13 +273,16 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let mut train_sessions: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for path in &opts.train {
         report.train_events += stream(path, &mut engine, &mut rejects, max_bytes, |engine, ev| {
-            if let Event::ToolCall(call) = ev {
-                train_sessions
-                    .entry(session_key(call))
-                    .or_default()
-                    .push(tool_key(&call.tool));
-                let e = engine.evaluate(call, Phase::Train);
-                engine.commit(e);
+            match ev {
+                Event::ToolCall(call) => {
+                    train_sessions
+                        .entry(session_key(call))
+                        .or_default()
+                        .push(tool_key(&call.tool));
+                    let e = engine.evaluate(call, Phase::Train);
+                    engine.commit(e);
+                }
+                Event::Context(c) => engine.observe_context(c),
             }
             Ok(())
         })?;
@@ -317,9 +320,13 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         &mut rejects,
         max_bytes,
         |engine, ev| {
-            let Event::ToolCall(call) = ev else {
-                report.context_events += 1;
-                return Ok(());
+            let call = match ev {
+                Event::ToolCall(call) => call,
+                Event::Context(c) => {
+                    report.context_events += 1;
+                    engine.observe_context(c);
+                    return Ok(());
+                }
             };
             report.tool_calls += 1;
             let t0 = Instant::now();

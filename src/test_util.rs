@@ -120,3 +120,11 @@ pub fn train_days(
     }
     engine.close_all();
 }
+
+/// Feeds a `prompt` or `tool_result` event (a JSON line).
+pub fn feed_context(engine: &mut Engine, line: &str) {
+    match decode_str(line).expect("valid context event") {
+        Event::Context(c) => engine.observe_context(&c),
+        Event::ToolCall(_) => panic!("not a context event"),
+    }
+}

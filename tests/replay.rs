@@ -70,22 +70,23 @@ fn replay_on_the_report_split() {
         }
     }
 
-    // Detection figures (measured 85.0% / 0 / 1 / 0.08% / 9.2% on this split).
+    // Detection figures (measured 92.9% / 0 / 1 / 0.00% / 4.3% on this split).
     let attack = &report["attack"];
     let sessions = attack["sessions"].as_f64().unwrap();
     let detected = attack["detected"].as_f64().unwrap();
     assert_eq!(sessions, 240.0);
-    assert!(detected / sessions >= 0.84, "{}", report);
+    assert!(detected / sessions >= 0.92, "{}", report);
     assert!(attack["calls_before_flag_median"].as_f64().unwrap() <= 0.0);
     assert!(attack["calls_before_flag_p90"].as_f64().unwrap() <= 1.0);
     let rate =
         |k: &str| report[k]["flagged"].as_f64().unwrap() / report[k]["sessions"].as_f64().unwrap();
     assert!(rate("benign_known") <= 0.01, "{}", report["benign_known"]);
-    assert!(rate("benign_unseen") <= 0.10, "{}", report["benign_unseen"]);
+    assert!(rate("benign_unseen") <= 0.05, "{}", report["benign_unseen"]);
     let scenarios = report["scenarios"].as_object().unwrap();
     assert_eq!(scenarios.len(), 12, "every scenario reported");
     for s in [
         "mass-deletion",
+        "never-used-tool",
         "off-hours",
         "privilege-change",
         "scraping-burst",

@@ -91,6 +91,10 @@ pub struct ToolStats {
     pub shapes: [f32; Shape::COUNT],
     /// Where this tool's instructions came from (user, tool output, …).
     pub origins: [f32; OriginKind::COUNT],
+    /// Values new to the agent this tool used, and of those, values that
+    /// had reached the session only through untrusted tool output.
+    pub prov_new: f32,
+    pub prov_untrusted: f32,
     /// Calls of this tool per session that used it.
     pub per_session: LogHist,
     pub numbers: Vec<NumStats>,
@@ -113,6 +117,8 @@ impl ToolStats {
             parents: FpSet::default(),
             shapes: [0.0; Shape::COUNT],
             origins: [0.0; OriginKind::COUNT],
+            prov_new: 0.0,
+            prov_untrusted: 0.0,
             per_session: LogHist::default(),
             numbers: Vec::new(),
         }
@@ -133,6 +139,8 @@ impl ToolStats {
         self.parent_n1 *= f;
         self.shapes.iter_mut().for_each(|c| *c *= f);
         self.origins.iter_mut().for_each(|c| *c *= f);
+        self.prov_new *= f;
+        self.prov_untrusted *= f;
         self.per_session.scale(f);
         for n in &mut self.numbers {
             n.n *= f;
@@ -213,6 +221,9 @@ pub struct Profile {
     pub adoption_new_rtype: f32,
     pub adoption_new_value: f32,
     pub adoption_new_action: f32,
+    /// Provenance, agent-wide: as for tools.
+    pub prov_new: f32,
+    pub prov_untrusted: f32,
     /// Entropy (bits) of the hour-of-day distribution, refreshed as it is
     /// learned: the hour signal counts bits beyond the agent's usual.
     pub hour_entropy: f32,
@@ -267,6 +278,8 @@ impl Profile {
             adoption_new_rtype: 0.0,
             adoption_new_value: 0.0,
             adoption_new_action: 0.0,
+            prov_new: 0.0,
+            prov_untrusted: 0.0,
             hour_entropy: 24f32.log2(),
             values: FpSet::default(),
             parents: FpSet::default(),
@@ -343,6 +356,8 @@ impl Profile {
         self.adoption_new_rtype *= f;
         self.adoption_new_value *= f;
         self.adoption_new_action *= f;
+        self.prov_new *= f;
+        self.prov_untrusted *= f;
         self.hours.iter_mut().for_each(|h| *h *= f);
         self.weekdays.iter_mut().for_each(|h| *h *= f);
         self.gaps.scale(f);
@@ -399,7 +414,17 @@ impl Profile {
         if new_rtype {
             self.rtype_novel += w;
         }
-        let new_value = obs.values.iter().any(|v| !self.values.contains(v.fp));
+        let mut new_to_agent = 0u8;
+        for (i, v) in obs.values.iter().enumerate() {
+            if !self.values.contains(v.fp) {
+                new_to_agent |= 1 << i;
+            }
+        }
+        let new_value = new_to_agent != 0;
+        let prov_new = new_to_agent.count_ones() as f32 * w;
+        let prov_untrusted = (new_to_agent & obs.untrusted_only).count_ones() as f32 * w;
+        self.prov_new += prov_new;
+        self.prov_untrusted += prov_untrusted;
 
         // Agent-level values: back-off for tools with little history.
         for v in &obs.values {
@@ -465,6 +490,8 @@ impl Profile {
         t.calls += w;
         t.actions[obs.action as usize] += w;
         t.origins[obs.origin as usize] += w;
+        t.prov_new += prov_new;
+        t.prov_untrusted += prov_untrusted;
         if obs.rtype != 0 && t.rtypes.add(obs.rtype, w, 16) {
             t.rtype_novel += w;
         }

@@ -19,7 +19,7 @@ fn learn_lines(p: &mut Profile, limits: &ProfileLimits, lines: &[String]) {
             panic!()
         };
         let obs = Observation::extract(&c, &fp);
-        p.learn(&obs.sample(1.0), obs.tool_name, &ctx, Some(1.0), limits);
+        p.learn(&obs.sample(1.0, 0), obs.tool_name, &ctx, Some(1.0), limits);
         ctx = SeqContext {
             prev1: obs.tool,
             prev2: ctx.prev1,

@@ -172,6 +172,9 @@ struct RawEvent<'a> {
     arg_sources: Option<&'a RawValue>,
     call_event_id: Option<Cow<'a, str>>,
     entities: Option<Vec<Cow<'a, str>>>,
+    text: Option<Cow<'a, str>>,
+    result: Option<Cow<'a, str>>,
+    trust: Option<Cow<'a, str>>,
 }
 
 fn required<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
@@ -225,14 +228,30 @@ impl<'a> RawEvent<'a> {
                 EventKind::ToolResult => Some(required(self.call_event_id, "call_event_id")?),
                 _ => self.call_event_id,
             };
+            let trusted = match (kind, self.trust.as_deref()) {
+                (EventKind::Prompt, _) => true,
+                (_, None | Some("untrusted")) => false,
+                (_, Some("trusted")) => true,
+                (_, Some(other)) => {
+                    return Err(DecodeError::new(
+                        DecodeErrorKind::BadValue,
+                        Some("trust"),
+                        format!("unknown trust {other:?} (expected trusted or untrusted)"),
+                    ))
+                }
+            };
             return Ok(Event::Context(ContextEvent {
                 kind,
                 event_id,
                 ts,
                 agent_id,
                 session_id: self.session_id,
+                agent_instance: self.agent_instance,
                 call_event_id,
+                tool: self.tool,
+                text: self.text.or(self.result),
                 entities: self.entities.unwrap_or_default(),
+                trusted,
             }));
         }
         let tool = required(self.tool, "tool")?;
@@ -367,6 +386,9 @@ impl<'de> Visitor<'de> for RawSeed<'_> {
                 "origin" => set_once!(ev.origin, map, "origin", cur, Origin<'de>, |o| o),
                 "trace_id" => set_once!(ev.trace_id, map, "trace_id", cur),
                 "call_event_id" => set_once!(ev.call_event_id, map, "call_event_id", cur),
+                "text" => set_once!(ev.text, map, "text", cur),
+                "result" => set_once!(ev.result, map, "result", cur),
+                "trust" => set_once!(ev.trust, map, "trust", cur),
                 "entities" => set_once!(
                     ev.entities,
                     map,

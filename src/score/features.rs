@@ -90,6 +90,11 @@ impl Fingerprinter {
         Self::fold(self.raw(salt, &buf[..n]))
     }
 
+    /// Fingerprint of a value, as calls' values are fingerprinted.
+    pub fn value(&self, s: &str) -> Fp {
+        self.lower(Salt::Value, s)
+    }
+
     pub fn tool(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::Tool, name.as_bytes()))
     }
@@ -220,6 +225,9 @@ pub struct Sample {
     pub numbers: ArrayVec<NumKey, MAX_NUMBERS>,
     /// The agent's calls-per-minute rate at this call.
     pub rate: f32,
+    /// Bit i: value i reached the session only through untrusted tool
+    /// output (provenance).
+    pub untrusted_only: u8,
 }
 
 /// Everything the profile scores and learns from one tool call.
@@ -245,7 +253,7 @@ pub struct Observation<'a> {
 
 impl<'a> Observation<'a> {
     /// The part of the observation that learning keeps.
-    pub fn sample(&self, rate: f32) -> Sample {
+    pub fn sample(&self, rate: f32, untrusted_only: u8) -> Sample {
         Sample {
             ts: self.ts,
             day: self.day,
@@ -265,6 +273,7 @@ impl<'a> Observation<'a> {
                 })
                 .collect(),
             rate,
+            untrusted_only,
         }
     }
 
@@ -339,6 +348,20 @@ impl<'a> Observation<'a> {
             value: value.abs(),
         });
     }
+}
+
+/// The entity-like tokens of a free text (a prompt, a tool result), with
+/// surrounding punctuation trimmed.
+pub fn entities_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                ',' | ';' | '"' | '\'' | '<' | '>' | '(' | ')' | '[' | ']'
+            )
+    })
+    .map(|t| t.trim_end_matches(['.', ':', '!', '?']))
+    .filter(|t| is_entity(t))
 }
 
 /// Is this argument string a counterparty worth tracking (an e-mail

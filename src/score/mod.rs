@@ -35,6 +35,7 @@ pub enum Signal {
     LookAlike,
     Action,
     Origin,
+    Provenance,
     Argument,
     Hour,
     Weekday,
@@ -61,6 +62,7 @@ impl Signal {
             Self::LookAlike => "lookalike",
             Self::Action => "action",
             Self::Origin => "origin",
+            Self::Provenance => "provenance",
             Self::Argument => "argument",
             Self::Hour => "hour",
             Self::Weekday => "weekday",
@@ -132,6 +134,11 @@ pub enum Detail {
         tool_share: f32,
         agent_share: f32,
         calls: f32,
+    },
+    Provenance {
+        value: u8,
+        rate: f32,
+        new_values: f32,
     },
     Argument {
         number: u8,
@@ -251,13 +258,18 @@ pub struct SessionView {
     pub distinct_values: u32,
     /// Values of this call not yet seen in the session.
     pub new_values: u32,
+    /// Bit i: value i reached the session only through untrusted tool
+    /// output, never from the user.
+    pub untrusted_only: u8,
+    /// Bit i: value i was already touched earlier in this session.
+    pub seen_in_session: u8,
     pub carry: f32,
 }
 
 /// P(category `i` | tool) with Witten–Bell escape to the agent's
 /// distribution, and for a category the agent never used, its escape times
 /// `risk`; for a new tool, a category new to the agent has probability
-/// `new_tool_escape` (times `risk`). Returns the probability and the tool's
+/// `new_tool_escape` (times `risk`) when one is given. Returns the probability and the tool's
 /// and agent's shares.
 fn categorical<const N: usize>(
     agent: &[f32; N],
@@ -266,15 +278,15 @@ fn categorical<const N: usize>(
     risk: f32,
     calls: f32,
     inv_w: f32,
-    new_tool_escape: f32,
+    new_tool_escape: Option<f32>,
 ) -> (f32, f32, f32) {
     let distinct = |arr: &[f32; N]| arr.iter().filter(|c| **c > 0.0).count() as f32;
     let agent_c = agent[i] * inv_w;
     let agent_t = distinct(agent);
     let agent_p = if agent_c > 0.0 {
         agent_c / (calls + agent_t)
-    } else if tool.is_none() {
-        new_tool_escape.min(1.0) * risk
+    } else if let (None, Some(escape)) = (tool, new_tool_escape) {
+        escape.min(1.0) * risk
     } else {
         (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
     };
@@ -315,10 +327,14 @@ pub fn score(
     let inv_w = 1.0 / ((obs.ts - p.epoch_ms) as f64 / half_life_ms).exp2() as f32;
     let calls = p.calls * inv_w;
     let tool = p.tool(obs.tool);
+    // What the session already paid for is not charged again: its calls are
+    // learned only when it ends clean, and the carry holds their surprise.
+    let repeat_new_tool = tool.is_none() && sess.tool_calls > 0;
 
     // Tool and sequence. A new tool pays its novelty once (order 0 escape);
     // a known tool pays for its place in the session (PPM back-off, 2→1→0).
     match tool {
+        None if repeat_new_tool => {}
         None => {
             // Good–Turing: tools used once so far, over all calls.
             let prob = (p.tools_once as f32 + 0.5) / (calls + 1.0);
@@ -385,7 +401,7 @@ pub fn score(
     }
 
     // Resource type, given the tool, backing off to the agent.
-    if obs.rtype != 0 {
+    if obs.rtype != 0 && !repeat_new_tool {
         let agent_c = p.rtypes.get(obs.rtype) * inv_w;
         let agent_t = p.rtype_novel * inv_w;
         let agent_p = if agent_c > 0.0 {
@@ -427,7 +443,7 @@ pub fn score(
     // Action mix and instruction origin: categorical, given the tool,
     // backing off to the agent; a class the agent never used costs more the
     // more harm it can do.
-    {
+    if !repeat_new_tool {
         let a = obs.action as usize;
         let risk = match obs.action {
             Action::Read | Action::None => 1.0,
@@ -444,7 +460,7 @@ pub fn score(
             risk,
             calls,
             inv_w,
-            adopted,
+            Some(adopted),
         );
         s.push(
             Signal::Action,
@@ -456,6 +472,8 @@ pub fn score(
                 calls,
             },
         );
+    }
+    {
         let o = obs.origin as usize;
         let risk = if obs.origin.untrusted() { 0.25 } else { 1.0 };
         let (prob, tool_share, agent_share) = categorical(
@@ -465,7 +483,7 @@ pub fn score(
             risk,
             calls,
             inv_w,
-            1.0,
+            None,
         );
         // Only instructions from content an attacker may write are a risk;
         // a user or the system asking for something new is just new work.
@@ -510,7 +528,7 @@ pub fn score(
                 (false, e, e * (agent_ep / agent_e).min(1.0), 0.0)
             }
         };
-        if known_tool {
+        if known_tool || sess.seen_in_session & (1 << i) != 0 {
             continue;
         }
         // A form of value the tool never used (an e-mail address where it
@@ -577,6 +595,41 @@ pub fn score(
     }
     if let Some((b, d)) = lookalike {
         s.push(Signal::LookAlike, b, d);
+    }
+
+    // Provenance: a value new to the agent that entered the session only
+    // through content a tool returned (an attacker can write it), priced by
+    // how often this tool of this agent acts on such values.
+    if sess.untrusted_only != 0 {
+        // Prior: a quarter of a pseudo-call in two acted on tool output.
+        let p_a = (p.prov_untrusted * inv_w + 0.25) / (p.prov_new * inv_w + 2.0);
+        let (rate, new_values) = match tool {
+            Some(t) => (
+                (t.prov_untrusted * inv_w + m * p_a) / (t.prov_new * inv_w + m),
+                t.prov_new * inv_w,
+            ),
+            None => (p_a, p.prov_new * inv_w),
+        };
+        let weight = match obs.action {
+            Action::Read | Action::None => 0.5,
+            _ => 1.0,
+        };
+        let first = obs.values.iter().enumerate().find(|(i, v)| {
+            sess.untrusted_only & (1 << i) != 0
+                && sess.seen_in_session & (1 << i) == 0
+                && !p.values.contains(v.key.fp)
+        });
+        if let Some((i, _)) = first {
+            s.push(
+                Signal::Provenance,
+                bits(rate) * weight,
+                Detail::Provenance {
+                    value: i as u8,
+                    rate,
+                    new_values,
+                },
+            );
+        }
     }
 
     // Argument shape: a value beyond the tool's largest, by how rarely the
@@ -847,6 +900,15 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 format!("first call instructed by {}{excerpt} in {calls:.0} calls", kind.as_str())
             }
         }
+        Detail::Provenance {
+            value,
+            rate,
+            new_values,
+        } => format!(
+            "`{}` reached this session only through a tool's output, never from the user, and is new to this agent; `{tool}` acts on such values for {} of {new_values:.0} new values",
+            obs.values[value as usize].text,
+            pct(rate)
+        ),
         Detail::Argument { number, max, n } => {
             let num = &obs.numbers[number as usize];
             let what = match num.kind {
