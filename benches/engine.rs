@@ -80,8 +80,10 @@ fn benches(c: &mut Criterion) {
     // HdrHistogram over the whole stream, once, outside criterion.
     {
         let mut engine = trained(&train);
-        let mut score_h = Histogram::<u64>::new(3).expect("histogram");
-        let mut learn_h = Histogram::<u64>::new(3).expect("histogram");
+        let mut score_h =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+        let mut learn_h =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
         for l in &calls {
             let Ok(Event::ToolCall(call)) = decode_str(l) else {
                 continue;

@@ -263,19 +263,16 @@ impl Engine {
     }
 
     /// Finds (or opens) the call's session, closing idle ones on the way.
+    /// Finds (or opens) the call's session. Closing idle sessions (which
+    /// learns them) is left to [`Engine::sweep_idle`], after the decision, so
+    /// that scoring stays short; only this very session, resumed after its
+    /// timeout, is closed and reopened here.
     fn session_index(&mut self, ai: usize, key: u64, ts: Millis) -> usize {
-        let timeout = self.session_timeout_ms;
-        let mut i = 0;
-        while i < self.agents[ai].sessions.len() {
-            let s = &self.agents[ai].sessions[i];
-            if ts - s.last_ts > timeout {
-                self.close_session(ai, i);
-            } else {
-                i += 1;
-            }
-        }
         if let Some(i) = self.agents[ai].sessions.iter().position(|s| s.key == key) {
-            return i;
+            if ts - self.agents[ai].sessions[i].last_ts <= self.session_timeout_ms {
+                return i;
+            }
+            self.close_session(ai, i);
         }
         if self.agents[ai].sessions.len() >= self.max_sessions {
             let oldest = self.agents[ai]
@@ -295,6 +292,18 @@ impl Engine {
         s.reset(key, ts, calibrate);
         self.agents[ai].sessions.push(s);
         self.agents[ai].sessions.len() - 1
+    }
+
+    /// Closes the agent's sessions idle for longer than the timeout at `ts`.
+    fn sweep_idle(&mut self, ai: usize, ts: Millis) {
+        let mut i = 0;
+        while i < self.agents[ai].sessions.len() {
+            if ts - self.agents[ai].sessions[i].last_ts > self.session_timeout_ms {
+                self.close_session(ai, i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn session_key(&self, session: Option<&str>, instance: Option<&str>) -> u64 {
@@ -325,6 +334,7 @@ impl Engine {
         for e in ev.entities.iter().map(|e| e.as_ref()).chain(text_entities) {
             insert_sorted(set, fp.value(e), SESSION_SOURCE_CAP);
         }
+        self.sweep_idle(ai, ev.ts);
     }
 
     /// Scores and decides one call. Nothing is learned until [`commit`].
@@ -477,6 +487,7 @@ impl Engine {
                 bits: event_bits,
             });
         }
+        self.sweep_idle(ev.agent as usize, ev.obs.ts);
     }
 
     /// Closes every open session (end of a replay, shutdown).
