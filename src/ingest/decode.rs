@@ -317,7 +317,7 @@ impl<'de> serde::Deserialize<'de> for ObjectRaw<'de> {
 }
 
 /// A string that borrows from the input when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
+pub(crate) struct Str<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> serde::Deserialize<'de> for Str<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

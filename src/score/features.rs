@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use crate::baseline::tables::Fp;
 use crate::event::{Action, Millis, ToolCall};
+use crate::ingest::decode::Str;
 
 /// Most counterparty values kept per call (resource id first).
 pub const MAX_VALUES: usize = 8;
@@ -632,7 +633,7 @@ impl<'de> Visitor<'de> for ArgSeed<'_, 'de, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(KeyStr(key)) = map.next_key::<KeyStr<'de>>()? {
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             if self.depth >= MAX_DEPTH {
                 map.next_value::<IgnoredAny>()?;
             } else {
@@ -640,28 +641,6 @@ impl<'de> Visitor<'de> for ArgSeed<'_, 'de, '_> {
             }
         }
         Ok(())
-    }
-}
-
-/// A map key that borrows when it can.
-struct KeyStr<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for KeyStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(KeyStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(KeyStr(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
