@@ -30,6 +30,16 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let opts = crate::service::RunOptions { train: args.train };
+            runtime.block_on(crate::service::run(config, opts))
+        }
         Command::Replay(args) => {
             let config = Config::load(args.config.as_deref())?;
             let opts = ReplayOptions {

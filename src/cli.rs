@@ -18,6 +18,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: HTTP ingest on 127.0.0.1:8080 by default, state
+    /// checkpointed under `warden-data/`, decisions to
+    /// `warden-data/decisions.jsonl`, flagged calls logged.
+    Run(RunArgs),
     /// Learn from benign history, then score a test stream as the service
     /// would, writing one decision per tool call and, with labels, printing
     /// detection and false-alarm figures.
@@ -52,6 +56,17 @@ pub struct ReplayArgs {
     /// Also print the report as JSON on the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); defaults apply to every key it omits.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+    /// Benign history to learn before serving (JSON Lines, `.gz` allowed;
+    /// repeatable). Ignored when checkpointed profiles are restored.
+    #[arg(long = "train", value_name = "TRAIN.jsonl")]
+    pub train: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

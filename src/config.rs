@@ -44,6 +44,55 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub policy: PolicyConfig,
     pub ingest: IngestConfig,
+    pub server: ServerConfig,
+}
+
+/// `warden run`: the HTTP listener, workers, state and decisions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address of ingest (`POST /v1/events`) and admin (`/live`, `/ready`,
+    /// `/metrics`) routes. Loopback by default: expose it deliberately.
+    pub listen: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Single-writer workers (agents are routed to one by `agent_id`);
+    /// 0 means one per core.
+    pub workers: usize,
+    /// Batches queued per worker before ingest answers 429.
+    pub queue_depth: usize,
+    /// Seconds a client is told to wait after a 429.
+    pub retry_after_secs: u64,
+    /// Where checkpoints (and, by default, decisions) are written.
+    pub data_dir: PathBuf,
+    /// How often each worker checkpoints its profiles.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// JSON Lines file that receives every decision; empty for none.
+    pub decisions_file: PathBuf,
+    /// Event ids remembered per worker so that a redelivered event gets no
+    /// second decision.
+    pub dedup_window: usize,
+    /// Time allowed, after SIGTERM, to drain queues and checkpoint.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 16 * 1024 * 1024,
+            workers: 0,
+            queue_depth: 256,
+            retry_after_secs: 1,
+            data_dir: PathBuf::from("warden-data"),
+            checkpoint_interval: Duration::from_secs(30),
+            decisions_file: PathBuf::from("warden-data/decisions.jsonl"),
+            dedup_window: 100_000,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
 }
 
 /// How profiles are learned and calls scored.
@@ -379,6 +428,28 @@ impl Config {
         }
         if self.ingest.max_event_bytes < 64 {
             return Err(invalid("ingest.max-event-bytes", "must be at least 64"));
+        }
+        let sv = &self.server;
+        if sv.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", sv.listen),
+            ));
+        }
+        if sv.max_body_bytes < self.ingest.max_event_bytes {
+            return Err(invalid(
+                "server.max-body-bytes",
+                "must be at least ingest.max-event-bytes",
+            ));
+        }
+        if sv.queue_depth == 0 {
+            return Err(invalid("server.queue-depth", "must be at least 1"));
+        }
+        if sv.checkpoint_interval < Duration::from_secs(1) {
+            return Err(invalid("server.checkpoint-interval", "must be at least 1s"));
+        }
+        if sv.data_dir.as_os_str().is_empty() {
+            return Err(invalid("server.data-dir", "must not be empty"));
         }
         Ok(())
     }

@@ -212,6 +212,23 @@ impl Engine {
         self.index.get(id).map(|&i| &self.agents[i as usize])
     }
 
+    /// Installs a profile restored from a checkpoint (replacing any).
+    pub fn restore(&mut self, id: &str, profile: Profile) {
+        match self.index.get(id) {
+            Some(&i) => self.agents[i as usize].profile = profile,
+            None => {
+                let i = self.agents.len() as u32;
+                self.agents.push(AgentState {
+                    id: id.into(),
+                    profile,
+                    policy: decide::resolve(id, &self.policy),
+                    sessions: Vec::new(),
+                });
+                self.index.insert(id.into(), i);
+            }
+        }
+    }
+
     fn agent_index(&mut self, id: &str, ts: Millis) -> u32 {
         if let Some(&i) = self.index.get(id) {
             return i;
@@ -488,6 +505,14 @@ impl Engine {
             });
         }
         self.sweep_idle(ev.agent as usize, ev.obs.ts);
+    }
+
+    /// Closes every agent's sessions idle at event time `ts` (periodic
+    /// maintenance of a service whose agents may have gone quiet).
+    pub fn sweep_all(&mut self, ts: Millis) {
+        for ai in 0..self.agents.len() {
+            self.sweep_idle(ai, ts);
+        }
     }
 
     /// Closes every open session (end of a replay, shutdown).

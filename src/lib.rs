@@ -30,6 +30,8 @@ pub mod generate;
 pub mod ingest;
 pub mod replay;
 pub mod score;
+pub mod service;
+pub mod state;
 pub mod telemetry;
 #[cfg(test)]
 pub mod test_util;

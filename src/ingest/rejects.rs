@@ -82,6 +82,26 @@ impl RejectSink {
         Ok(())
     }
 
+    /// Like [`new`](Self::new), but appends to an existing file (a service
+    /// keeps its dead letters across restarts).
+    pub fn append(path: Option<&Path>, sample_bytes: usize) -> io::Result<Self> {
+        let out = match path {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?;
+                Some((p.to_owned(), BufWriter::new(f)))
+            }
+            None => None,
+        };
+        Ok(Self {
+            out,
+            counts: [0; DecodeErrorKind::ALL.len()],
+            sample_bytes,
+        })
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

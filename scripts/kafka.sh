@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Run a real single-node Apache Kafka 4.x broker (KRaft, broker+controller in
+# one JVM) on 127.0.0.1 for Warden's integration tests and CI.
+#
+# Usage: scripts/kafka.sh start|stop|status
+#
+#   start   Fetch the Kafka jars from Maven Central once (via
+#           scripts/kafka/pom.xml), format the storage on first use, start the
+#           broker in the background and wait until it answers on
+#           127.0.0.1:$WARDEN_KAFKA_PORT. Does nothing if already running.
+#   stop    SIGTERM, wait up to $WARDEN_KAFKA_STOP_TIMEOUT s, then SIGKILL.
+#   status  Exit 0 if the broker is running and accepting connections.
+#
+# Needs: java (17+), mvn (first start only), bash, coreutils.
+#
+# Environment:
+#   WARDEN_CACHE                  cache root (default: $HOME/.cache/warden)
+#   WARDEN_KAFKA_DATA             data dir: KRaft log dirs, generated config,
+#                                 pid file and kafka.log
+#                                 (default: $WARDEN_CACHE/kafka-data)
+#   WARDEN_KAFKA_PORT             client (PLAINTEXT) port (default: 9092)
+#   WARDEN_KAFKA_CONTROLLER_PORT  KRaft controller port (default: 9093); it is
+#                                 recorded in the metadata log at format time,
+#                                 so changing it needs a fresh data dir
+#   WARDEN_KAFKA_HEAP             broker max heap (default: 512m)
+#   WARDEN_KAFKA_START_TIMEOUT    seconds to wait for readiness (default: 90)
+#   WARDEN_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM (default: 30)
+#   JAVA_HOME / JAVA              java to use (default: $JAVA_HOME/bin/java,
+#                                 else java on PATH)
+#   MVN                           maven to use (default: mvn)
+#
+# Jars live in $WARDEN_CACHE/kafka-<version>/libs, where <version> is the
+# kafka.version property of scripts/kafka/pom.xml. Tools can be run with the
+# same classpath, e.g.
+#   java -cp "$WARDEN_CACHE/kafka-<version>/libs/*" \
+#     org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
+set -euo pipefail
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$script_dir/.." && pwd)"
+pom="$repo_root/scripts/kafka/pom.xml"
+
+cache="${WARDEN_CACHE:-$HOME/.cache/warden}"
+data="${WARDEN_KAFKA_DATA:-$cache/kafka-data}"
+port="${WARDEN_KAFKA_PORT:-9092}"
+controller_port="${WARDEN_KAFKA_CONTROLLER_PORT:-9093}"
+heap="${WARDEN_KAFKA_HEAP:-512m}"
+start_timeout="${WARDEN_KAFKA_START_TIMEOUT:-90}"
+stop_timeout="${WARDEN_KAFKA_STOP_TIMEOUT:-30}"
+mvn="${MVN:-mvn}"
+if [[ -n "${JAVA:-}" ]]; then
+  java="$JAVA"
+elif [[ -n "${JAVA_HOME:-}" ]]; then
+  java="$JAVA_HOME/bin/java"
+else
+  java="java"
+fi
+
+host="127.0.0.1"
+bootstrap="$host:$port"
+log_dirs="$data/kraft-logs"
+config="$data/server.properties"
+log4j_config="$data/log4j2.properties"
+tools_log4j_config="$data/tools-log4j2.properties"
+pid_file="$data/kafka.pid"
+log_file="$data/kafka.log"
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+kafka_version() {
+  local v
+  v="$(sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p' "$pom" | head -n 1)"
+  [[ -n "$v" ]] || die "cannot read kafka.version from $pom"
+  printf '%s\n' "$v"
+}
+
+version="$(kafka_version)"
+libs="$cache/kafka-$version/libs"
+classpath="$libs/*"
+
+# Prints the pid of our broker if it is alive, else fails.
+running_pid() {
+  local pid args
+  [[ -f "$pid_file" ]] || return 1
+  pid="$(cat "$pid_file" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against a recycled pid belonging to something else.
+  args="$(ps -o args= -p "$pid" 2>/dev/null || true)"
+  [[ "$args" == *kafka.Kafka* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+port_open() {
+  timeout 2 bash -c ": >/dev/tcp/$host/$1" 2>/dev/null
+}
+
+fail_with_log() {
+  log "error: $*"
+  if [[ -f "$log_file" ]]; then
+    log "last 40 lines of $log_file:"
+    tail -n 40 "$log_file" >&2 || true
+  fi
+  exit 1
+}
+
+fetch_jars() {
+  local pom_sum marker tmp
+  pom_sum="$(sha256sum "$pom" | cut -d' ' -f1)"
+  marker="$libs/.complete"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$pom_sum" ]]; then
+    return 0
+  fi
+  command -v "$mvn" >/dev/null 2>&1 || die "'$mvn' not found; Maven is needed to fetch the Kafka jars"
+  log "fetching Kafka $version jars from Maven Central into $libs (first run only)"
+  mkdir -p "$(dirname "$libs")"
+  tmp="$(mktemp -d "$(dirname "$libs")/libs.tmp.XXXXXX")"
+  if ! "$mvn" -B -q -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" >"$tmp.mvn.log" 2>&1; then
+    cat "$tmp.mvn.log" >&2
+    rm -rf "$tmp" "$tmp.mvn.log"
+    die "mvn failed to fetch the Kafka jars (see output above)"
+  fi
+  rm -f "$tmp.mvn.log"
+  compgen -G "$tmp/kafka_2.13-$version.jar" >/dev/null || { rm -rf "$tmp"; die "kafka_2.13-$version.jar missing after download"; }
+  printf '%s\n' "$pom_sum" >"$tmp/.complete"
+  rm -rf "$libs"
+  mv "$tmp" "$libs"
+  log "fetched $(find "$libs" -name '*.jar' | wc -l) jars"
+}
+
+write_configs() {
+  mkdir -p "$data" "$log_dirs"
+  cat >"$config" <<EOF
+# Generated by scripts/kafka.sh on every start; edits are overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$host:$controller_port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
+advertised.listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$log_dirs
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+EOF
+  cat >"$log4j_config" <<'EOF'
+# Generated by scripts/kafka.sh. Broker log: stdout, redirected to kafka.log.
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+EOF
+  cat >"$tools_log4j_config" <<'EOF'
+# Generated by scripts/kafka.sh. CLI tools: warnings only, on stderr.
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+}
+
+run_tool() {
+  "$java" -Xmx256m -Dlog4j2.configurationFile="$tools_log4j_config" -cp "$classpath" "$@"
+}
+
+format_storage() {
+  local cluster_id
+  if [[ -f "$log_dirs/meta.properties" ]]; then
+    return 0
+  fi
+  cluster_id="$(run_tool kafka.tools.StorageTool random-uuid)" || die "could not generate a cluster id"
+  log "formatting $log_dirs (cluster id $cluster_id)"
+  if ! run_tool kafka.tools.StorageTool format --standalone \
+    --config "$config" --cluster-id "$cluster_id" >>"$log_file" 2>&1; then
+    fail_with_log "storage format failed"
+  fi
+}
+
+launch() {
+  local args=(
+    -Xmx"$heap" -Xms128m
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
+    -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$log4j_config"
+    -cp "$classpath"
+    kafka.Kafka "$config"
+  )
+  rm -f "$pid_file"
+  # New session so the broker outlives the caller and ignores its Ctrl-C;
+  # the inner shell records its own pid and then becomes the JVM via exec.
+  local launcher=()
+  if command -v setsid >/dev/null 2>&1; then launcher=(setsid); fi
+  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
+  ${launcher[@]+"${launcher[@]}"} nohup bash -c 'echo "$$" >"$1"; shift; exec "$@"' \
+    kafka-launch "$pid_file" "$java" "${args[@]}" \
+    </dev/null >>"$log_file" 2>&1 &
+}
+
+wait_ready() {
+  local deadline pid
+  deadline=$((SECONDS + start_timeout))
+  # The pid file is written by the launcher shell right before exec.
+  while [[ ! -s "$pid_file" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+  while ((SECONDS < deadline)); do
+    if ! pid="$(running_pid)"; then
+      rm -f "$pid_file"
+      fail_with_log "broker process exited during startup"
+    fi
+    if port_open "$port"; then
+      # The port opens a little before the broker can serve metadata; make
+      # sure it actually answers an admin request.
+      if timeout 30 "$java" -Xmx128m -XX:TieredStopAtLevel=1 \
+        -Dlog4j2.configurationFile="$tools_log4j_config" -cp "$classpath" \
+        org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --list \
+        >/dev/null 2>&1; then
+        log "broker ready on $bootstrap (pid $pid, ${SECONDS}s)"
+        return 0
+      fi
+    fi
+    sleep 1
+  done
+  log "error: broker not ready on $bootstrap after ${start_timeout}s; stopping it"
+  cmd_stop
+  fail_with_log "startup timed out (raise WARDEN_KAFKA_START_TIMEOUT if the machine is slow)"
+}
+
+cmd_start() {
+  local pid p
+  if pid="$(running_pid)"; then
+    log "already running (pid $pid) on $bootstrap"
+    return 0
+  fi
+  command -v "$java" >/dev/null 2>&1 || die "'$java' not found; Java 17+ is required"
+  for p in "$port" "$controller_port"; do
+    if port_open "$p"; then
+      die "$host:$p is already in use by another process (not the broker in $data)"
+    fi
+  done
+  SECONDS=0
+  fetch_jars
+  write_configs
+  # Keep the previous run's log next to the fresh one.
+  if [[ -f "$log_file" ]]; then mv -f "$log_file" "$log_file.1"; fi
+  format_storage
+  log "starting Kafka $version on $bootstrap (controller $host:$controller_port, data $data, log $log_file)"
+  launch
+  wait_ready
+}
+
+cmd_stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$pid_file"
+    log "not running"
+    return 0
+  fi
+  log "stopping broker (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + stop_timeout))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still alive after ${stop_timeout}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$pid_file"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    log "not running"
+    return 1
+  fi
+  if port_open "$port"; then
+    log "running (pid $pid) on $bootstrap"
+    return 0
+  fi
+  log "process $pid is up but $bootstrap is not accepting connections"
+  return 1
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  *)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac

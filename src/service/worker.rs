@@ -1,0 +1,285 @@
+//! A worker: one thread, one [`Engine`], the agents routed to it. It is the
+//! single writer of their profiles, so the hot path takes no lock.
+//!
+//! Messages carry raw event bytes (already validated by ingest) and are
+//! decoded again here, borrowing from the batch, which is cheaper than
+//! shipping owned events across threads.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::metrics::{FlaggedLabel, KindLabel, OutcomeLabel};
+use super::Shared;
+use crate::engine::{Engine, Phase};
+use crate::event::Event;
+use crate::ingest::decode::decode_bytes;
+use crate::replay::DecisionRecord;
+use crate::state::{self, Checkpoint};
+
+/// What a worker is sent.
+pub enum Msg {
+    /// Events for this worker's agents: slices of one request body.
+    Batch {
+        body: Bytes,
+        items: Vec<Range<usize>>,
+    },
+    /// Time to close idle sessions and checkpoint.
+    Tick,
+    /// Drain is complete: close sessions, checkpoint, exit.
+    Stop,
+}
+
+/// The shared decisions file (every worker appends whole lines).
+pub type DecisionSink = Arc<Mutex<Option<BufWriter<File>>>>;
+
+/// Event ids seen recently (hashed), bounded: redeliveries get no second
+/// decision.
+struct Dedup {
+    seen: HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Dedup {
+    fn new(cap: usize) -> Self {
+        Self {
+            seen: HashSet::with_capacity(cap.min(1 << 20)),
+            order: VecDeque::with_capacity(cap.min(1 << 20)),
+            cap,
+        }
+    }
+
+    /// True when `id` is new (and now remembered).
+    fn first_time(&mut self, id: &str) -> bool {
+        self.first_time_hash(xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
+    }
+
+    fn first_time_hash(&mut self, h: u64) -> bool {
+        if self.cap == 0 {
+            return true;
+        }
+        if !self.seen.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub engine: Engine,
+    pub shared: Arc<Shared>,
+    pub decisions: DecisionSink,
+    pub checkpoint_path: PathBuf,
+    dedup: Dedup,
+    /// Latest event time seen: sessions idle relative to it are closed on
+    /// ticks.
+    watermark: i64,
+    dirty: bool,
+    line: Vec<u8>,
+}
+
+impl Worker {
+    /// A worker over `engine`, remembering `recent` event ids (restored,
+    /// oldest first) as already decided.
+    pub fn new(
+        index: usize,
+        engine: Engine,
+        recent: &[u64],
+        shared: Arc<Shared>,
+        decisions: DecisionSink,
+    ) -> Self {
+        let checkpoint_path = state::worker_path(&shared.config.server.data_dir, index);
+        let mut dedup = Dedup::new(shared.config.server.dedup_window);
+        for h in recent {
+            dedup.first_time_hash(*h);
+        }
+        Self {
+            index,
+            engine,
+            shared,
+            decisions,
+            checkpoint_path,
+            dedup,
+            watermark: i64::MIN,
+            dirty: false,
+            line: Vec::with_capacity(2048),
+        }
+    }
+
+    /// Runs until told to stop (or every sender is gone), then closes all
+    /// sessions and writes a final checkpoint.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Batch { body, items } => self.process(&body, &items),
+                Msg::Tick => {
+                    if self.watermark > i64::MIN {
+                        self.engine.sweep_all(self.watermark);
+                    }
+                    self.checkpoint();
+                }
+                Msg::Stop => break,
+            }
+        }
+        self.engine.close_all();
+        self.dirty = true;
+        self.checkpoint();
+        tracing::info!(worker = self.index, "Worker drained and checkpointed.");
+    }
+
+    fn process(&mut self, body: &[u8], items: &[Range<usize>]) {
+        let max = self.shared.config.ingest.max_event_bytes;
+        let mut flagged = Vec::new();
+        for r in items {
+            // Ingest validated these bytes; a failure here is a bug, logged.
+            let ev = match decode_bytes(&body[r.clone()], max) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::error!(worker = self.index, error = %e, "Validated event failed to decode.");
+                    continue;
+                }
+            };
+            self.dirty = true;
+            match ev {
+                Event::Context(c) => {
+                    self.watermark = self.watermark.max(c.ts);
+                    self.engine.observe_context(&c);
+                }
+                Event::ToolCall(call) => {
+                    if !self.dedup.first_time(&call.event_id) {
+                        self.shared.metrics.duplicates.inc();
+                        continue;
+                    }
+                    self.watermark = self.watermark.max(call.ts);
+                    let t0 = Instant::now();
+                    let ev = self.engine.evaluate(&call, Phase::Live);
+                    self.shared
+                        .metrics
+                        .score_seconds
+                        .observe(t0.elapsed().as_secs_f64());
+                    let rec = DecisionRecord {
+                        event_id: &call.event_id,
+                        agent_id: &call.agent_id,
+                        score: (ev.score.total * 100.0).round() / 100.0,
+                        threshold: (ev.decision.threshold * 100.0).round() / 100.0,
+                        flagged: ev.decision.flagged,
+                        reasons: self.engine.explain(&ev),
+                    };
+                    let label = if rec.flagged { "true" } else { "false" };
+                    self.shared
+                        .metrics
+                        .decisions
+                        .get_or_create(&FlaggedLabel { flagged: label })
+                        .inc();
+                    if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
+                        self.line.push(b'\n');
+                    }
+                    if rec.flagged {
+                        let top: Vec<String> = rec
+                            .reasons
+                            .iter()
+                            .take(3)
+                            .map(|r| format!("{} {:.1} bits: {}", r.signal, r.bits, r.detail))
+                            .collect();
+                        flagged.push((
+                            call.agent_id.to_string(),
+                            call.event_id.to_string(),
+                            rec.score,
+                            rec.threshold,
+                            top,
+                        ));
+                    }
+                    self.engine.commit(ev);
+                }
+            }
+        }
+        self.shared.metrics.agents.set(self.shared.agent_count());
+        self.flush_decisions();
+        for (agent, event, score, threshold, top) in flagged {
+            tracing::warn!(
+                agent_id = %agent,
+                event_id = %event,
+                score,
+                threshold,
+                reasons = ?top,
+                "Agent flagged: call deviates from its baseline."
+            );
+        }
+        self.shared
+            .set_agents(self.index, self.engine.agents().len());
+    }
+
+    fn flush_decisions(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        let mut sink = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = sink.as_mut() {
+            if let Err(e) = w.write_all(&self.line).and_then(|()| w.flush()) {
+                tracing::error!(error = %e, "Cannot write decisions; an operator must free the disk.");
+            }
+        }
+        self.line.clear();
+    }
+
+    /// Writes this worker's profiles if anything changed since the last one.
+    fn checkpoint(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let cp = Checkpoint {
+            taken_ms: chrono::Utc::now().timestamp_millis(),
+            agents: self
+                .engine
+                .agents()
+                .iter()
+                .map(|a| (a.id.to_string(), a.profile.clone()))
+                .collect(),
+            recent_events: self.dedup.order.iter().copied().collect(),
+        };
+        match state::write_atomic(&self.checkpoint_path, &state::encode(&cp)) {
+            Ok(()) => {
+                self.dirty = false;
+                self.shared
+                    .metrics
+                    .checkpoints
+                    .get_or_create(&OutcomeLabel { outcome: "ok" })
+                    .inc();
+            }
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .checkpoints
+                    .get_or_create(&OutcomeLabel { outcome: "error" })
+                    .inc();
+                tracing::error!(worker = self.index, error = %e, "Checkpoint failed; will retry at the next tick.");
+            }
+        }
+    }
+}
+
+/// Counts an accepted event by kind.
+pub fn count_event(shared: &Shared, ev: &Event) {
+    shared
+        .metrics
+        .events
+        .get_or_create(&KindLabel {
+            kind: ev.kind().as_str(),
+        })
+        .inc();
+}
