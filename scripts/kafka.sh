@@ -96,12 +96,16 @@ port_open() {
   timeout 2 bash -c ": >/dev/tcp/$host/$1" 2>/dev/null
 }
 
-fail_with_log() {
-  log "error: $*"
+show_log_tail() {
   if [[ -f "$log_file" ]]; then
     log "last 40 lines of $log_file:"
     tail -n 40 "$log_file" >&2 || true
   fi
+}
+
+fail_with_log() {
+  log "error: $*"
+  show_log_tail
   exit 1
 }
 
@@ -244,9 +248,11 @@ wait_ready() {
     fi
     sleep 1
   done
-  log "error: broker not ready on $bootstrap after ${start_timeout}s; stopping it"
+  log "error: broker not ready on $bootstrap after ${start_timeout}s" \
+    "(raise WARDEN_KAFKA_START_TIMEOUT if the machine is slow)"
+  show_log_tail
   cmd_stop
-  fail_with_log "startup timed out (raise WARDEN_KAFKA_START_TIMEOUT if the machine is slow)"
+  exit 1
 }
 
 cmd_start() {
@@ -258,7 +264,7 @@ cmd_start() {
   command -v "$java" >/dev/null 2>&1 || die "'$java' not found; Java 17+ is required"
   for p in "$port" "$controller_port"; do
     if port_open "$p"; then
-      die "$host:$p is already in use by another process (not the broker in $data)"
+      die "$host:$p is already in use by another process (not the broker in $data); free it or set WARDEN_KAFKA_PORT / WARDEN_KAFKA_CONTROLLER_PORT"
     fi
   done
   SECONDS=0

@@ -70,12 +70,12 @@ fn replay_on_the_report_split() {
         }
     }
 
-    // Detection figures (measured 92.9% / 0 / 1 / 0.00% / 4.3% on this split).
+    // Detection figures (measured 94.2% / 0 / 1 / 0.00% / 4.3% on this split).
     let attack = &report["attack"];
     let sessions = attack["sessions"].as_f64().unwrap();
     let detected = attack["detected"].as_f64().unwrap();
     assert_eq!(sessions, 240.0);
-    assert!(detected / sessions >= 0.92, "{}", report);
+    assert!(detected / sessions >= 0.94, "{}", report);
     assert!(attack["calls_before_flag_median"].as_f64().unwrap() <= 0.0);
     assert!(attack["calls_before_flag_p90"].as_f64().unwrap() <= 1.0);
     let rate =

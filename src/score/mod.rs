@@ -650,7 +650,9 @@ pub fn score(
                 num.value + 1.0
             };
             let floor = if num.kind == NumKind::Count { 1.0 } else { 0.0 };
-            let b = bits((ns.records * inv_w + 0.5) / (n + 1.0)) + (ratio.log2() as f32).max(floor);
+            // Beyond the maximum the tail is Pareto with exponent 2, as for volumes.
+            let b = bits((ns.records * inv_w + 0.5) / (n + 1.0))
+                + (2.0 * ratio.log2() as f32).max(floor);
             if best.is_none_or(|(x, _)| b > x) {
                 best = Some((
                     b,
