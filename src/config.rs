@@ -45,6 +45,54 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub ingest: IngestConfig,
     pub server: ServerConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// The Kafka source and sinks of `warden run` (off by default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaConfig {
+    /// Consume tool-call events from Kafka.
+    pub enabled: bool,
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic of tool-call events (message key = `agent_id`).
+    pub topic: String,
+    /// Consumer group: instances of one group share the partitions.
+    pub group: String,
+    /// Where undecodable messages go, bytes intact, reason in a header;
+    /// empty means `<topic>.dlq`.
+    pub dlq_topic: String,
+    /// Topic that receives every decision (key `agent_id`); empty for none.
+    pub decisions_topic: String,
+    /// How often processed offsets are committed, each time after every
+    /// worker has checkpointed the state those events produced.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "tool-calls".to_owned(),
+            group: "warden".to_owned(),
+            dlq_topic: String::new(),
+            decisions_topic: "warden.decisions".to_owned(),
+            commit_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn dlq(&self) -> String {
+        if self.dlq_topic.is_empty() {
+            format!("{}.dlq", self.topic)
+        } else {
+            self.dlq_topic.clone()
+        }
+    }
 }
 
 /// `warden run`: the HTTP listener, workers, state and decisions.
@@ -450,6 +498,21 @@ impl Config {
         }
         if sv.data_dir.as_os_str().is_empty() {
             return Err(invalid("server.data-dir", "must not be empty"));
+        }
+        let k = &self.kafka;
+        if k.enabled {
+            for (key, v) in [
+                ("kafka.brokers", &k.brokers),
+                ("kafka.topic", &k.topic),
+                ("kafka.group", &k.group),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(invalid(key, "must not be empty when kafka.enabled"));
+                }
+            }
+            if k.commit_interval < Duration::from_millis(100) {
+                return Err(invalid("kafka.commit-interval", "must be at least 100ms"));
+            }
         }
         Ok(())
     }

@@ -4,4 +4,5 @@
 
 pub mod decode;
 pub mod file;
+pub mod kafka;
 pub mod rejects;

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::engine::{Engine, Phase};
@@ -39,6 +40,8 @@ use worker::{DecisionSink, Msg, Worker};
 /// What the HTTP handlers and the workers share.
 pub struct Shared {
     pub config: Config,
+    /// Publishes decisions to `kafka.decisions-topic` when Kafka is on.
+    pub decisions_producer: Option<ThreadedProducer<DefaultProducerContext>>,
     pub metrics: Metrics,
     pub senders: Vec<mpsc::Sender<Msg>>,
     pub ready: AtomicBool,
@@ -172,8 +175,20 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
+    let decisions_producer = if cfg.kafka.enabled && !cfg.kafka.decisions_topic.is_empty() {
+        let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &cfg.kafka.brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .context("cannot create the Kafka decisions producer")?;
+        Some(p)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         config: cfg.clone(),
+        decisions_producer,
         metrics: Metrics::default(),
         senders,
         ready: AtomicBool::new(false),
@@ -203,6 +218,11 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         );
     }
     shared.metrics.agents.set(shared.agent_count());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let source = cfg.kafka.enabled.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move { crate::ingest::kafka::run(shared, stop_rx).await })
+    });
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%addr, "Ready.");
 
@@ -226,6 +246,14 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!("Listener stopped; draining workers.");
     ticker.abort();
     shared.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    if let Some(source) = source {
+        match source.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "Kafka source failed."),
+            Err(e) => tracing::error!(error = %e, "Kafka source panicked."),
+        }
+    }
     // Queues are FIFO: a worker stops after everything accepted before.
     for s in &shared.senders {
         let _ = s.send(Msg::Stop).await;
@@ -238,6 +266,11 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     });
     if tokio::time::timeout(grace, joined).await.is_err() {
         anyhow::bail!("workers did not drain within {:?}", grace);
+    }
+    if let Some(p) = &shared.decisions_producer {
+        if let Err(e) = p.flush(grace) {
+            tracing::error!(error = %e, "Decisions still unpublished at shutdown.");
+        }
     }
     tracing::info!("Shut down cleanly.");
     Ok(())

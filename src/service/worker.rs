@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::BaseRecord;
 use tokio::sync::mpsc;
 
 use super::metrics::{FlaggedLabel, KindLabel, OutcomeLabel};
@@ -33,6 +35,9 @@ pub enum Msg {
     },
     /// Time to close idle sessions and checkpoint.
     Tick,
+    /// Checkpoint now, then say whether it worked: everything queued
+    /// before this message is then decided and saved.
+    Barrier(tokio::sync::oneshot::Sender<bool>),
     /// Drain is complete: close sessions, checkpoint, exit.
     Stop,
 }
@@ -131,14 +136,17 @@ impl Worker {
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
                     }
-                    self.checkpoint();
+                    let _ = self.checkpoint();
+                }
+                Msg::Barrier(ack) => {
+                    let _ = ack.send(self.checkpoint());
                 }
                 Msg::Stop => break,
             }
         }
         self.engine.close_all();
         self.dirty = true;
-        self.checkpoint();
+        let _ = self.checkpoint();
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
     }
 
@@ -186,7 +194,9 @@ impl Worker {
                         .decisions
                         .get_or_create(&FlaggedLabel { flagged: label })
                         .inc();
+                    let start = self.line.len();
                     if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
+                        self.publish(&call.agent_id, start);
                         self.line.push(b'\n');
                     }
                     if rec.flagged {
@@ -224,6 +234,34 @@ impl Worker {
             .set_agents(self.index, self.engine.agents().len());
     }
 
+    /// Sends the decision serialised at `self.line[start..]` to the
+    /// decisions topic, waiting while the producer's queue is full.
+    fn publish(&self, agent_id: &str, start: usize) {
+        let (Some(p), topic) = (
+            &self.shared.decisions_producer,
+            &self.shared.config.kafka.decisions_topic,
+        ) else {
+            return;
+        };
+        let payload = &self.line[start..];
+        let mut record = BaseRecord::<str, [u8]>::to(topic)
+            .key(agent_id)
+            .payload(payload);
+        loop {
+            match p.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    tracing::error!(error = %e, "Cannot publish a decision.");
+                    return;
+                }
+            }
+        }
+    }
+
     fn flush_decisions(&mut self) {
         if self.line.is_empty() {
             return;
@@ -237,10 +275,11 @@ impl Worker {
         self.line.clear();
     }
 
-    /// Writes this worker's profiles if anything changed since the last one.
-    fn checkpoint(&mut self) {
+    /// Writes this worker's profiles if anything changed since the last one;
+    /// true when what is on disk is current.
+    fn checkpoint(&mut self) -> bool {
         if !self.dirty {
-            return;
+            return true;
         }
         let cp = Checkpoint {
             taken_ms: chrono::Utc::now().timestamp_millis(),
@@ -260,6 +299,7 @@ impl Worker {
                     .checkpoints
                     .get_or_create(&OutcomeLabel { outcome: "ok" })
                     .inc();
+                true
             }
             Err(e) => {
                 self.shared
@@ -268,6 +308,7 @@ impl Worker {
                     .get_or_create(&OutcomeLabel { outcome: "error" })
                     .inc();
                 tracing::error!(worker = self.index, error = %e, "Checkpoint failed; will retry at the next tick.");
+                false
             }
         }
     }

@@ -1,0 +1,196 @@
+//! The Kafka source of `warden run`.
+//!
+//! Messages are decoded once to validate them and find the worker that owns
+//! their agent, then handed to it over a bounded queue: a full queue makes
+//! the consumer wait, so a slow worker slows consumption and nothing is
+//! dropped. An undecodable message goes to the dead-letter topic with its
+//! bytes intact and the reason in headers.
+//!
+//! Offsets are committed only after the state their events produced is
+//! checkpointed: every `commit-interval` the source sends a barrier down
+//! every worker queue; queues are FIFO, so when a worker acknowledges the
+//! barrier (after its checkpoint) every event dispatched before it is
+//! decided and saved. Only then are the offsets noted before the barrier
+//! committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::{oneshot, watch};
+
+use crate::ingest::decode::decode_bytes;
+use crate::service::worker::{count_event, Msg};
+use crate::service::{route, Shared};
+
+/// A failure of the Kafka source that stops it.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("cannot create the Kafka {what}: {source}")]
+    Client {
+        what: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+fn client(cfg: &crate::config::KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c
+}
+
+/// Consumes until `stop` turns true, then commits what was checkpointed.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), KafkaSourceError> {
+    let cfg = &shared.config.kafka;
+    let consumer: StreamConsumer = client(cfg)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|source| KafkaSourceError::Client {
+            what: "consumer",
+            source,
+        })?;
+    let producer: FutureProducer = client(cfg)
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .map_err(|source| KafkaSourceError::Client {
+            what: "producer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&cfg.topic])
+        .map_err(|source| KafkaSourceError::Client {
+            what: "subscription",
+            source,
+        })?;
+    let dlq = cfg.dlq();
+    let max = shared.config.ingest.max_event_bytes;
+    tracing::info!(topic = %cfg.topic, group = %cfg.group, dlq = %dlq, "Consuming from Kafka.");
+
+    // Next offset to commit per partition, noted as events are dispatched.
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(cfg.commit_interval);
+    tick.tick().await;
+    let mut errors_logged = 0u32;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                barrier_commit(&shared, &consumer, &cfg.topic, &positions, &mut committed).await;
+            }
+            msg = consumer.recv() => {
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // The client reconnects by itself; say so once in a while.
+                        if errors_logged % 100 == 0 {
+                            tracing::warn!(error = %e, "Kafka consumer error; retrying.");
+                        }
+                        errors_logged = errors_logged.wrapping_add(1);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let payload = m.payload().unwrap_or(&[]);
+                match decode_bytes(payload, max) {
+                    Ok(ev) => {
+                        count_event(&shared, &ev);
+                        let w = route(ev.agent_id(), shared.senders.len());
+                        let msg = Msg::Batch {
+                            body: Bytes::copy_from_slice(payload),
+                            items: std::iter::once(0..payload.len()).collect(),
+                        };
+                        if shared.senders[w].send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        shared.metrics.rejected.get_or_create(&crate::service::metrics::KindLabel {
+                            kind: e.kind.as_str(),
+                        }).inc();
+                        let reason = e.to_string();
+                        let partition = m.partition().to_string();
+                        let offset = m.offset().to_string();
+                        let headers = OwnedHeaders::new()
+                            .insert(Header { key: "warden-error", value: Some(reason.as_bytes()) })
+                            .insert(Header { key: "warden-error-kind", value: Some(e.kind.as_str().as_bytes()) })
+                            .insert(Header { key: "warden-source-topic", value: Some(m.topic().as_bytes()) })
+                            .insert(Header { key: "warden-source-partition", value: Some(partition.as_bytes()) })
+                            .insert(Header { key: "warden-source-offset", value: Some(offset.as_bytes()) });
+                        let mut record = FutureRecord::to(&dlq).payload(payload).headers(headers);
+                        if let Some(k) = m.key() {
+                            record = record.key(k);
+                        }
+                        // A dead letter must not be lost either: wait for it.
+                        if let Err((err, _)) = producer.send(record, Duration::from_secs(300)).await {
+                            tracing::error!(error = %err, "Cannot write to the dead-letter topic; stopping so the message is redelivered.");
+                            break;
+                        }
+                    }
+                }
+                positions.insert(m.partition(), m.offset() + 1);
+            }
+        }
+    }
+    barrier_commit(&shared, &consumer, &cfg.topic, &positions, &mut committed).await;
+    tracing::info!("Kafka source stopped; offsets committed.");
+    Ok(())
+}
+
+/// Checkpoints every worker, then commits the offsets noted before.
+async fn barrier_commit(
+    shared: &Shared,
+    consumer: &StreamConsumer,
+    topic: &str,
+    positions: &HashMap<i32, i64>,
+    committed: &mut HashMap<i32, i64>,
+) {
+    let pending: Vec<(i32, i64)> = positions
+        .iter()
+        .filter(|(p, o)| committed.get(p) != Some(o))
+        .map(|(p, o)| (*p, *o))
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let mut acks = Vec::with_capacity(shared.senders.len());
+    for s in &shared.senders {
+        let (tx, rx) = oneshot::channel();
+        if s.send(Msg::Barrier(tx)).await.is_err() {
+            return;
+        }
+        acks.push(rx);
+    }
+    for rx in acks {
+        if rx.await != Ok(true) {
+            tracing::warn!(
+                "A worker could not checkpoint; offsets stay uncommitted until the next barrier."
+            );
+            return;
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in &pending {
+        let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => committed.extend(pending),
+        Err(e) => {
+            tracing::warn!(error = %e, "Offset commit failed; will retry at the next barrier.")
+        }
+    }
+}

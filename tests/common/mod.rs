@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests that run `warden run` as a
+//! process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn data(name: &str) -> String {
+    format!("{}/replay-data/seed-11/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The first `n` lines of the report split's test stream, from `skip`.
+pub fn test_lines(skip: usize, n: usize) -> String {
+    let f = std::fs::File::open(data("test.jsonl.gz")).unwrap();
+    let r = BufReader::new(flate2::read::GzDecoder::new(f));
+    let mut out = String::new();
+    for l in r.lines().skip(skip).take(n) {
+        out.push_str(&l.unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+pub struct Service {
+    pub child: Child,
+    pub addr: String,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Service {
+    pub fn start(config: &Path, train: bool) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.arg("run").arg("--config").arg(config);
+        if train {
+            cmd.arg("--train").arg(data("train.jsonl.gz"));
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addr = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("service logs Ready within 60 s");
+            if let Some(at) = line.find("addr=") {
+                addr = Some(line[at + 5..].split_whitespace().next().unwrap().to_owned());
+            }
+            if line.contains("Ready.") {
+                break;
+            }
+        }
+        Service {
+            child,
+            addr: addr.expect("listening address logged"),
+            log: rx,
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp[9..12].parse().unwrap();
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.request("GET", "/metrics", "");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits (bounded) until `name` reaches `value`.
+    pub fn wait_metric(&self, name: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.metric(name) < value {
+            assert!(
+                Instant::now() < deadline,
+                "{name} stuck at {} < {value}",
+                self.metric(name)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then a bounded wait for a clean exit.
+    pub fn stop(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "exit status {exit}");
+        self.log.try_iter().collect()
+    }
+}
+
+pub fn tool_calls(ndjson: &str) -> usize {
+    ndjson
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].is_null())
+        .count()
+}

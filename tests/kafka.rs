@@ -1,0 +1,194 @@
+//! `warden run` consuming from a real Kafka broker (scripts/kafka.sh):
+//! every valid event gets exactly one decision on the decisions topic, bad
+//! messages land in the dead-letter topic with their reason and original
+//! bytes, and offsets are committed once the state is checkpointed.
+#![cfg(feature = "kafka-tests")]
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+mod common;
+use common::*;
+
+fn brokers() -> String {
+    std::env::var("WARDEN_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no earlier run used: topics and groups start empty.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// One record read back: key, payload, headers.
+type Record = (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Reads a whole topic (bounded in time).
+fn read_all(topic: &str, expect: usize) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+        }
+    }
+    // Nothing more than expected arrives.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(200)) {
+            out.push((Vec::new(), Vec::new(), Vec::new()));
+        }
+    }
+    out
+}
+
+#[test]
+fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
+    let topic = unique("tool-calls");
+    let decisions_topic = unique("decisions");
+    let group = unique("warden");
+
+    // Produce 4,000 events of the report split, keyed by agent, and some
+    // bad messages among them.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let lines = test_lines(0, 4000);
+    let bad: Vec<&[u8]> = vec![
+        b"{not json",
+        br#"{"event_id":"b1","ts":"yesterday","agent_id":"a","tool":"t"}"#,
+        b"\xff\xfe\x00",
+    ];
+    let mut sent = 0;
+    for (i, line) in lines.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["agent_id"].as_str().unwrap().to_owned();
+        loop {
+            match producer.send(BaseRecord::to(&topic).key(&key).payload(line)) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        if i % 1000 == 0 {
+            producer
+                .send(
+                    BaseRecord::to(&topic)
+                        .key("bad")
+                        .payload(bad[sent % bad.len()]),
+                )
+                .unwrap();
+            sent += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let calls = tool_calls(&lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {:?}\ngroup = {:?}\ndecisions-topic = {:?}\ncommit-interval = \"500ms\"\n",
+            dir.path().join("state"),
+            brokers(),
+            topic,
+            group,
+            decisions_topic
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(&config, true);
+    svc.wait_metric("warden_decisions_total", calls as f64);
+    svc.wait_metric("warden_rejected_total", sent as f64);
+    // Let a barrier pass, so offsets are committed before we stop.
+    std::thread::sleep(Duration::from_millis(1500));
+    svc.stop();
+
+    // Exactly one decision per tool call, keyed by agent.
+    let decisions = read_all(&decisions_topic, calls);
+    assert_eq!(
+        decisions.len(),
+        calls,
+        "one decision per event, none doubled"
+    );
+    let ids: HashSet<String> = decisions
+        .iter()
+        .map(|(k, p, _)| {
+            let d: serde_json::Value = serde_json::from_slice(p).unwrap();
+            assert_eq!(d["agent_id"].as_str().unwrap().as_bytes(), k.as_slice());
+            d["event_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), calls);
+
+    // Dead letters: original bytes and the reason.
+    let dead = read_all(&format!("{topic}.dlq"), sent);
+    assert_eq!(dead.len(), sent);
+    for (_, payload, headers) in &dead {
+        assert!(bad.contains(&payload.as_slice()), "original bytes kept");
+        let reason = headers.iter().find(|(k, _)| k == "warden-error").unwrap();
+        assert!(!reason.1.is_empty());
+        assert!(headers.iter().any(|(k, _)| k == "warden-source-offset"));
+    }
+
+    // Offsets were committed to the end of every partition.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(&topic, p.id());
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let mut total = 0;
+    for e in committed.elements() {
+        let (_, high) = c
+            .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(high),
+            "partition {} committed to its end",
+            e.partition()
+        );
+        total += high;
+    }
+    assert_eq!(total as usize, lines.lines().count() + sent);
+}
