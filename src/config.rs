@@ -69,6 +69,11 @@ pub struct KafkaConfig {
     /// worker has checkpointed the state those events produced.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// Stable name of this instance in its group: decisions and offsets are
+    /// committed in one Kafka transaction under `warden-<group>-<id>`, and a
+    /// restarted instance fences its dead predecessor. Empty means the host
+    /// name.
+    pub instance_id: String,
 }
 
 impl Default for KafkaConfig {
@@ -81,11 +86,22 @@ impl Default for KafkaConfig {
             dlq_topic: String::new(),
             decisions_topic: "warden.decisions".to_owned(),
             commit_interval: Duration::from_secs(5),
+            instance_id: String::new(),
         }
     }
 }
 
 impl KafkaConfig {
+    /// The transactional id of this instance.
+    pub fn transactional_id(&self) -> String {
+        let id = if self.instance_id.is_empty() {
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "warden".to_owned())
+        } else {
+            self.instance_id.clone()
+        };
+        format!("warden-{}-{id}", self.group)
+    }
+
     pub fn dlq(&self) -> String {
         if self.dlq_topic.is_empty() {
             format!("{}.dlq", self.topic)

@@ -38,13 +38,24 @@ fn read_all(topic: &str, expect: usize) -> Vec<Record> {
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .create()
         .unwrap();
     c.subscribe(&[topic]).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while out.len() < expect && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+    // Until `expect` records have come (bounded), then 2 s more so that any
+    // record beyond them is seen too.
+    let mut settle: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if out.len() >= expect && settle.is_none() {
+            settle = Some(now + Duration::from_secs(2));
+        }
+        if now > deadline || settle.is_some_and(|s| now > s) {
+            break;
+        }
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
             let headers = m
                 .headers()
                 .map(|h| {
@@ -60,50 +71,30 @@ fn read_all(topic: &str, expect: usize) -> Vec<Record> {
             ));
         }
     }
-    // Nothing more than expected arrives.
-    let settle = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < settle {
-        if let Some(Ok(_)) = c.poll(Duration::from_millis(200)) {
-            out.push((Vec::new(), Vec::new(), Vec::new()));
-        }
-    }
     out
 }
 
-#[test]
-fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
-    let topic = unique("tool-calls");
-    let decisions_topic = unique("decisions");
-    let group = unique("warden");
-
-    // Produce 4,000 events of the report split, keyed by agent, and some
-    // bad messages among them.
+/// Produces `lines` keyed by agent, and every 1,000 lines one of `bad`;
+/// returns how many bad messages were sent.
+fn produce(topic: &str, lines: &str, bad: &[&[u8]]) -> usize {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .unwrap();
-    let lines = test_lines(0, 4000);
-    let bad: Vec<&[u8]> = vec![
-        b"{not json",
-        br#"{"event_id":"b1","ts":"yesterday","agent_id":"a","tool":"t"}"#,
-        b"\xff\xfe\x00",
-    ];
     let mut sent = 0;
     for (i, line) in lines.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let key = v["agent_id"].as_str().unwrap().to_owned();
-        loop {
-            match producer.send(BaseRecord::to(&topic).key(&key).payload(line)) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
+        while producer
+            .send(BaseRecord::to(topic).key(&key).payload(line))
+            .is_err()
+        {
+            producer.poll(Duration::from_millis(10));
         }
-        if i % 1000 == 0 {
+        if i % 1000 == 0 && !bad.is_empty() {
             producer
                 .send(
-                    BaseRecord::to(&topic)
+                    BaseRecord::to(topic)
                         .key("bad")
                         .payload(bad[sent % bad.len()]),
                 )
@@ -112,23 +103,93 @@ fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    let calls = tool_calls(&lines);
+    sent
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warden.toml");
+fn write_config(
+    dir: &std::path::Path,
+    topic: &str,
+    group: &str,
+    decisions: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("warden.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
-             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {:?}\ngroup = {:?}\ndecisions-topic = {:?}\ncommit-interval = \"500ms\"\n",
-            dir.path().join("state"),
+             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {:?}\ngroup = {:?}\ndecisions-topic = {:?}\n\
+             commit-interval = \"500ms\"\ninstance-id = \"test\"\n",
+            dir.join("state"),
             brokers(),
             topic,
             group,
-            decisions_topic
+            decisions
         ),
     )
     .unwrap();
+    config
+}
+
+/// Event ids of the decisions on a topic (read committed), checking keys.
+fn decided_ids(topic: &str, expect: usize) -> Vec<String> {
+    read_all(topic, expect)
+        .iter()
+        .map(|(k, p, _)| {
+            let d: serde_json::Value = serde_json::from_slice(p).unwrap();
+            assert_eq!(d["agent_id"].as_str().unwrap().as_bytes(), k.as_slice());
+            d["event_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
+    let topic = unique("tool-calls");
+    let decisions_topic = unique("decisions");
+    let group = unique("warden");
+    let lines = test_lines(0, 6000);
+    produce(&topic, &lines, &[]);
+    let calls = tool_calls(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &topic, &group, &decisions_topic);
+
+    let mut svc = Service::start(&config, true);
+    svc.wait_metric("warden_decisions_total", (calls / 3) as f64);
+    svc.child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
+    svc.child.wait().unwrap();
+
+    let svc = Service::start(&config, false);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ids = decided_ids(&decisions_topic, 0);
+        if ids.len() >= calls || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    svc.stop();
+    let ids = decided_ids(&decisions_topic, calls);
+    let unique_ids: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique_ids.len(), calls, "no event without a decision");
+    assert_eq!(ids.len(), calls, "no duplicate decision");
+}
+
+#[test]
+fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
+    let topic = unique("tool-calls");
+    let decisions_topic = unique("decisions");
+    let group = unique("warden");
+    let lines = test_lines(0, 4000);
+    let bad: Vec<&[u8]> = vec![
+        b"{not json",
+        br#"{"event_id":"b1","ts":"yesterday","agent_id":"a","tool":"t"}"#,
+        b"\xff\xfe\x00",
+    ];
+    let sent = produce(&topic, &lines, &bad);
+    let calls = tool_calls(&lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &topic, &group, &decisions_topic);
     let svc = Service::start(&config, true);
     svc.wait_metric("warden_decisions_total", calls as f64);
     svc.wait_metric("warden_rejected_total", sent as f64);

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
 
@@ -168,12 +168,17 @@ async fn barrier_commit(
         return;
     }
     let mut acks = Vec::with_capacity(shared.senders.len());
+    // Workers wait on these until the commit is done; dropping them (any
+    // return below) lets them go on.
+    let mut resumes = Vec::with_capacity(shared.senders.len());
     for s in &shared.senders {
-        let (tx, rx) = oneshot::channel();
-        if s.send(Msg::Barrier(tx)).await.is_err() {
+        let (ack, rx) = oneshot::channel();
+        let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+        if s.send(Msg::Barrier { ack, resume }).await.is_err() {
             return;
         }
         acks.push(rx);
+        resumes.push(resume_tx);
     }
     for rx in acks {
         if rx.await != Ok(true) {
@@ -187,10 +192,27 @@ async fn barrier_commit(
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
+    let result = match (&shared.decisions_producer, consumer.group_metadata()) {
+        (Some(producer), Some(group)) => tokio::task::block_in_place(|| {
+            let timeout = Duration::from_secs(60);
+            producer
+                .send_offsets_to_transaction(&tpl, &group, timeout)
+                .and_then(|()| producer.commit_transaction(timeout))
+                .and_then(|()| producer.begin_transaction())
+        }),
+        _ => consumer.commit(&tpl, CommitMode::Sync),
+    };
+    match result {
         Ok(()) => committed.extend(pending),
+        Err(e) if shared.decisions_producer.is_some() => {
+            // The transaction's fate is unknown; restarting from the last
+            // committed offsets is the one safe way on (crash-only).
+            tracing::error!(error = %e, "Kafka transaction failed; exiting so events are replayed from the last commit.");
+            std::process::exit(75);
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Offset commit failed; will retry at the next barrier.")
         }
     }
+    drop(resumes);
 }

@@ -176,12 +176,24 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         receivers.push(rx);
     }
     let decisions_producer = if cfg.kafka.enabled && !cfg.kafka.decisions_topic.is_empty() {
+        // Decisions and consumed offsets commit together (one transaction
+        // per barrier): a crash replays the uncommitted events, and the
+        // decisions they had produced are aborted, never seen twice.
         let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &cfg.kafka.brokers)
-            .set("enable.idempotence", "true")
+            .set("transactional.id", cfg.kafka.transactional_id())
             .set("linger.ms", "5")
             .create()
             .context("cannot create the Kafka decisions producer")?;
+        let timeout = std::time::Duration::from_secs(60);
+        let p = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            p.init_transactions(timeout)
+                .context("cannot initialise Kafka transactions (is the broker up?)")?;
+            p.begin_transaction()
+                .context("cannot begin a Kafka transaction")?;
+            Ok(p)
+        })
+        .await??;
         Some(p)
     } else {
         None

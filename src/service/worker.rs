@@ -35,9 +35,14 @@ pub enum Msg {
     },
     /// Time to close idle sessions and checkpoint.
     Tick,
-    /// Checkpoint now, then say whether it worked: everything queued
-    /// before this message is then decided and saved.
-    Barrier(tokio::sync::oneshot::Sender<bool>),
+    /// Checkpoint now and say whether it worked (everything queued before
+    /// this message is then decided and saved), then wait until `resume`
+    /// fires or closes: the coordinator commits decisions and offsets in
+    /// between, and no later decision may slip into that transaction.
+    Barrier {
+        ack: tokio::sync::oneshot::Sender<bool>,
+        resume: std::sync::mpsc::Receiver<()>,
+    },
     /// Drain is complete: close sessions, checkpoint, exit.
     Stop,
 }
@@ -138,8 +143,9 @@ impl Worker {
                     }
                     let _ = self.checkpoint();
                 }
-                Msg::Barrier(ack) => {
+                Msg::Barrier { ack, resume } => {
                     let _ = ack.send(self.checkpoint());
+                    let _ = resume.recv();
                 }
                 Msg::Stop => break,
             }
