@@ -46,6 +46,30 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub server: ServerConfig,
     pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+}
+
+/// Redis as the profile store shared by a group of instances (off by
+/// default: the embedded default checkpoints to files).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisConfig {
+    /// Keep profiles in Redis instead of files under the data directory.
+    pub enabled: bool,
+    /// Connection URL; a password belongs in `WARDEN_REDIS_URL`, not here.
+    pub url: String,
+    /// Prefix of every key Warden writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "redis://127.0.0.1:6379".to_owned(),
+            key_prefix: "warden".to_owned(),
+        }
+    }
 }
 
 /// The Kafka source and sinks of `warden run` (off by default).
@@ -381,6 +405,9 @@ impl Config {
         if let Ok(key) = std::env::var("WARDEN_HASH_KEY") {
             cfg.detector.hash_key = key;
         }
+        if let Ok(url) = std::env::var("WARDEN_REDIS_URL") {
+            cfg.redis.url = url;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -514,6 +541,9 @@ impl Config {
         }
         if sv.data_dir.as_os_str().is_empty() {
             return Err(invalid("server.data-dir", "must not be empty"));
+        }
+        if self.redis.enabled && redis::Client::open(self.redis.url.as_str()).is_err() {
+            return Err(invalid("redis.url", "is not a redis:// URL"));
         }
         let k = &self.kafka;
         if k.enabled {

@@ -139,6 +139,8 @@ pub struct AgentState {
     pub profile: Profile,
     pub policy: AgentPolicy,
     sessions: Vec<SessionState>,
+    /// The profile changed since it was last taken for a checkpoint.
+    dirty: bool,
 }
 
 /// A scored and decided call, not yet learned.
@@ -223,6 +225,7 @@ impl Engine {
                     profile,
                     policy: decide::resolve(id, &self.policy),
                     sessions: Vec::new(),
+                    dirty: false,
                 });
                 self.index.insert(id.into(), i);
             }
@@ -239,6 +242,7 @@ impl Engine {
             profile: Profile::new(ts),
             policy: decide::resolve(id, &self.policy),
             sessions: Vec::new(),
+            dirty: true,
         });
         self.index.insert(id.into(), i);
         i
@@ -249,6 +253,7 @@ impl Engine {
     /// the calls made before its flag.
     fn close_session(&mut self, ai: usize, si: usize) {
         let agent = &mut self.agents[ai];
+        agent.dirty = true;
         let s = agent.sessions.swap_remove(si);
         if !s.flagged && s.calls > 0 {
             for pending in &s.pending {
@@ -491,6 +496,7 @@ impl Engine {
         self.counters.tool_calls += 1;
         let rate = agent.profile.rate_at(ev.obs.ts);
         agent.profile.note_call(ev.obs.ts);
+        agent.dirty = true;
         if !s.flagged && s.pending.len() < SESSION_PENDING_CAP {
             let tool_name = agent
                 .profile
@@ -505,6 +511,19 @@ impl Engine {
             });
         }
         self.sweep_idle(ev.agent as usize, ev.obs.ts);
+    }
+
+    /// Copies of the profiles changed since the last call (for a store that
+    /// writes per agent).
+    pub fn take_dirty(&mut self) -> Vec<(String, Profile)> {
+        self.agents
+            .iter_mut()
+            .filter(|a| a.dirty)
+            .map(|a| {
+                a.dirty = false;
+                (a.id.to_string(), a.profile.clone())
+            })
+            .collect()
     }
 
     /// Closes every agent's sessions idle at event time `ts` (periodic

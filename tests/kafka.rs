@@ -2,7 +2,7 @@
 //! every valid event gets exactly one decision on the decisions topic, bad
 //! messages land in the dead-letter topic with their reason and original
 //! bytes, and offsets are committed once the state is checkpointed.
-#![cfg(feature = "kafka-tests")]
+#![cfg(feature = "integration-tests")]
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

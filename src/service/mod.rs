@@ -86,6 +86,31 @@ struct Restored {
 /// Builds the engines: restored from checkpoints, or trained from files.
 fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Restored> {
     let mut engines: Vec<Engine> = (0..n).map(|_| Engine::new(cfg)).collect();
+    if cfg.redis.enabled {
+        // Profiles load lazily from Redis as agents show up; train only an
+        // empty store.
+        let mut store =
+            crate::state::redis::RedisStore::open(&cfg.redis.url, &cfg.redis.key_prefix)?;
+        if store.has_profiles() {
+            if !opts.train.is_empty() {
+                tracing::warn!("Redis already holds profiles; --train files are ignored so nothing is learned twice.");
+            }
+            return Ok(Restored {
+                engines,
+                recent_events: Vec::new(),
+            });
+        }
+        let trained = train(cfg, n, opts, engines)?;
+        for e in &trained.engines {
+            let profiles: Vec<_> = e
+                .agents()
+                .iter()
+                .map(|a| (a.id.to_string(), a.profile.clone()))
+                .collect();
+            store.save(&profiles);
+        }
+        return Ok(trained);
+    }
     let checkpoints = crate::state::load_all(&cfg.server.data_dir)?;
     let mut restored = 0;
     let mut recent_events = Vec::new();
@@ -108,6 +133,16 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
             recent_events,
         });
     }
+    train(cfg, n, opts, engines)
+}
+
+/// Learns the `--train` files into fresh engines.
+fn train(
+    cfg: &Config,
+    n: usize,
+    opts: &RunOptions,
+    mut engines: Vec<Engine>,
+) -> anyhow::Result<Restored> {
     for path in &opts.train {
         let mut reader = JsonlReader::open(path, cfg.ingest.max_event_bytes)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -133,7 +168,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
     engines.iter_mut().for_each(Engine::close_all);
     Ok(Restored {
         engines,
-        recent_events,
+        recent_events: Vec::new(),
     })
 }
 

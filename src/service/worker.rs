@@ -24,6 +24,7 @@ use crate::engine::{Engine, Phase};
 use crate::event::Event;
 use crate::ingest::decode::decode_bytes;
 use crate::replay::DecisionRecord;
+use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
 /// What a worker is sent.
@@ -101,6 +102,9 @@ pub struct Worker {
     watermark: i64,
     dirty: bool,
     line: Vec<u8>,
+    /// The shared store when Redis is on (else files under the data dir).
+    store: Option<RedisStore>,
+    recent_key: String,
 }
 
 impl Worker {
@@ -115,7 +119,29 @@ impl Worker {
     ) -> Self {
         let checkpoint_path = state::worker_path(&shared.config.server.data_dir, index);
         let mut dedup = Dedup::new(shared.config.server.dedup_window);
-        for h in recent {
+        let r = &shared.config.redis;
+        let mut store = if r.enabled {
+            match RedisStore::open(&r.url, &r.key_prefix) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The URL was validated at start; a failure here is not
+                    // an outage, so say so loudly and fall back to files.
+                    tracing::error!(error = %e, "Cannot use Redis; checkpointing to files.");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let recent_key = store
+            .as_ref()
+            .map(|s| s.recent_key(&shared.config.kafka.transactional_id(), index))
+            .unwrap_or_default();
+        let restored = store
+            .as_mut()
+            .map(|s| s.load_recent(&recent_key))
+            .unwrap_or_default();
+        for h in recent.iter().chain(&restored) {
             dedup.first_time_hash(*h);
         }
         Self {
@@ -128,6 +154,8 @@ impl Worker {
             watermark: i64::MIN,
             dirty: false,
             line: Vec::with_capacity(2048),
+            store,
+            recent_key,
         }
     }
 
@@ -169,6 +197,20 @@ impl Worker {
                 }
             };
             self.dirty = true;
+            if let Some(store) = self.store.as_mut() {
+                // First sight of an agent here: continue from its stored
+                // profile (it may have moved from another instance).
+                let id = ev.agent_id();
+                if self.engine.agent(id).is_none() {
+                    match store.load(id) {
+                        Ok(Some(profile)) => self.engine.restore(id, profile),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(agent_id = id, error = %e, "Stored profile unreadable; the agent starts anew.")
+                        }
+                    }
+                }
+            }
             match ev {
                 Event::Context(c) => {
                     self.watermark = self.watermark.max(c.ts);
@@ -285,6 +327,19 @@ impl Worker {
     /// true when what is on disk is current.
     fn checkpoint(&mut self) -> bool {
         if !self.dirty {
+            return true;
+        }
+        if let Some(store) = self.store.as_mut() {
+            let changed = self.engine.take_dirty();
+            store.save(&changed);
+            let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
+            store.save_recent(&self.recent_key, &recent);
+            self.dirty = false;
+            self.shared
+                .metrics
+                .checkpoints
+                .get_or_create(&OutcomeLabel { outcome: "ok" })
+                .inc();
             return true;
         }
         let cp = Checkpoint {

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::Profile;
 
+pub mod redis;
+
 /// Tag at the start of every checkpoint file.
 const MAGIC: &[u8; 8] = b"WARDENCP";
 /// Version of the encoding of [`Checkpoint`] and [`Profile`]; bump it with

@@ -1,0 +1,86 @@
+//! `warden run` with profiles in a real Redis server (scripts/redis.sh):
+//! an instance with an empty data directory continues from the profiles
+//! another instance stored, and a Redis outage is waited out with nothing
+//! lost.
+#![cfg(feature = "integration-tests")]
+
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+fn redis_url() -> String {
+    std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn config(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    let path = dir.join("warden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = {:?}\ncheckpoint-interval = \"1s\"\n\
+             [redis]\nenabled = true\nurl = {:?}\nkey-prefix = {:?}\n",
+            dir.join("state"),
+            dir.join("decisions.jsonl"),
+            redis_url(),
+            prefix
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn redis_sh(arg: &str) {
+    let script = format!("{}/scripts/redis.sh", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        Command::new(script).arg(arg).status().unwrap().success(),
+        "redis.sh {arg}"
+    );
+}
+
+#[test]
+fn profiles_follow_through_redis_and_an_outage_loses_nothing() {
+    let prefix = format!("warden-test-{}", std::process::id());
+
+    // Instance A learns the history and decides the first events.
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = Service::start(&config(a_dir.path(), &prefix), true);
+    let first = test_lines(0, 2000);
+    a.request("POST", "/v1/events", &first);
+    a.wait_metric("warden_decisions_total", tool_calls(&first) as f64);
+    a.stop();
+
+    // Instance B has an empty data directory: its agents come from Redis,
+    // already past warm-up.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Service::start(&config(b_dir.path(), &prefix), false);
+    let next = test_lines(2000, 2000);
+    b.request("POST", "/v1/events", &next);
+    let calls = tool_calls(&next) as f64;
+    b.wait_metric("warden_decisions_total", calls);
+    let decided = std::fs::read_to_string(b_dir.path().join("decisions.jsonl")).unwrap();
+    assert!(
+        !decided.contains("\"threshold\":1000.0"),
+        "no agent restarted its warm-up"
+    );
+
+    // Redis goes away while events arrive: they wait, then are decided.
+    redis_sh("stop");
+    let later = test_lines(4000, 1000);
+    let (status, _) = b.request("POST", "/v1/events", &later);
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_secs(3));
+    redis_sh("start");
+    b.wait_metric("warden_decisions_total", calls + tool_calls(&later) as f64);
+    let logs = b.stop();
+    assert!(
+        logs.iter().any(|l| l.contains("Redis is back.")),
+        "the outage was met and its end logged: {logs:?}"
+    );
+    let decided = std::fs::read_to_string(b_dir.path().join("decisions.jsonl")).unwrap();
+    assert_eq!(
+        decided.lines().count(),
+        tool_calls(&next) + tool_calls(&later)
+    );
+}
