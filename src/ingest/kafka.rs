@@ -194,11 +194,32 @@ async fn barrier_commit(
     }
     let result = match (&shared.decisions_producer, consumer.group_metadata()) {
         (Some(producer), Some(group)) => tokio::task::block_in_place(|| {
-            let timeout = Duration::from_secs(60);
-            producer
-                .send_offsets_to_transaction(&tpl, &group, timeout)
+            // A broker restart makes these calls fail with retriable
+            // errors: wait it out (bounded), as librdkafka reconnects.
+            let timeout = Duration::from_secs(30);
+            let mut backoff = Duration::from_millis(200);
+            let deadline = std::time::Instant::now() + Duration::from_secs(300);
+            let mut offsets_sent = false;
+            loop {
+                let step = if offsets_sent {
+                    Ok(())
+                } else {
+                    producer.send_offsets_to_transaction(&tpl, &group, timeout)
+                }
+                .map(|()| offsets_sent = true)
                 .and_then(|()| producer.commit_transaction(timeout))
-                .and_then(|()| producer.begin_transaction())
+                .and_then(|()| producer.begin_transaction());
+                match step {
+                    Err(rdkafka::error::KafkaError::Transaction(e))
+                        if e.is_retriable() && std::time::Instant::now() < deadline =>
+                    {
+                        tracing::warn!(error = %e, "Kafka transaction commit will be retried.");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    other => break other,
+                }
+            }
         }),
         _ => consumer.commit(&tpl, CommitMode::Sync),
     };

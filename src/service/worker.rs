@@ -266,6 +266,8 @@ impl Worker {
                 }
             }
         }
+        self.shared
+            .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
         self.flush_decisions();
         for (agent, event, score, threshold, top) in flagged {
@@ -278,8 +280,6 @@ impl Worker {
                 "Agent flagged: call deviates from its baseline."
             );
         }
-        self.shared
-            .set_agents(self.index, self.engine.agents().len());
     }
 
     /// Sends the decision serialised at `self.line[start..]` to the
