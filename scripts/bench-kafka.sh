@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Load benchmark of `warden run` through real Kafka (not a test: it prints
+# figures). Produces EVENTS events from AGENTS agents (the report split
+# replicated under new ids) while Warden consumes them, decides, commits
+# decisions and offsets transactionally, and checkpoints; then reports
+# produce rate, end-to-end throughput, produce-to-decision latency and
+# Warden's resident memory.
+# Usage: scripts/bench-kafka.sh [EVENTS=1000000] [AGENTS=10000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events="${1:-1000000}"
+agents="${2:-10000}"
+
+started_kafka=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started_kafka=1
+fi
+work="$(mktemp -d)"
+warden_pid=""
+cleanup() {
+  [ -n "$warden_pid" ] && kill -TERM "$warden_pid" 2>/dev/null && wait "$warden_pid" 2>/dev/null || true
+  [ "$started_kafka" = 1 ] && scripts/kafka.sh stop || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --release --locked --bin warden --example kafka_load
+topic="bench-$(date +%s)"
+port=18099
+cat > "$work/warden.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+data-dir = "$work/state"
+decisions-file = ""
+checkpoint-interval = "30s"
+queue-depth = 4096
+[kafka]
+enabled = true
+brokers = "127.0.0.1:9092"
+topic = "$topic"
+group = "$topic-warden"
+decisions-topic = "$topic.decisions"
+commit-interval = "5s"
+instance-id = "bench"
+TOML
+WARDEN_LOG=warn target/release/warden run --config "$work/warden.toml" 2> "$work/warden.log" &
+warden_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+  sleep 0.2
+done
+target/release/examples/kafka_load 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents"
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
+n_agents=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^warden_agents / {print $2}')
+echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count))'
