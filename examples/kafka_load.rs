@@ -27,7 +27,10 @@ fn main() {
     let events: usize = events.parse().expect("EVENTS is a number");
     let agents: usize = agents.parse().expect("AGENTS is a number");
 
-    let path = format!("{}/replay-data/seed-11/test.jsonl.gz", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/replay-data/seed-11/test.jsonl.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let f = std::fs::File::open(&path).expect("replay data");
     let base: Vec<serde_json::Value> = std::io::BufReader::new(flate2::read::GzDecoder::new(f))
         .lines()
@@ -66,7 +69,10 @@ fn main() {
             let is_call = ev.get("kind").is_none();
             let payload = ev.to_string();
             let now = chrono::Utc::now().timestamp_millis();
-            let mut rec = BaseRecord::to(topic).key(&agent).payload(&payload).timestamp(now);
+            let mut rec = BaseRecord::to(topic)
+                .key(&agent)
+                .payload(&payload)
+                .timestamp(now);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -107,11 +113,16 @@ fn main() {
     let mut last_decision_ms = 0i64;
     let deadline = Instant::now() + Duration::from_secs(1800);
     while seen < tool_calls && Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else { continue };
-        let Ok(d) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let Some(at) = d["event_id"].as_str().and_then(|id| sent_at.get(id)) else { continue };
+        let Ok(d) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default())
+        else {
+            continue;
+        };
+        let Some(at) = d["event_id"].as_str().and_then(|id| sent_at.get(id)) else {
+            continue;
+        };
         let decided = m.timestamp().to_millis().unwrap_or(0);
         latency.saturating_record((decided - at).max(1) as u64);
         last_decision_ms = last_decision_ms.max(decided);
