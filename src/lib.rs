@@ -3,18 +3,23 @@
 //!
 //! ```text
 //!  sources          decode               engine (per agent, single writer)
-//!  replay file ─► ToolCallEvent ─► route ─► extract ─► score ─► decide ─► learn
-//!  (http, kafka)   (bad → rejects)          features   profile   threshold
+//!  kafka ──┐
+//!  http  ──┼─► ToolCallEvent ─► route ─► extract ─► score ─► decide ─► learn
+//!  replay ─┘   (bad → DLQ/rejects)       features   profile   threshold
+//!                                              │ checkpoints (files | redis)
 //! ```
 //!
 //! # Layout
 //! Modules in data-flow order:
 //! - [`event`]: the event contract (EVENTS.md), borrowed from the input.
-//! - [`ingest`]: decoding, bounded line reading, the rejects sink.
+//! - [`ingest`]: decoding, bounded line reading, the rejects sink, the
+//!   Kafka source.
 //! - [`baseline`]: per-agent [`baseline::Profile`]s learned online.
 //! - [`score`]: feature extraction and the explainable scorer.
 //! - [`decide`]: thresholds, classes, modes.
 //! - [`engine`]: profiles and sessions; the per-call path.
+//! - [`state`]: checkpoints of profiles, to files or Redis.
+//! - [`service`]: `warden run`: HTTP routes, workers, metrics, lifecycle.
 //! - [`replay`]: `warden replay`, the offline harness and its report.
 //! - [`generate`]: the labelled data generator behind `replay-data/`.
 //! - [`config`], [`cli`], [`app`], [`telemetry`]: the binary's plumbing.
