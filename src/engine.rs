@@ -513,6 +513,30 @@ impl Engine {
         self.sweep_idle(ev.agent as usize, ev.obs.ts);
     }
 
+    /// Closes the sessions of these agents (learning the clean ones), then
+    /// removes them, returning their profiles: the agents moved to another
+    /// instance.
+    pub fn evict(&mut self, ids: &[String]) -> Vec<(String, Profile)> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(&i) = self.index.get(id.as_str()) else {
+                continue;
+            };
+            let ai = i as usize;
+            while !self.agents[ai].sessions.is_empty() {
+                self.close_session(ai, 0);
+            }
+            self.index.remove(id.as_str());
+            let agent = self.agents.swap_remove(ai);
+            if ai < self.agents.len() {
+                let moved = self.agents[ai].id.clone();
+                self.index.insert(moved, i);
+            }
+            out.push((agent.id.to_string(), agent.profile));
+        }
+        out
+    }
+
     /// Copies of the profiles changed since the last call (for a store that
     /// writes per agent).
     pub fn take_dirty(&mut self) -> Vec<(String, Profile)> {

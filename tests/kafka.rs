@@ -253,3 +253,75 @@ fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
     }
     assert_eq!(total as usize, lines.lines().count() + sent);
 }
+
+/// Config of one instance of a group sharing profiles through Redis.
+fn group_config(
+    dir: &std::path::Path,
+    topic: &str,
+    group: &str,
+    decisions: &str,
+    prefix: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("warden.toml");
+    let instance = dir.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {:?}\ngroup = {:?}\ndecisions-topic = {:?}\n\
+             commit-interval = \"500ms\"\ninstance-id = {:?}\n\
+             [redis]\nenabled = true\nurl = \"redis://127.0.0.1:6379\"\nkey-prefix = {:?}\n",
+            dir.join("state"),
+            brokers(),
+            topic,
+            group,
+            decisions,
+            instance,
+            prefix
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn instances_join_and_leave_without_losing_or_doubling_a_decision() {
+    let topic = unique("tool-calls");
+    let decisions_topic = unique("decisions");
+    let group = unique("warden");
+    let prefix = unique("warden-group");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cfg = |i: usize| group_config(dirs[i].path(), &topic, &group, &decisions_topic, &prefix);
+
+    let chunks = [
+        test_lines(0, 3000),
+        test_lines(3000, 3000),
+        test_lines(6000, 2000),
+    ];
+    let total: usize = chunks.iter().map(|c| tool_calls(c)).sum();
+
+    produce(&topic, &chunks[0], &[]);
+    let a = Service::start(&cfg(0), true); // learns the history into Redis
+    let b = Service::start(&cfg(1), false); // joins: partitions move
+    std::thread::sleep(Duration::from_secs(3));
+    produce(&topic, &chunks[1], &[]);
+    let c = Service::start(&cfg(2), false); // a third joins
+    std::thread::sleep(Duration::from_secs(3));
+    let a_logs = a.stop(); // one leaves
+    assert!(
+        a_logs.iter().any(|l| l.contains("Partitions revoked")),
+        "joins made the group rebalance: {a_logs:?}"
+    );
+    produce(&topic, &chunks[2], &[]);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while decided_ids(&decisions_topic, 0).len() < total && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    b.stop();
+    c.stop();
+    let ids = decided_ids(&decisions_topic, total);
+    let unique_ids: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique_ids.len(), total, "no event without a decision");
+    assert_eq!(ids.len(), total, "no duplicate decision");
+}

@@ -12,17 +12,26 @@
 //! barrier (after its checkpoint) every event dispatched before it is
 //! decided and saved. Only then are the offsets noted before the barrier
 //! committed.
+//!
+//! When the group takes partitions away, the same barrier runs inside the
+//! rebalance callback, before they go: what this instance decided from
+//! them is committed, and, with Redis as the store, their agents are saved
+//! and dropped so that their next owner (or this instance, later) continues
+//! from the stored profile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tokio::sync::{oneshot, watch};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::watch;
 
 use crate::ingest::decode::decode_bytes;
 use crate::service::worker::{count_event, Msg};
@@ -38,6 +47,68 @@ pub enum KafkaSourceError {
     },
 }
 
+/// Offsets: next to commit per partition, and what was last committed.
+#[derive(Default)]
+struct Positions {
+    next: HashMap<i32, i64>,
+    committed: HashMap<i32, i64>,
+}
+
+/// The consumer's context: commits and hands agents over before
+/// partitions are revoked.
+struct SourceContext {
+    shared: Arc<Shared>,
+    positions: Arc<Mutex<Positions>>,
+    topic: String,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!(partitions = ?revoked, "Partitions revoked; committing before they go.");
+        let group = consumer.group_metadata();
+        tokio::task::block_in_place(|| {
+            barrier_commit(
+                &self.shared,
+                &self.topic,
+                &self.positions,
+                group.as_ref(),
+                |tpl| consumer.commit(tpl, CommitMode::Sync),
+            );
+            let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+            for part in &revoked {
+                p.next.remove(part);
+                p.committed.remove(part);
+            }
+            drop(p);
+            if self.shared.config.redis.enabled {
+                for s in &self.shared.senders {
+                    send_blocking(s, Msg::Evict(revoked.clone()));
+                }
+            }
+        });
+    }
+}
+
+/// Sends on a worker queue from synchronous code, waiting while it is full.
+fn send_blocking(s: &tokio::sync::mpsc::Sender<Msg>, mut msg: Msg) -> bool {
+    loop {
+        match s.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(m)) => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TrySendError::Closed(_)) => return false,
+        }
+    }
+}
+
 fn client(cfg: &crate::config::KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
@@ -50,13 +121,19 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), KafkaSourceError> {
     let cfg = &shared.config.kafka;
-    let consumer: StreamConsumer = client(cfg)
+    let positions = Arc::new(Mutex::new(Positions::default()));
+    let context = SourceContext {
+        shared: shared.clone(),
+        positions: positions.clone(),
+        topic: cfg.topic.clone(),
+    };
+    let consumer: StreamConsumer<SourceContext> = client(cfg)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(context)
         .map_err(|source| KafkaSourceError::Client {
             what: "consumer",
             source,
@@ -79,9 +156,6 @@ pub async fn run(
     let max = shared.config.ingest.max_event_bytes;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, dlq = %dlq, "Consuming from Kafka.");
 
-    // Next offset to commit per partition, noted as events are dispatched.
-    let mut positions: HashMap<i32, i64> = HashMap::new();
-    let mut committed: HashMap<i32, i64> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.commit_interval);
     tick.tick().await;
     let mut errors_logged = 0u32;
@@ -90,7 +164,12 @@ pub async fn run(
             biased;
             _ = stop.changed() => break,
             _ = tick.tick() => {
-                barrier_commit(&shared, &consumer, &cfg.topic, &positions, &mut committed).await;
+                let group = consumer.group_metadata();
+                tokio::task::block_in_place(|| {
+                    barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
+                        consumer.commit(tpl, CommitMode::Sync)
+                    })
+                });
             }
             msg = consumer.recv() => {
                 let m = match msg {
@@ -113,6 +192,7 @@ pub async fn run(
                         let msg = Msg::Batch {
                             body: Bytes::copy_from_slice(payload),
                             items: std::iter::once(0..payload.len()).collect(),
+                            partition: m.partition(),
                         };
                         if shared.senders[w].send(msg).await.is_err() {
                             break;
@@ -142,28 +222,42 @@ pub async fn run(
                         }
                     }
                 }
-                positions.insert(m.partition(), m.offset() + 1);
+                positions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next
+                    .insert(m.partition(), m.offset() + 1);
             }
         }
     }
-    barrier_commit(&shared, &consumer, &cfg.topic, &positions, &mut committed).await;
+    let group = consumer.group_metadata();
+    tokio::task::block_in_place(|| {
+        barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
+            consumer.commit(tpl, CommitMode::Sync)
+        })
+    });
     tracing::info!("Kafka source stopped; offsets committed.");
     Ok(())
 }
 
-/// Checkpoints every worker, then commits the offsets noted before.
-async fn barrier_commit(
+/// Checkpoints every worker, then commits the offsets noted before: with
+/// the decisions in one transaction when there is a decisions producer,
+/// else through `commit_offsets`. Blocking; call it where blocking is fine.
+fn barrier_commit(
     shared: &Shared,
-    consumer: &StreamConsumer,
     topic: &str,
-    positions: &HashMap<i32, i64>,
-    committed: &mut HashMap<i32, i64>,
+    positions: &Mutex<Positions>,
+    group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+    commit_offsets: impl FnOnce(&TopicPartitionList) -> rdkafka::error::KafkaResult<()>,
 ) {
-    let pending: Vec<(i32, i64)> = positions
-        .iter()
-        .filter(|(p, o)| committed.get(p) != Some(o))
-        .map(|(p, o)| (*p, *o))
-        .collect();
+    let pending: Vec<(i32, i64)> = {
+        let p = positions.lock().unwrap_or_else(|e| e.into_inner());
+        p.next
+            .iter()
+            .filter(|(part, o)| p.committed.get(part) != Some(o))
+            .map(|(part, o)| (*part, *o))
+            .collect()
+    };
     if pending.is_empty() {
         return;
     }
@@ -172,16 +266,16 @@ async fn barrier_commit(
     // return below) lets them go on.
     let mut resumes = Vec::with_capacity(shared.senders.len());
     for s in &shared.senders {
-        let (ack, rx) = oneshot::channel();
+        let (ack, ack_rx) = std::sync::mpsc::channel();
         let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
-        if s.send(Msg::Barrier { ack, resume }).await.is_err() {
+        if !send_blocking(s, Msg::Barrier { ack, resume }) {
             return;
         }
-        acks.push(rx);
+        acks.push(ack_rx);
         resumes.push(resume_tx);
     }
     for rx in acks {
-        if rx.await != Ok(true) {
+        if rx.recv() != Ok(true) {
             tracing::warn!(
                 "A worker could not checkpoint; offsets stay uncommitted until the next barrier."
             );
@@ -192,8 +286,8 @@ async fn barrier_commit(
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
-    let result = match (&shared.decisions_producer, consumer.group_metadata()) {
-        (Some(producer), Some(group)) => tokio::task::block_in_place(|| {
+    let result = match (&shared.decisions_producer, group) {
+        (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
             let timeout = Duration::from_secs(30);
@@ -204,7 +298,7 @@ async fn barrier_commit(
                 let step = if offsets_sent {
                     Ok(())
                 } else {
-                    producer.send_offsets_to_transaction(&tpl, &group, timeout)
+                    producer.send_offsets_to_transaction(&tpl, group, timeout)
                 }
                 .map(|()| offsets_sent = true)
                 .and_then(|()| producer.commit_transaction(timeout))
@@ -220,11 +314,15 @@ async fn barrier_commit(
                     other => break other,
                 }
             }
-        }),
-        _ => consumer.commit(&tpl, CommitMode::Sync),
+        }
+        _ => commit_offsets(&tpl),
     };
     match result {
-        Ok(()) => committed.extend(pending),
+        Ok(()) => positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .committed
+            .extend(pending),
         Err(e) if shared.decisions_producer.is_some() => {
             // The transaction's fate is unknown; restarting from the last
             // committed offsets is the one safe way on (crash-only).

@@ -160,6 +160,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         permit.send(Msg::Batch {
             body: body.clone(),
             items: batch,
+            partition: -1,
         });
     }
     let reply = IngestReply {

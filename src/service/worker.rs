@@ -5,7 +5,7 @@
 //! decoded again here, borrowing from the batch, which is cheaper than
 //! shipping owned events across threads.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -29,11 +29,16 @@ use crate::state::{self, Checkpoint};
 
 /// What a worker is sent.
 pub enum Msg {
-    /// Events for this worker's agents: slices of one request body.
+    /// Events for this worker's agents: slices of one request body, from a
+    /// Kafka partition (or -1 for HTTP).
     Batch {
         body: Bytes,
         items: Vec<Range<usize>>,
+        partition: i32,
     },
+    /// These partitions were revoked: save and drop the agents last seen on
+    /// them, so their next owner continues from the store.
+    Evict(Vec<i32>),
     /// Time to close idle sessions and checkpoint.
     Tick,
     /// Checkpoint now and say whether it worked (everything queued before
@@ -41,7 +46,7 @@ pub enum Msg {
     /// fires or closes: the coordinator commits decisions and offsets in
     /// between, and no later decision may slip into that transaction.
     Barrier {
-        ack: tokio::sync::oneshot::Sender<bool>,
+        ack: std::sync::mpsc::Sender<bool>,
         resume: std::sync::mpsc::Receiver<()>,
     },
     /// Drain is complete: close sessions, checkpoint, exit.
@@ -105,6 +110,8 @@ pub struct Worker {
     /// The shared store when Redis is on (else files under the data dir).
     store: Option<RedisStore>,
     recent_key: String,
+    /// The Kafka partition each agent was last seen on (with a store only).
+    partition_of: HashMap<Box<str>, i32>,
 }
 
 impl Worker {
@@ -156,6 +163,7 @@ impl Worker {
             line: Vec::with_capacity(2048),
             store,
             recent_key,
+            partition_of: HashMap::new(),
         }
     }
 
@@ -164,7 +172,12 @@ impl Worker {
     pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Batch { body, items } => self.process(&body, &items),
+                Msg::Batch {
+                    body,
+                    items,
+                    partition,
+                } => self.process(&body, &items, partition),
+                Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
@@ -184,7 +197,34 @@ impl Worker {
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
     }
 
-    fn process(&mut self, body: &[u8], items: &[Range<usize>]) {
+    /// Closes, saves and drops the agents last seen on `partitions`.
+    fn evict(&mut self, partitions: &[i32]) {
+        let ids: Vec<String> = self
+            .partition_of
+            .iter()
+            .filter(|(_, p)| partitions.contains(p))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let gone = self.engine.evict(&ids);
+        if let Some(store) = self.store.as_mut() {
+            store.save(&gone);
+        }
+        for id in &ids {
+            self.partition_of.remove(id.as_str());
+        }
+        self.shared
+            .set_agents(self.index, self.engine.agents().len());
+        tracing::info!(
+            worker = self.index,
+            agents = gone.len(),
+            "Handed agents of revoked partitions back to the store."
+        );
+    }
+
+    fn process(&mut self, body: &[u8], items: &[Range<usize>], partition: i32) {
         let max = self.shared.config.ingest.max_event_bytes;
         let mut flagged = Vec::new();
         for r in items {
@@ -197,6 +237,15 @@ impl Worker {
                 }
             };
             self.dirty = true;
+            if partition >= 0 && self.store.is_some() {
+                let id = ev.agent_id();
+                match self.partition_of.get_mut(id) {
+                    Some(p) => *p = partition,
+                    None => {
+                        self.partition_of.insert(id.into(), partition);
+                    }
+                }
+            }
             if let Some(store) = self.store.as_mut() {
                 // First sight of an agent here: continue from its stored
                 // profile (it may have moved from another instance).
