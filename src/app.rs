@@ -78,7 +78,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Validate(args) => {
-            let config = Config::load(args.config.as_deref())?;
+            let mut config = Config::load(args.config.as_deref())?;
+            // Secrets may come from the environment: never print them.
+            config.detector.hash_key = "<redacted>".to_owned();
+            config.redis.url = crate::config::redact_url(&config.redis.url);
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }

@@ -379,6 +379,18 @@ impl Default for IngestConfig {
     }
 }
 
+/// A URL with its password (if any) replaced, for logs and printing.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -584,6 +596,22 @@ mod tests {
         let cfg = Config::parse("[policy.agents.x]\nclass = \"nope\"").unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("policy.agents.x.class"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.1:6379"),
+            "redis://:<redacted>@10.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://app:pw@h/0"),
+            "redis://app:<redacted>@h/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   field, reason); 429 with `Retry-After` when a worker queue is full
 //!   (nothing of that request is queued); 413 past the body limit.
 //! - `GET /live`: the process is up.
-//! - `GET /ready`: profiles restored and workers running (503 before).
+//! - `GET /ready`: profiles restored, workers running and, with Kafka,
+//!   partitions assigned (503 before).
 //! - `GET /metrics`: Prometheus text format.
 
 use std::ops::Range;
@@ -39,10 +40,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
+    if !shared.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "restoring\n").into_response()
+    } else if !shared.assigned.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for partitions\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
     }
 }
 

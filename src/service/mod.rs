@@ -45,6 +45,9 @@ pub struct Shared {
     pub metrics: Metrics,
     pub senders: Vec<mpsc::Sender<Msg>>,
     pub ready: AtomicBool,
+    /// With Kafka on: the consumer has been given its partitions (and ready
+    /// waits for it).
+    pub assigned: AtomicBool,
     pub rejects: Mutex<RejectSink>,
     agents: Vec<AtomicUsize>,
 }
@@ -239,6 +242,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         senders,
         ready: AtomicBool::new(false),
+        assigned: AtomicBool::new(!cfg.kafka.enabled),
         rejects: Mutex::new(rejects),
         agents: (0..n).map(|_| AtomicUsize::new(0)).collect(),
     });
