@@ -172,6 +172,65 @@ fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     let unique_ids: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique_ids.len(), calls, "no event without a decision");
     assert_eq!(ids.len(), calls, "no duplicate decision");
+
+    // Profiles continued from the checkpoint: an uninterrupted run over the
+    // same stream decides the same way. Only sessions open at the kill lost
+    // their not-yet-learned calls and their context.
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean_topic = unique("decisions-clean");
+    let clean = Service::start(
+        &write_config(
+            clean_dir.path(),
+            &topic,
+            &unique("warden-clean"),
+            &clean_topic,
+        ),
+        true,
+    );
+    clean.wait_metric("warden_decisions_total", calls as f64);
+    std::thread::sleep(Duration::from_secs(1));
+    clean.stop();
+    let scores = |topic: &str| -> std::collections::HashMap<String, (f64, bool)> {
+        read_all(topic, calls)
+            .iter()
+            .map(|(_, p, _)| {
+                let d: serde_json::Value = serde_json::from_slice(p).unwrap();
+                let id = d["event_id"].as_str().unwrap().to_owned();
+                (
+                    id,
+                    (
+                        d["score"].as_f64().unwrap(),
+                        d["flagged"].as_bool().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let (killed, uninterrupted) = (scores(&decisions_topic), scores(&clean_topic));
+    let same_score = killed
+        .iter()
+        .filter(|(id, (s, _))| (uninterrupted[*id].0 - s).abs() < 0.5)
+        .count();
+    let same_flag = killed
+        .iter()
+        .filter(|(id, (_, f))| uninterrupted[*id].1 == *f)
+        .count();
+    eprintln!("kill -9 vs uninterrupted: {same_score}/{calls} scores within 0.5 bit, {same_flag}/{calls} same flag");
+    let mut diffs: Vec<_> = killed
+        .iter()
+        .filter(|(id, (s, _))| (uninterrupted[*id].0 - s).abs() >= 0.5)
+        .map(|(id, (s, _))| (id.clone(), *s, uninterrupted[id].0))
+        .collect();
+    diffs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        same_score * 100 >= calls * 95,
+        "{same_score}/{calls} scores within 0.5 bit; e.g. {:?}",
+        &diffs[..diffs.len().min(12)]
+    );
+    assert!(
+        same_flag * 100 >= calls * 99,
+        "{same_flag}/{calls} same flag"
+    );
 }
 
 #[test]

@@ -136,7 +136,27 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
             recent_events,
         });
     }
-    train(cfg, n, opts, engines)
+    let trained = train(cfg, n, opts, engines)?;
+    if !opts.train.is_empty() {
+        // What was learned is durable before the first event: a crash before
+        // the first barrier must not lose the training.
+        for (i, e) in trained.engines.iter().enumerate() {
+            let cp = crate::state::Checkpoint {
+                taken_ms: chrono::Utc::now().timestamp_millis(),
+                agents: e
+                    .agents()
+                    .iter()
+                    .map(|a| (a.id.to_string(), a.profile.clone()))
+                    .collect(),
+                recent_events: Vec::new(),
+            };
+            crate::state::write_atomic(
+                &crate::state::worker_path(&cfg.server.data_dir, i),
+                &crate::state::encode(&cp),
+            )?;
+        }
+    }
+    Ok(trained)
 }
 
 /// Learns the `--train` files into fresh engines.
