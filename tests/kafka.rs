@@ -9,24 +9,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
 use common::*;
-
-fn brokers() -> String {
-    std::env::var("WARDEN_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-/// A name no earlier run used: topics and groups start empty.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// One record read back: key, payload, headers.
 type Record = (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>);
@@ -72,38 +58,6 @@ fn read_all(topic: &str, expect: usize) -> Vec<Record> {
         }
     }
     out
-}
-
-/// Produces `lines` keyed by agent, and every 1,000 lines one of `bad`;
-/// returns how many bad messages were sent.
-fn produce(topic: &str, lines: &str, bad: &[&[u8]]) -> usize {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let mut sent = 0;
-    for (i, line) in lines.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = v["agent_id"].as_str().unwrap().to_owned();
-        while producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .is_err()
-        {
-            producer.poll(Duration::from_millis(10));
-        }
-        if i % 1000 == 0 && !bad.is_empty() {
-            producer
-                .send(
-                    BaseRecord::to(topic)
-                        .key("bad")
-                        .payload(bad[sent % bad.len()]),
-                )
-                .unwrap();
-            sent += 1;
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    sent
 }
 
 fn write_config(

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 mod common;
@@ -24,33 +23,6 @@ fn script(name: &str, arg: &str) {
         Command::new(path).arg(arg).status().unwrap().success(),
         "{name}.sh {arg}"
     );
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn produce(topic: &str, lines: &str) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
-        .set("message.timeout.ms", "120000")
-        .create()
-        .unwrap();
-    for line in lines.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = v["agent_id"].as_str().unwrap().to_owned();
-        while producer
-            .send(BaseRecord::to(topic).key(&key).payload(line))
-            .is_err()
-        {
-            producer.poll(Duration::from_millis(10));
-        }
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
 }
 
 /// Event ids of committed decisions, read until `expect` or 90 s.
@@ -104,13 +76,13 @@ fn redis_down_10s_and_broker_restart_lose_and_double_nothing() {
     ];
     let total: usize = chunks.iter().map(|c| tool_calls(c)).sum();
 
-    produce(&topic, &chunks[0]);
+    produce(&topic, &chunks[0], &[]);
     let svc = Service::start(&config, true);
     svc.wait_metric("warden_decisions_total", tool_calls(&chunks[0]) as f64);
 
     // Redis away for 10 s while events arrive.
     script("redis", "stop");
-    produce(&topic, &chunks[1]);
+    produce(&topic, &chunks[1], &[]);
     std::thread::sleep(Duration::from_secs(10));
     script("redis", "start");
     svc.wait_metric(
@@ -122,7 +94,7 @@ fn redis_down_10s_and_broker_restart_lose_and_double_nothing() {
     script("kafka", "stop");
     std::thread::sleep(Duration::from_secs(2));
     script("kafka", "start");
-    produce(&topic, &chunks[2]);
+    produce(&topic, &chunks[2], &[]);
     svc.wait_metric("warden_decisions_total", total as f64);
     std::thread::sleep(Duration::from_secs(2)); // a barrier commits them
     let logs = svc.stop();
