@@ -212,11 +212,8 @@ impl<'a> Ctx<'a> {
 
     /// An internal user the agent works for (a few do most of the asking).
     pub fn staff(&mut self) -> String {
-        let staff = &self.agent.staff;
-        if staff.is_empty() {
-            return format!("user:assistant@{}", self.agent.org.domain);
-        }
-        staff[zipf(self.rng, staff.len(), 0.8)].clone()
+        favourite(self.rng, &self.agent.staff, 0.8)
+            .unwrap_or_else(|| format!("user:assistant@{}", self.agent.org.domain))
     }
 
     pub fn n(&mut self, lo: u32, hi: u32) -> u32 {
@@ -247,35 +244,19 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn channel(&mut self) -> String {
-        let chans = &self.agent.channels;
-        if chans.is_empty() {
-            return "#general".into();
-        }
-        chans[zipf(self.rng, chans.len(), 0.7)].clone()
+        favourite(self.rng, &self.agent.channels, 0.7).unwrap_or_else(|| "#general".into())
     }
 
     pub fn service(&mut self) -> String {
-        let s = &self.agent.services;
-        if s.is_empty() {
-            return "gateway".into();
-        }
-        s[zipf(self.rng, s.len(), 0.6)].clone()
+        favourite(self.rng, &self.agent.services, 0.6).unwrap_or_else(|| "gateway".into())
     }
 
     pub fn table(&mut self) -> String {
-        let t = &self.agent.tables;
-        if t.is_empty() {
-            return "sales.orders".into();
-        }
-        t[zipf(self.rng, t.len(), 0.8)].clone()
+        favourite(self.rng, &self.agent.tables, 0.8).unwrap_or_else(|| "sales.orders".into())
     }
 
     pub fn doc(&mut self) -> String {
-        let d = &self.agent.docs;
-        if d.is_empty() {
-            return "notes.docx".into();
-        }
-        d[zipf(self.rng, d.len(), 0.6)].clone()
+        favourite(self.rng, &self.agent.docs, 0.6).unwrap_or_else(|| "notes.docx".into())
     }
 
     pub fn repo(&self, svc: &str) -> String {
@@ -284,11 +265,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn route(&mut self) -> (String, String) {
-        let r = &self.agent.routes;
-        if r.is_empty() {
-            return ("FRA".into(), "JFK".into());
-        }
-        r[zipf(self.rng, r.len(), 0.7)].clone()
+        favourite(self.rng, &self.agent.routes, 0.7).unwrap_or_else(|| ("FRA".into(), "JFK".into()))
     }
 
     /// Chat-style message timestamp around the session.
@@ -354,4 +331,13 @@ fn post_dm(to: &str, text: &str) -> Call {
         "write",
         json!({ "channel": format!("dm:{to}"), "recipients": [to], "text": text }),
     )
+}
+
+/// One of an agent's habitual items, Zipf-weighted (a few are used most);
+/// `None` when it has none.
+fn favourite<T: Clone>(rng: &mut Rand, items: &[T], exponent: f64) -> Option<T> {
+    if items.is_empty() {
+        return None;
+    }
+    Some(items[zipf(rng, items.len(), exponent)].clone())
 }
