@@ -6,7 +6,10 @@
 //! produce-to-decision latency percentiles from HdrHistogram, using the
 //! Kafka timestamps of the source event and of its decision.
 //!
-//! cargo run --release --example kafka_load -- BROKERS TOPIC DECISIONS_TOPIC EVENTS AGENTS
+//! cargo run --release --example kafka_load -- BROKERS TOPIC DECISIONS_TOPIC EVENTS AGENTS [RATE]
+//!
+//! RATE (events/s) paces the producer; without it the producer runs flat
+//! out and latency measures queueing behind its backlog.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -20,9 +23,20 @@ use rdkafka::ClientConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, brokers, topic, decisions, events, agents] = &args[..] else {
-        eprintln!("usage: kafka_load BROKERS TOPIC DECISIONS_TOPIC EVENTS AGENTS");
-        std::process::exit(64);
+    let (brokers, topic, decisions, events, agents, rate) = match &args[..] {
+        [_, b, t, d, e, a] => (b, t, d, e, a, None),
+        [_, b, t, d, e, a, r] => (
+            b,
+            t,
+            d,
+            e,
+            a,
+            Some(r.parse::<f64>().expect("RATE is a number")),
+        ),
+        _ => {
+            eprintln!("usage: kafka_load BROKERS TOPIC DECISIONS_TOPIC EVENTS AGENTS [RATE]");
+            std::process::exit(64);
+        }
     };
     let events: usize = events.parse().expect("EVENTS is a number");
     let agents: usize = agents.parse().expect("AGENTS is a number");
@@ -87,8 +101,14 @@ fn main() {
                 tool_calls += 1;
             }
             n += 1;
-            if n % 10_000 == 0 {
+            if n % 1_000 == 0 {
                 producer.poll(Duration::ZERO);
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
             }
         }
     }

@@ -5,11 +5,13 @@
 # decisions and offsets transactionally, and checkpoints; then reports
 # produce rate, end-to-end throughput, produce-to-decision latency and
 # Warden's resident memory.
-# Usage: scripts/bench-kafka.sh [EVENTS=1000000] [AGENTS=10000]
+# Usage: scripts/bench-kafka.sh [EVENTS=1000000] [AGENTS=10000] [RATE]
+# RATE (events/s) paces the producer, to measure latency below capacity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
 agents="${2:-10000}"
+rate="${3:-}"
 
 started_kafka=0
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
@@ -50,7 +52,7 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
   sleep 0.2
 done
-target/release/examples/kafka_load 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents"
+target/release/examples/kafka_load 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
 n_agents=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^warden_agents / {print $2}')
 echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
