@@ -77,6 +77,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit(crate::cli::AuditCommand::Verify { file }) => {
+            let v = crate::respond::audit::verify(&file)?;
+            println!(
+                "{}: {} records, chain intact (last hash {})",
+                file.display(),
+                v.records,
+                v.last_hash
+            );
+            Ok(())
+        }
         Command::Validate(args) => {
             let mut config = Config::load(args.config.as_deref())?;
             // Secrets may come from the environment: never print them.

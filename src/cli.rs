@@ -30,6 +30,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Check a configuration file and print it with every default filled in.
     Validate(ValidateArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +89,16 @@ pub struct GenerateArgs {
     /// Attacked sessions per scenario.
     #[arg(long, default_value_t = 20)]
     pub attacks_per_scenario: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log; exits 1 naming the first
+    /// altered, missing or reordered line.
+    Verify {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ pub mod event;
 pub mod generate;
 pub mod ingest;
 pub mod replay;
+pub mod respond;
 pub mod score;
 pub mod service;
 pub mod state;
