@@ -95,7 +95,13 @@ fn redis_down_10s_and_broker_restart_lose_and_double_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     script("kafka", "start");
     produce(&topic, &chunks[2], &[]);
-    svc.wait_metric("warden_decisions_total", total as f64);
+    // The consumer reconnects and may have to rejoin its group: that can
+    // take up to a session timeout.
+    svc.wait_metric_for(
+        "warden_decisions_total",
+        total as f64,
+        Duration::from_secs(120),
+    );
     std::thread::sleep(Duration::from_secs(2)); // a barrier commits them
     let logs = svc.stop();
     assert!(

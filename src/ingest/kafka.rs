@@ -277,7 +277,7 @@ fn barrier_commit(
     let mut resumes = Vec::with_capacity(shared.senders.len());
     for s in &shared.senders {
         let (ack, ack_rx) = std::sync::mpsc::channel();
-        let (resume_tx, resume) = std::sync::mpsc::channel::<()>();
+        let (resume_tx, resume) = std::sync::mpsc::channel::<bool>();
         if !send_blocking(s, Msg::Barrier { ack, resume }) {
             return;
         }
@@ -328,11 +328,16 @@ fn barrier_commit(
         _ => commit_offsets(&tpl),
     };
     match result {
-        Ok(()) => positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .committed
-            .extend(pending),
+        Ok(()) => {
+            positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .committed
+                .extend(pending);
+            for r in &resumes {
+                let _ = r.send(true);
+            }
+        }
         Err(e) if shared.decisions_producer.is_some() => {
             // The transaction's fate is unknown; restarting from the last
             // committed offsets is the one safe way on (crash-only).

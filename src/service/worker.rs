@@ -47,7 +47,8 @@ pub enum Msg {
     /// between, and no later decision may slip into that transaction.
     Barrier {
         ack: std::sync::mpsc::Sender<bool>,
-        resume: std::sync::mpsc::Receiver<()>,
+        /// `true` once the decisions and offsets are committed.
+        resume: std::sync::mpsc::Receiver<bool>,
     },
     /// Drain is complete: close sessions, checkpoint, exit.
     Stop,
@@ -112,6 +113,8 @@ pub struct Worker {
     recent_key: String,
     /// The Kafka partition each agent was last seen on (with a store only).
     partition_of: HashMap<Box<str>, i32>,
+    /// Dedup window staged at a barrier, saved once the commit is done.
+    staged_recent: Option<Vec<u64>>,
 }
 
 impl Worker {
@@ -164,6 +167,7 @@ impl Worker {
             store,
             recent_key,
             partition_of: HashMap::new(),
+            staged_recent: None,
         }
     }
 
@@ -182,11 +186,20 @@ impl Worker {
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
                     }
-                    let _ = self.checkpoint();
+                    // With Kafka, state is saved only at barriers, in step
+                    // with the commits.
+                    if !self.shared.config.kafka.enabled {
+                        let _ = self.checkpoint();
+                    }
                 }
                 Msg::Barrier { ack, resume } => {
-                    let _ = ack.send(self.checkpoint());
-                    let _ = resume.recv();
+                    // Stage the state, and make its dedup window current only
+                    // once the decisions it remembers are committed: a crash
+                    // in between replays those events, and they must not be
+                    // taken for duplicates of decisions that were aborted.
+                    let _ = ack.send(self.stage());
+                    let committed = resume.recv() == Ok(true);
+                    self.settle(committed);
                 }
                 Msg::Stop => break,
             }
@@ -370,6 +383,64 @@ impl Worker {
             }
         }
         self.line.clear();
+    }
+
+    /// Phase one of a barrier: profiles saved, dedup window held back.
+    fn stage(&mut self) -> bool {
+        let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
+        if let Some(store) = self.store.as_mut() {
+            let changed = self.engine.take_dirty();
+            store.save(&changed);
+            self.staged_recent = Some(recent);
+            return true;
+        }
+        let cp = Checkpoint {
+            taken_ms: chrono::Utc::now().timestamp_millis(),
+            agents: self
+                .engine
+                .agents()
+                .iter()
+                .map(|a| (a.id.to_string(), a.profile.clone()))
+                .collect(),
+            recent_events: recent,
+        };
+        match state::write_atomic(
+            &self.checkpoint_path.with_extension("pending"),
+            &state::encode(&cp),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "Checkpoint failed; offsets stay uncommitted.");
+                false
+            }
+        }
+    }
+
+    /// Phase two: after a commit the staged state becomes current; else it
+    /// is dropped.
+    fn settle(&mut self, committed: bool) {
+        let pending = self.checkpoint_path.with_extension("pending");
+        if !committed {
+            let _ = std::fs::remove_file(&pending);
+            self.staged_recent = None;
+            return;
+        }
+        let ok = match (self.store.as_mut(), self.staged_recent.take()) {
+            (Some(store), Some(recent)) => {
+                store.save_recent(&self.recent_key, &recent);
+                true
+            }
+            _ => std::fs::rename(&pending, &self.checkpoint_path).is_ok(),
+        };
+        let outcome = if ok { "ok" } else { "error" };
+        self.shared
+            .metrics
+            .checkpoints
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        if ok {
+            self.dirty = false;
+        }
     }
 
     /// Writes this worker's profiles if anything changed since the last one;

@@ -102,9 +102,14 @@ impl Service {
             .sum()
     }
 
-    /// Waits (bounded) until `name` reaches `value`.
+    /// Waits (bounded, 20 s) until `name` reaches `value`.
     pub fn wait_metric(&self, name: &str, value: f64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_metric_for(name, value, Duration::from_secs(20));
+    }
+
+    /// Waits until `name` reaches `value`, at most `limit`.
+    pub fn wait_metric_for(&self, name: &str, value: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while self.metric(name) < value {
             assert!(
                 Instant::now() < deadline,
