@@ -537,6 +537,14 @@ impl Engine {
         out
     }
 
+    /// Copies of every profile, by agent id.
+    pub fn profiles(&self) -> Vec<(String, Profile)> {
+        self.agents
+            .iter()
+            .map(|a| (a.id.to_string(), a.profile.clone()))
+            .collect()
+    }
+
     /// Copies of the profiles changed since the last call (for a store that
     /// writes per agent).
     pub fn take_dirty(&mut self) -> Vec<(String, Profile)> {

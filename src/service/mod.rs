@@ -105,12 +105,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
         }
         let trained = train(cfg, n, opts, engines)?;
         for e in &trained.engines {
-            let profiles: Vec<_> = e
-                .agents()
-                .iter()
-                .map(|a| (a.id.to_string(), a.profile.clone()))
-                .collect();
-            store.save(&profiles);
+            store.save(&e.profiles());
         }
         return Ok(trained);
     }
@@ -141,15 +136,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
         // What was learned is durable before the first event: a crash before
         // the first barrier must not lose the training.
         for (i, e) in trained.engines.iter().enumerate() {
-            let cp = crate::state::Checkpoint {
-                taken_ms: chrono::Utc::now().timestamp_millis(),
-                agents: e
-                    .agents()
-                    .iter()
-                    .map(|a| (a.id.to_string(), a.profile.clone()))
-                    .collect(),
-                recent_events: Vec::new(),
-            };
+            let cp = crate::state::Checkpoint::of(e, Vec::new());
             crate::state::write_atomic(
                 &crate::state::worker_path(&cfg.server.data_dir, i),
                 &crate::state::encode(&cp),

@@ -394,16 +394,7 @@ impl Worker {
             self.staged_recent = Some(recent);
             return true;
         }
-        let cp = Checkpoint {
-            taken_ms: chrono::Utc::now().timestamp_millis(),
-            agents: self
-                .engine
-                .agents()
-                .iter()
-                .map(|a| (a.id.to_string(), a.profile.clone()))
-                .collect(),
-            recent_events: recent,
-        };
+        let cp = Checkpoint::of(&self.engine, recent);
         match state::write_atomic(
             &self.checkpoint_path.with_extension("pending"),
             &state::encode(&cp),
@@ -462,16 +453,7 @@ impl Worker {
                 .inc();
             return true;
         }
-        let cp = Checkpoint {
-            taken_ms: chrono::Utc::now().timestamp_millis(),
-            agents: self
-                .engine
-                .agents()
-                .iter()
-                .map(|a| (a.id.to_string(), a.profile.clone()))
-                .collect(),
-            recent_events: self.dedup.order.iter().copied().collect(),
-        };
+        let cp = Checkpoint::of(&self.engine, self.dedup.order.iter().copied().collect());
         match state::write_atomic(&self.checkpoint_path, &state::encode(&cp)) {
             Ok(()) => {
                 self.dirty = false;

@@ -33,6 +33,17 @@ pub struct Checkpoint {
     pub recent_events: Vec<u64>,
 }
 
+impl Checkpoint {
+    /// Every profile of `engine`, taken now, with the dedup window `recent`.
+    pub fn of(engine: &crate::engine::Engine, recent_events: Vec<u64>) -> Self {
+        Self {
+            taken_ms: chrono::Utc::now().timestamp_millis(),
+            agents: engine.profiles(),
+            recent_events,
+        }
+    }
+}
+
 /// A checkpoint that could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -105,12 +105,8 @@ const fn burst(
     build: fn(&mut Ctx) -> Built,
 ) -> Task {
     Task {
-        name,
-        base,
-        avail,
         burst: true,
-        tools,
-        build,
+        ..task(name, base, avail, tools, build)
     }
 }
 
