@@ -1,5 +1,8 @@
-//! The response path: what Warden does about a flagged agent. This release
-//! has the tamper-evident audit log; quarantine, revokers and notifiers
-//! build on it.
+//! The response path: what Warden does about a flagged agent, off the hot
+//! path. Workers hand flags to the responder through a bounded queue; it
+//! records a quarantine in the registry before any outbound call, revokes
+//! the credential through the configured brokers, alerts on-call, and
+//! writes every step to the tamper-evident audit log.
 
 pub mod audit;
+pub mod incident;

@@ -1,0 +1,481 @@
+//! A quarantine: one incident per agent instance (or credential), with the
+//! decision that opened it, every flag rolled up into it, the outcome of
+//! each revocation and alert, and its release. This is what the registry
+//! stores, the API returns and the notifiers render.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decide::Mode;
+
+/// Flagged calls kept per quarantine (each with its raw event, so a release
+/// as false positive can teach them); further flags are only counted.
+pub const MAX_FLAGGED_CALLS: usize = 20;
+
+/// Where a quarantine stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Enforce: recorded, revocation under way.
+    Pending,
+    /// Enforce: every revoker confirmed.
+    Revoked,
+    /// Enforce: a revoker refused for good, or kept failing past the
+    /// give-up time. The credential may still work: a human must act.
+    RevokeFailed,
+    /// Shadow: alerted, nothing revoked.
+    Shadow,
+    /// A human released it.
+    Released,
+}
+
+impl State {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Revoked => "revoked",
+            Self::RevokeFailed => "revoke_failed",
+            Self::Shadow => "shadow",
+            Self::Released => "released",
+        }
+    }
+
+    /// Whether the agent counts as quarantined: a broker must not mint it a
+    /// new credential. Shadow incidents do not block.
+    pub const fn blocks(self) -> bool {
+        matches!(self, Self::Pending | Self::Revoked | Self::RevokeFailed)
+    }
+
+    pub const fn is_open(self) -> bool {
+        !matches!(self, Self::Released)
+    }
+}
+
+/// One reason of a decision, with its weight in bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub signal: String,
+    pub detail: String,
+    pub bits: f32,
+}
+
+/// A tool call as an alert shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CallSummary {
+    pub event_id: String,
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub tool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// The call's arguments, compact JSON, shortened when long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<String>,
+    pub score: f32,
+    pub flagged: bool,
+}
+
+/// The instruction's origin, as the event carried it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct OriginInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+}
+
+/// What the agent normally does, from its profile at the time of the flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Baseline {
+    /// Most used tools with their share of calls (0..1), most used first.
+    pub usual_tools: Vec<(String, f32)>,
+    /// Resources of its recent unflagged calls.
+    pub recent_resources: Vec<String>,
+    /// Median time between calls of a session, in seconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_gap_secs: Option<f32>,
+    /// Calls per day over the agent's history (decayed), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_day: Option<f32>,
+    pub events_learned: u64,
+    pub sessions_learned: u64,
+}
+
+/// One flagged call handed from a worker to the responder.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub agent_id: String,
+    pub agent_instance: Option<String>,
+    pub principal: Option<String>,
+    pub credential_id: Option<String>,
+    pub session_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub class: Option<String>,
+    pub mode: Mode,
+    pub score: f32,
+    pub threshold: f32,
+    pub basis: &'static str,
+    pub reasons: Vec<Reason>,
+    pub call: CallSummary,
+    /// The event as received, for learning on a false-positive release.
+    pub raw: String,
+    /// The session's last calls up to and including this one, oldest first.
+    pub timeline: Vec<CallSummary>,
+    pub origin: Option<OriginInfo>,
+    pub baseline: Baseline,
+    /// When the worker handed it over (monotonic), for latency metrics.
+    pub flagged_at: std::time::Instant,
+}
+
+impl Flag {
+    /// One quarantine per credential, else per instance, else per agent.
+    pub fn key(&self) -> String {
+        match (&self.credential_id, &self.agent_instance) {
+            (Some(c), _) => format!("{}/credential/{c}", self.agent_id),
+            (None, Some(i)) => format!("{}/instance/{i}", self.agent_id),
+            (None, None) => format!("{}/agent", self.agent_id),
+        }
+    }
+
+    /// The quarantine id a new quarantine opened by this flag gets:
+    /// derived from its key and first event, so the same event redelivered
+    /// after a crash finds the same quarantine rather than opening another.
+    pub fn quarantine_id(&self) -> String {
+        let h = xxhash_rust::xxh3::xxh3_128(
+            format!("{}\n{}", self.key(), self.call.event_id).as_bytes(),
+        );
+        format!("q-{:024x}", h >> 32)
+    }
+}
+
+/// The outcome of one revoker for a quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Not tried yet, or failing and still being retried.
+    Pending,
+    Succeeded,
+    /// Refused for good (or given up on).
+    Failed,
+}
+
+/// A revocation through one configured revoker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The revoker's name in the config.
+    pub revoker: String,
+    /// What is revoked (the credential id, token accessor or lease).
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<String>,
+}
+
+/// Delivery of alerts to one notifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertStatus {
+    pub notifier: String,
+    /// Alerts delivered (opening, updates, release).
+    pub delivered: u32,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Flags rolled up when the last alert was delivered: an update is due
+    /// when more have come since.
+    pub rolled_up_alerted: u32,
+}
+
+/// Who released a quarantine, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub actor: String,
+    pub reason: String,
+    pub false_positive: bool,
+    pub at: String,
+}
+
+/// One incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub id: String,
+    pub key: String,
+    pub agent_id: String,
+    pub agent_instance: Option<String>,
+    pub principal: Option<String>,
+    pub credential_id: Option<String>,
+    pub session_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub class: Option<String>,
+    pub mode: Mode,
+    pub state: State,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Bumped on every change: stores keep the newest.
+    pub version: u64,
+    /// The decision that opened it.
+    pub score: f32,
+    pub threshold: f32,
+    pub basis: String,
+    pub reasons: Vec<Reason>,
+    /// Highest score of any flag rolled into it.
+    pub max_score: f32,
+    /// The flagged calls, first first (at most [`MAX_FLAGGED_CALLS`]).
+    pub flagged_calls: Vec<CallSummary>,
+    /// Raw events of `flagged_calls`, same order.
+    pub flagged_events: Vec<String>,
+    /// Flags after the first that were rolled into this quarantine.
+    pub rolled_up: u32,
+    /// Hashes of every flagged event id rolled in (bounded), so a
+    /// redelivered event is not counted twice.
+    #[serde(default)]
+    pub seen_events: Vec<u64>,
+    pub timeline: Vec<CallSummary>,
+    pub origin: Option<OriginInfo>,
+    pub baseline: Baseline,
+    pub revocations: Vec<Revocation>,
+    pub alerts: Vec<AlertStatus>,
+    pub release: Option<Release>,
+    /// The Warden instance that opened it and delivers for it.
+    pub owner: String,
+}
+
+/// Event ids remembered per quarantine against redelivery.
+const MAX_SEEN_EVENTS: usize = 4096;
+
+fn event_hash(event_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(event_id.as_bytes())
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Quarantine {
+    /// A new quarantine from its first flag, with a pending revocation per
+    /// revoker (enforce only) and an alert status per notifier.
+    pub fn open(
+        flag: &Flag,
+        revokers: &[(String, Option<String>)],
+        notifiers: &[String],
+        owner: &str,
+    ) -> Self {
+        let now = now_rfc3339();
+        let enforce = flag.mode == Mode::Enforce;
+        Self {
+            id: flag.quarantine_id(),
+            key: flag.key(),
+            agent_id: flag.agent_id.clone(),
+            agent_instance: flag.agent_instance.clone(),
+            principal: flag.principal.clone(),
+            credential_id: flag.credential_id.clone(),
+            session_id: flag.session_id.clone(),
+            trace_id: flag.trace_id.clone(),
+            class: flag.class.clone(),
+            mode: flag.mode,
+            state: if enforce {
+                State::Pending
+            } else {
+                State::Shadow
+            },
+            created_at: now.clone(),
+            updated_at: now,
+            version: 1,
+            score: flag.score,
+            threshold: flag.threshold,
+            basis: flag.basis.to_owned(),
+            reasons: flag.reasons.clone(),
+            max_score: flag.score,
+            flagged_calls: vec![flag.call.clone()],
+            flagged_events: vec![flag.raw.clone()],
+            rolled_up: 0,
+            seen_events: vec![event_hash(&flag.call.event_id)],
+            timeline: flag.timeline.clone(),
+            origin: flag.origin.clone(),
+            baseline: flag.baseline.clone(),
+            revocations: if enforce {
+                revokers
+                    .iter()
+                    .map(|(name, target)| Revocation {
+                        revoker: name.clone(),
+                        target: target.clone(),
+                        outcome: Outcome::Pending,
+                        attempts: 0,
+                        last_error: None,
+                        done_at: None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            alerts: notifiers
+                .iter()
+                .map(|n| AlertStatus {
+                    notifier: n.clone(),
+                    delivered: 0,
+                    attempts: 0,
+                    last_error: None,
+                    rolled_up_alerted: 0,
+                })
+                .collect(),
+            release: None,
+            owner: owner.to_owned(),
+        }
+    }
+
+    /// Rolls a further flag into this quarantine; false when that very
+    /// event is already in it (a redelivery).
+    pub fn attach(&mut self, flag: &Flag) -> bool {
+        let h = event_hash(&flag.call.event_id);
+        if self.seen_events.contains(&h) {
+            return false;
+        }
+        if self.seen_events.len() < MAX_SEEN_EVENTS {
+            self.seen_events.push(h);
+        }
+        self.rolled_up += 1;
+        self.max_score = self.max_score.max(flag.score);
+        if self.flagged_calls.len() < MAX_FLAGGED_CALLS {
+            self.flagged_calls.push(flag.call.clone());
+            self.flagged_events.push(flag.raw.clone());
+        }
+        if self.origin.is_none() {
+            self.origin = flag.origin.clone();
+        }
+        // The latest session view is the most useful to whoever reads it.
+        self.timeline = flag.timeline.clone();
+        self.touch();
+        true
+    }
+
+    pub fn touch(&mut self) {
+        self.version += 1;
+        self.updated_at = now_rfc3339();
+    }
+
+    /// Moves an enforce quarantine to revoked or revoke_failed once every
+    /// revoker has an outcome.
+    pub fn settle_state(&mut self) {
+        if self.state != State::Pending {
+            return;
+        }
+        if self
+            .revocations
+            .iter()
+            .any(|r| r.outcome == Outcome::Failed)
+        {
+            self.state = State::RevokeFailed;
+        } else if self
+            .revocations
+            .iter()
+            .all(|r| r.outcome == Outcome::Succeeded)
+        {
+            self.state = State::Revoked;
+        }
+    }
+
+    /// Flagged calls in total (the first, plus those rolled up).
+    pub fn flags(&self) -> u32 {
+        self.rolled_up + 1
+    }
+
+    /// One line for logs, pages and the header of an alert.
+    pub fn headline(&self) -> String {
+        let what = match self.state {
+            State::Shadow => "flagged (shadow mode, not revoked)",
+            State::Pending => "quarantined, revocation pending",
+            State::Revoked => "quarantined, credential revoked",
+            State::RevokeFailed => "quarantined, REVOCATION FAILED",
+            State::Released => "released",
+        };
+        let call = self.flagged_calls.first();
+        let tool = call.map_or("?", |c| c.tool.as_str());
+        format!(
+            "Warden: {} {what}: {tool} scored {:.1} bits (threshold {:.1})",
+            self.agent_id, self.score, self.threshold
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn flag(event: &str, mode: Mode) -> Flag {
+        Flag {
+            agent_id: "pay-eu".into(),
+            agent_instance: Some("pay-eu-7f".into()),
+            principal: Some("user:jane".into()),
+            credential_id: Some("tok-1".into()),
+            session_id: Some("s1".into()),
+            trace_id: None,
+            class: None,
+            mode,
+            score: 30.0,
+            threshold: 16.0,
+            basis: "calibrated",
+            reasons: vec![Reason {
+                signal: "resource".into(),
+                detail: "new IBAN".into(),
+                bits: 20.0,
+            }],
+            call: CallSummary {
+                event_id: event.into(),
+                tool: "transfer_funds".into(),
+                score: 30.0,
+                flagged: true,
+                ..Default::default()
+            },
+            raw: "{}".into(),
+            timeline: Vec::new(),
+            origin: None,
+            baseline: Baseline::default(),
+            flagged_at: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn id_is_stable_and_redeliveries_do_not_roll_up() {
+        let f = flag("e1", Mode::Enforce);
+        assert_eq!(f.quarantine_id(), flag("e1", Mode::Enforce).quarantine_id());
+        assert_ne!(f.quarantine_id(), flag("e2", Mode::Enforce).quarantine_id());
+        assert_eq!(f.key(), "pay-eu/credential/tok-1");
+        let mut q = Quarantine::open(
+            &f,
+            &[("vault".into(), Some("tok-1".into()))],
+            &["slack".into()],
+            "w1",
+        );
+        assert_eq!(q.state, State::Pending);
+        assert!(!q.attach(&f));
+        assert!(q.attach(&flag("e2", Mode::Enforce)));
+        assert_eq!((q.rolled_up, q.flags(), q.version), (1, 2, 2));
+    }
+
+    #[test]
+    fn state_settles_on_every_outcome() {
+        let f = flag("e1", Mode::Enforce);
+        let revokers = [("a".to_owned(), None), ("b".to_owned(), None)];
+        let mut q = Quarantine::open(&f, &revokers, &[], "w1");
+        q.revocations[0].outcome = Outcome::Succeeded;
+        q.settle_state();
+        assert_eq!(q.state, State::Pending);
+        q.revocations[1].outcome = Outcome::Succeeded;
+        q.settle_state();
+        assert_eq!(q.state, State::Revoked);
+        let mut q = Quarantine::open(&f, &revokers, &[], "w1");
+        q.revocations[1].outcome = Outcome::Failed;
+        q.settle_state();
+        assert_eq!(q.state, State::RevokeFailed);
+        let s = Quarantine::open(&flag("e1", Mode::Shadow), &revokers, &[], "w1");
+        assert_eq!(s.state, State::Shadow);
+        assert!(s.revocations.is_empty() && !s.state.blocks());
+    }
+}
