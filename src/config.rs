@@ -47,6 +47,242 @@ pub struct Config {
     pub server: ServerConfig,
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
+    pub response: ResponseConfig,
+}
+
+/// The response path: quarantine registry, revokers, notifiers, audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResponseConfig {
+    /// Base URL people reach this Warden at: alerts link to it.
+    pub public_url: String,
+    /// Append-only, hash-chained record of everything Warden did; empty
+    /// means `audit.jsonl` in the data directory. One writer per file.
+    pub audit_file: PathBuf,
+    /// Flags queued from the workers to the responder. A full queue makes
+    /// a worker wait (a flag is never dropped); it holds only local work.
+    pub queue_depth: usize,
+    /// Alerts queued per notifier; beyond it, alerts are rolled up into one
+    /// digest naming how many quarantines it stands for.
+    pub alert_queue_depth: usize,
+    /// How long the first alert waits for the revocation outcome, so it can
+    /// say whether the credential is revoked.
+    #[serde(with = "humantime_serde")]
+    pub alert_delay: Duration,
+    /// Least time between two updates of one incident's alert (more flags
+    /// rolled up); outcome changes and releases are sent at once.
+    #[serde(with = "humantime_serde")]
+    pub update_interval: Duration,
+    /// Timeout of each outbound request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// First retry delay; doubled per attempt, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay (a `Retry-After` may ask for longer).
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// A revocation still failing after this long is marked revoke_failed
+    /// and alerted as such; alerts are given up after it too.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Environment variable holding the bearer tokens (comma-separated) that
+    /// may release quarantines.
+    pub admin_tokens_env: String,
+    /// Environment variable holding bearer tokens (comma-separated) that
+    /// may read quarantines; when it is unset, reads need no token (the
+    /// listener is loopback by default) but releases always do.
+    pub read_tokens_env: String,
+    /// Calls of each agent remembered for an alert's session timeline.
+    pub timeline_calls: usize,
+    pub revokers: Vec<RevokerConfig>,
+    pub slack: SlackConfig,
+    pub pagerduty: PagerDutyConfig,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            audit_file: PathBuf::new(),
+            queue_depth: 4096,
+            alert_queue_depth: 256,
+            alert_delay: Duration::from_secs(2),
+            update_interval: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(5),
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(900),
+            admin_tokens_env: "WARDEN_ADMIN_TOKEN".to_owned(),
+            read_tokens_env: "WARDEN_READ_TOKEN".to_owned(),
+            timeline_calls: 8,
+            revokers: Vec::new(),
+            slack: SlackConfig::default(),
+            pagerduty: PagerDutyConfig::default(),
+        }
+    }
+}
+
+/// One credential revoker; `kind` picks the broker's contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RevokerConfig {
+    Vault(VaultConfig),
+    Oauth(OAuthConfig),
+    Webhook(WebhookConfig),
+    /// A local revocation log (JSON Lines): the embedded default when no
+    /// broker is configured, so enforce mode still records what to revoke.
+    Log(LogRevokerConfig),
+}
+
+/// The local revocation log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogRevokerConfig {
+    #[serde(default = "default_log_name")]
+    pub name: String,
+    pub path: PathBuf,
+}
+
+fn default_log_name() -> String {
+    "local-log".to_owned()
+}
+
+impl RevokerConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Vault(c) => &c.name,
+            Self::Oauth(c) => &c.name,
+            Self::Webhook(c) => &c.name,
+            Self::Log(c) => &c.name,
+        }
+    }
+}
+
+/// What a Vault revoker revokes: the event's `credential_id` is a token,
+/// a token accessor, or a lease id.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultMethod {
+    #[default]
+    Token,
+    Accessor,
+    Lease,
+}
+
+/// HashiCorp Vault.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultConfig {
+    #[serde(default = "default_vault_name")]
+    pub name: String,
+    /// e.g. `https://vault.internal:8200`.
+    pub addr: String,
+    #[serde(default)]
+    pub method: VaultMethod,
+    /// Environment variable holding Warden's own Vault token.
+    #[serde(default = "default_vault_token_env")]
+    pub token_env: String,
+    /// Vault Enterprise namespace (`X-Vault-Namespace`), if any.
+    #[serde(default)]
+    pub namespace: String,
+}
+
+fn default_vault_name() -> String {
+    "vault".to_owned()
+}
+
+fn default_vault_token_env() -> String {
+    "WARDEN_VAULT_TOKEN".to_owned()
+}
+
+/// How an OAuth client authenticates to the revocation endpoint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// An OAuth 2.0 token revocation endpoint (RFC 7009).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OAuthConfig {
+    #[serde(default = "default_oauth_name")]
+    pub name: String,
+    /// The revocation endpoint URL.
+    pub endpoint: String,
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    #[serde(default = "default_oauth_secret_env")]
+    pub client_secret_env: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// `token_type_hint` sent with each revocation (empty for none).
+    #[serde(default = "default_token_type_hint")]
+    pub token_type_hint: String,
+}
+
+fn default_oauth_name() -> String {
+    "oauth".to_owned()
+}
+
+fn default_oauth_secret_env() -> String {
+    "WARDEN_OAUTH_CLIENT_SECRET".to_owned()
+}
+
+fn default_token_type_hint() -> String {
+    "access_token".to_owned()
+}
+
+/// A generic signed webhook (in-house brokers, MCP gateways).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebhookConfig {
+    #[serde(default = "default_webhook_name")]
+    pub name: String,
+    pub url: String,
+    /// Environment variable holding the HMAC-SHA256 signing secret.
+    #[serde(default = "default_webhook_secret_env")]
+    pub secret_env: String,
+}
+
+fn default_webhook_name() -> String {
+    "webhook".to_owned()
+}
+
+fn default_webhook_secret_env() -> String {
+    "WARDEN_WEBHOOK_SECRET".to_owned()
+}
+
+/// Slack incoming webhook (on when a URL is set, here or in
+/// `WARDEN_SLACK_WEBHOOK_URL`; the URL is a secret, prefer the variable).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SlackConfig {
+    pub webhook_url: String,
+}
+
+/// PagerDuty Events API v2 (on when a routing key is set, here or in
+/// `WARDEN_PAGERDUTY_ROUTING_KEY`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PagerDutyConfig {
+    pub routing_key: String,
+    /// `WARDEN_PAGERDUTY_EVENTS_URL` overrides it.
+    pub events_url: String,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        Self {
+            routing_key: String::new(),
+            events_url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
+        }
+    }
 }
 
 /// Redis as the profile store shared by a group of instances (off by
@@ -391,6 +627,142 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+impl ResponseConfig {
+    pub fn audit_path(&self, data_dir: &Path) -> PathBuf {
+        if self.audit_file.as_os_str().is_empty() {
+            data_dir.join("audit.jsonl")
+        } else {
+            self.audit_file.clone()
+        }
+    }
+
+    /// The quick-start variables: each switches its integration on.
+    fn apply_env(&mut self) {
+        if let Some(url) = env_nonempty("WARDEN_SLACK_WEBHOOK_URL") {
+            self.slack.webhook_url = url;
+        }
+        if let Some(key) = env_nonempty("WARDEN_PAGERDUTY_ROUTING_KEY") {
+            self.pagerduty.routing_key = key;
+        }
+        if let Some(url) = env_nonempty("WARDEN_PAGERDUTY_EVENTS_URL") {
+            self.pagerduty.events_url = url;
+        }
+        if let Some(addr) = env_nonempty("WARDEN_VAULT_ADDR") {
+            match self.revokers.iter_mut().find_map(|r| match r {
+                RevokerConfig::Vault(v) => Some(v),
+                _ => None,
+            }) {
+                Some(v) => v.addr = addr,
+                None => self.revokers.push(RevokerConfig::Vault(VaultConfig {
+                    name: default_vault_name(),
+                    addr,
+                    method: VaultMethod::Token,
+                    token_env: default_vault_token_env(),
+                    namespace: String::new(),
+                })),
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_http_url(&self.public_url) {
+            return Err(invalid("response.public-url", "must be an http(s) URL"));
+        }
+        for (key, v) in [
+            ("response.queue-depth", self.queue_depth),
+            ("response.alert-queue-depth", self.alert_queue_depth),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.request_timeout < Duration::from_millis(10) {
+            return Err(invalid("response.request-timeout", "must be at least 10ms"));
+        }
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            return Err(invalid(
+                "response.initial-backoff",
+                "must be positive and at most max-backoff",
+            ));
+        }
+        if self.give_up_after < self.max_backoff {
+            return Err(invalid(
+                "response.give-up-after",
+                "must be at least max-backoff",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.revokers.iter().enumerate() {
+            let at = |k: &str| format!("response.revokers[{i}].{k}");
+            if !names.insert(r.name()) {
+                return Err(invalid(
+                    &at("name"),
+                    format!("{:?} is used by another revoker", r.name()),
+                ));
+            }
+            let (url_key, url, secret_env) = match r {
+                RevokerConfig::Vault(v) => ("addr", &v.addr, ("token-env", &v.token_env)),
+                RevokerConfig::Oauth(o) => (
+                    "endpoint",
+                    &o.endpoint,
+                    ("client-secret-env", &o.client_secret_env),
+                ),
+                RevokerConfig::Webhook(w) => ("url", &w.url, ("secret-env", &w.secret_env)),
+                RevokerConfig::Log(l) => {
+                    if l.path.as_os_str().is_empty() {
+                        return Err(invalid(&at("path"), "must not be empty"));
+                    }
+                    continue;
+                }
+            };
+            if !is_http_url(url) {
+                return Err(invalid(&at(url_key), "must be an http(s) URL"));
+            }
+            if secret_env.1.is_empty() {
+                return Err(invalid(&at(secret_env.0), "must name a variable"));
+            }
+            if let RevokerConfig::Oauth(o) = r {
+                if o.client_id.is_empty() {
+                    return Err(invalid(&at("client-id"), "must not be empty"));
+                }
+                if !["", "access_token", "refresh_token"].contains(&o.token_type_hint.as_str()) {
+                    return Err(invalid(
+                        &at("token-type-hint"),
+                        "must be access_token, refresh_token or empty",
+                    ));
+                }
+            }
+        }
+        if !self.slack.webhook_url.is_empty() && !is_http_url(&self.slack.webhook_url) {
+            return Err(invalid(
+                "response.slack.webhook-url",
+                "must be an http(s) URL",
+            ));
+        }
+        if !self.pagerduty.routing_key.is_empty() && self.pagerduty.routing_key.len() != 32 {
+            return Err(invalid(
+                "response.pagerduty.routing-key",
+                "must be the 32-character integration key",
+            ));
+        }
+        if !is_http_url(&self.pagerduty.events_url) {
+            return Err(invalid(
+                "response.pagerduty.events-url",
+                "must be an http(s) URL",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -420,6 +792,7 @@ impl Config {
         if let Ok(url) = std::env::var("WARDEN_REDIS_URL") {
             cfg.redis.url = url;
         }
+        cfg.response.apply_env();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -529,6 +902,7 @@ impl Config {
                 ));
             }
         }
+        self.response.validate()?;
         if self.ingest.max_event_bytes < 64 {
             return Err(invalid("ingest.max-event-bytes", "must be at least 64"));
         }
@@ -620,5 +994,47 @@ mod tests {
             Config::parse("[detector]\nhalf-life = \"14d\"\nsession-timeout = \"10m\"").unwrap();
         assert_eq!(cfg.detector.half_life, Duration::from_secs(14 * 86_400));
         assert_eq!(cfg.detector.session_timeout, Duration::from_secs(600));
+    }
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::*;
+
+    #[test]
+    fn revokers_parse_by_kind_and_reject_unknown_keys() {
+        let cfg = Config::parse(
+            r#"
+            [[response.revokers]]
+            kind = "vault"
+            addr = "http://127.0.0.1:8200"
+            method = "accessor"
+            [[response.revokers]]
+            kind = "oauth"
+            endpoint = "http://127.0.0.1:9000/oauth2/revoke"
+            client-id = "warden"
+            client-auth = "client_secret_post"
+            [[response.revokers]]
+            kind = "webhook"
+            name = "gateway"
+            url = "http://127.0.0.1:9001/revoke"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let names: Vec<&str> = cfg.response.revokers.iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["vault", "oauth", "gateway"]);
+        let e = Config::parse(
+            "[[response.revokers]]\nkind = \"vault\"\naddr = \"http://x\"\ntokn-env = \"X\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("tokn-env"), "{e}");
+        let cfg = Config::parse("[[response.revokers]]\nkind = \"vault\"\naddr = \"vault:8200\"")
+            .unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("response.revokers[0].addr"), "{e}");
+        let cfg = Config::parse("[response.pagerduty]\nrouting-key = \"short\"").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("response.pagerduty.routing-key"), "{e}");
     }
 }

@@ -575,6 +575,29 @@ impl Engine {
         }
     }
 
+    /// Learns calls a human released as false positives: scored as history
+    /// (never flagged) in a session of their own, closed at once, so the
+    /// agent's profile takes them now.
+    pub fn learn_released(&mut self, calls: &mut [ToolCall], session: &str) {
+        for call in calls.iter_mut() {
+            call.session_id = Some(std::borrow::Cow::Owned(session.to_owned()));
+        }
+        for call in calls.iter() {
+            let ev = self.evaluate(call, Phase::Train);
+            self.commit(ev);
+        }
+        let key = self.fp.session(session);
+        for call in calls.iter() {
+            let Some(&ai) = self.index.get(call.agent_id.as_ref()) else {
+                continue;
+            };
+            let ai = ai as usize;
+            if let Some(si) = self.agents[ai].sessions.iter().position(|s| s.key == key) {
+                self.close_session(ai, si);
+            }
+        }
+    }
+
     /// The threshold that applies to an agent now, for reporting.
     pub fn threshold_of(&self, agent: &AgentState) -> (f32, decide::Basis) {
         let p = &agent.profile;

@@ -77,6 +77,7 @@ impl AuditLog {
     /// Opens (or creates) `path`, checking the existing chain first: a log
     /// that was tampered with is not silently extended.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        drop_torn_tail(path)?;
         let (seq, prev) = if path.exists() {
             let v = verify(path)?;
             (v.records, v.last_hash)
@@ -131,6 +132,36 @@ impl AuditLog {
         self.prev = hash;
         Ok(())
     }
+}
+
+/// A crash mid-append leaves a last line without its newline: that record
+/// was never complete, so it is cut off (and said so) rather than keeping
+/// Warden from starting. Anything else that does not verify still does.
+fn drop_torn_tail(path: &Path) -> Result<(), AuditError> {
+    let io = |action: &'static str| {
+        move |source| AuditError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("read")(e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("open"))?;
+    f.set_len(keep as u64).map_err(io("truncate"))?;
+    f.sync_all().map_err(io("sync"))?;
+    tracing::warn!(path = %path.display(), bytes = bytes.len() - keep, "Cut off a torn last audit record (a crash mid-write).");
+    Ok(())
 }
 
 /// What a verified log holds.
@@ -239,5 +270,39 @@ mod tests {
 
         // A broken log is not extended.
         assert!(AuditLog::open(&path).is_err());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 3);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\":4,\"ts\":\"20");
+        std::fs::write(&path, text).unwrap();
+        assert!(verify(&path).is_err());
+        write(&path, 1);
+        assert_eq!(verify(&path).unwrap().records, 4);
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::*;
+
+    #[test]
+    fn floats_survive_the_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for i in 0..200 {
+            let x = 30.12f32 + i as f32 * 0.37;
+            log.append(
+                "decision",
+                serde_json::json!({"score": x, "bits": [x / 3.0, 1e-7 * x as f64]}),
+            )
+            .unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().records, 200);
     }
 }

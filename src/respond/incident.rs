@@ -391,6 +391,9 @@ impl Quarantine {
         let what = match self.state {
             State::Shadow => "flagged (shadow mode, not revoked)",
             State::Pending => "quarantined, revocation pending",
+            State::Revoked if self.revocations.iter().all(|r| r.revoker == "local-log") => {
+                "quarantined, revocation recorded locally (no broker configured)"
+            }
             State::Revoked => "quarantined, credential revoked",
             State::RevokeFailed => "quarantined, REVOCATION FAILED",
             State::Released => "released",

@@ -5,4 +5,9 @@
 //! writes every step to the tamper-evident audit log.
 
 pub mod audit;
+pub mod context;
+pub mod deliver;
 pub mod incident;
+pub mod registry;
+pub mod render;
+pub mod responder;

@@ -8,14 +8,20 @@
 //! - `GET /ready`: profiles restored, workers running and, with Kafka,
 //!   partitions assigned (503 before).
 //! - `GET /metrics`: Prometheus text format.
+//! - `GET /v1/quarantines[?state=…]`, `GET /v1/quarantines/{id}`: the
+//!   registry (a read or admin token when read tokens are configured).
+//! - `GET /v1/quarantines/agents/{agent_id}`: whether a broker may mint this
+//!   agent a credential (`quarantined: true` means no).
+//! - `POST /v1/quarantines/{id}/release`: `{"actor","reason","false_positive"}`
+//!   with an admin bearer token.
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,6 +41,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/quarantines", get(list_quarantines))
+        .route("/v1/quarantines/{id}", get(get_quarantine))
+        .route("/v1/quarantines/{id}/release", post(release))
+        .route("/v1/quarantines/agents/{agent_id}", get(agent_status))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
@@ -172,6 +182,258 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         errors,
     };
     (StatusCode::ACCEPTED, Json(reply)).into_response()
+}
+
+/// Bearer tokens allowed to read and to release, from the environment.
+#[derive(Default)]
+pub struct Tokens {
+    pub admin: Vec<String>,
+    pub read: Vec<String>,
+}
+
+impl Tokens {
+    pub fn from_env(admin_var: &str, read_var: &str) -> Self {
+        let list = |var: &str| -> Vec<String> {
+            std::env::var(var)
+                .unwrap_or_default()
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect()
+        };
+        Self {
+            admin: list(admin_var),
+            read: list(read_var),
+        }
+    }
+}
+
+/// Compares the presented token with every allowed one in constant time
+/// (no early exit on the first match or the first differing byte).
+fn token_ok(headers: &HeaderMap, allowed: &[String]) -> bool {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    if presented.is_empty() {
+        return false;
+    }
+    let mut ok = subtle::Choice::from(0);
+    for t in allowed {
+        ok |= t.as_bytes().ct_eq(presented.as_bytes());
+    }
+    ok.into()
+}
+
+fn unauthorized(why: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"warden\"")],
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+/// Reads need a read or admin token only when read tokens are configured.
+fn may_read(shared: &Shared, headers: &HeaderMap) -> bool {
+    shared.tokens.read.is_empty()
+        || token_ok(headers, &shared.tokens.read)
+        || token_ok(headers, &shared.tokens.admin)
+}
+
+fn json_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": error.into() }))).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list_quarantines(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if !may_read(&shared, &headers) {
+        return unauthorized("a read or admin bearer token is required");
+    }
+    let Some(r) = &shared.responder else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
+    };
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => match serde_json::from_value(serde_json::Value::String(s.to_owned())) {
+            Ok(st) => Some(st),
+            Err(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown state {s:?}: pending, revoked, revoke_failed, shadow or released"
+                    ),
+                )
+            }
+        },
+    };
+    let list: Vec<_> = r.board.list(state).into_iter().map(public_view).collect();
+    Json(serde_json::json!({ "quarantines": list })).into_response()
+}
+
+/// A quarantine as the API shows it: without the raw events and the dedup
+/// hashes, which are for learning and bookkeeping.
+fn public_view(q: Arc<crate::respond::incident::Quarantine>) -> serde_json::Value {
+    let mut v = serde_json::to_value(&*q).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("flagged_events");
+        o.remove("seen_events");
+    }
+    v
+}
+
+async fn get_quarantine(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !may_read(&shared, &headers) {
+        return unauthorized("a read or admin bearer token is required");
+    }
+    let Some(r) = &shared.responder else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
+    };
+    if let Some(q) = r.board.get(&id) {
+        return Json(public_view(q)).into_response();
+    }
+    if let Some((url, prefix)) = r.shared_registry.clone() {
+        let found = tokio::task::spawn_blocking(move || {
+            crate::respond::registry::Registry::redis(&url, &prefix)
+                .and_then(|mut reg| reg.get(&id))
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        return match found {
+            Ok(Ok(Some(q))) => Json(public_view(Arc::new(q))).into_response(),
+            Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, "no such quarantine"),
+            Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    }
+    json_error(StatusCode::NOT_FOUND, "no such quarantine")
+}
+
+/// The broker's question before it mints a credential: is this agent
+/// quarantined? Answered from the shared registry when there is one.
+async fn agent_status(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(agent_id): Path<String>,
+) -> Response {
+    if !may_read(&shared, &headers) {
+        return unauthorized("a read or admin bearer token is required");
+    }
+    let Some(r) = &shared.responder else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
+    };
+    let all: Vec<Arc<crate::respond::incident::Quarantine>> = match r.shared_registry.clone() {
+        Some((url, prefix)) => {
+            let id = agent_id.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::respond::registry::Registry::redis(&url, &prefix)
+                    .and_then(|mut reg| reg.of_agent(&id))
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match found {
+                Ok(Ok(v)) => v.into_iter().map(Arc::new).collect(),
+                // Fail closed: a broker that cannot learn the answer must
+                // not take it as "not quarantined".
+                Ok(Err(e)) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
+                Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        None => r.board.of_agent(&agent_id),
+    };
+    let blocking: Vec<_> = all.iter().filter(|q| q.state.blocks()).collect();
+    let body = serde_json::json!({
+        "agent_id": agent_id,
+        "quarantined": !blocking.is_empty(),
+        "quarantines": blocking.iter().map(|q| serde_json::json!({
+            "id": q.id,
+            "state": q.state.as_str(),
+            "credential_id": q.credential_id,
+            "agent_instance": q.agent_instance,
+            "created_at": q.created_at,
+        })).collect::<Vec<_>>(),
+    });
+    Json(body).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    actor: String,
+    reason: String,
+    #[serde(default)]
+    false_positive: bool,
+}
+
+async fn release(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if shared.tokens.admin.is_empty() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "releases are disabled: set admin tokens in the environment (WARDEN_ADMIN_TOKEN)",
+        );
+    }
+    if !token_ok(&headers, &shared.tokens.admin) {
+        return unauthorized("an admin bearer token is required");
+    }
+    let req: ReleaseRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{\"actor\", \"reason\", \"false_positive\"}}: {e}"),
+            )
+        }
+    };
+    if req.actor.trim().is_empty() || req.reason.trim().is_empty() {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "actor and reason must not be empty",
+        );
+    }
+    let Some(r) = &shared.responder else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let msg = crate::respond::responder::Msg::Release {
+        id,
+        actor: req.actor,
+        reason: req.reason,
+        false_positive: req.false_positive,
+        reply: tx,
+    };
+    if r.tx.send(msg).await.is_err() {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
+    }
+    use crate::respond::responder::ReleaseError;
+    match rx.await {
+        Ok(Ok(q)) => Json(public_view(Arc::new(q))).into_response(),
+        Ok(Err(e @ ReleaseError::NotFound(_))) => json_error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ ReleaseError::AlreadyReleased(_))) => {
+            json_error(StatusCode::CONFLICT, e.to_string())
+        }
+        Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, "responder stopped"),
+    }
 }
 
 fn reject(shared: &Shared, index: usize, raw: &[u8], e: &DecodeError) {

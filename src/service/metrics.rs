@@ -23,6 +23,24 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: String,
+    pub outcome: &'static str,
+}
+
+pub use crate::respond::responder::NotifierLabel;
+
 /// Every metric the service exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -42,6 +60,28 @@ pub struct Metrics {
     pub agents: Gauge,
     /// Checkpoints written, by outcome.
     pub checkpoints: Family<OutcomeLabel, Counter>,
+    /// Quarantines opened, by mode (enforce, shadow).
+    pub quarantines_opened: Family<ModeLabel, Counter>,
+    /// Open quarantines by state.
+    pub quarantines_open: Family<StateLabel, Gauge>,
+    /// Flags rolled into an already open quarantine.
+    pub flags_rolled_up: Counter,
+    /// Times a worker found the responder's queue full and waited.
+    pub response_queue_full: Counter,
+    /// Revocation attempts by revoker and outcome (ok, retry, refused).
+    pub revocation_attempts: Family<DestinationLabel, Counter>,
+    /// From the flag leaving its worker to the broker confirming.
+    pub revocation_seconds: Histogram,
+    /// Alert attempts by notifier and outcome.
+    pub alert_attempts: Family<DestinationLabel, Counter>,
+    /// Alerts finished by notifier and outcome (delivered, failed).
+    pub alerts: Family<DestinationLabel, Counter>,
+    /// Alerts folded into a digest because a notifier's queue was full.
+    pub alerts_rolled_up: Family<NotifierLabel, Counter>,
+    /// Alerts waiting per notifier.
+    pub alert_queue_depth: Family<NotifierLabel, Gauge>,
+    /// Quarantines released by a human.
+    pub releases: Counter,
 }
 
 impl Default for Metrics {
@@ -91,8 +131,85 @@ impl Default for Metrics {
             "Profile checkpoints written, by outcome",
             checkpoints.clone(),
         );
+        let quarantines_opened = Family::<ModeLabel, Counter>::default();
+        let quarantines_open = Family::<StateLabel, Gauge>::default();
+        let flags_rolled_up = Counter::default();
+        let response_queue_full = Counter::default();
+        let revocation_attempts = Family::<DestinationLabel, Counter>::default();
+        let revocation_seconds = Histogram::new(exponential_buckets(1e-4, 2.0, 20));
+        let alert_attempts = Family::<DestinationLabel, Counter>::default();
+        let alerts = Family::<DestinationLabel, Counter>::default();
+        let alerts_rolled_up = Family::<NotifierLabel, Counter>::default();
+        let alert_queue_depth = Family::<NotifierLabel, Gauge>::default();
+        let releases = Counter::default();
+        registry.register(
+            "quarantines_opened",
+            "Quarantines opened, by mode",
+            quarantines_opened.clone(),
+        );
+        registry.register(
+            "quarantines_open",
+            "Open quarantines, by state",
+            quarantines_open.clone(),
+        );
+        registry.register(
+            "flags_rolled_up",
+            "Flags rolled into an already open quarantine",
+            flags_rolled_up.clone(),
+        );
+        registry.register(
+            "response_queue_full",
+            "Times a worker waited on a full responder queue",
+            response_queue_full.clone(),
+        );
+        registry.register(
+            "revocation_attempts",
+            "Revocation requests, by revoker and outcome",
+            revocation_attempts.clone(),
+        );
+        registry.register(
+            "revocation_seconds",
+            "From a flag leaving its worker to the broker confirming the revocation",
+            revocation_seconds.clone(),
+        );
+        registry.register(
+            "alert_attempts",
+            "Alert requests, by notifier and outcome",
+            alert_attempts.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Alerts finished, by notifier and outcome",
+            alerts.clone(),
+        );
+        registry.register(
+            "alerts_rolled_up",
+            "Alerts folded into a digest because the notifier's queue was full",
+            alerts_rolled_up.clone(),
+        );
+        registry.register(
+            "alert_queue_depth",
+            "Alerts waiting, per notifier",
+            alert_queue_depth.clone(),
+        );
+        registry.register(
+            "releases",
+            "Quarantines released by a human",
+            releases.clone(),
+        );
         Self {
             registry,
+            quarantines_opened,
+            quarantines_open,
+            flags_rolled_up,
+            response_queue_full,
+            revocation_attempts,
+            revocation_seconds,
+            alert_attempts,
+            alerts,
+            alerts_rolled_up,
+            alert_queue_depth,
+            releases,
             events,
             rejected,
             decisions,

@@ -42,13 +42,17 @@ pub struct Shared {
     pub config: Config,
     /// Publishes decisions to `kafka.decisions-topic` when Kafka is on.
     pub decisions_producer: Option<ThreadedProducer<DefaultProducerContext>>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The response path (quarantines, revocations, alerts).
+    pub responder: Option<crate::respond::responder::Handle>,
     pub senders: Vec<mpsc::Sender<Msg>>,
     pub ready: AtomicBool,
     /// With Kafka on: the consumer has been given its partitions (and ready
     /// waits for it).
     pub assigned: AtomicBool,
     pub rejects: Mutex<RejectSink>,
+    /// Bearer tokens of the quarantine API.
+    pub tokens: http::Tokens,
     agents: Vec<AtomicUsize>,
 }
 
@@ -243,14 +247,27 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let metrics = Arc::new(Metrics::default());
+    let responder = {
+        let cfg = cfg.clone();
+        let metrics = metrics.clone();
+        let learn = learner(senders.clone());
+        tokio::task::spawn_blocking(move || crate::respond::responder::start(&cfg, metrics, learn))
+            .await??
+    };
     let shared = Arc::new(Shared {
         config: cfg.clone(),
         decisions_producer,
-        metrics: Metrics::default(),
+        metrics,
+        responder: Some(responder.handle.clone()),
         senders,
         ready: AtomicBool::new(false),
         assigned: AtomicBool::new(!cfg.kafka.enabled),
         rejects: Mutex::new(rejects),
+        tokens: http::Tokens::from_env(
+            &cfg.response.admin_tokens_env,
+            &cfg.response.read_tokens_env,
+        ),
         agents: (0..n).map(|_| AtomicUsize::new(0)).collect(),
     });
     tracing::info!(%addr, workers = n, "Listening; restoring profiles before ready.");
@@ -325,6 +342,14 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, joined).await.is_err() {
         anyhow::bail!("workers did not drain within {:?}", grace);
     }
+    // Every flag the workers made is recorded before exit; revocations
+    // still in flight resume from the registry at the next start.
+    let handle = responder.handle.clone();
+    let _ = tokio::time::timeout(
+        grace,
+        tokio::task::spawn_blocking(move || handle.sync_blocking()),
+    )
+    .await;
     if let Some(p) = &shared.decisions_producer {
         if let Err(e) = p.flush(grace) {
             tracing::error!(error = %e, "Decisions still unpublished at shutdown.");
@@ -332,6 +357,20 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("Shut down cleanly.");
     Ok(())
+}
+
+/// How the responder hands a released false positive to the worker that
+/// owns the agent (never blocking the responder on a full worker queue).
+fn learner(senders: Vec<mpsc::Sender<Msg>>) -> crate::respond::responder::Learner {
+    let rt = tokio::runtime::Handle::current();
+    Box::new(
+        move |agent_id: &str, events: Vec<String>, session: String| {
+            let tx = senders[route(agent_id, senders.len())].clone();
+            rt.spawn(async move {
+                let _ = tx.send(Msg::Learn { events, session }).await;
+            });
+        },
+    )
 }
 
 async fn shutdown_signal() {

@@ -20,10 +20,12 @@ use tokio::sync::mpsc;
 
 use super::metrics::{FlaggedLabel, KindLabel, OutcomeLabel};
 use super::Shared;
-use crate::engine::{Engine, Phase};
-use crate::event::Event;
+use crate::decide::Mode;
+use crate::engine::{Engine, Evaluation, ExplainedReason, Phase};
+use crate::event::{Event, ToolCall};
 use crate::ingest::decode::decode_bytes;
 use crate::replay::DecisionRecord;
+use crate::respond::context::{self, Timeline};
 use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
@@ -49,6 +51,12 @@ pub enum Msg {
         ack: std::sync::mpsc::Sender<bool>,
         /// `true` once the decisions and offsets are committed.
         resume: std::sync::mpsc::Receiver<bool>,
+    },
+    /// A human released a quarantine as a false positive: learn its
+    /// flagged events (raw JSON) in a session of their own.
+    Learn {
+        events: Vec<String>,
+        session: String,
     },
     /// Drain is complete: close sessions, checkpoint, exit.
     Stop,
@@ -115,6 +123,8 @@ pub struct Worker {
     partition_of: HashMap<Box<str>, i32>,
     /// Dedup window staged at a barrier, saved once the commit is done.
     staged_recent: Option<Vec<u64>>,
+    /// Each agent's last calls, for the session timeline of an alert.
+    timelines: HashMap<Box<str>, Timeline>,
 }
 
 impl Worker {
@@ -168,6 +178,7 @@ impl Worker {
             recent_key,
             partition_of: HashMap::new(),
             staged_recent: None,
+            timelines: HashMap::new(),
         }
     }
 
@@ -201,6 +212,7 @@ impl Worker {
                     let committed = resume.recv() == Ok(true);
                     self.settle(committed);
                 }
+                Msg::Learn { events, session } => self.learn(&events, &session),
                 Msg::Stop => break,
             }
         }
@@ -208,6 +220,26 @@ impl Worker {
         self.dirty = true;
         let _ = self.checkpoint();
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
+    }
+
+    fn learn(&mut self, events: &[String], session: &str) {
+        let max = self.shared.config.ingest.max_event_bytes;
+        let mut calls: Vec<_> = events
+            .iter()
+            .filter_map(|e| match decode_bytes(e.as_bytes(), max) {
+                Ok(Event::ToolCall(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let n = calls.len();
+        self.engine.learn_released(&mut calls, session);
+        self.dirty = true;
+        tracing::info!(
+            worker = self.index,
+            calls = n,
+            session,
+            "Learned the calls of a false positive."
+        );
     }
 
     /// Closes, saves and drops the agents last seen on `partitions`.
@@ -227,6 +259,7 @@ impl Worker {
         }
         for id in &ids {
             self.partition_of.remove(id.as_str());
+            self.timelines.remove(id.as_str());
         }
         self.shared
             .set_agents(self.index, self.engine.agents().len());
@@ -324,6 +357,7 @@ impl Worker {
                             top,
                         ));
                     }
+                    self.respond(&call, &body[r.clone()], &ev, &rec.reasons);
                     self.engine.commit(ev);
                 }
             }
@@ -342,6 +376,43 @@ impl Worker {
                 "Agent flagged: call deviates from its baseline."
             );
         }
+    }
+
+    /// Remembers the call for alert timelines and, when it was flagged
+    /// outside learn mode, hands the flag to the responder.
+    fn respond(
+        &mut self,
+        call: &ToolCall,
+        raw: &[u8],
+        ev: &Evaluation,
+        reasons: &[ExplainedReason],
+    ) {
+        let cap = self.shared.config.response.timeline_calls;
+        let id = call.agent_id.as_ref();
+        let timeline = match self.timelines.get_mut(id) {
+            Some(t) => t,
+            None => self.timelines.entry(id.into()).or_default(),
+        };
+        let flagged = ev.decision.flagged;
+        timeline.push(call, ev.score.total, flagged, cap);
+        if !flagged || ev.decision.mode == Mode::Learn {
+            return;
+        }
+        let Some(responder) = &self.shared.responder else {
+            return;
+        };
+        let agent = self.engine.agent(id);
+        let flag = context::flag(
+            call,
+            raw,
+            (ev.score.total * 100.0).round() / 100.0,
+            &ev.decision,
+            reasons,
+            agent.and_then(|a| a.policy.class.as_deref()),
+            timeline,
+            agent.map(|a| &a.profile),
+        );
+        responder.flag_blocking(flag, &self.shared.metrics);
     }
 
     /// Sends the decision serialised at `self.line[start..]` to the
@@ -385,8 +456,12 @@ impl Worker {
         self.line.clear();
     }
 
-    /// Phase one of a barrier: profiles saved, dedup window held back.
+    /// Phase one of a barrier: flags recorded by the responder, profiles
+    /// saved, dedup window held back.
     fn stage(&mut self) -> bool {
+        if let Some(r) = &self.shared.responder {
+            r.sync_blocking();
+        }
         let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
         if let Some(store) = self.store.as_mut() {
             let changed = self.engine.take_dirty();

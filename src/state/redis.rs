@@ -37,6 +37,10 @@ impl RedisStore {
         })
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn profile_key(&self, agent: &str) -> String {
         format!("{}:profile:{agent}", self.prefix)
     }
@@ -47,7 +51,7 @@ impl RedisStore {
 
     /// Runs `f` on a connection, reconnecting and retrying with backoff
     /// until it succeeds.
-    fn retry<T>(
+    pub fn retry<T>(
         &mut self,
         what: &str,
         mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,

@@ -2,6 +2,8 @@
 //! process.
 #![allow(dead_code)]
 
+pub mod contracts;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -36,11 +38,17 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path, train: bool) -> Self {
+        Self::start_env(config, train, &[])
+    }
+
+    /// Like `start`, with environment variables set on the child process.
+    pub fn start_env(config: &Path, train: bool, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
         cmd.arg("run").arg("--config").arg(config);
         if train {
             cmd.arg("--train").arg(data("train.jsonl.gz"));
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -76,11 +84,26 @@ impl Service {
     }
 
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// Like `request`, with extra request headers.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

@@ -1,0 +1,264 @@
+//! What a worker gathers for an alert while it still has the call in hand:
+//! the session's recent calls, what the agent normally does, and the flag
+//! itself. Kept small: a fixed ring of inline entries per agent, no heap
+//! allocation per call.
+
+use std::collections::VecDeque;
+
+use arrayvec::ArrayString;
+
+use super::incident::{Baseline, CallSummary, Flag, OriginInfo, Reason};
+use crate::baseline::Profile;
+use crate::decide::Decision;
+use crate::engine::ExplainedReason;
+use crate::event::{Millis, ToolCall};
+
+/// Longest argument text kept in an alert.
+const ARGS_CHARS: usize = 1500;
+
+/// One call as the timeline remembers it.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ts: Millis,
+    session: u64,
+    tool: ArrayString<40>,
+    resource: ArrayString<64>,
+    action: ArrayString<8>,
+    score: f32,
+    flagged: bool,
+}
+
+fn clip<const N: usize>(s: &str) -> ArrayString<N> {
+    let mut out = ArrayString::new();
+    for c in s.chars() {
+        if out.try_push(c).is_err() {
+            // Mark the cut so nobody mistakes a prefix for the value.
+            while out.len() + '…'.len_utf8() > N {
+                out.pop();
+            }
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// The last calls of one agent (all its sessions), oldest first.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    entries: VecDeque<Entry>,
+}
+
+pub fn session_key(call: &ToolCall) -> u64 {
+    let s = call
+        .session_id
+        .as_deref()
+        .or(call.agent_instance.as_deref())
+        .unwrap_or("");
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+impl Timeline {
+    /// Remembers a decided call, forgetting the oldest beyond `cap`.
+    pub fn push(&mut self, call: &ToolCall, score: f32, flagged: bool, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        if self.entries.len() >= cap {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(Entry {
+            ts: call.ts,
+            session: session_key(call),
+            tool: clip(&call.tool),
+            resource: clip(call.resource_id.as_deref().unwrap_or("")),
+            action: clip(call.action.map_or("", |a| a.as_str())),
+            score,
+            flagged,
+        });
+    }
+
+    /// The calls of `session`, oldest first, as alerts show them.
+    pub fn of_session(&self, session: u64) -> Vec<CallSummary> {
+        self.entries
+            .iter()
+            .filter(|e| e.session == session)
+            .map(|e| CallSummary {
+                event_id: String::new(),
+                ts: rfc3339(e.ts),
+                tool: e.tool.to_string(),
+                action: (!e.action.is_empty()).then(|| e.action.to_string()),
+                resource_type: None,
+                resource_id: (!e.resource.is_empty()).then(|| e.resource.to_string()),
+                args: None,
+                score: e.score,
+                flagged: e.flagged,
+            })
+            .collect()
+    }
+
+    /// Distinct resources of the recent unflagged calls, newest first.
+    pub fn recent_resources(&self, n: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.entries.iter().rev().filter(|e| !e.flagged) {
+            if !e.resource.is_empty() && !out.iter().any(|r| r == e.resource.as_str()) {
+                out.push(e.resource.to_string());
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// What the agent normally does, in human terms.
+pub fn baseline(p: &Profile, recent: Vec<String>) -> Baseline {
+    let total: f32 = p.tools.iter().map(|t| t.calls).sum();
+    let mut tools: Vec<(String, f32)> = p
+        .tools
+        .iter()
+        .filter(|t| t.calls > 0.0)
+        .map(|t| (t.name.to_string(), t.calls / total.max(f32::MIN_POSITIVE)))
+        .collect();
+    tools.sort_by(|a, b| b.1.total_cmp(&a.1));
+    tools.truncate(6);
+    let gap = (p.gaps.total() > 0.0).then(|| p.gaps.quantile_edge(0.5) / 4.0);
+    let days = (p.last_ts - p.first_ts) as f32 / 86_400_000.0;
+    let per_day = (days >= 1.0).then(|| p.events_learned as f32 / days);
+    Baseline {
+        usual_tools: tools,
+        recent_resources: recent,
+        median_gap_secs: gap,
+        calls_per_day: per_day,
+        events_learned: p.events_learned,
+        sessions_learned: p.sessions_learned,
+    }
+}
+
+/// The call as an alert shows it, arguments included (shortened).
+pub fn summary(call: &ToolCall, score: f32, flagged: bool) -> CallSummary {
+    CallSummary {
+        event_id: call.event_id.to_string(),
+        ts: rfc3339(call.ts),
+        tool: call.tool.to_string(),
+        action: call.action.map(|a| a.as_str().to_owned()),
+        resource_type: call.resource_type.as_deref().map(str::to_owned),
+        resource_id: call.resource_id.as_deref().map(str::to_owned),
+        args: call.args.map(|a| {
+            let s = a.get();
+            if s.chars().count() > ARGS_CHARS {
+                let cut: String = s.chars().take(ARGS_CHARS).collect();
+                format!("{cut}… (truncated)")
+            } else {
+                s.to_owned()
+            }
+        }),
+        score,
+        flagged,
+    }
+}
+
+/// Everything the responder needs about one flagged call.
+#[allow(clippy::too_many_arguments)]
+pub fn flag(
+    call: &ToolCall,
+    raw: &[u8],
+    score: f32,
+    decision: &Decision,
+    reasons: &[ExplainedReason],
+    class: Option<&str>,
+    timeline: &Timeline,
+    profile: Option<&Profile>,
+) -> Flag {
+    let mut session = timeline.of_session(session_key(call));
+    // The flagged call itself is the last entry; give it its id and args.
+    let this = summary(call, score, true);
+    match session.last_mut() {
+        Some(last) if last.flagged && last.ts == this.ts && last.tool == this.tool => {
+            *last = this.clone()
+        }
+        _ => session.push(this.clone()),
+    }
+    Flag {
+        agent_id: call.agent_id.to_string(),
+        agent_instance: call.agent_instance.as_deref().map(str::to_owned),
+        principal: call.principal.as_deref().map(str::to_owned),
+        credential_id: call.credential_id.as_deref().map(str::to_owned),
+        session_id: call.session_id.as_deref().map(str::to_owned),
+        trace_id: call.trace_id.as_deref().map(str::to_owned),
+        class: class.map(str::to_owned),
+        mode: decision.mode,
+        score,
+        threshold: decision.threshold,
+        basis: decision.basis.as_str(),
+        reasons: reasons
+            .iter()
+            .map(|r| Reason {
+                signal: r.signal.to_owned(),
+                detail: r.detail.clone(),
+                bits: r.bits,
+            })
+            .collect(),
+        call: this,
+        raw: String::from_utf8_lossy(raw).into_owned(),
+        timeline: session,
+        origin: call.origin.as_ref().map(|o| OriginInfo {
+            kind: o.kind.as_deref().map(str::to_owned),
+            reference: o.reference.as_deref().map(str::to_owned),
+            excerpt: o.excerpt.as_deref().map(str::to_owned),
+        }),
+        baseline: profile
+            .map(|p| baseline(p, timeline.recent_resources(5)))
+            .unwrap_or_default(),
+        flagged_at: std::time::Instant::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_marks_cuts_on_char_boundaries() {
+        assert_eq!(clip::<8>("short").as_str(), "short");
+        let c = clip::<8>("ééééééé");
+        assert!(c.ends_with('…') && c.len() <= 8, "{c}");
+    }
+
+    #[test]
+    fn timeline_keeps_the_last_calls_per_session() {
+        let line = |i: usize, session: &str| {
+            format!(
+                r#"{{"event_id":"e{i}","ts":"2026-11-24T09:00:0{i}Z","agent_id":"a","tool":"t{i}","session_id":"{session}","resource_id":"r{i}"}}"#
+            )
+        };
+        let mut t = Timeline::default();
+        for i in 0..6 {
+            let l = line(i, if i % 2 == 0 { "s1" } else { "s2" });
+            let crate::event::Event::ToolCall(c) =
+                crate::ingest::decode::decode_bytes(l.as_bytes(), 4096).unwrap()
+            else {
+                panic!()
+            };
+            t.push(&c, i as f32, i == 4, 4);
+        }
+        let l = line(9, "s1");
+        let crate::event::Event::ToolCall(c) =
+            crate::ingest::decode::decode_bytes(l.as_bytes(), 4096).unwrap()
+        else {
+            panic!()
+        };
+        let s1 = t.of_session(session_key(&c));
+        let tools: Vec<&str> = s1.iter().map(|c| c.tool.as_str()).collect();
+        assert_eq!(tools, ["t2", "t4"]);
+        assert!(s1[1].flagged);
+        assert_eq!(t.recent_resources(5), ["r5", "r3", "r2"]);
+    }
+}

@@ -1,0 +1,191 @@
+//! The quarantine registry: where a quarantine is recorded before any
+//! outbound call, so that a crash never leaves a revocation nobody resumes.
+//!
+//! Embedded, each quarantine is one JSON file under `<data-dir>/quarantines`,
+//! written atomically (fsync, rename). With Redis on, it is the key
+//! `<prefix>:quarantine:<id>` (JSON), with the set `<prefix>:quarantines:open`
+//! of open ids and `<prefix>:quarantines:agent:<agent_id>` of each agent's
+//! ids, so every instance of a group answers the broker's "is this agent
+//! quarantined?" the same way.
+
+use std::path::{Path, PathBuf};
+
+use redis::Commands;
+
+use super::incident::Quarantine;
+use crate::state::redis::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{at}: not a quarantine record: {source}")]
+    Corrupt {
+        at: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot open the Redis registry: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+pub enum Registry {
+    File { dir: PathBuf },
+    Redis(Box<RedisStore>),
+}
+
+impl Registry {
+    pub fn file(data_dir: &Path) -> Result<Self, RegistryError> {
+        let dir = data_dir.join("quarantines");
+        std::fs::create_dir_all(&dir).map_err(|source| RegistryError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self::File { dir })
+    }
+
+    pub fn redis(url: &str, prefix: &str) -> Result<Self, RegistryError> {
+        Ok(Self::Redis(Box::new(RedisStore::open(url, prefix)?)))
+    }
+
+    /// Records `q` durably. Redis outages are waited out (retried with
+    /// backoff); a file that cannot be written is an error for the caller
+    /// to retry.
+    pub fn save(&mut self, q: &Quarantine) -> Result<(), RegistryError> {
+        let json = serde_json::to_vec(q).expect("quarantine serialises");
+        match self {
+            Self::File { dir } => {
+                let path = dir.join(format!("{}.json", q.id));
+                crate::state::write_atomic(&path, &json).map_err(|e| RegistryError::Io {
+                    action: "write",
+                    path,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+            Self::Redis(store) => {
+                let p = store.prefix().to_owned();
+                let key = format!("{p}:quarantine:{}", q.id);
+                let open = format!("{p}:quarantines:open");
+                let agent = format!("{p}:quarantines:agent:{}", q.agent_id);
+                let is_open = q.state.is_open();
+                store.retry("record a quarantine", |c| {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().set(&key, &json).ignore();
+                    if is_open {
+                        pipe.sadd(&open, &q.id).ignore();
+                    } else {
+                        pipe.srem(&open, &q.id).ignore();
+                    }
+                    pipe.sadd(&agent, &q.id).ignore();
+                    pipe.query::<()>(c)
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// One quarantine by id.
+    pub fn get(&mut self, id: &str) -> Result<Option<Quarantine>, RegistryError> {
+        // Ids are ours (`q-` and hex); anything else names no file.
+        if !id.starts_with("q-") || !id[2..].bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        match self {
+            Self::File { dir } => {
+                let path = dir.join(format!("{id}.json"));
+                match std::fs::read(&path) {
+                    Ok(bytes) => parse(&bytes, &path.display().to_string()).map(Some),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(RegistryError::Io {
+                        action: "read",
+                        path,
+                        source,
+                    }),
+                }
+            }
+            Self::Redis(store) => {
+                let key = format!("{}:quarantine:{id}", store.prefix());
+                let bytes: Option<Vec<u8>> = store.retry("read a quarantine", |c| c.get(&key));
+                bytes.map(|b| parse(&b, &key)).transpose()
+            }
+        }
+    }
+
+    /// Every open quarantine (to resume after a restart).
+    pub fn open_quarantines(&mut self) -> Result<Vec<Quarantine>, RegistryError> {
+        match self {
+            Self::File { dir } => {
+                let entries = std::fs::read_dir(&*dir).map_err(|source| RegistryError::Io {
+                    action: "list",
+                    path: dir.clone(),
+                    source,
+                })?;
+                let mut out = Vec::new();
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                        continue;
+                    }
+                    let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
+                        action: "read",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    match parse(&bytes, &path.display().to_string()) {
+                        Ok(q) if q.state.is_open() => out.push(q),
+                        Ok(_) => {}
+                        // One bad file must not hide the others.
+                        Err(e) => tracing::error!(error = %e, "Skipping an unreadable quarantine."),
+                    }
+                }
+                out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+                Ok(out)
+            }
+            Self::Redis(store) => {
+                let open = format!("{}:quarantines:open", store.prefix());
+                let ids: Vec<String> = store.retry("list open quarantines", |c| c.smembers(&open));
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Some(q) = self.get(&id)? {
+                        out.push(q);
+                    }
+                }
+                out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every quarantine of one agent, newest first (Redis only: embedded,
+    /// the responder's memory is the answer).
+    pub fn of_agent(&mut self, agent_id: &str) -> Result<Vec<Quarantine>, RegistryError> {
+        let Self::Redis(store) = self else {
+            return Ok(Vec::new());
+        };
+        let key = format!("{}:quarantines:agent:{agent_id}", store.prefix());
+        let ids: Vec<String> = store.retry("list an agent's quarantines", |c| c.smembers(&key));
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(q) = self.get(&id)? {
+                out.push(q);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(out)
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+}
+
+fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::Corrupt {
+        at: at.to_owned(),
+        source,
+    })
+}

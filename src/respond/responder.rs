@@ -1,0 +1,1066 @@
+//! The responder: one thread that owns the quarantine registry, and the
+//! async tasks that call out for it.
+//!
+//! ```text
+//!  workers ──Flag──► bounded queue ──► responder thread
+//!                                        │ 1. registry.save (before any call out)
+//!                                        │ 2. spawn a revocation task per revoker ──► broker
+//!                                        │ 3. log + audit
+//!                                        │ 4. alert (after the revocation outcome,
+//!                                        │    or alert-delay) ──► per-notifier queue ──► Slack / PagerDuty
+//!  tasks ──outcomes──────────────────────┘ (state, registry, audit)
+//!  API ──release / sync──────────────────┘
+//! ```
+//!
+//! Scoring never waits on the network: a worker only waits when the flag
+//! queue is full, and that queue drains at the speed of local writes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::audit::AuditLog;
+use super::deliver::{self, Attempt, RetryPolicy, Revoker};
+use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State};
+use super::registry::Registry;
+use super::render;
+use crate::config::Config;
+use crate::service::metrics::Metrics;
+
+/// What the responder is sent.
+pub enum Msg {
+    Flag(Box<Flag>),
+    /// A revoker finished with a quarantine (or gave up).
+    Revoked {
+        id: String,
+        revoker: String,
+        attempts: u32,
+        error: Option<String>,
+    },
+    /// One outbound attempt, for the audit log.
+    Called {
+        id: String,
+        destination: String,
+        what: &'static str,
+        attempt: u32,
+        result: String,
+    },
+    /// A notifier finished with an alert.
+    Alerted {
+        id: String,
+        notifier: String,
+        attempts: u32,
+        error: Option<String>,
+    },
+    /// The first alert of a quarantine is due (its revocation took longer
+    /// than `alert-delay`).
+    AlertDue(String),
+    /// A rolled-up update of a quarantine is due.
+    UpdateDue(String),
+    Release {
+        id: String,
+        actor: String,
+        reason: String,
+        false_positive: bool,
+        reply: oneshot::Sender<Result<Quarantine, ReleaseError>>,
+    },
+    /// Answered once every message sent before it is handled: flags sent
+    /// before are then in the registry.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("no quarantine {0}")]
+    NotFound(String),
+    #[error("quarantine {0} is already released")]
+    AlreadyReleased(String),
+    #[error("registry: {0}")]
+    Registry(String),
+}
+
+/// What an alert says.
+#[derive(Debug, Clone, PartialEq)]
+enum Job {
+    Open(String),
+    Update(String, String),
+    Release(String),
+    /// Quarantines whose alerts did not fit in the queue.
+    Digest(Vec<String>),
+}
+
+impl Job {
+    fn id(&self) -> &str {
+        match self {
+            Self::Open(id) | Self::Update(id, _) | Self::Release(id) => id,
+            Self::Digest(_) => "digest",
+        }
+    }
+}
+
+/// A notifier's bounded queue. Jobs for one quarantine merge (an update
+/// queued behind another says the newest thing); past the bound, the ids
+/// are rolled into one digest.
+struct AlertQueue {
+    jobs: Mutex<(VecDeque<Job>, Vec<String>)>,
+    notify: Notify,
+    cap: usize,
+}
+
+impl AlertQueue {
+    fn push(&self, job: Job, metrics: &Metrics, notifier: &str) {
+        let mut g = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (queue, overflow) = &mut *g;
+        if let Job::Update(id, what) = &job {
+            if let Some(Job::Update(_, w)) = queue
+                .iter_mut()
+                .find(|j| matches!(j, Job::Update(i, _) if i == id))
+            {
+                *w = what.clone();
+                return;
+            }
+            if queue.iter().any(|j| matches!(j, Job::Open(i) if i == id)) {
+                // The opening alert is rendered when sent: it will say it.
+                return;
+            }
+        }
+        if queue.len() >= self.cap {
+            overflow.push(job.id().to_owned());
+            metrics
+                .alerts_rolled_up
+                .get_or_create(&NotifierLabel {
+                    notifier: notifier.to_owned(),
+                })
+                .inc();
+        } else {
+            queue.push_back(job);
+        }
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    fn pop(&self) -> Option<Job> {
+        let mut g = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (queue, overflow) = &mut *g;
+        let job = queue.pop_front();
+        if job.is_none() && !overflow.is_empty() {
+            return Some(Job::Digest(std::mem::take(overflow)));
+        }
+        job
+    }
+
+    fn depth(&self) -> usize {
+        let g = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.len() + g.1.len()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct NotifierLabel {
+    pub notifier: String,
+}
+
+/// Where alerts go.
+#[derive(Clone)]
+enum NotifierKind {
+    Slack { url: String },
+    PagerDuty { url: String, routing_key: String },
+}
+
+struct Notifier {
+    name: String,
+    kind: NotifierKind,
+    queue: Arc<AlertQueue>,
+}
+
+/// The read side: every quarantine this process knows, as last saved. The
+/// API and the notifiers read it without asking the responder thread.
+#[derive(Default)]
+pub struct Board {
+    quarantines: RwLock<HashMap<String, Arc<Quarantine>>>,
+}
+
+impl Board {
+    pub fn get(&self, id: &str) -> Option<Arc<Quarantine>> {
+        self.quarantines
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Quarantines of one agent, newest first.
+    pub fn of_agent(&self, agent_id: &str) -> Vec<Arc<Quarantine>> {
+        let mut v: Vec<_> = self
+            .quarantines
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|q| q.agent_id == agent_id)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        v
+    }
+
+    /// Every quarantine, newest first, optionally only in `state`.
+    pub fn list(&self, state: Option<State>) -> Vec<Arc<Quarantine>> {
+        let mut v: Vec<_> = self
+            .quarantines
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|q| state.is_none_or(|s| q.state == s))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        v
+    }
+
+    fn put(&self, q: &Quarantine) {
+        self.quarantines
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(q.id.clone(), Arc::new(q.clone()));
+    }
+}
+
+/// The handle the rest of the service holds.
+#[derive(Clone)]
+pub struct Handle {
+    pub tx: mpsc::Sender<Msg>,
+    pub board: Arc<Board>,
+    /// Embedded registries answer from the board; a shared one is asked.
+    pub shared_registry: Option<(String, String)>,
+}
+
+impl Handle {
+    /// Hands a flag over; waits only while the queue is full (a flag is
+    /// never dropped). Called from worker threads.
+    pub fn flag_blocking(&self, flag: Flag, metrics: &Metrics) {
+        match self.tx.try_send(Msg::Flag(Box::new(flag))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                metrics.response_queue_full.inc();
+                let _ = self.tx.blocking_send(msg);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("Responder stopped; a flag was not acted on.");
+            }
+        }
+    }
+
+    /// Blocks until the responder has handled everything sent before
+    /// (flags recorded): a barrier commits offsets only after this.
+    pub fn sync_blocking(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.blocking_send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// Per quarantine, what the responder tracks in memory only.
+#[derive(Default)]
+struct Progress {
+    /// The opening alert was queued.
+    alerted: bool,
+    last_update: Option<Instant>,
+    update_scheduled: bool,
+    cancel: Arc<AtomicBool>,
+    /// When the flag that opened it left its worker (revocation latency).
+    flagged_at: Option<Instant>,
+}
+
+pub struct Responder {
+    cfg: Config,
+    owner: String,
+    registry: Registry,
+    audit: AuditLog,
+    open: HashMap<String, Quarantine>,
+    by_key: HashMap<String, String>,
+    progress: HashMap<String, Progress>,
+    board: Arc<Board>,
+    revokers: Arc<Vec<Revoker>>,
+    notifiers: Vec<Notifier>,
+    http: reqwest::Client,
+    rt: tokio::runtime::Handle,
+    tx: mpsc::Sender<Msg>,
+    policy: RetryPolicy,
+    metrics: Arc<Metrics>,
+    /// Where released false positives are sent to be learned.
+    learn: Learner,
+}
+
+/// Hands the raw events of a released false positive, with the session
+/// name to learn them under, to the worker that owns the agent.
+pub type Learner = Box<dyn Fn(&str, Vec<String>, String) + Send>;
+
+/// Everything needed to start the responder.
+pub struct Start {
+    pub handle: Handle,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Builds the responder (reading secrets, opening the registry and audit
+/// log, loading open quarantines), resumes what was in flight, and starts
+/// its thread.
+pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Result<Start> {
+    let r = &cfg.response;
+    // Enforce with no broker still records what to revoke, locally.
+    let default_log = [crate::config::RevokerConfig::Log(
+        crate::config::LogRevokerConfig {
+            name: "local-log".to_owned(),
+            path: cfg.server.data_dir.join("revocations.jsonl"),
+        },
+    )];
+    let configured = if r.revokers.is_empty() {
+        &default_log[..]
+    } else {
+        &r.revokers[..]
+    };
+    let revokers = configured
+        .iter()
+        .map(Revoker::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut notifiers = Vec::new();
+    let queue = || {
+        Arc::new(AlertQueue {
+            jobs: Mutex::new((VecDeque::new(), Vec::new())),
+            notify: Notify::new(),
+            cap: r.alert_queue_depth,
+        })
+    };
+    if !r.slack.webhook_url.is_empty() {
+        notifiers.push(Notifier {
+            name: "slack".to_owned(),
+            kind: NotifierKind::Slack {
+                url: r.slack.webhook_url.clone(),
+            },
+            queue: queue(),
+        });
+    }
+    if !r.pagerduty.routing_key.is_empty() {
+        notifiers.push(Notifier {
+            name: "pagerduty".to_owned(),
+            kind: NotifierKind::PagerDuty {
+                url: r.pagerduty.events_url.clone(),
+                routing_key: r.pagerduty.routing_key.clone(),
+            },
+            queue: queue(),
+        });
+    }
+    let mut registry = if cfg.redis.enabled {
+        Registry::redis(&cfg.redis.url, &cfg.redis.key_prefix)?
+    } else {
+        Registry::file(&cfg.server.data_dir)?
+    };
+    let audit_path = r.audit_path(&cfg.server.data_dir);
+    if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let audit = AuditLog::open(&audit_path)?;
+    let http = reqwest::Client::builder()
+        .timeout(r.request_timeout)
+        .connect_timeout(r.request_timeout)
+        .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let (tx, rx) = mpsc::channel(r.queue_depth);
+    let board = Arc::new(Board::default());
+    let shared_registry = registry
+        .is_shared()
+        .then(|| (cfg.redis.url.clone(), cfg.redis.key_prefix.clone()));
+    let open = registry.open_quarantines()?;
+    let mut me = Responder {
+        cfg: cfg.clone(),
+        owner: cfg.kafka.transactional_id(),
+        registry,
+        audit,
+        open: HashMap::new(),
+        by_key: HashMap::new(),
+        progress: HashMap::new(),
+        board: board.clone(),
+        revokers: Arc::new(revokers),
+        notifiers,
+        http,
+        rt: tokio::runtime::Handle::current(),
+        tx: tx.clone(),
+        policy: RetryPolicy::of(r),
+        metrics,
+        learn,
+    };
+    for n in &me.notifiers {
+        me.spawn_notifier(n);
+    }
+    me.resume(open);
+    let thread = std::thread::Builder::new()
+        .name("warden-responder".to_owned())
+        .spawn(move || me.run(rx))?;
+    Ok(Start {
+        handle: Handle {
+            tx,
+            board,
+            shared_registry,
+        },
+        thread,
+    })
+}
+
+impl Responder {
+    /// Picks up quarantines left open by the last run: revocations not yet
+    /// confirmed are retried, alerts never delivered are sent.
+    fn resume(&mut self, open: Vec<Quarantine>) {
+        let mut resumed = 0;
+        for q in open {
+            // In a group, each instance finishes its own.
+            if self.registry.is_shared() && q.owner != self.owner {
+                self.board.put(&q);
+                continue;
+            }
+            let id = q.id.clone();
+            self.by_key.insert(q.key.clone(), id.clone());
+            let pending: Vec<String> = q
+                .revocations
+                .iter()
+                .filter(|r| r.outcome == Outcome::Pending)
+                .map(|r| r.revoker.clone())
+                .collect();
+            let undelivered = q.alerts.iter().any(|a| a.delivered == 0);
+            self.board.put(&q);
+            self.open.insert(id.clone(), q);
+            self.progress.entry(id.clone()).or_default();
+            for name in &pending {
+                self.spawn_revocation(&id, name);
+            }
+            if pending.is_empty() {
+                if undelivered {
+                    self.queue_alert(Job::Open(id.clone()), true);
+                }
+                self.progress.entry(id.clone()).or_default().alerted = true;
+            } else {
+                self.schedule(Msg::AlertDue(id.clone()), self.cfg.response.alert_delay);
+            }
+            resumed += 1;
+        }
+        self.update_gauges();
+        if resumed > 0 {
+            tracing::info!(quarantines = resumed, "Resumed open quarantines.");
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Flag(f) => self.on_flag(*f),
+                Msg::Revoked {
+                    id,
+                    revoker,
+                    attempts,
+                    error,
+                } => self.on_revoked(&id, &revoker, attempts, error),
+                Msg::Called {
+                    id,
+                    destination,
+                    what,
+                    attempt,
+                    result,
+                } => self.audit(
+                    "outbound",
+                    json!({"quarantine": id, "destination": destination, "call": what,
+                           "attempt": attempt, "result": result}),
+                ),
+                Msg::Alerted {
+                    id,
+                    notifier,
+                    attempts,
+                    error,
+                } => self.on_alerted(&id, &notifier, attempts, error),
+                Msg::AlertDue(id) => {
+                    let due = self.progress.get(&id).is_some_and(|p| !p.alerted);
+                    if due {
+                        self.queue_alert(Job::Open(id.clone()), true);
+                    }
+                }
+                Msg::UpdateDue(id) => {
+                    if let Some(p) = self.progress.get_mut(&id) {
+                        p.update_scheduled = false;
+                    }
+                    self.send_update(&id, "further flagged calls rolled up".to_owned());
+                }
+                Msg::Release {
+                    id,
+                    actor,
+                    reason,
+                    false_positive,
+                    reply,
+                } => {
+                    let r = self.on_release(&id, actor, reason, false_positive);
+                    let _ = reply.send(r);
+                }
+                Msg::Sync(ack) => {
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+
+    /// Saves `q`, retrying a failed write: a quarantine is never acted on
+    /// before it is recorded, and never dropped.
+    fn save(&mut self, q: &Quarantine) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.registry.save(q) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(quarantine = %q.id, error = %e, "Cannot record a quarantine; retrying.");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.board.put(q);
+    }
+
+    fn audit(&mut self, kind: &str, body: serde_json::Value) {
+        if let Err(e) = self.audit.append(kind, body) {
+            tracing::error!(error = %e, "Cannot append to the audit log.");
+        }
+    }
+
+    fn on_flag(&mut self, flag: Flag) {
+        let key = flag.key();
+        if let Some(id) = self.by_key.get(&key).cloned() {
+            self.refresh(&id);
+            if let Some(q) = self.open.get_mut(&id) {
+                if q.attach(&flag) {
+                    let q = q.clone();
+                    self.save(&q);
+                    self.metrics.flags_rolled_up.inc();
+                    self.audit(
+                        "flag",
+                        json!({"quarantine": q.id, "agent_id": q.agent_id,
+                               "event_id": flag.call.event_id, "score": flag.score,
+                               "threshold": flag.threshold, "reasons": flag.reasons,
+                               "rolled_up": q.rolled_up}),
+                    );
+                    tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
+                        rolled_up = q.rolled_up, "Further flag rolled into an open quarantine.");
+                    self.rate_limited_update(&q.id);
+                }
+                return;
+            }
+        }
+        let id = flag.quarantine_id();
+        // The very event that opened a quarantine, redelivered after that
+        // quarantine was released, opens nothing.
+        if self.open.contains_key(&id) || matches!(self.registry.get(&id), Ok(Some(_))) {
+            return;
+        }
+        let targets: Vec<(String, Option<String>)> = self
+            .revokers
+            .iter()
+            .map(|r| (r.name().to_owned(), r.target(flag.credential_id.as_deref())))
+            .collect();
+        let names: Vec<String> = self.notifiers.iter().map(|n| n.name.clone()).collect();
+        let q = Quarantine::open(&flag, &targets, &names, &self.owner);
+        self.save(&q);
+        self.by_key.insert(key, id.clone());
+        self.open.insert(id.clone(), q.clone());
+        self.progress.insert(
+            id.clone(),
+            Progress {
+                flagged_at: Some(flag.flagged_at),
+                ..Default::default()
+            },
+        );
+        for r in q
+            .revocations
+            .iter()
+            .map(|r| r.revoker.clone())
+            .collect::<Vec<_>>()
+        {
+            self.spawn_revocation(&id, &r);
+        }
+        self.metrics
+            .quarantines_opened
+            .get_or_create(&super::super::service::metrics::ModeLabel {
+                mode: mode_str(q.mode),
+            })
+            .inc();
+        let links = render::links(&self.cfg.response.public_url, &q);
+        tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, state = q.state.as_str(),
+            "{}", render::text_alert(&q, &links));
+        self.audit(
+            "quarantine",
+            json!({"quarantine": q.id, "key": q.key, "agent_id": q.agent_id,
+                   "agent_instance": q.agent_instance, "principal": q.principal,
+                   "credential_id": q.credential_id, "mode": mode_str(q.mode),
+                   "state": q.state.as_str(), "score": q.score, "threshold": q.threshold,
+                   "basis": q.basis, "reasons": q.reasons, "event_id": flag.call.event_id,
+                   "call": flag.call}),
+        );
+        if q.revocations.is_empty() {
+            self.queue_alert(Job::Open(id), true);
+        } else {
+            self.schedule(Msg::AlertDue(id), self.cfg.response.alert_delay);
+        }
+        self.update_gauges();
+    }
+
+    /// With a shared registry, another instance may have released it.
+    fn refresh(&mut self, id: &str) {
+        if !self.registry.is_shared() {
+            return;
+        }
+        let Ok(Some(stored)) = self.registry.get(id) else {
+            return;
+        };
+        let newer = self
+            .open
+            .get(id)
+            .is_some_and(|q| stored.version > q.version);
+        if newer {
+            if stored.state.is_open() {
+                self.open.insert(id.to_owned(), stored);
+            } else {
+                self.board.put(&stored);
+                self.forget(id);
+            }
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(q) = self.open.remove(id) {
+            self.by_key.remove(&q.key);
+        }
+        if let Some(p) = self.progress.remove(id) {
+            p.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn spawn_revocation(&self, id: &str, revoker_name: &str) {
+        let Some(q) = self.open.get(id).cloned() else {
+            return;
+        };
+        let Some(idx) = self.revokers.iter().position(|r| r.name() == revoker_name) else {
+            // Configured when the quarantine opened, gone since: say so.
+            let _ = self.tx.try_send(Msg::Revoked {
+                id: id.to_owned(),
+                revoker: revoker_name.to_owned(),
+                attempts: 0,
+                error: Some("revoker no longer configured".to_owned()),
+            });
+            return;
+        };
+        let revokers = self.revokers.clone();
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let policy = self.policy;
+        let cancel = self
+            .progress
+            .get(id)
+            .map(|p| p.cancel.clone())
+            .unwrap_or_default();
+        let metrics = self.metrics.clone();
+        self.rt.spawn(async move {
+            let r = &revokers[idx];
+            let name = r.name().to_owned();
+            let calls = tx.clone();
+            let done = deliver::retry(
+                policy,
+                || r.attempt(&http, &q),
+                |n, a| {
+                    metrics
+                        .revocation_attempts
+                        .get_or_create(&super::super::service::metrics::DestinationLabel {
+                            destination: name.clone(),
+                            outcome: outcome_str(a),
+                        })
+                        .inc();
+                    let _ = calls.try_send(Msg::Called {
+                        id: q.id.clone(),
+                        destination: name.clone(),
+                        what: "revoke",
+                        attempt: n,
+                        result: a.describe(),
+                    });
+                },
+                || cancel.load(Ordering::Relaxed),
+            )
+            .await;
+            let _ = tx
+                .send(Msg::Revoked {
+                    id: q.id.clone(),
+                    revoker: name,
+                    attempts: done.attempts,
+                    error: done.error,
+                })
+                .await;
+        });
+    }
+
+    fn on_revoked(&mut self, id: &str, revoker: &str, attempts: u32, error: Option<String>) {
+        let Some(q) = self.open.get_mut(id) else {
+            return;
+        };
+        let Some(r) = q.revocations.iter_mut().find(|r| r.revoker == revoker) else {
+            return;
+        };
+        r.attempts += attempts;
+        r.outcome = if error.is_none() {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        r.last_error = error.clone();
+        r.done_at = Some(now_rfc3339());
+        let before = q.state;
+        q.settle_state();
+        q.touch();
+        let q = q.clone();
+        self.save(&q);
+        let progress = self.progress.entry(id.to_owned()).or_default();
+        if error.is_none() {
+            if let Some(t) = progress.flagged_at {
+                self.metrics
+                    .revocation_seconds
+                    .observe(t.elapsed().as_secs_f64());
+            }
+        }
+        self.audit(
+            "revocation",
+            json!({"quarantine": id, "revoker": revoker, "credential_id": q.credential_id,
+                   "outcome": if error.is_none() { "revoked" } else { "failed" },
+                   "attempts": attempts, "error": error, "state": q.state.as_str()}),
+        );
+        match &error {
+            None => tracing::info!(quarantine = %id, revoker, attempts, "Credential revoked."),
+            Some(e) => {
+                tracing::error!(quarantine = %id, revoker, attempts, error = %e, "Revocation FAILED: the credential may still work.")
+            }
+        }
+        self.update_gauges();
+        let settled = q.state != State::Pending;
+        let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
+        if settled && !alerted {
+            self.queue_alert(Job::Open(id.to_owned()), true);
+        } else if settled && before != q.state {
+            self.send_update(id, format!("revocation now: {}", q.state.as_str()));
+        }
+    }
+
+    fn on_alerted(&mut self, id: &str, notifier: &str, attempts: u32, error: Option<String>) {
+        self.metrics
+            .alerts
+            .get_or_create(&super::super::service::metrics::DestinationLabel {
+                destination: notifier.to_owned(),
+                outcome: if error.is_none() {
+                    "delivered"
+                } else {
+                    "failed"
+                },
+            })
+            .inc();
+        let q = self.open.get_mut(id).cloned().or_else(|| {
+            self.board
+                .get(id)
+                .map(|q| (*q).clone())
+                .filter(|_| id != "digest")
+        });
+        self.audit(
+            "alert",
+            json!({"quarantine": id, "notifier": notifier, "attempts": attempts,
+                   "outcome": if error.is_none() { "delivered" } else { "failed" }, "error": error}),
+        );
+        if let Some(e) = &error {
+            tracing::error!(quarantine = %id, notifier, attempts, error = %e, "Alert not delivered.");
+        }
+        let Some(mut q) = q else {
+            return;
+        };
+        if let Some(a) = q.alerts.iter_mut().find(|a| a.notifier == notifier) {
+            a.attempts += attempts;
+            if error.is_none() {
+                a.delivered += 1;
+                a.rolled_up_alerted = q.rolled_up;
+            }
+            a.last_error = error;
+        }
+        q.touch();
+        if let Some(open) = self.open.get_mut(id) {
+            *open = q.clone();
+        }
+        self.save(&q);
+    }
+
+    /// Sends an update now, or schedules one for when `update-interval`
+    /// has passed since the last.
+    fn rate_limited_update(&mut self, id: &str) {
+        let every = self.cfg.response.update_interval;
+        let Some(p) = self.progress.get_mut(id) else {
+            return;
+        };
+        if !p.alerted || p.update_scheduled {
+            // The opening alert, still to be sent, will carry the count.
+            return;
+        }
+        match p.last_update.map(|t| t.elapsed()) {
+            Some(since) if since < every => {
+                p.update_scheduled = true;
+                self.schedule(Msg::UpdateDue(id.to_owned()), every - since);
+            }
+            _ => self.send_update(id, "further flagged calls rolled up".to_owned()),
+        }
+    }
+
+    fn send_update(&mut self, id: &str, what: String) {
+        if !self.open.contains_key(id) {
+            return;
+        }
+        if let Some(p) = self.progress.get_mut(id) {
+            p.last_update = Some(Instant::now());
+        }
+        self.queue_alert(Job::Update(id.to_owned(), what), false);
+    }
+
+    fn queue_alert(&mut self, job: Job, opening: bool) {
+        if opening {
+            let p = self.progress.entry(job.id().to_owned()).or_default();
+            if p.alerted {
+                return;
+            }
+            p.alerted = true;
+            p.last_update = Some(Instant::now());
+        }
+        for n in &self.notifiers {
+            n.queue.push(job.clone(), &self.metrics, &n.name);
+        }
+        self.update_gauges();
+    }
+
+    fn schedule(&self, msg: Msg, after: Duration) {
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn on_release(
+        &mut self,
+        id: &str,
+        actor: String,
+        reason: String,
+        false_positive: bool,
+    ) -> Result<Quarantine, ReleaseError> {
+        self.refresh(id);
+        let mut q = match self.open.get(id) {
+            Some(q) => q.clone(),
+            None => match self.registry.get(id) {
+                Ok(Some(q)) => q,
+                Ok(None) => return Err(ReleaseError::NotFound(id.to_owned())),
+                Err(e) => return Err(ReleaseError::Registry(e.to_string())),
+            },
+        };
+        if q.state == State::Released {
+            return Err(ReleaseError::AlreadyReleased(id.to_owned()));
+        }
+        let was = q.state;
+        q.state = State::Released;
+        q.release = Some(Release {
+            actor: actor.clone(),
+            reason: reason.clone(),
+            false_positive,
+            at: now_rfc3339(),
+        });
+        q.touch();
+        self.save(&q);
+        let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
+        self.forget(id);
+        self.metrics.releases.inc();
+        self.audit(
+            "release",
+            json!({"quarantine": id, "agent_id": q.agent_id, "actor": actor, "reason": reason,
+                   "false_positive": false_positive, "state_before": was.as_str()}),
+        );
+        tracing::info!(quarantine = %id, agent_id = %q.agent_id, actor, false_positive, "Quarantine released.");
+        if alerted {
+            for n in &self.notifiers {
+                n.queue
+                    .push(Job::Release(id.to_owned()), &self.metrics, &n.name);
+            }
+        }
+        if false_positive {
+            (self.learn)(
+                &q.agent_id,
+                q.flagged_events.clone(),
+                format!("release:{id}"),
+            );
+        }
+        self.update_gauges();
+        Ok(q)
+    }
+
+    fn update_gauges(&self) {
+        let mut counts: HashMap<&'static str, i64> = HashMap::new();
+        for q in self.open.values() {
+            *counts.entry(q.state.as_str()).or_default() += 1;
+        }
+        for s in [
+            State::Pending,
+            State::Revoked,
+            State::RevokeFailed,
+            State::Shadow,
+        ] {
+            self.metrics
+                .quarantines_open
+                .get_or_create(&super::super::service::metrics::StateLabel { state: s.as_str() })
+                .set(counts.get(s.as_str()).copied().unwrap_or(0));
+        }
+        for n in &self.notifiers {
+            self.metrics
+                .alert_queue_depth
+                .get_or_create(&NotifierLabel {
+                    notifier: n.name.clone(),
+                })
+                .set(n.queue.depth() as i64);
+        }
+    }
+
+    /// One task per notifier: takes jobs in order, renders them from the
+    /// newest state, delivers with retries.
+    fn spawn_notifier(&self, n: &Notifier) {
+        let queue = n.queue.clone();
+        let name = n.name.clone();
+        let kind = n.kind.clone();
+        let board = self.board.clone();
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let policy = self.policy;
+        let public = self.cfg.response.public_url.clone();
+        let metrics = self.metrics.clone();
+        self.rt.spawn(async move {
+            loop {
+                let Some(job) = queue.pop() else {
+                    queue.notify.notified().await;
+                    continue;
+                };
+                let Some(body) = render_job(&kind, &job, &board, &public) else {
+                    continue;
+                };
+                let id = job.id().to_owned();
+                let calls = tx.clone();
+                let url = match &kind {
+                    NotifierKind::Slack { url } | NotifierKind::PagerDuty { url, .. } => {
+                        url.clone()
+                    }
+                };
+                let done = deliver::retry(
+                    policy,
+                    || async {
+                        match &kind {
+                            NotifierKind::Slack { .. } => {
+                                deliver::post_slack(&http, &url, &body).await
+                            }
+                            NotifierKind::PagerDuty { .. } => {
+                                deliver::post_pagerduty(&http, &url, &body).await
+                            }
+                        }
+                    },
+                    |n, a| {
+                        metrics
+                            .alert_attempts
+                            .get_or_create(&super::super::service::metrics::DestinationLabel {
+                                destination: name.clone(),
+                                outcome: outcome_str(a),
+                            })
+                            .inc();
+                        let _ = calls.try_send(Msg::Called {
+                            id: id.clone(),
+                            destination: name.clone(),
+                            what: "alert",
+                            attempt: n,
+                            result: a.describe(),
+                        });
+                    },
+                    || false,
+                )
+                .await;
+                let _ = tx
+                    .send(Msg::Alerted {
+                        id,
+                        notifier: name.clone(),
+                        attempts: done.attempts,
+                        error: done.error,
+                    })
+                    .await;
+            }
+        });
+    }
+}
+
+fn render_job(
+    kind: &NotifierKind,
+    job: &Job,
+    board: &Board,
+    public: &str,
+) -> Option<serde_json::Value> {
+    if let Job::Digest(ids) = job {
+        let qs: Vec<Arc<Quarantine>> = ids.iter().filter_map(|id| board.get(id)).collect();
+        return Some(render::digest(
+            kind_is_slack(kind),
+            &qs,
+            ids.len(),
+            public,
+            routing_key(kind),
+        ));
+    }
+    let q = board.get(job.id())?;
+    let links = render::links(public, &q);
+    Some(match (kind, job) {
+        (NotifierKind::Slack { .. }, Job::Open(_)) => render::slack_alert(&q, &links),
+        (NotifierKind::Slack { .. }, Job::Update(_, what)) => {
+            render::slack_update(&q, &links, what)
+        }
+        (NotifierKind::Slack { .. }, Job::Release(_)) => render::slack_release(&q, &links),
+        (NotifierKind::PagerDuty { routing_key, .. }, Job::Open(_) | Job::Update(..)) => {
+            render::pagerduty_trigger(&q, routing_key, &links)
+        }
+        (NotifierKind::PagerDuty { routing_key, .. }, Job::Release(_)) => {
+            render::pagerduty_resolve(&q, routing_key)
+        }
+        (_, Job::Digest(_)) => return None,
+    })
+}
+
+fn kind_is_slack(kind: &NotifierKind) -> bool {
+    matches!(kind, NotifierKind::Slack { .. })
+}
+
+fn routing_key(kind: &NotifierKind) -> &str {
+    match kind {
+        NotifierKind::PagerDuty { routing_key, .. } => routing_key,
+        NotifierKind::Slack { .. } => "",
+    }
+}
+
+fn outcome_str(a: &Attempt) -> &'static str {
+    match a {
+        Attempt::Done => "ok",
+        Attempt::Retry { .. } => "retry",
+        Attempt::Refused(_) => "refused",
+    }
+}
+
+pub fn mode_str(m: crate::decide::Mode) -> &'static str {
+    match m {
+        crate::decide::Mode::Learn => "learn",
+        crate::decide::Mode::Shadow => "shadow",
+        crate::decide::Mode::Enforce => "enforce",
+    }
+}
