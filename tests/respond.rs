@@ -1,0 +1,403 @@
+//! The response path end to end: `warden run` in enforce mode against local
+//! servers that implement the Slack, PagerDuty, Vault, RFC 7009 and signed
+//! webhook contracts. Every assertion is on the requests those servers
+//! recorded, the API, or the audit file — not on Warden's own logs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::contracts::*;
+use common::*;
+
+const VAULT_TOKEN: &str = "hvs.test-root";
+const ADMIN: &str = "admin-token-for-tests";
+
+struct Brokers {
+    vault: ContractServer,
+    oauth: ContractServer,
+    hook: ContractServer,
+    slack: ContractServer,
+    pd: ContractServer,
+}
+
+impl Brokers {
+    fn start() -> Self {
+        Self {
+            vault: ContractServer::vault(VAULT_TOKEN),
+            oauth: ContractServer::oauth("warden", "oauth-secret"),
+            hook: ContractServer::webhook("hook-secret"),
+            slack: ContractServer::slack(),
+            pd: ContractServer::pagerduty(),
+        }
+    }
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("WARDEN_VAULT_TOKEN", VAULT_TOKEN),
+        ("WARDEN_OAUTH_CLIENT_SECRET", "oauth-secret"),
+        ("WARDEN_WEBHOOK_SECRET", "hook-secret"),
+        ("WARDEN_ADMIN_TOKEN", ADMIN),
+    ]
+}
+
+/// A config in enforce mode; `revokers` is TOML for `[[response.revokers]]`.
+fn write_config(
+    dir: &Path,
+    vault: &str,
+    revokers: &str,
+    slack: &str,
+    pd: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("warden.toml");
+    let state = dir.join("state");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+workers = 2
+data-dir = {state:?}
+decisions-file = ""
+[policy]
+mode = "enforce"
+[response]
+public-url = "http://warden.test:8080"
+alert-delay = "1s"
+update-interval = "2s"
+request-timeout = "1s"
+initial-backoff = "200ms"
+max-backoff = "2s"
+give-up-after = "60s"
+[response.slack]
+webhook-url = "{slack}"
+[response.pagerduty]
+routing-key = "{PAGERDUTY_ROUTING_KEY}"
+events-url = "{pd}"
+[[response.revokers]]
+kind = "vault"
+addr = "{vault}"
+{revokers}
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
+    let (status, body) = svc.request("GET", "/v1/quarantines", "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["quarantines"].as_array().unwrap().clone()
+}
+
+/// Waits (bounded) until the quarantines stop changing and none is pending.
+fn settled(svc: &Service, limit: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    let mut last = usize::MAX;
+    loop {
+        let qs = quarantines(svc);
+        let pending = qs.iter().filter(|q| q["state"] == "pending").count();
+        if !qs.is_empty() && pending == 0 && qs.len() == last {
+            return qs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quarantines never settled: {qs:?}"
+        );
+        last = qs.len();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn credentials(qs: &[serde_json::Value]) -> Vec<String> {
+    let mut c: Vec<String> = qs
+        .iter()
+        .map(|q| q["credential_id"].as_str().unwrap().to_owned())
+        .collect();
+    c.sort();
+    c
+}
+
+fn counts(v: &[String]) -> BTreeMap<&str, usize> {
+    let mut m = BTreeMap::new();
+    for s in v {
+        *m.entry(s.as_str()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn enforce_revokes_once_alerts_rolls_up_and_releases() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let revokers = format!(
+        "[[response.revokers]]\nkind = \"oauth\"\nendpoint = \"{}\"\nclient-id = \"warden\"\n\
+         [[response.revokers]]\nkind = \"webhook\"\nname = \"gateway\"\nurl = \"{}\"\n",
+        b.oauth.url(),
+        b.hook.url()
+    );
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        &revokers,
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let svc = Service::start_env(&config, true, &env());
+
+    let lines = test_lines(0, 3000);
+    let (status, _) = svc.request("POST", "/v1/events", &lines);
+    assert_eq!(status, 202);
+    let qs = settled(&svc, Duration::from_secs(60));
+    assert!(qs.len() >= 3, "the stream holds attacks: {}", qs.len());
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+    let creds = credentials(&qs);
+
+    // Each quarantined credential was revoked exactly once by each broker,
+    // and nothing else was.
+    let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
+    assert_eq!(counts(&b.vault.revoked()), wanted, "vault");
+    assert_eq!(counts(&b.oauth.revoked()), wanted, "oauth");
+    assert_eq!(counts(&b.hook.revoked()), wanted, "webhook");
+    for r in b.vault.requests() {
+        assert_eq!(r.header("x-vault-token"), Some(VAULT_TOKEN));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/v1/auth/token/revoke")
+        );
+    }
+    for r in b.oauth.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(oauth_basic("warden", "oauth-secret").as_str())
+        );
+        assert!(r
+            .form()
+            .contains(&("token_type_hint".into(), "access_token".into())));
+    }
+    for r in b.hook.requests() {
+        let ts = r.header("x-warden-timestamp").unwrap();
+        let sig = r.header("x-warden-signature").unwrap();
+        assert_eq!(
+            sig,
+            sign_webhook("hook-secret", ts.parse().unwrap(), &r.body)
+        );
+        assert!(
+            r.json()["flagged_calls"].is_array(),
+            "the quarantine travels with it"
+        );
+    }
+    // Every request any server got was valid for its contract.
+    for s in [&b.vault, &b.oauth, &b.hook, &b.slack, &b.pd] {
+        let bad: Vec<_> = s.requests().into_iter().filter(|r| !r.ok()).collect();
+        assert!(bad.is_empty(), "contract violations: {bad:?}");
+    }
+
+    // One PagerDuty incident per quarantine, keyed by its id; one opening
+    // Slack message per quarantine that names the agent and the revocation.
+    let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    let inc = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let inc = b.pd.incidents();
+            if inc.len() >= ids.len() || Instant::now() > deadline {
+                break inc;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut keys: Vec<&str> = inc.iter().map(|(k, _, _)| k.as_str()).collect();
+    keys.sort();
+    let mut sorted_ids = ids.clone();
+    sorted_ids.sort();
+    assert_eq!(keys, sorted_ids, "one incident per quarantine");
+    let first = &qs[0];
+    let slack = b.slack.wait_until(Duration::from_secs(30), |rs| {
+        rs.iter()
+            .any(|r| r.text().contains(first["agent_id"].as_str().unwrap()))
+    });
+    let msg = slack
+        .iter()
+        .find(|r| r.text().contains(first["agent_id"].as_str().unwrap()))
+        .unwrap()
+        .json();
+    let text = msg.to_string();
+    assert!(text.contains("revoked"), "{text}");
+    assert!(text.contains("bits"), "reasons carry their bits: {text}");
+    assert!(msg["blocks"].as_array().unwrap().len() <= 50);
+
+    // A rolled-up quarantine updates its incident (same dedup_key), never a
+    // new page.
+    if let Some(rolled) = qs.iter().find(|q| q["rolled_up"].as_u64() > Some(0)) {
+        let id = rolled["id"].as_str().unwrap();
+        assert!(b.pd.incidents().iter().filter(|(k, _, _)| k == id).count() == 1);
+    }
+
+    // The broker's question.
+    let agent = first["agent_id"].as_str().unwrap();
+    let (status, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["quarantined"], true, "{v}");
+
+    // Release: authenticated, resolves the page, posts a follow-up.
+    let id = first["id"].as_str().unwrap();
+    let path = format!("/v1/quarantines/{id}/release");
+    let body =
+        r#"{"actor":"oncall@example.com","reason":"expected migration","false_positive":true}"#;
+    assert_eq!(svc.request("POST", &path, body).0, 401);
+    let wrong = [("Authorization", "Bearer not-the-token")];
+    assert_eq!(svc.request_with("POST", &path, &wrong, body).0, 401);
+    let auth = format!("Bearer {ADMIN}");
+    let ok = [("Authorization", auth.as_str())];
+    let (status, reply) = svc.request_with("POST", &path, &ok, body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(svc.request_with("POST", &path, &ok, body).0, 409);
+    b.pd.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter()
+            .any(|r| r.json()["event_action"] == "resolve" && r.json()["dedup_key"] == id)
+    });
+    b.slack.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter().any(|r| r.text().contains("oncall@example.com"))
+    });
+    let others_blocking = qs.iter().any(|q| q["agent_id"] == agent && q["id"] != id);
+    let (_, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["quarantined"], others_blocking, "{v}");
+    svc.wait_metric("warden_releases_total", 1.0);
+
+    let logs = svc.stop();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("Learned the calls of a false positive")),
+        "a false positive is learned"
+    );
+    // The audit log verifies and holds the decision, the calls out and the
+    // release.
+    let audit = dir.path().join("state/audit.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for kind in [
+        "\"quarantine\"",
+        "\"revocation\"",
+        "\"outbound\"",
+        "\"alert\"",
+        "\"release\"",
+    ] {
+        assert!(
+            text.contains(&format!("\"kind\":{kind}")),
+            "audit lacks {kind}"
+        );
+    }
+}
+
+#[test]
+fn broker_errors_retries_and_slack_outage() {
+    let b = Brokers::start();
+    // Vault answers 500 for 20 s, PagerDuty throttles once with
+    // Retry-After, Slack is down for the whole first minute.
+    b.vault.fail_for(500, Duration::from_secs(20), None);
+    b.pd.fail_next(1, 429, Some(3));
+    b.slack.fail_for(503, Duration::from_secs(600), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let svc = Service::start_env(&config, true, &env());
+    let started = Instant::now();
+    svc.request("POST", "/v1/events", &test_lines(0, 1500));
+    let qs = settled(&svc, Duration::from_secs(90));
+    let creds = credentials(&qs);
+    // Exactly one successful revocation per credential, after the outage.
+    let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
+    assert_eq!(counts(&b.vault.revoked()), wanted);
+    let reqs = b.vault.requests();
+    assert!(reqs.iter().any(|r| r.status == 500), "the outage was hit");
+    let first_ok = reqs.iter().filter(|r| r.ok()).map(|r| r.at).min().unwrap();
+    assert!(first_ok.duration_since(started) >= Duration::from_secs(19));
+    // Retries back off: no more than a few dozen attempts in 20 s.
+    assert!(
+        reqs.len() < 40 * creds.len().max(1),
+        "{} requests",
+        reqs.len()
+    );
+
+    // 429 + Retry-After: the retry waited at least the 3 s asked.
+    let pd =
+        b.pd.wait_until(Duration::from_secs(30), |rs| rs.iter().any(|r| r.ok()));
+    let throttled = pd.iter().find(|r| r.status == 429).unwrap().at;
+    let next = pd.iter().find(|r| r.at > throttled).unwrap().at;
+    assert!(
+        next.duration_since(throttled) >= Duration::from_secs(3),
+        "{:?}",
+        next.duration_since(throttled)
+    );
+
+    // Slack being down delayed nothing else: PagerDuty delivered, Slack is
+    // still being retried.
+    assert!(b.slack.successes().is_empty());
+    assert!(b.slack.requests().len() >= 2, "Slack is retried");
+    svc.stop();
+}
+
+#[test]
+fn killed_between_record_and_revocation_resumes_exactly_once() {
+    let port = ContractServer::free_port();
+    let vault_url = format!("http://127.0.0.1:{port}");
+    let slack = ContractServer::slack();
+    let pd = ContractServer::pagerduty();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &vault_url, "", &slack.url(), &pd.url());
+    // The broker is down: quarantines are recorded, revocations pending.
+    let mut svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 1500));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let qs = quarantines(&svc);
+        if !qs.is_empty() && qs.iter().all(|q| q["state"] == "pending") {
+            std::thread::sleep(Duration::from_secs(1));
+            let again = quarantines(&svc);
+            if again.len() == qs.len() {
+                break again;
+            }
+        }
+        assert!(Instant::now() < deadline, "no pending quarantine: {qs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+
+    // The broker comes back; the restarted Warden finishes the job.
+    let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
+    let svc = Service::start_env(&config, false, &env());
+    let creds = credentials(&pending);
+    let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
+    vault.wait_until(Duration::from_secs(30), |rs| {
+        rs.iter().filter(|r| r.ok()).count() >= creds.len()
+    });
+    let qs = settled(&svc, Duration::from_secs(30));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+    svc.stop();
+    // A further restart repeats nothing.
+    let svc = Service::start_env(&config, false, &env());
+    std::thread::sleep(Duration::from_secs(2));
+    svc.stop();
+    assert_eq!(counts(&vault.revoked()), wanted, "exactly once");
+}
