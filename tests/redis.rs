@@ -39,8 +39,13 @@ fn redis_sh(arg: &str) {
     );
 }
 
+/// The tests of this file share one Redis server, which one of them stops:
+/// they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn profiles_follow_through_redis_and_an_outage_loses_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = format!("warden-test-{}", std::process::id());
 
     // Instance A learns the history and decides the first events.
@@ -83,4 +88,80 @@ fn profiles_follow_through_redis_and_an_outage_loses_nothing() {
         decided.lines().count(),
         tool_calls(&next) + tool_calls(&later)
     );
+}
+
+/// The quarantine registry in Redis: an instance that never saw the flag
+/// answers the broker's question, and a release through it is seen by all.
+#[test]
+fn quarantines_are_shared_through_redis() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let prefix = format!("warden-qtest-{}", std::process::id());
+    let vault = common::contracts::ContractServer::vault("root");
+    let enforce = |dir: &std::path::Path, instance: &str| {
+        let path = config(dir, &prefix);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "[kafka]\ninstance-id = \"{instance}\"\n[policy]\nmode = \"enforce\"\n\
+             [[response.revokers]]\nkind = \"vault\"\naddr = \"{}\"\n",
+            vault.base_url()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let env = [
+        ("WARDEN_VAULT_TOKEN", "root"),
+        ("WARDEN_ADMIN_TOKEN", "adm"),
+    ];
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = Service::start_env(&enforce(a_dir.path(), "a"), true, &env);
+    a.request("POST", "/v1/events", &test_lines(0, 1500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let q = loop {
+        let (_, body) = a.request("GET", "/v1/quarantines?state=revoked", "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !v["quarantines"][0].is_null() {
+            break v["quarantines"][0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing revoked: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let agent = q["agent_id"].as_str().unwrap().to_owned();
+    let id = q["id"].as_str().unwrap().to_owned();
+
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Service::start_env(&enforce(b_dir.path(), "b"), false, &env);
+    let ask = |svc: &Service| -> serde_json::Value {
+        let (status, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let seen = ask(&b);
+    assert_eq!(seen["quarantined"], true, "{seen}");
+    assert!(seen["quarantines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == id.as_str()));
+    let (status, body) = b.request("GET", &format!("/v1/quarantines/{id}"), "");
+    assert_eq!(status, 200, "{body}");
+
+    // Released through B; A (and anyone asking) sees it released.
+    let (status, body) = b.request_with(
+        "POST",
+        &format!("/v1/quarantines/{id}/release"),
+        &[("Authorization", "Bearer adm")],
+        r#"{"actor":"oncall","reason":"checked with the owner"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = ask(&a);
+    assert!(
+        !after["quarantines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str()),
+        "{after}"
+    );
+    b.stop();
+    a.stop();
 }

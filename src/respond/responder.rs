@@ -41,14 +41,6 @@ pub enum Msg {
         attempts: u32,
         error: Option<String>,
     },
-    /// One outbound attempt, for the audit log.
-    Called {
-        id: String,
-        destination: String,
-        what: &'static str,
-        attempt: u32,
-        result: String,
-    },
     /// A notifier finished with an alert.
     Alerted {
         id: String,
@@ -280,7 +272,9 @@ pub struct Responder {
     cfg: Config,
     owner: String,
     registry: Registry,
-    audit: AuditLog,
+    /// Shared with the delivery tasks, which record each call out as it
+    /// happens; the lock keeps the chain in order.
+    audit: Arc<Mutex<AuditLog>>,
     open: HashMap<String, Quarantine>,
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
@@ -364,7 +358,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
     if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let audit = AuditLog::open(&audit_path)?;
+    let audit = Arc::new(Mutex::new(AuditLog::open(&audit_path)?));
     let http = reqwest::Client::builder()
         .timeout(r.request_timeout)
         .connect_timeout(r.request_timeout)
@@ -463,17 +457,6 @@ impl Responder {
                     attempts,
                     error,
                 } => self.on_revoked(&id, &revoker, attempts, error),
-                Msg::Called {
-                    id,
-                    destination,
-                    what,
-                    attempt,
-                    result,
-                } => self.audit(
-                    "outbound",
-                    json!({"quarantine": id, "destination": destination, "call": what,
-                           "attempt": attempt, "result": result}),
-                ),
                 Msg::Alerted {
                     id,
                     notifier,
@@ -527,9 +510,7 @@ impl Responder {
     }
 
     fn audit(&mut self, kind: &str, body: serde_json::Value) {
-        if let Err(e) = self.audit.append(kind, body) {
-            tracing::error!(error = %e, "Cannot append to the audit log.");
-        }
+        append_audit(&self.audit, kind, body);
     }
 
     fn on_flag(&mut self, flag: Flag) {
@@ -667,10 +648,10 @@ impl Responder {
             .map(|p| p.cancel.clone())
             .unwrap_or_default();
         let metrics = self.metrics.clone();
+        let audit = self.audit.clone();
         self.rt.spawn(async move {
             let r = &revokers[idx];
             let name = r.name().to_owned();
-            let calls = tx.clone();
             let done = deliver::retry(
                 policy,
                 || r.attempt(&http, &q),
@@ -682,13 +663,7 @@ impl Responder {
                             outcome: outcome_str(a),
                         })
                         .inc();
-                    let _ = calls.try_send(Msg::Called {
-                        id: q.id.clone(),
-                        destination: name.clone(),
-                        what: "revoke",
-                        attempt: n,
-                        result: a.describe(),
-                    });
+                    audit_call(&audit, &q.id, &name, "revoke", n, a);
                 },
                 || cancel.load(Ordering::Relaxed),
             )
@@ -944,6 +919,7 @@ impl Responder {
         let policy = self.policy;
         let public = self.cfg.response.public_url.clone();
         let metrics = self.metrics.clone();
+        let audit = self.audit.clone();
         self.rt.spawn(async move {
             loop {
                 let Some(job) = queue.pop() else {
@@ -954,7 +930,6 @@ impl Responder {
                     continue;
                 };
                 let id = job.id().to_owned();
-                let calls = tx.clone();
                 let url = match &kind {
                     NotifierKind::Slack { url } | NotifierKind::PagerDuty { url, .. } => {
                         url.clone()
@@ -980,13 +955,7 @@ impl Responder {
                                 outcome: outcome_str(a),
                             })
                             .inc();
-                        let _ = calls.try_send(Msg::Called {
-                            id: id.clone(),
-                            destination: name.clone(),
-                            what: "alert",
-                            attempt: n,
-                            result: a.describe(),
-                        });
+                        audit_call(&audit, &id, &name, "alert", n, a);
                     },
                     || false,
                 )
@@ -1002,6 +971,30 @@ impl Responder {
             }
         });
     }
+}
+
+fn append_audit(audit: &Mutex<AuditLog>, kind: &str, body: serde_json::Value) {
+    let mut log = audit.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = log.append(kind, body) {
+        tracing::error!(error = %e, "Cannot append to the audit log.");
+    }
+}
+
+/// Records one call out (a revocation or alert attempt) in the audit log.
+fn audit_call(
+    audit: &Mutex<AuditLog>,
+    id: &str,
+    destination: &str,
+    what: &str,
+    n: u32,
+    a: &Attempt,
+) {
+    append_audit(
+        audit,
+        "outbound",
+        json!({"quarantine": id, "destination": destination, "call": what,
+               "attempt": n, "result": a.describe()}),
+    );
 }
 
 fn render_job(

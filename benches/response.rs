@@ -1,0 +1,221 @@
+//! Response latency, end to end: from an attack event handed to
+//! `warden run` (HTTP ingest) to the revocation request arriving at a local
+//! Vault-contract server, and to the Slack alert arriving.
+//!
+//! Replays the report split (seed 11) in order through a real `warden run`
+//! in enforce mode, trained on its training file. Every labelled attack
+//! call gets a credential of its own, so each one the detector flags opens
+//! a quarantine and triggers exactly one revocation; benign traffic between
+//! attacks is posted in batches, untimed. Latencies go into hdrhistograms.
+//!
+//! `cargo bench --bench response` (prints p50/p99/max and counts).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post as route_post;
+use axum::Router;
+
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn data(name: &str) -> String {
+    format!("{}/replay-data/seed-11/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Vault's token revocation (204) and Slack's webhook (200 "ok"), each
+/// recording when a credential first reached it.
+fn recorders(rt: &tokio::runtime::Runtime) -> (String, Seen, Seen) {
+    let vault: Seen = Arc::default();
+    let slack: Seen = Arc::default();
+    async fn revoke(State(seen): State<(Seen, Seen)>, body: Bytes) -> StatusCode {
+        let now = Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(t) = v["token"].as_str() {
+            seen.0.lock().unwrap().entry(t.to_owned()).or_insert(now);
+        }
+        StatusCode::NO_CONTENT
+    }
+    async fn slack_hook(State(seen): State<(Seen, Seen)>, body: Bytes) -> &'static str {
+        let now = Instant::now();
+        let text = String::from_utf8_lossy(&body);
+        for part in text.split("bench-cred-").skip(1) {
+            let n: String = part.chars().take_while(char::is_ascii_digit).collect();
+            seen.1
+                .lock()
+                .unwrap()
+                .entry(format!("bench-cred-{n}"))
+                .or_insert(now);
+        }
+        "ok"
+    }
+    let app = Router::new()
+        .route("/v1/auth/token/revoke", route_post(revoke))
+        .route("/slack", route_post(slack_hook))
+        .with_state((vault.clone(), slack.clone()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), vault, slack)
+}
+
+fn post(addr: &str, body: &str) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+}
+
+fn main() {
+    // `cargo test --benches` runs benches once as tests: nothing to check.
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (base, vault, slack) = recorders(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+             [policy]\nmode = \"enforce\"\n[response]\nalert-delay = \"2s\"\n\
+             [response.slack]\nwebhook-url = \"{base}/slack\"\n\
+             [[response.revokers]]\nkind = \"vault\"\naddr = \"{base}\"\n",
+            dir.path().join("state")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--train")
+        .arg(data("train.jsonl.gz"))
+        .env("WARDEN_VAULT_TOKEN", "bench")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let addr = wait_ready(&rx);
+
+    let labels: HashSet<String> = std::fs::read_to_string(data("labels.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["event_id"].as_str().map(str::to_owned))
+        .collect();
+    let f = std::fs::File::open(data("test.jsonl.gz")).unwrap();
+    let lines = BufReader::new(flate2::read::GzDecoder::new(f)).lines();
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut batch = String::new();
+    let started = Instant::now();
+    let mut events = 0usize;
+    for (i, line) in lines.map_while(Result::ok).enumerate() {
+        events += 1;
+        let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let attack = v["event_id"].as_str().is_some_and(|id| labels.contains(id));
+        if !attack {
+            batch.push_str(&line);
+            batch.push('\n');
+            if batch.len() > 256 * 1024 {
+                post(&addr, &batch);
+                batch.clear();
+            }
+            continue;
+        }
+        if !batch.is_empty() {
+            post(&addr, &batch);
+            batch.clear();
+        }
+        let cred = format!("bench-cred-{i}");
+        v["credential_id"] = cred.clone().into();
+        let body = v.to_string();
+        let t0 = Instant::now();
+        post(&addr, &body);
+        sent.insert(cred, t0);
+    }
+    if !batch.is_empty() {
+        post(&addr, &batch);
+    }
+    let posted = started.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let mut revoke = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut alert = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let v = vault.lock().unwrap();
+    let s = slack.lock().unwrap();
+    for (cred, t0) in &sent {
+        if let Some(t) = v.get(cred) {
+            revoke
+                .record(t.duration_since(*t0).as_micros() as u64)
+                .unwrap();
+        }
+        if let Some(t) = s.get(cred) {
+            alert
+                .record(t.duration_since(*t0).as_micros() as u64)
+                .unwrap();
+        }
+    }
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "replayed {events} events in {:.1} s; {} attack calls posted, {} revoked (flagged as new quarantines)",
+        posted.as_secs_f64(),
+        sent.len(),
+        revoke.len()
+    );
+    println!(
+        "attack event posted -> revocation received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        ms(&revoke, 0.5),
+        ms(&revoke, 0.99),
+        revoke.max() as f64 / 1000.0,
+        revoke.len()
+    );
+    println!(
+        "attack event posted -> Slack alert received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        ms(&alert, 0.5),
+        ms(&alert, 0.99),
+        alert.max() as f64 / 1000.0,
+        alert.len()
+    );
+}
+
+fn wait_ready(rx: &std::sync::mpsc::Receiver<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut addr = None;
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("warden logs Ready within 120 s");
+        if let Some(at) = line.find("addr=") {
+            addr = Some(line[at + 5..].split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("Ready.") {
+            return addr.expect("listening address logged");
+        }
+    }
+}
