@@ -401,3 +401,39 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     svc.stop();
     assert_eq!(counts(&vault.revoked()), wanted, "exactly once");
 }
+
+#[test]
+fn a_hanging_slack_times_out_and_delays_no_revocation() {
+    let b = Brokers::start();
+    // Slack accepts connections but answers only after 30 s: every alert
+    // times out (request-timeout 1 s) and is retried.
+    b.slack.delay(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 3000));
+    let qs = settled(&svc, Duration::from_secs(30));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+    let creds = credentials(&qs);
+    let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
+    assert_eq!(counts(&b.vault.revoked()), wanted);
+    // PagerDuty got its pages meanwhile; Slack got attempts, none answered
+    // in time, and they are being retried.
+    b.pd.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter().filter(|r| r.ok()).count() >= qs.len()
+    });
+    b.slack
+        .wait_until(Duration::from_secs(20), |rs| rs.len() >= 2);
+    svc.wait_metric(
+        "warden_alert_attempts_total{destination=\"slack\",outcome=\"retry\"}",
+        1.0,
+    );
+    b.slack.delay(Duration::ZERO);
+    svc.stop();
+}

@@ -91,7 +91,7 @@ impl Timeline {
                 resource_type: None,
                 resource_id: (!e.resource.is_empty()).then(|| e.resource.to_string()),
                 args: None,
-                score: e.score,
+                score: r2(e.score),
                 flagged: e.flagged,
             })
             .collect()
@@ -160,9 +160,14 @@ pub fn summary(call: &ToolCall, score: f32, flagged: bool) -> CallSummary {
                 s.to_owned()
             }
         }),
-        score,
+        score: r2(score),
         flagged,
     }
+}
+
+/// Two decimals, as f64: what people read (no `34.27000045776367`).
+fn r2(x: f32) -> f64 {
+    (f64::from(x) * 100.0).round() / 100.0
 }
 
 /// Everything the responder needs about one flagged call.
@@ -195,15 +200,15 @@ pub fn flag(
         trace_id: call.trace_id.as_deref().map(str::to_owned),
         class: class.map(str::to_owned),
         mode: decision.mode,
-        score,
-        threshold: decision.threshold,
+        score: r2(score),
+        threshold: r2(decision.threshold),
         basis: decision.basis.as_str(),
         reasons: reasons
             .iter()
             .map(|r| Reason {
                 signal: r.signal.to_owned(),
                 detail: r.detail.clone(),
-                bits: r.bits,
+                bits: r2(r.bits),
             })
             .collect(),
         call: this,

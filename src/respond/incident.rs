@@ -55,7 +55,7 @@ impl State {
 pub struct Reason {
     pub signal: String,
     pub detail: String,
-    pub bits: f32,
+    pub bits: f64,
 }
 
 /// A tool call as an alert shows it.
@@ -74,7 +74,7 @@ pub struct CallSummary {
     /// The call's arguments, compact JSON, shortened when long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<String>,
-    pub score: f32,
+    pub score: f64,
     pub flagged: bool,
 }
 
@@ -117,8 +117,8 @@ pub struct Flag {
     pub trace_id: Option<String>,
     pub class: Option<String>,
     pub mode: Mode,
-    pub score: f32,
-    pub threshold: f32,
+    pub score: f64,
+    pub threshold: f64,
     pub basis: &'static str,
     pub reasons: Vec<Reason>,
     pub call: CallSummary,
@@ -221,12 +221,12 @@ pub struct Quarantine {
     /// Bumped on every change: stores keep the newest.
     pub version: u64,
     /// The decision that opened it.
-    pub score: f32,
-    pub threshold: f32,
+    pub score: f64,
+    pub threshold: f64,
     pub basis: String,
     pub reasons: Vec<Reason>,
     /// Highest score of any flag rolled into it.
-    pub max_score: f32,
+    pub max_score: f64,
     /// The flagged calls, first first (at most [`MAX_FLAGGED_CALLS`]).
     pub flagged_calls: Vec<CallSummary>,
     /// Raw events of `flagged_calls`, same order.

@@ -1016,8 +1016,8 @@ fn pd(s: &str) -> String {
 }
 
 /// A measurement as JSON, without f32-to-f64 noise (4.2, not 4.19999980).
-fn num(x: f32) -> Value {
-    let r = (f64::from(x) * 100.0).round() / 100.0;
+fn num(x: f64) -> Value {
+    let r = (x * 100.0).round() / 100.0;
     serde_json::Number::from_f64(r).map_or(Value::Null, Value::Number)
 }
 
@@ -1074,8 +1074,8 @@ fn pd_details(q: &Quarantine, links: &Links) -> Value {
                 format!("{} {:.0}%", pd(t), share * 100.0)
             }).collect::<Vec<_>>(),
             "recent_resources": b.recent_resources.iter().take(PD_LIST_MAX).map(|r| pd(r)).collect::<Vec<_>>(),
-            "median_gap_secs": b.median_gap_secs.map(num),
-            "calls_per_day": b.calls_per_day.map(num),
+            "median_gap_secs": b.median_gap_secs.map(|x| num(f64::from(x))),
+            "calls_per_day": b.calls_per_day.map(|x| num(f64::from(x))),
             "events_learned": b.events_learned,
             "sessions_learned": b.sessions_learned,
         },
@@ -1205,7 +1205,7 @@ mod tests {
 
     const URL: &str = "https://warden.example/";
 
-    fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f32) -> CallSummary {
+    fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f64) -> CallSummary {
         CallSummary {
             event_id: event.into(),
             ts: ts.into(),
@@ -1219,7 +1219,7 @@ mod tests {
         }
     }
 
-    fn flag(event: &str, mode: Mode, score: f32) -> Flag {
+    fn flag(event: &str, mode: Mode, score: f64) -> Flag {
         let flagged = call(
             event,
             "2026-03-01T12:03:04.500Z",
@@ -1288,7 +1288,7 @@ mod tests {
         )
     }
 
-    fn quarantine(mode: Mode, score: f32) -> Quarantine {
+    fn quarantine(mode: Mode, score: f64) -> Quarantine {
         open(&flag("e1", mode, score))
     }
 
@@ -1304,7 +1304,7 @@ mod tests {
             .map(|i| Reason {
                 signal: format!("signal-{i}"),
                 detail: "d<".repeat(500),
-                bits: 50.0 - i as f32,
+                bits: 50.0 - i as f64,
             })
             .collect();
         f.timeline = (0..40)
@@ -1313,7 +1313,7 @@ mod tests {
                 ts: "2026-03-01T12:00:00Z".into(),
                 tool: tool.clone(),
                 resource_id: Some("r&".repeat(150)),
-                score: i as f32,
+                score: i as f64,
                 flagged: i % 3 == 0,
                 ..Default::default()
             })
@@ -1762,7 +1762,7 @@ mod tests {
 
     #[test]
     fn pagerduty_severity() {
-        let sev = |mode, score: f32, state: Option<State>| {
+        let sev = |mode, score: f64, state: Option<State>| {
             let mut q = quarantine(mode, score);
             if let Some(s) = state {
                 q.state = s;

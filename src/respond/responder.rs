@@ -573,9 +573,8 @@ impl Responder {
                 mode: mode_str(q.mode),
             })
             .inc();
-        let links = render::links(&self.cfg.response.public_url, &q);
         tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, state = q.state.as_str(),
-            "{}", render::text_alert(&q, &links));
+            score = q.score, "Quarantine opened: {}", q.headline());
         self.audit(
             "quarantine",
             json!({"quarantine": q.id, "key": q.key, "agent_id": q.agent_id,
@@ -811,6 +810,17 @@ impl Responder {
             }
             p.alerted = true;
             p.last_update = Some(Instant::now());
+        }
+        // The console/log notifier: the same alert, at the same moment.
+        if let Some(q) = self.open.get(job.id()) {
+            let links = render::links(&self.cfg.response.public_url, q);
+            match &job {
+                Job::Open(_) => tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id,
+                    state = q.state.as_str(), "ALERT\n{}", render::text_alert(q, &links)),
+                Job::Update(_, what) => tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id,
+                    state = q.state.as_str(), flags = q.flags(), "Alert update: {what}: {}", q.headline()),
+                _ => {}
+            }
         }
         for n in &self.notifiers {
             n.queue.push(job.clone(), &self.metrics, &n.name);
