@@ -87,6 +87,20 @@ addr = "{vault}"
     config
 }
 
+/// A trained Warden in enforce mode, revoking through `b.vault` only.
+fn start_with(b: &Brokers) -> (tempfile::TempDir, Service) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let svc = Service::start_env(&config, true, &env());
+    (dir, svc)
+}
+
 fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
     let (status, body) = svc.request("GET", "/v1/quarantines", "");
     assert_eq!(status, 200, "{body}");
@@ -312,15 +326,7 @@ fn broker_errors_retries_and_slack_outage() {
     b.vault.fail_for(500, Duration::from_secs(20), None);
     b.pd.fail_next(1, 429, Some(3));
     b.slack.fail_for(503, Duration::from_secs(600), None);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &b.vault.base_url(),
-        "",
-        &b.slack.url(),
-        &b.pd.url(),
-    );
-    let svc = Service::start_env(&config, true, &env());
+    let (_dir, svc) = start_with(&b);
     let started = Instant::now();
     svc.request("POST", "/v1/events", &test_lines(0, 1500));
     let qs = settled(&svc, Duration::from_secs(90));
@@ -408,15 +414,7 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
     // Slack accepts connections but answers only after 30 s: every alert
     // times out (request-timeout 1 s) and is retried.
     b.slack.delay(Duration::from_secs(30));
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &b.vault.base_url(),
-        "",
-        &b.slack.url(),
-        &b.pd.url(),
-    );
-    let svc = Service::start_env(&config, true, &env());
+    let (_dir, svc) = start_with(&b);
     svc.request("POST", "/v1/events", &test_lines(0, 3000));
     let qs = settled(&svc, Duration::from_secs(30));
     assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
