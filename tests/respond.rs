@@ -414,6 +414,8 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
     // Slack accepts connections but answers only after 30 s: every alert
     // times out (request-timeout 1 s) and is retried.
     b.slack.delay(Duration::from_secs(30));
+    // PagerDuty refuses the first event as malformed: a 400 is not retried.
+    b.pd.fail_next(1, 400, None);
     let (_dir, svc) = start_with(&b);
     svc.request("POST", "/v1/events", &test_lines(0, 3000));
     let qs = settled(&svc, Duration::from_secs(30));
@@ -431,6 +433,14 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
     svc.wait_metric(
         "warden_alert_attempts_total{destination=\"slack\",outcome=\"retry\"}",
         1.0,
+    );
+    let refused = "warden_alert_attempts_total{destination=\"pagerduty\",outcome=\"refused\"}";
+    svc.wait_metric(refused, 1.0);
+    assert_eq!(svc.metric(refused), 1.0);
+    assert_eq!(
+        svc.metric("warden_alert_attempts_total{destination=\"pagerduty\",outcome=\"retry\"}"),
+        0.0,
+        "a 400 is not retried"
     );
     b.slack.delay(Duration::ZERO);
     svc.stop();

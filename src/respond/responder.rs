@@ -1067,3 +1067,44 @@ pub fn mode_str(m: crate::decide::Mode) -> &'static str {
         crate::decide::Mode::Enforce => "enforce",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(cap: usize) -> AlertQueue {
+        AlertQueue {
+            jobs: Mutex::new((VecDeque::new(), Vec::new())),
+            notify: Notify::new(),
+            cap,
+        }
+    }
+
+    #[test]
+    fn updates_merge_and_overflow_rolls_into_one_digest() {
+        let m = Metrics::default();
+        let q = queue(3);
+        q.push(Job::Open("a".into()), &m, "slack");
+        // An update behind the opening alert adds nothing: it is rendered
+        // from the newest state when sent.
+        q.push(Job::Update("a".into(), "more".into()), &m, "slack");
+        q.push(Job::Update("b".into(), "one".into()), &m, "slack");
+        q.push(Job::Update("b".into(), "two".into()), &m, "slack");
+        q.push(Job::Open("c".into()), &m, "slack");
+        q.push(Job::Open("d".into()), &m, "slack");
+        q.push(Job::Open("e".into()), &m, "slack");
+        assert_eq!(q.depth(), 5);
+        assert_eq!(q.pop(), Some(Job::Open("a".into())));
+        assert_eq!(q.pop(), Some(Job::Update("b".into(), "two".into())));
+        assert_eq!(q.pop(), Some(Job::Open("c".into())));
+        assert_eq!(q.pop(), Some(Job::Digest(vec!["d".into(), "e".into()])));
+        assert_eq!(q.pop(), None);
+        let rolled = m
+            .alerts_rolled_up
+            .get_or_create(&NotifierLabel {
+                notifier: "slack".into(),
+            })
+            .get();
+        assert_eq!(rolled, 2);
+    }
+}
