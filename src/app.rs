@@ -92,6 +92,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             // Secrets may come from the environment: never print them.
             config.detector.hash_key = "<redacted>".to_owned();
             config.redis.url = crate::config::redact_url(&config.redis.url);
+            // A Slack webhook URL and a PagerDuty routing key are secrets too.
+            for s in [
+                &mut config.response.slack.webhook_url,
+                &mut config.response.pagerduty.routing_key,
+            ] {
+                if !s.is_empty() {
+                    *s = "<redacted>".to_owned();
+                }
+            }
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }

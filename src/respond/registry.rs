@@ -59,12 +59,33 @@ impl Registry {
         let json = serde_json::to_vec(q).expect("quarantine serialises");
         match self {
             Self::File { dir } => {
-                let path = dir.join(format!("{}.json", q.id));
+                // Released ones move aside, so a start-up reads only the
+                // open ones however long the history grows.
+                let open = dir.join(format!("{}.json", q.id));
+                let path = if q.state.is_open() {
+                    open.clone()
+                } else {
+                    dir.join("released").join(format!("{}.json", q.id))
+                };
                 crate::state::write_atomic(&path, &json).map_err(|e| RegistryError::Io {
                     action: "write",
-                    path,
+                    path: path.clone(),
                     source: std::io::Error::other(e.to_string()),
-                })
+                })?;
+                if path != open {
+                    match std::fs::remove_file(&open) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(RegistryError::Io {
+                                action: "remove",
+                                path: open,
+                                source,
+                            })
+                        }
+                    }
+                }
+                Ok(())
             }
             Self::Redis(store) => {
                 let p = store.prefix().to_owned();
@@ -96,16 +117,23 @@ impl Registry {
         }
         match self {
             Self::File { dir } => {
-                let path = dir.join(format!("{id}.json"));
-                match std::fs::read(&path) {
-                    Ok(bytes) => parse(&bytes, &path.display().to_string()).map(Some),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(RegistryError::Io {
-                        action: "read",
-                        path,
-                        source,
-                    }),
+                for path in [
+                    dir.join(format!("{id}.json")),
+                    dir.join("released").join(format!("{id}.json")),
+                ] {
+                    match std::fs::read(&path) {
+                        Ok(bytes) => return parse(&bytes, &path.display().to_string()).map(Some),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(RegistryError::Io {
+                                action: "read",
+                                path,
+                                source,
+                            })
+                        }
+                    }
                 }
+                Ok(None)
             }
             Self::Redis(store) => {
                 let key = format!("{}:quarantine:{id}", store.prefix());
@@ -188,4 +216,62 @@ fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
         at: at.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Mode;
+    use crate::respond::incident::{Baseline, CallSummary, Flag, State};
+
+    fn quarantine(event: &str) -> Quarantine {
+        let flag = Flag {
+            agent_id: "a".into(),
+            agent_instance: None,
+            principal: None,
+            credential_id: Some("c".into()),
+            session_id: None,
+            trace_id: None,
+            class: None,
+            mode: Mode::Enforce,
+            score: 20.0,
+            threshold: 14.0,
+            basis: "calibrated",
+            reasons: Vec::new(),
+            call: CallSummary {
+                event_id: event.into(),
+                ..Default::default()
+            },
+            raw: "{}".into(),
+            timeline: Vec::new(),
+            origin: None,
+            baseline: Baseline::default(),
+            flagged_at: std::time::Instant::now(),
+        };
+        Quarantine::open(&flag, &[("vault".into(), Some("c".into()))], &[], "me")
+    }
+
+    #[test]
+    fn file_registry_keeps_open_ones_apart_from_released_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::file(dir.path()).unwrap();
+        let mut a = quarantine("e1");
+        let b = quarantine("e2");
+        reg.save(&a).unwrap();
+        reg.save(&b).unwrap();
+        assert_eq!(reg.open_quarantines().unwrap().len(), 2);
+        a.state = State::Released;
+        a.touch();
+        reg.save(&a).unwrap();
+        let open = reg.open_quarantines().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].id, b.id);
+        // Still found by id, with its latest state.
+        assert_eq!(reg.get(&a.id).unwrap().unwrap().state, State::Released);
+        assert_eq!(reg.get("q-0000").unwrap(), None);
+        assert_eq!(reg.get("../../etc/passwd").unwrap(), None);
+        // A corrupt file is skipped, not fatal.
+        std::fs::write(dir.path().join("quarantines/q-bad.json"), b"{").unwrap();
+        assert_eq!(reg.open_quarantines().unwrap().len(), 1);
+    }
 }

@@ -169,6 +169,10 @@ struct Notifier {
     queue: Arc<AlertQueue>,
 }
 
+/// Quarantines the board holds in memory before released ones are dropped
+/// from it.
+const BOARD_CAP: usize = 20_000;
+
 /// The read side: every quarantine this process knows, as last saved. The
 /// API and the notifiers read it without asking the responder thread.
 #[derive(Default)]
@@ -214,10 +218,21 @@ impl Board {
     }
 
     fn put(&self, q: &Quarantine) {
-        self.quarantines
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(q.id.clone(), Arc::new(q.clone()));
+        let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(q.id.clone(), Arc::new(q.clone()));
+        // Open ones always stay; the oldest released ones make room (the
+        // registry still has them).
+        if map.len() > BOARD_CAP {
+            let mut released: Vec<(String, String)> = map
+                .values()
+                .filter(|q| !q.state.is_open())
+                .map(|q| (q.updated_at.clone(), q.id.clone()))
+                .collect();
+            released.sort();
+            for (_, id) in released.into_iter().take(map.len() - BOARD_CAP / 2) {
+                map.remove(&id);
+            }
+        }
     }
 }
 
