@@ -126,6 +126,22 @@ fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     let unique_ids: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique_ids.len(), calls, "no event without a decision");
     assert_eq!(ids.len(), calls, "no duplicate decision");
+    // The flags replayed after the kill found the quarantines recorded
+    // before it: no key has two open incidents.
+    let mut keys = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir.path().join("state/quarantines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let q: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            *keys
+                .entry(q["key"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    assert!(!keys.is_empty(), "the stream holds flagged calls");
+    let doubled: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "a quarantine was repeated: {doubled:?}");
 
     // Profiles continued from the checkpoint: an uninterrupted run over the
     // same stream decides the same way. Only sessions open at the kill lost
