@@ -445,3 +445,63 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
     b.slack.delay(Duration::ZERO);
     svc.stop();
 }
+
+#[test]
+fn modes_by_default_class_and_agent() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    // Shadow by default, enforce for the money movers, learn for one agent.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"enforce\"", "mode = \"shadow\"")
+        .replace(
+            "[response]",
+            "[[policy.classes]]\nname = \"money\"\nagents = [\"bank-*\", \"payments-*\"]\nmode = \"enforce\"\n\
+             [policy.agents.sql-analyst-growth]\nmode = \"learn\"\n[response]",
+        );
+    std::fs::write(&config, text).unwrap();
+    let svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 3000));
+    let qs = settled(&svc, Duration::from_secs(60));
+    let money = |q: &serde_json::Value| {
+        let a = q["agent_id"].as_str().unwrap();
+        a.starts_with("bank-") || a.starts_with("payments-")
+    };
+    assert!(
+        qs.iter().any(money) && qs.iter().any(|q| !money(q)),
+        "{qs:?}"
+    );
+    for q in &qs {
+        let want = if money(q) { "revoked" } else { "shadow" };
+        assert_eq!(q["state"], want, "{q}");
+        assert_ne!(
+            q["agent_id"], "sql-analyst-growth",
+            "learn mode only records"
+        );
+    }
+    // Only the enforce class was revoked; shadow incidents were alerted.
+    let mut enforced: Vec<String> =
+        credentials(&qs.iter().filter(|q| money(q)).cloned().collect::<Vec<_>>());
+    enforced.dedup();
+    let mut revoked = b.vault.revoked();
+    revoked.sort();
+    assert_eq!(revoked, enforced);
+    let shadow = qs.iter().find(|q| !money(q)).unwrap();
+    let agent = shadow["agent_id"].as_str().unwrap();
+    b.slack.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter()
+            .any(|r| r.text().contains(agent) && r.text().contains("shadow"))
+    });
+    // A shadow incident does not stop a broker minting a credential.
+    let (_, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["quarantined"], false, "{v}");
+    svc.stop();
+}
