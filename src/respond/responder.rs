@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::audit::AuditLog;
+use super::audit::{AuditLog, AuditWriter};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
 use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State};
 use super::registry::Registry;
@@ -61,7 +61,7 @@ pub enum Msg {
         reply: oneshot::Sender<Result<Quarantine, ReleaseError>>,
     },
     /// Answered once every message sent before it is handled: flags sent
-    /// before are then in the registry.
+    /// before are then in the registry, and their audit records on disk.
     Sync(std::sync::mpsc::Sender<()>),
 }
 
@@ -288,8 +288,8 @@ pub struct Responder {
     owner: String,
     registry: Registry,
     /// Shared with the delivery tasks, which record each call out as it
-    /// happens; the lock keeps the chain in order.
-    audit: Arc<Mutex<AuditLog>>,
+    /// happens; its thread keeps the chain in order.
+    audit: AuditWriter,
     open: HashMap<String, Quarantine>,
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
@@ -373,7 +373,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
     if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let audit = Arc::new(Mutex::new(AuditLog::open(&audit_path)?));
+    let audit = AuditWriter::start(AuditLog::open(&audit_path)?)?;
     let http = reqwest::Client::builder()
         .timeout(r.request_timeout)
         .connect_timeout(r.request_timeout)
@@ -501,6 +501,7 @@ impl Responder {
                     let _ = reply.send(r);
                 }
                 Msg::Sync(ack) => {
+                    self.audit.flush();
                     let _ = ack.send(());
                 }
             }
@@ -998,22 +999,12 @@ impl Responder {
     }
 }
 
-fn append_audit(audit: &Mutex<AuditLog>, kind: &str, body: serde_json::Value) {
-    let mut log = audit.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = log.append(kind, body) {
-        tracing::error!(error = %e, "Cannot append to the audit log.");
-    }
+fn append_audit(audit: &AuditWriter, kind: &str, body: serde_json::Value) {
+    audit.record(kind, body);
 }
 
 /// Records one call out (a revocation or alert attempt) in the audit log.
-fn audit_call(
-    audit: &Mutex<AuditLog>,
-    id: &str,
-    destination: &str,
-    what: &str,
-    n: u32,
-    a: &Attempt,
-) {
+fn audit_call(audit: &AuditWriter, id: &str, destination: &str, what: &str, n: u32, a: &Attempt) {
     append_audit(
         audit,
         "outbound",
