@@ -102,10 +102,12 @@ fn start_with(b: &Brokers) -> (tempfile::TempDir, Service) {
 }
 
 fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
-    let (status, body) = svc.request("GET", "/v1/quarantines", "");
+    let (status, body) = svc.request("GET", "/v1/quarantines?limit=5000", "");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["quarantines"].as_array().unwrap().clone()
+    let list = v["quarantines"].as_array().unwrap().clone();
+    assert_eq!(v["total"].as_u64(), Some(list.len() as u64));
+    list
 }
 
 /// Waits (bounded) until the quarantines stop changing and none is pending.
@@ -266,6 +268,13 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     assert_eq!(svc.request("POST", &path, body).0, 401);
     let wrong = [("Authorization", "Bearer not-the-token")];
     assert_eq!(svc.request_with("POST", &path, &wrong, body).0, 401);
+    let long = format!(r#"{{"actor":"{}","reason":"r"}}"#, "x".repeat(201));
+    let admin = format!("Bearer {ADMIN}");
+    assert_eq!(
+        svc.request_with("POST", &path, &[("Authorization", admin.as_str())], &long)
+            .0,
+        400
+    );
     let auth = format!("Bearer {ADMIN}");
     let ok = [("Authorization", auth.as_str())];
     let (status, reply) = svc.request_with("POST", &path, &ok, body);

@@ -251,6 +251,8 @@ fn json_error(status: StatusCode, error: impl Into<String>) -> Response {
 #[derive(Debug, serde::Deserialize)]
 struct ListQuery {
     state: Option<String>,
+    /// Newest first, at most this many (default 200, at most 5000).
+    limit: Option<usize>,
 }
 
 async fn list_quarantines(
@@ -278,8 +280,11 @@ async fn list_quarantines(
             }
         },
     };
-    let list: Vec<_> = r.board.list(state).into_iter().map(public_view).collect();
-    Json(serde_json::json!({ "quarantines": list })).into_response()
+    let all = r.board.list(state);
+    let total = all.len();
+    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
+    let list: Vec<_> = all.into_iter().take(limit).map(public_view).collect();
+    Json(serde_json::json!({ "total": total, "quarantines": list })).into_response()
 }
 
 /// A quarantine as the API shows it: without the raw events and the dedup
@@ -408,6 +413,13 @@ async fn release(
         return json_error(
             StatusCode::BAD_REQUEST,
             "actor and reason must not be empty",
+        );
+    }
+    // They travel into the audit log, Slack and PagerDuty: keep them short.
+    if req.actor.chars().count() > 200 || req.reason.chars().count() > 2000 {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "actor is limited to 200 characters and reason to 2000",
         );
     }
     let Some(r) = &shared.responder else {
