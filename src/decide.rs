@@ -24,6 +24,16 @@ pub enum Mode {
     Enforce,
 }
 
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Learn => "learn",
+            Self::Shadow => "shadow",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
 /// Where a threshold came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Basis {

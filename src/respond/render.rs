@@ -301,14 +301,6 @@ fn slack_url(u: &str) -> String {
 // ---------------------------------------------------------------------------
 // Shared pieces
 
-fn mode_str(m: Mode) -> &'static str {
-    match m {
-        Mode::Learn => "learn",
-        Mode::Shadow => "shadow",
-        Mode::Enforce => "enforce",
-    }
-}
-
 fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Pending => "pending",
@@ -486,7 +478,7 @@ pub fn text_alert(q: &Quarantine, links: &Links) -> String {
         field(&mut t, "Trace", &plain(s, 200));
     }
     field(&mut t, "Class", &plain_opt(q.class.as_deref(), 100));
-    field(&mut t, "Mode", mode_str(q.mode));
+    field(&mut t, "Mode", q.mode.as_str());
     let state = match q.state {
         State::RevokeFailed => "revoke_failed: the credential may still work, act now",
         s => s.as_str(),
@@ -750,7 +742,7 @@ fn slack_fields(q: &Quarantine) -> Vec<String> {
             md_code_opt(q.credential_id.as_deref(), 200)
         ),
         format!("*Class*\n{}", md_code_opt(q.class.as_deref(), 100)),
-        format!("*Mode*\n{}", mode_str(q.mode)),
+        format!("*Mode*\n{}", q.mode.as_str()),
         slack_revocation(q),
         format!("*Score / threshold*\n{score}"),
         format!("*Flags*\n{}", flags_text(q)),
@@ -1050,7 +1042,7 @@ fn pd_details(q: &Quarantine, links: &Links) -> Value {
         "session": pd_opt(q.session_id.as_deref()),
         "trace": pd_opt(q.trace_id.as_deref()),
         "class": pd_opt(q.class.as_deref()),
-        "mode": mode_str(q.mode),
+        "mode": q.mode.as_str(),
         "state": q.state.as_str(),
         "revocations": q.revocations.iter().take(PD_LIST_MAX).map(|r| json!({
             "revoker": pd(&r.revoker),

@@ -586,7 +586,7 @@ impl Responder {
         self.metrics
             .quarantines_opened
             .get_or_create(&super::super::service::metrics::ModeLabel {
-                mode: mode_str(q.mode),
+                mode: q.mode.as_str(),
             })
             .inc();
         tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, state = q.state.as_str(),
@@ -595,7 +595,7 @@ impl Responder {
             "quarantine",
             json!({"quarantine": q.id, "key": q.key, "agent_id": q.agent_id,
                    "agent_instance": q.agent_instance, "principal": q.principal,
-                   "credential_id": q.credential_id, "mode": mode_str(q.mode),
+                   "credential_id": q.credential_id, "mode": q.mode.as_str(),
                    "state": q.state.as_str(), "score": q.score, "threshold": q.threshold,
                    "basis": q.basis, "reasons": q.reasons, "event_id": flag.call.event_id,
                    "call": flag.call}),
@@ -1063,14 +1063,6 @@ fn outcome_str(a: &Attempt) -> &'static str {
         Attempt::Done => "ok",
         Attempt::Retry { .. } => "retry",
         Attempt::Refused(_) => "refused",
-    }
-}
-
-pub fn mode_str(m: crate::decide::Mode) -> &'static str {
-    match m {
-        crate::decide::Mode::Learn => "learn",
-        crate::decide::Mode::Shadow => "shadow",
-        crate::decide::Mode::Enforce => "enforce",
     }
 }
 
