@@ -526,7 +526,7 @@ impl Responder {
     }
 
     fn audit(&mut self, kind: &str, body: serde_json::Value) {
-        append_audit(&self.audit, kind, body);
+        self.audit.record(kind, body);
     }
 
     fn on_flag(&mut self, flag: Flag) {
@@ -999,14 +999,9 @@ impl Responder {
     }
 }
 
-fn append_audit(audit: &AuditWriter, kind: &str, body: serde_json::Value) {
-    audit.record(kind, body);
-}
-
 /// Records one call out (a revocation or alert attempt) in the audit log.
 fn audit_call(audit: &AuditWriter, id: &str, destination: &str, what: &str, n: u32, a: &Attempt) {
-    append_audit(
-        audit,
+    audit.record(
         "outbound",
         json!({"quarantine": id, "destination": destination, "call": what,
                "attempt": n, "result": a.describe()}),

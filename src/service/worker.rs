@@ -482,6 +482,15 @@ impl Worker {
         }
     }
 
+    fn count_checkpoint(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.shared
+            .metrics
+            .checkpoints
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     /// Phase two: after a commit the staged state becomes current; else it
     /// is dropped.
     fn settle(&mut self, committed: bool) {
@@ -498,12 +507,7 @@ impl Worker {
             }
             _ => std::fs::rename(&pending, &self.checkpoint_path).is_ok(),
         };
-        let outcome = if ok { "ok" } else { "error" };
-        self.shared
-            .metrics
-            .checkpoints
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        self.count_checkpoint(ok);
         if ok {
             self.dirty = false;
         }
@@ -521,30 +525,18 @@ impl Worker {
             let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
             store.save_recent(&self.recent_key, &recent);
             self.dirty = false;
-            self.shared
-                .metrics
-                .checkpoints
-                .get_or_create(&OutcomeLabel { outcome: "ok" })
-                .inc();
+            self.count_checkpoint(true);
             return true;
         }
         let cp = Checkpoint::of(&self.engine, self.dedup.order.iter().copied().collect());
         match state::write_atomic(&self.checkpoint_path, &state::encode(&cp)) {
             Ok(()) => {
                 self.dirty = false;
-                self.shared
-                    .metrics
-                    .checkpoints
-                    .get_or_create(&OutcomeLabel { outcome: "ok" })
-                    .inc();
+                self.count_checkpoint(true);
                 true
             }
             Err(e) => {
-                self.shared
-                    .metrics
-                    .checkpoints
-                    .get_or_create(&OutcomeLabel { outcome: "error" })
-                    .inc();
+                self.count_checkpoint(false);
                 tracing::error!(worker = self.index, error = %e, "Checkpoint failed; will retry at the next tick.");
                 false
             }
