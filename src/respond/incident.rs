@@ -407,11 +407,42 @@ impl Quarantine {
     }
 }
 
+/// One flagged call and its context, as large as a real one, for the
+/// tests of this module and of those that render or store quarantines.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    pub fn flag(event: &str, mode: Mode) -> Flag {
+    pub fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f64) -> CallSummary {
+        CallSummary {
+            event_id: event.into(),
+            ts: ts.into(),
+            tool: tool.into(),
+            action: Some("send".into()),
+            resource_type: Some("iban".into()),
+            resource_id: Some("DE89370400440532013000".into()),
+            args: Some(r#"{"amount":9000,"currency":"EUR"}"#.into()),
+            score,
+            flagged,
+        }
+    }
+
+    pub fn flag(event: &str, mode: Mode, score: f64) -> Flag {
+        let flagged = call(
+            event,
+            "2026-03-01T12:03:04.500Z",
+            "transfer_funds",
+            true,
+            score,
+        );
+        let mut before = call(
+            "e-before",
+            "2026-03-01T12:02:58Z",
+            "get_balance",
+            false,
+            1.2,
+        );
+        before.resource_id = Some("acct-1".into());
         Flag {
             agent_id: "pay-eu".into(),
             agent_instance: Some("pay-eu-7f".into()),
@@ -419,29 +450,50 @@ mod tests {
             credential_id: Some("tok-1".into()),
             session_id: Some("s1".into()),
             trace_id: None,
-            class: None,
+            class: Some("payments".into()),
             mode,
-            score: 30.0,
+            score,
             threshold: 16.0,
             basis: "calibrated",
-            reasons: vec![Reason {
-                signal: "resource".into(),
-                detail: "new IBAN".into(),
-                bits: 20.0,
-            }],
-            call: CallSummary {
-                event_id: event.into(),
-                tool: "transfer_funds".into(),
-                score: 30.0,
-                flagged: true,
-                ..Default::default()
-            },
+            reasons: vec![
+                Reason {
+                    signal: "tool".into(),
+                    detail: "rare tool transfer_funds".into(),
+                    bits: 6.5,
+                },
+                Reason {
+                    signal: "resource".into(),
+                    detail: "new IBAN".into(),
+                    bits: 20.0,
+                },
+            ],
+            call: flagged.clone(),
             raw: "{}".into(),
-            timeline: Vec::new(),
-            origin: None,
-            baseline: Baseline::default(),
+            timeline: vec![before, flagged],
+            origin: Some(OriginInfo {
+                kind: Some("email".into()),
+                reference: Some("msg-42".into()),
+                excerpt: Some("Please wire the funds today".into()),
+            }),
+            baseline: Baseline {
+                usual_tools: vec![("get_balance".into(), 0.62), ("list_payees".into(), 0.3)],
+                recent_resources: vec!["acct-1".into()],
+                median_gap_secs: Some(4.2),
+                calls_per_day: Some(120.0),
+                events_learned: 1234,
+                sessions_learned: 56,
+            },
             flagged_at: std::time::Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(event: &str, mode: Mode) -> Flag {
+        fixtures::flag(event, mode, 30.0)
     }
 
     #[test]

@@ -222,32 +222,10 @@ fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
 mod tests {
     use super::*;
     use crate::decide::Mode;
-    use crate::respond::incident::{Baseline, CallSummary, Flag, State};
+    use crate::respond::incident::{fixtures, State};
 
     fn quarantine(event: &str) -> Quarantine {
-        let flag = Flag {
-            agent_id: "a".into(),
-            agent_instance: None,
-            principal: None,
-            credential_id: Some("c".into()),
-            session_id: None,
-            trace_id: None,
-            class: None,
-            mode: Mode::Enforce,
-            score: 20.0,
-            threshold: 14.0,
-            basis: "calibrated",
-            reasons: Vec::new(),
-            call: CallSummary {
-                event_id: event.into(),
-                ..Default::default()
-            },
-            raw: "{}".into(),
-            timeline: Vec::new(),
-            origin: None,
-            baseline: Baseline::default(),
-            flagged_at: std::time::Instant::now(),
-        };
+        let flag = fixtures::flag(event, Mode::Enforce, 20.0);
         Quarantine::open(&flag, &[("vault".into(), Some("c".into()))], &[], "me")
     }
 

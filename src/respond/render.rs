@@ -1193,83 +1193,10 @@ pub fn digest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::incident::{Baseline, Flag};
+    use crate::respond::incident::fixtures::flag;
+    use crate::respond::incident::Flag;
 
     const URL: &str = "https://warden.example/";
-
-    fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f64) -> CallSummary {
-        CallSummary {
-            event_id: event.into(),
-            ts: ts.into(),
-            tool: tool.into(),
-            action: Some("send".into()),
-            resource_type: Some("iban".into()),
-            resource_id: Some("DE89370400440532013000".into()),
-            args: Some(r#"{"amount":9000,"currency":"EUR"}"#.into()),
-            score,
-            flagged,
-        }
-    }
-
-    fn flag(event: &str, mode: Mode, score: f64) -> Flag {
-        let flagged = call(
-            event,
-            "2026-03-01T12:03:04.500Z",
-            "transfer_funds",
-            true,
-            score,
-        );
-        let mut before = call(
-            "e-before",
-            "2026-03-01T12:02:58Z",
-            "get_balance",
-            false,
-            1.2,
-        );
-        before.resource_id = Some("acct-1".into());
-        Flag {
-            agent_id: "pay-eu".into(),
-            agent_instance: Some("pay-eu-7f".into()),
-            principal: Some("user:jane".into()),
-            credential_id: Some("tok-1".into()),
-            session_id: Some("s1".into()),
-            trace_id: None,
-            class: Some("payments".into()),
-            mode,
-            score,
-            threshold: 16.0,
-            basis: "calibrated",
-            reasons: vec![
-                Reason {
-                    signal: "tool".into(),
-                    detail: "rare tool transfer_funds".into(),
-                    bits: 6.5,
-                },
-                Reason {
-                    signal: "resource".into(),
-                    detail: "new IBAN".into(),
-                    bits: 20.0,
-                },
-            ],
-            call: flagged.clone(),
-            raw: "{}".into(),
-            timeline: vec![before, flagged],
-            origin: Some(OriginInfo {
-                kind: Some("email".into()),
-                reference: Some("msg-42".into()),
-                excerpt: Some("Please wire the funds today".into()),
-            }),
-            baseline: Baseline {
-                usual_tools: vec![("get_balance".into(), 0.62), ("list_payees".into(), 0.3)],
-                recent_resources: vec!["acct-1".into()],
-                median_gap_secs: Some(4.2),
-                calls_per_day: Some(120.0),
-                events_learned: 1234,
-                sessions_learned: 56,
-            },
-            flagged_at: std::time::Instant::now(),
-        }
-    }
 
     fn open(f: &Flag) -> Quarantine {
         Quarantine::open(
