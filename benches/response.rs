@@ -195,26 +195,25 @@ fn main() {
                 .unwrap();
         }
     }
-    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "replayed {events} events in {:.1} s; {} attack calls posted, {} revoked (flagged as new quarantines)",
         posted.as_secs_f64(),
         sent.len(),
         revoke.len()
     );
+    report("revocation received", &revoke);
+    report("Slack alert received", &alert);
+}
+
+/// One line of latencies in milliseconds (recorded in microseconds).
+fn report(what: &str, h: &hdrhistogram::Histogram<u64>) {
+    let ms = |us: u64| us as f64 / 1000.0;
     println!(
-        "attack event posted -> revocation received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
-        ms(&revoke, 0.5),
-        ms(&revoke, 0.99),
-        revoke.max() as f64 / 1000.0,
-        revoke.len()
-    );
-    println!(
-        "attack event posted -> Slack alert received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
-        ms(&alert, 0.5),
-        ms(&alert, 0.99),
-        alert.max() as f64 / 1000.0,
-        alert.len()
+        "attack event posted -> {what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+        h.len()
     );
 }
 
