@@ -138,7 +138,6 @@ impl ToolStats {
         self.value_n1 *= f;
         self.parent_n1 *= f;
         self.shapes.iter_mut().for_each(|c| *c *= f);
-        self.origins.iter_mut().for_each(|c| *c *= f);
         self.prov_new *= f;
         self.prov_untrusted *= f;
         self.per_session.scale(f);

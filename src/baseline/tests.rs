@@ -62,6 +62,10 @@ proptest! {
             prop_assert!(t.value_n1 <= t.value_obs * 1.0001 && t.value_n1 >= 0.0);
             prop_assert!(t.parent_n1 <= t.value_obs * 1.0001 && t.parent_n1 >= 0.0);
             prop_assert!(t.calls >= 0.0 && t.calls.is_finite());
+            // Every call counts once in its tool's origins: a rebase must
+            // decay them exactly as it decays the calls (it once did twice).
+            let origins: f32 = t.origins.iter().sum();
+            prop_assert!((origins - t.calls).abs() <= 1e-3 * t.calls.max(1.0), "origins {} calls {}", origins, t.calls);
         }
         prop_assert!(p.size_bytes() < 64 * 1024, "{} bytes", p.size_bytes());
         prop_assert_eq!(p.events_learned, lines.len() as u64);
