@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::ProfileLimits;
 use crate::decide::Mode;
 use crate::score::ScoreParams;
+use crate::state::hash_key::HashKey;
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -432,9 +433,11 @@ pub struct DetectorConfig {
     pub session_timeout: Duration,
     /// Open sessions tracked per agent; the oldest is closed beyond this.
     pub max_sessions_per_agent: usize,
-    /// Key of the hash that turns values into fingerprints (64-bit hex).
-    /// Set your own (from `WARDEN_HASH_KEY`) so fingerprints cannot be
-    /// matched against guessed values; changing it invalidates profiles.
+    /// Secret key of the hash that turns values into fingerprints: 32 hex
+    /// digits (128 bits), best from `WARDEN_HASH_KEY`. Empty (the default):
+    /// `warden run` generates one on first start and keeps it in the data
+    /// directory (`hash.key`) or, with Redis on, shares it through Redis.
+    /// Checkpoints refuse to load under another key.
     pub hash_key: String,
     /// Effective observations a histogram needs before its signal counts.
     pub min_history: f32,
@@ -467,7 +470,7 @@ impl Default for DetectorConfig {
             half_life: Duration::from_secs(30 * 86_400),
             session_timeout: Duration::from_secs(30 * 60),
             max_sessions_per_agent: 32,
-            hash_key: "57415244454e2121".to_owned(),
+            hash_key: String::new(),
             min_history: s.min_history,
             backoff_strength: s.backoff_strength,
             max_tool_bits: s.max_tool_bits,
@@ -504,8 +507,16 @@ impl DetectorConfig {
         }
     }
 
-    pub fn hash_key(&self) -> u64 {
-        u64::from_str_radix(self.hash_key.trim_start_matches("0x"), 16).unwrap_or(0)
+    /// The fingerprint key. `warden run` resolves an empty one to the
+    /// deployment's generated key before building engines; offline tools
+    /// (replay, benches) use [`HashKey::OFFLINE`].
+    pub fn hash_key(&self) -> HashKey {
+        HashKey::parse(&self.hash_key, "detector.hash-key").unwrap_or(HashKey::OFFLINE)
+    }
+
+    /// The configured key, if any (validated to be 32 hex digits).
+    pub fn configured_hash_key(&self) -> Option<&str> {
+        (!self.hash_key.is_empty()).then_some(self.hash_key.as_str())
     }
 }
 
@@ -547,6 +558,12 @@ pub struct PolicyConfig {
     /// 1, a long benign session's small excesses fade instead of adding up,
     /// while a run of surprising calls still builds up.
     pub carry_decay: f32,
+    /// Most bits a session carries. A flagged session keeps its surprise
+    /// undecayed; bounded at the highest calibrated threshold, it still
+    /// keeps the session's later calls flagged, but a long session cannot
+    /// reach hundreds of bits, so a restart that resumes the session from
+    /// its checkpoint decides as an uninterrupted run would.
+    pub max_carry_bits: f32,
     /// Agent classes, matched by glob on `agent_id` in order.
     pub classes: Vec<ClassConfig>,
     /// Per-agent overrides, by `agent_id`.
@@ -569,6 +586,7 @@ impl Default for PolicyConfig {
             warmup_threshold_bits: 1000.0,
             carry_allowance_bits: 4.0,
             carry_decay: 0.7,
+            max_carry_bits: 48.0,
             classes: Vec::new(),
             agents: BTreeMap::new(),
         }
@@ -816,8 +834,11 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if u64::from_str_radix(d.hash_key.trim_start_matches("0x"), 16).is_err() {
-            return Err(invalid("detector.hash-key", "must be a 64-bit hex number"));
+        if !d.hash_key.is_empty() && HashKey::parse(&d.hash_key, "detector.hash-key").is_err() {
+            return Err(invalid(
+                "detector.hash-key",
+                "must be empty (generate one) or 32 hex digits (a 128-bit key, e.g. `openssl rand -hex 16`)",
+            ));
         }
         if d.min_history.is_nan() || d.min_history < 1.0 {
             return Err(invalid("detector.min-history", "must be at least 1"));
@@ -858,6 +879,7 @@ impl Config {
             ("policy.max-threshold-bits", p.max_threshold_bits),
             ("policy.margin-bits", p.margin_bits),
             ("policy.carry-allowance-bits", p.carry_allowance_bits),
+            ("policy.max-carry-bits", p.max_carry_bits),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(invalid(key, "must be a non-negative number of bits"));

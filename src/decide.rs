@@ -74,14 +74,19 @@ pub struct Decision {
 }
 
 /// Resolves the agent's class, fixed threshold and mode from the config.
-pub fn resolve(agent_id: &str, cfg: &PolicyConfig) -> AgentPolicy {
+/// The class is the agent's own config entry's, else the one its events
+/// declare (`agent_class`), else the first whose pattern matches its id.
+pub fn resolve(agent_id: &str, declared_class: Option<&str>, cfg: &PolicyConfig) -> AgentPolicy {
     let own = cfg.agents.get(agent_id);
-    let class_name = own.and_then(|a| a.class.clone()).or_else(|| {
-        cfg.classes
-            .iter()
-            .find(|c| c.agents.iter().any(|pat| glob_match(pat, agent_id)))
-            .map(|c| c.name.clone())
-    });
+    let class_name = own
+        .and_then(|a| a.class.clone())
+        .or_else(|| declared_class.map(str::to_owned))
+        .or_else(|| {
+            cfg.classes
+                .iter()
+                .find(|c| c.agents.iter().any(|pat| glob_match(pat, agent_id)))
+                .map(|c| c.name.clone())
+        });
     let class = class_name
         .as_deref()
         .and_then(|n| cfg.classes.iter().find(|c| c.name == n));
@@ -197,15 +202,31 @@ mod tests {
             "#,
         )
         .unwrap();
-        let eu = resolve("pay-eu", &cfg);
+        let eu = resolve("pay-eu", None, &cfg);
         assert_eq!(eu.class.as_deref(), Some("payments"));
         assert_eq!(eu.fixed_threshold, Some((30.0, Basis::Agent)));
         assert_eq!(eu.mode, Mode::Enforce);
-        let us = resolve("pay-us", &cfg);
+        let us = resolve("pay-us", None, &cfg);
         assert_eq!(us.fixed_threshold, Some((20.0, Basis::Class)));
-        let other = resolve("mail", &cfg);
+        let other = resolve("mail", None, &cfg);
         assert_eq!(other.fixed_threshold, None);
         assert_eq!(other.mode, Mode::Shadow);
+        // A declared `agent_class` picks the class where no pattern does,
+        // and wins over patterns; the agent's own entry still wins.
+        let declared = resolve("mail", Some("payments"), &cfg);
+        assert_eq!(declared.class.as_deref(), Some("payments"));
+        assert_eq!(declared.mode, Mode::Enforce);
+        let unknown = resolve("pay-us", Some("support"), &cfg);
+        assert_eq!(unknown.class.as_deref(), Some("support"));
+        assert_eq!(
+            unknown.mode,
+            Mode::Shadow,
+            "an unconfigured class gets the default"
+        );
+        assert_eq!(
+            resolve("pay-eu", Some("support"), &cfg).fixed_threshold,
+            Some((30.0, Basis::Agent))
+        );
     }
 
     #[test]

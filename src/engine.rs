@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use arrayvec::ArrayVec;
+use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
@@ -45,7 +46,7 @@ fn insert_sorted(set: &mut Vec<Fp>, fp: Fp, cap: usize) {
 }
 
 /// A call waiting for its session to end clean before it is learned.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     sample: Sample,
     /// The tool's name when the profile did not know the tool yet.
@@ -54,8 +55,10 @@ struct Pending {
     bits: f32,
 }
 
-/// An open session of one agent.
-#[derive(Debug, Default)]
+/// An open session of one agent. Checkpointed with the profile, so that a
+/// crash or a rebalance hands nobody a fresh session: its calls still to be
+/// learned, its context and its carried surprise continue.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct SessionState {
     key: u64,
     last_ts: Millis,
@@ -132,6 +135,31 @@ impl ArgSources {
     }
 }
 
+/// What a checkpoint keeps of one agent: its profile and its open sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSnapshot {
+    pub profile: Profile,
+    sessions: Vec<SessionState>,
+    /// The class the agent's events declared (`agent_class`), if any.
+    declared_class: Option<Box<str>>,
+}
+
+impl AgentSnapshot {
+    /// A profile with no open session.
+    pub fn new(profile: Profile) -> Self {
+        Self {
+            profile,
+            sessions: Vec::new(),
+            declared_class: None,
+        }
+    }
+
+    /// Sessions open when it was taken.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
 /// One agent: its profile, policy and open sessions.
 #[derive(Debug)]
 pub struct AgentState {
@@ -139,8 +167,24 @@ pub struct AgentState {
     pub profile: Profile,
     pub policy: AgentPolicy,
     sessions: Vec<SessionState>,
+    /// The class its events declared; the first declaration holds, so an
+    /// event cannot move a known agent to a laxer class.
+    declared_class: Option<Box<str>>,
     /// The profile changed since it was last taken for a checkpoint.
     dirty: bool,
+}
+
+impl AgentState {
+    fn snapshot(&self) -> (String, AgentSnapshot) {
+        (
+            self.id.to_string(),
+            AgentSnapshot {
+                profile: self.profile.clone(),
+                sessions: self.sessions.clone(),
+                declared_class: self.declared_class.clone(),
+            },
+        )
+    }
 }
 
 /// A scored and decided call, not yet learned.
@@ -181,6 +225,7 @@ pub struct Engine {
     params: ScoreParams,
     policy: PolicyConfig,
     fp: Fingerprinter,
+    key_id: u64,
     session_timeout_ms: i64,
     max_sessions: usize,
     index: HashMap<Box<str>, u32>,
@@ -197,6 +242,7 @@ impl Engine {
             params: cfg.detector.score_params(),
             policy: cfg.policy.clone(),
             fp: Fingerprinter::new(cfg.detector.hash_key()),
+            key_id: cfg.detector.hash_key().id(),
             session_timeout_ms: cfg.detector.session_timeout.as_millis() as i64,
             max_sessions: cfg.detector.max_sessions_per_agent,
             index: HashMap::new(),
@@ -214,17 +260,31 @@ impl Engine {
         self.index.get(id).map(|&i| &self.agents[i as usize])
     }
 
-    /// Installs a profile restored from a checkpoint (replacing any).
-    pub fn restore(&mut self, id: &str, profile: Profile) {
+    /// Installs a profile and its open sessions restored from a checkpoint
+    /// (replacing any).
+    pub fn restore(&mut self, id: &str, snapshot: AgentSnapshot) {
+        let AgentSnapshot {
+            profile,
+            sessions,
+            declared_class,
+        } = snapshot;
+        let policy = decide::resolve(id, declared_class.as_deref(), &self.policy);
         match self.index.get(id) {
-            Some(&i) => self.agents[i as usize].profile = profile,
+            Some(&i) => {
+                let agent = &mut self.agents[i as usize];
+                agent.profile = profile;
+                agent.sessions = sessions;
+                agent.policy = policy;
+                agent.declared_class = declared_class;
+            }
             None => {
                 let i = self.agents.len() as u32;
                 self.agents.push(AgentState {
                     id: id.into(),
                     profile,
-                    policy: decide::resolve(id, &self.policy),
-                    sessions: Vec::new(),
+                    policy,
+                    sessions,
+                    declared_class,
                     dirty: false,
                 });
                 self.index.insert(id.into(), i);
@@ -232,16 +292,24 @@ impl Engine {
         }
     }
 
-    fn agent_index(&mut self, id: &str, ts: Millis) -> u32 {
+    fn agent_index(&mut self, id: &str, ts: Millis, class: Option<&str>) -> u32 {
         if let Some(&i) = self.index.get(id) {
+            let agent = &mut self.agents[i as usize];
+            if let (None, Some(class)) = (&agent.declared_class, class) {
+                // First declaration of an agent first seen without one.
+                agent.policy = decide::resolve(id, Some(class), &self.policy);
+                agent.declared_class = Some(class.into());
+                agent.dirty = true;
+            }
             return i;
         }
         let i = self.agents.len() as u32;
         self.agents.push(AgentState {
             id: id.into(),
             profile: Profile::new(ts),
-            policy: decide::resolve(id, &self.policy),
+            policy: decide::resolve(id, class, &self.policy),
             sessions: Vec::new(),
+            declared_class: class.map(Into::into),
             dirty: true,
         });
         self.index.insert(id.into(), i);
@@ -341,7 +409,7 @@ impl Engine {
     /// text, which is read here once and not kept.
     pub fn observe_context(&mut self, ev: &ContextEvent) {
         self.counters.context_events += 1;
-        let ai = self.agent_index(&ev.agent_id, ev.ts) as usize;
+        let ai = self.agent_index(&ev.agent_id, ev.ts, None) as usize;
         let key = self.session_key(ev.session_id.as_deref(), ev.agent_instance.as_deref());
         let si = self.session_index(ai, key, ev.ts);
         let fp = self.fp;
@@ -364,7 +432,7 @@ impl Engine {
     /// [`commit`]: Engine::commit
     pub fn evaluate<'a>(&mut self, call: &'a ToolCall<'a>, phase: Phase) -> Evaluation<'a> {
         let obs = Observation::extract(call, &self.fp);
-        let ai = self.agent_index(&call.agent_id, call.ts) as usize;
+        let ai = self.agent_index(&call.agent_id, call.ts, call.agent_class.as_deref()) as usize;
         let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
         let agent = &self.agents[ai];
@@ -476,7 +544,7 @@ impl Engine {
         } else {
             (allowance, self.policy.carry_decay)
         };
-        s.carry = (s.carry * decay + event_bits - allowance).max(0.0);
+        s.carry = (s.carry * decay + event_bits - allowance).clamp(0.0, self.policy.max_carry_bits);
         s.max_score = s.max_score.max(ev.score.total);
         s.calls += 1;
         s.last_ts = s.last_ts.max(ev.obs.ts);
@@ -513,49 +581,54 @@ impl Engine {
         self.sweep_idle(ev.agent as usize, ev.obs.ts);
     }
 
-    /// Closes the sessions of these agents (learning the clean ones), then
-    /// removes them, returning their profiles: the agents moved to another
-    /// instance.
-    pub fn evict(&mut self, ids: &[String]) -> Vec<(String, Profile)> {
+    /// Removes these agents, returning their profiles and open sessions:
+    /// the agents moved to another instance, which continues their sessions.
+    pub fn evict(&mut self, ids: &[String]) -> Vec<(String, AgentSnapshot)> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(&i) = self.index.get(id.as_str()) else {
                 continue;
             };
             let ai = i as usize;
-            while !self.agents[ai].sessions.is_empty() {
-                self.close_session(ai, 0);
-            }
             self.index.remove(id.as_str());
             let agent = self.agents.swap_remove(ai);
             if ai < self.agents.len() {
                 let moved = self.agents[ai].id.clone();
                 self.index.insert(moved, i);
             }
-            out.push((agent.id.to_string(), agent.profile));
+            out.push((
+                agent.id.to_string(),
+                AgentSnapshot {
+                    profile: agent.profile,
+                    sessions: agent.sessions,
+                    declared_class: agent.declared_class,
+                },
+            ));
         }
         out
     }
 
-    /// Copies of every profile, by agent id.
-    pub fn profiles(&self) -> Vec<(String, Profile)> {
-        self.agents
-            .iter()
-            .map(|a| (a.id.to_string(), a.profile.clone()))
-            .collect()
+    /// Copies of every agent's profile and open sessions, by agent id.
+    pub fn snapshots(&self) -> Vec<(String, AgentSnapshot)> {
+        self.agents.iter().map(AgentState::snapshot).collect()
     }
 
-    /// Copies of the profiles changed since the last call (for a store that
+    /// Copies of the agents changed since the last call (for a store that
     /// writes per agent).
-    pub fn take_dirty(&mut self) -> Vec<(String, Profile)> {
+    pub fn take_dirty(&mut self) -> Vec<(String, AgentSnapshot)> {
         self.agents
             .iter_mut()
             .filter(|a| a.dirty)
             .map(|a| {
                 a.dirty = false;
-                (a.id.to_string(), a.profile.clone())
+                a.snapshot()
             })
             .collect()
+    }
+
+    /// The public id of the fingerprint key this engine hashes with.
+    pub fn key_id(&self) -> u64 {
+        self.key_id
     }
 
     /// Closes every agent's sessions idle at event time `ts` (periodic

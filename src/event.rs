@@ -32,7 +32,7 @@ impl EventKind {
 }
 
 /// What a call does to its resource, per EVENTS.md; `None` is "not given".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Action {
     Read = 0,
@@ -96,6 +96,9 @@ pub struct ToolCall<'a> {
     pub ts: Millis,
     pub agent_id: Cow<'a, str>,
     pub agent_instance: Option<Cow<'a, str>>,
+    /// The kind of agent as its operators name it: picks its policy class
+    /// (config patterns on `agent_id` apply when it is absent).
+    pub agent_class: Option<Cow<'a, str>>,
     pub principal: Option<Cow<'a, str>>,
     pub session_id: Option<Cow<'a, str>>,
     pub tool: Cow<'a, str>,

@@ -165,3 +165,42 @@ fn quarantines_are_shared_through_redis() {
     b.stop();
     a.stop();
 }
+
+/// `has_profiles` decides whether `--train` runs: a store that holds
+/// profiles must say so even when the first SCAN page matches nothing (a
+/// large keyspace), else a restart would learn the training files twice.
+#[test]
+fn has_profiles_looks_past_the_first_scan_page() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("warden-scan-{}", std::process::id());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("SET")
+            .arg(format!("{prefix}:other:{i}"))
+            .arg(1)
+            .ignore();
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+
+    let mut store = warden::state::redis::RedisStore::open(&redis_url(), &prefix).unwrap();
+    assert!(!store.has_profiles(), "no profile stored yet");
+    redis::cmd("SET")
+        .arg(format!("{prefix}:profile:agent-x"))
+        .arg(1)
+        .query::<()>(&mut conn)
+        .unwrap();
+    assert!(store.has_profiles(), "the one profile key is found");
+
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("UNLINK")
+            .arg(format!("{prefix}:other:{i}"))
+            .ignore();
+    }
+    pipe.cmd("UNLINK")
+        .arg(format!("{prefix}:profile:agent-x"))
+        .ignore();
+    pipe.query::<()>(&mut conn).unwrap();
+}

@@ -157,7 +157,7 @@ impl ToolStats {
 }
 
 /// Where a call sits in its session, for learning and scoring.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SeqContext {
     /// The previous tool of the session, or [`START`].
     pub prev1: Fp,
@@ -601,18 +601,16 @@ fn smoothed_hour_entropy(hours: &[f32; 24]) -> f32 {
         .sum()
 }
 
-/// Mixes up to four 32-bit ids into one table key (splitmix64 finaliser).
-fn mix(a: u32, b: u32, c: u32, d: u32) -> Fp {
+/// Mixes an order tag and up to three fingerprints into one table key
+/// (splitmix64 finaliser, chained so that the order of the inputs counts).
+fn mix(order: u32, a: Fp, b: Fp, c: Fp) -> Fp {
     fn sm(mut z: u64) -> u64 {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    let x = (a as u64) << 32 | b as u64;
-    let y = (c as u64) << 32 | d as u64;
-    let h = sm(x ^ sm(y));
-    ((h ^ (h >> 32)) as u32).max(1)
+    sm(sm(sm(sm(order as u64) ^ a) ^ b) ^ c).max(1)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Keyed 32-bit fingerprint of a value (0 is reserved for "none").
-pub type Fp = u32;
+/// Keyed 64-bit fingerprint of a value (0 is reserved for "none").
+pub type Fp = u64;
 
 /// An ordered set of fingerprints with a last-seen day, capped: when full,
 /// the value seen longest ago is evicted (a forgotten value is "new" again,
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn fpset_caps_and_evicts_oldest() {
         let mut s = FpSet::default();
-        for (i, fp) in [5u32, 3, 9].into_iter().enumerate() {
+        for (i, fp) in [5u64, 3, 9].into_iter().enumerate() {
             assert_eq!(s.insert(fp, i as u16, 3), Seen::New);
         }
         assert_eq!(

@@ -8,7 +8,7 @@ use crate::score::features::{Fingerprinter, Observation};
 use crate::test_util::{Call, DAY, T0};
 
 fn learn_lines(p: &mut Profile, limits: &ProfileLimits, lines: &[String]) {
-    let fp = Fingerprinter::new(1);
+    let fp = Fingerprinter::new(crate::state::hash_key::HashKey::OFFLINE);
     let mut ctx = SeqContext {
         prev1: START,
         prev2: START,

@@ -216,3 +216,135 @@ fn provenance_marks_values_that_came_only_from_tool_output() {
         declared.reasons
     );
 }
+
+/// A crash between two calls of a session must not hand the attacker a
+/// fresh session: an engine restored from a checkpoint taken mid-session
+/// scores the session's later calls exactly as the uninterrupted one.
+#[test]
+fn a_checkpoint_resumes_open_sessions() {
+    let mut live = trained();
+    let attack = |i: i64| {
+        Call::new(
+            "bot",
+            "x",
+            if i == 0 {
+                "delete_workspace"
+            } else {
+                "list_channels"
+            },
+            LIVE_T + i * 1000,
+        )
+        .resource("workspace", &format!("ws-{i}"))
+        .action(if i == 0 { "admin" } else { "read" })
+    };
+    feed(&mut live, &attack(0), Phase::Live);
+    feed(&mut live, &attack(1), Phase::Live);
+
+    // Through the checkpoint encoding, as a restart reads it.
+    let cp = crate::state::Checkpoint::of(&live, Vec::new());
+    let bytes = crate::state::encode(&cp);
+    let back = crate::state::decode(&bytes, std::path::Path::new("t"), live.key_id()).unwrap();
+    let mut restored = engine();
+    for (id, snapshot) in back.agents {
+        assert_eq!(snapshot.open_sessions(), 1);
+        restored.restore(&id, snapshot);
+    }
+    for i in 2..6 {
+        let a = feed(&mut live, &attack(i), Phase::Live);
+        let b = feed(&mut restored, &attack(i), Phase::Live);
+        assert_eq!(a.score.total, b.score.total, "call {i}");
+        assert_eq!(a.flagged, b.flagged, "call {i}");
+        assert!(
+            b.score.carry_bits > 0.0,
+            "the session's surprise carried over"
+        );
+    }
+    // The flagged session still teaches nothing after the restart.
+    restored.close_all();
+    live.close_all();
+    assert_eq!(
+        restored.agent("bot").unwrap().profile.events_learned,
+        live.agent("bot").unwrap().profile.events_learned
+    );
+}
+
+/// A long flagged session keeps its surprise, but bounded: hundreds of
+/// calls never reach hundreds of bits.
+#[test]
+fn session_carry_is_bounded() {
+    let mut e = trained();
+    let max = crate::config::PolicyConfig::default().max_carry_bits;
+    let mut last = 0.0;
+    for i in 0..300 {
+        let o = feed(
+            &mut e,
+            &Call::new("bot", "long", "delete_workspace", LIVE_T + i * 1000)
+                .resource("workspace", &format!("ws-{i}"))
+                .action("admin"),
+            Phase::Live,
+        );
+        assert!(
+            o.score.carry_bits <= max,
+            "call {i}: carry {}",
+            o.score.carry_bits
+        );
+        last = o.score.carry_bits;
+    }
+    assert!(
+        last >= max * 0.99,
+        "a flagged session stays at the bound: {last}"
+    );
+}
+
+/// `agent_class` on the events picks the policy class; the first
+/// declaration holds, survives a checkpoint, and a later event cannot move
+/// the agent to another class.
+#[test]
+fn declared_agent_class_picks_the_policy() {
+    let cfg = crate::config::Config {
+        policy: toml::from_str(
+            r#"
+        mode = "shadow"
+        [[classes]]
+        name = "payments"
+        mode = "enforce"
+        [[classes]]
+        name = "lax"
+        mode = "learn"
+        "#,
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let mut e = Engine::new(&cfg);
+    feed(
+        &mut e,
+        &Call::new("treasury-7", "s", "get_balance", T0),
+        Phase::Live,
+    );
+    assert_eq!(
+        e.agent("treasury-7").unwrap().policy.mode,
+        crate::decide::Mode::Shadow
+    );
+    let declared = |class: &str, ts| {
+        Call::new("treasury-7", "s", "get_balance", ts).set("agent_class", json!(class))
+    };
+    feed(&mut e, &declared("payments", T0 + 1000), Phase::Live);
+    let agent = e.agent("treasury-7").unwrap();
+    assert_eq!(agent.policy.class.as_deref(), Some("payments"));
+    assert_eq!(agent.policy.mode, crate::decide::Mode::Enforce);
+    feed(&mut e, &declared("lax", T0 + 2000), Phase::Live);
+    assert_eq!(
+        e.agent("treasury-7").unwrap().policy.mode,
+        crate::decide::Mode::Enforce
+    );
+
+    let mut restored = Engine::new(&cfg);
+    for (id, snapshot) in e.snapshots() {
+        restored.restore(&id, snapshot);
+    }
+    assert_eq!(
+        restored.agent("treasury-7").unwrap().policy.mode,
+        crate::decide::Mode::Enforce
+    );
+}

@@ -1,20 +1,24 @@
 //! Feature extraction: one tool call → an [`Observation`] of fingerprints,
 //! numbers and time fields, borrowed from the event.
 //!
-//! Values are hashed with a keyed hash (`xxh3` with a secret seed), so the
-//! profile never holds resource ids, addresses or account numbers in clear.
+//! Values are hashed with a keyed hash (SipHash-1-3 under the deployment's
+//! secret key), so the profile never holds resource ids, addresses or
+//! account numbers in clear, and fingerprints cannot be forged offline.
 //! Extraction walks `args` once, with no heap allocation unless a string in
 //! it carries JSON escapes.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::Hasher;
 
 use arrayvec::ArrayVec;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::Fp;
 use crate::event::{Action, Millis, ToolCall};
 use crate::ingest::decode::Str;
+use crate::state::hash_key::HashKey;
 
 /// Most counterparty values kept per call (resource id first).
 pub const MAX_VALUES: usize = 8;
@@ -36,31 +40,37 @@ enum Salt {
     Session = 0x7007,
 }
 
-/// Keyed hashing of names and values into fingerprints.
-#[derive(Debug, Clone, Copy)]
+/// Keyed hashing of names and values into fingerprints: SipHash-1-3 (a
+/// keyed PRF, as std's `HashMap` uses against hash flooding) under the
+/// deployment's 128-bit secret, so nobody without the key can search
+/// offline for a look-alike value that collides with a known one.
+#[derive(Clone, Copy)]
 pub struct Fingerprinter {
-    key: u64,
+    key: HashKey,
+}
+
+impl fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fingerprinter").finish_non_exhaustive()
+    }
 }
 
 impl Fingerprinter {
-    pub fn new(key: u64) -> Self {
+    pub fn new(key: HashKey) -> Self {
         Self { key }
     }
 
     fn raw(&self, salt: Salt, bytes: &[u8]) -> u64 {
-        xxhash_rust::xxh3::xxh3_64_with_seed(
-            bytes,
-            self.key ^ (salt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        )
+        let (k0, k1) = self.key.halves();
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+        h.write_u64(salt as u64);
+        h.write(bytes);
+        h.finish()
     }
 
+    /// 0 is reserved for "none".
     fn fold(h: u64) -> Fp {
-        let f = (h ^ (h >> 32)) as u32;
-        if f == 0 {
-            1
-        } else {
-            f
-        }
+        h.max(1)
     }
 
     /// Case-insensitive fingerprint: addresses and hosts differ only in case
@@ -114,7 +124,7 @@ impl Fingerprinter {
 }
 
 /// Where the instruction behind a call came from, per the event's `origin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum OriginKind {
     UserPrompt = 0,
@@ -192,7 +202,7 @@ pub struct Number<'a> {
 }
 
 /// The hashed identity of a value: all that learning keeps of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValueKey {
     pub fp: Fp,
     /// Parent (domain, host, bank, directory); 0 when it has none.
@@ -203,7 +213,7 @@ pub struct ValueKey {
 }
 
 /// A numeric argument as learning keeps it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NumKey {
     pub key_fp: Fp,
     pub value: f64,
@@ -212,7 +222,7 @@ pub struct NumKey {
 /// What a profile learns from one call: the observation without its text,
 /// owned, so that a session's calls can wait until the session is known to
 /// be clean.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub ts: Millis,
     pub day: u16,
@@ -341,7 +351,7 @@ impl<'a> Observation<'a> {
         if self.numbers.is_full() || !value.is_finite() {
             return;
         }
-        let key_fp = fp.arg_key(&key) ^ kind as u32;
+        let key_fp = fp.arg_key(&key) ^ kind as u64;
         self.numbers.push(Number {
             key_fp,
             key,
@@ -432,7 +442,7 @@ fn parent_parts(s: &str) -> (Option<&str>, Option<&str>) {
 
 /// The form of a value: a tool that always names channels and suddenly
 /// names an e-mail address or a URL is doing something else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Shape {
     Email = 0,
@@ -653,7 +663,7 @@ mod tests {
     fn obs_of(line: &str, f: impl FnOnce(&Observation)) {
         let ev = decode_str(line).unwrap();
         let Event::ToolCall(call) = ev else { panic!() };
-        let fp = Fingerprinter::new(42);
+        let fp = Fingerprinter::new(HashKey::OFFLINE);
         let obs = Observation::extract(&call, &fp);
         f(&obs);
     }
@@ -697,7 +707,7 @@ mod tests {
         assert_eq!(Shape::of("s3://b/k"), Shape::Url);
         assert_eq!(Shape::of("#general"), Shape::Other);
         assert_eq!(parent_of("plain").0, None);
-        let fp = Fingerprinter::new(1);
+        let fp = Fingerprinter::new(HashKey::OFFLINE);
         let known = skeletons(&fp, "acme-corp.com");
         for spoof in [
             "acme-c0rp.com",

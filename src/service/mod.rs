@@ -98,6 +98,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
         // empty store.
         let mut store =
             crate::state::redis::RedisStore::open(&cfg.redis.url, &cfg.redis.key_prefix)?;
+        let key_id = engines[0].key_id();
         if store.has_profiles() {
             if !opts.train.is_empty() {
                 tracing::warn!("Redis already holds profiles; --train files are ignored so nothing is learned twice.");
@@ -109,22 +110,33 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
         }
         let trained = train(cfg, n, opts, engines)?;
         for e in &trained.engines {
-            store.save(&e.profiles());
+            store.save(&e.snapshots(), key_id);
         }
         return Ok(trained);
     }
-    let checkpoints = crate::state::load_all(&cfg.server.data_dir)?;
+    let checkpoints = crate::state::load_all(&cfg.server.data_dir, engines[0].key_id())?;
     let mut restored = 0;
+    let mut sessions = 0;
     let mut recent_events = Vec::new();
-    for cp in checkpoints {
-        for (id, profile) in cp.agents {
-            engines[route(&id, n)].restore(&id, profile);
+    let mut stale = false;
+    for (path, cp) in checkpoints {
+        stale |= crate::state::worker_of(&path).is_some_and(|i| i >= n);
+        for (id, snapshot) in cp.agents {
+            sessions += snapshot.open_sessions();
+            engines[route(&id, n)].restore(&id, snapshot);
             restored += 1;
         }
         recent_events.extend(cp.recent_events);
     }
+    if stale {
+        // The worker count shrank: the agents of the extra files now live
+        // in the engines below n. Write those before removing the extra
+        // files, so that no restart can read an old copy of an agent again.
+        write_checkpoints(cfg, &engines, &recent_events)?;
+        crate::state::remove_stale(&cfg.server.data_dir, n);
+    }
     if restored > 0 {
-        tracing::info!(agents = restored, dir = %cfg.server.data_dir.display(), "Restored profiles.");
+        tracing::info!(agents = restored, open_sessions = sessions, dir = %cfg.server.data_dir.display(), "Restored profiles.");
         if !opts.train.is_empty() {
             tracing::warn!(
                 "Profiles were restored; --train files are ignored so nothing is learned twice."
@@ -139,15 +151,39 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
     if !opts.train.is_empty() {
         // What was learned is durable before the first event: a crash before
         // the first barrier must not lose the training.
-        for (i, e) in trained.engines.iter().enumerate() {
-            let cp = crate::state::Checkpoint::of(e, Vec::new());
-            crate::state::write_atomic(
-                &crate::state::worker_path(&cfg.server.data_dir, i),
-                &crate::state::encode(&cp),
-            )?;
-        }
+        write_checkpoints(cfg, &trained.engines, &[])?;
     }
     Ok(trained)
+}
+
+/// Writes one checkpoint per engine (every worker's file), with the dedup
+/// window `recent` kept by the first.
+fn write_checkpoints(cfg: &Config, engines: &[Engine], recent: &[u64]) -> anyhow::Result<()> {
+    for (i, e) in engines.iter().enumerate() {
+        let recent = if i == 0 { recent.to_vec() } else { Vec::new() };
+        let cp = crate::state::Checkpoint::of(e, recent);
+        crate::state::write_atomic(
+            &crate::state::worker_path(&cfg.server.data_dir, i),
+            &crate::state::encode(&cp),
+        )?;
+    }
+    Ok(())
+}
+
+/// The configuration with the deployment's fingerprint key filled in:
+/// configured, else shared through Redis, else generated into the data
+/// directory. Never the offline key.
+fn with_deployment_key(mut cfg: Config) -> anyhow::Result<Config> {
+    let configured = cfg.detector.configured_hash_key();
+    let key = if cfg.redis.enabled {
+        crate::state::redis::RedisStore::open(&cfg.redis.url, &cfg.redis.key_prefix)?
+            .shared_hash_key(configured)?
+    } else {
+        crate::state::hash_key::HashKey::for_data_dir(configured, &cfg.server.data_dir)?
+    };
+    tracing::info!(key_id = %format!("{:016x}", key.id()), "Fingerprint key loaded.");
+    cfg.detector.hash_key = key.to_hex();
+    Ok(cfg)
 }
 
 /// Learns the `--train` files into fresh engines.
@@ -194,6 +230,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.server.data_dir.display()))?;
+    let cfg = tokio::task::spawn_blocking(move || with_deployment_key(cfg)).await??;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;

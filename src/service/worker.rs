@@ -255,7 +255,7 @@ impl Worker {
         }
         let gone = self.engine.evict(&ids);
         if let Some(store) = self.store.as_mut() {
-            store.save(&gone);
+            store.save(&gone, self.engine.key_id());
         }
         for id in &ids {
             self.partition_of.remove(id.as_str());
@@ -297,8 +297,8 @@ impl Worker {
                 // profile (it may have moved from another instance).
                 let id = ev.agent_id();
                 if self.engine.agent(id).is_none() {
-                    match store.load(id) {
-                        Ok(Some(profile)) => self.engine.restore(id, profile),
+                    match store.load(id, self.engine.key_id()) {
+                        Ok(Some(snapshot)) => self.engine.restore(id, snapshot),
                         Ok(None) => {}
                         Err(e) => {
                             tracing::error!(agent_id = id, error = %e, "Stored profile unreadable; the agent starts anew.")
@@ -465,7 +465,7 @@ impl Worker {
         let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
         if let Some(store) = self.store.as_mut() {
             let changed = self.engine.take_dirty();
-            store.save(&changed);
+            store.save(&changed, self.engine.key_id());
             self.staged_recent = Some(recent);
             return true;
         }
@@ -521,7 +521,7 @@ impl Worker {
         }
         if let Some(store) = self.store.as_mut() {
             let changed = self.engine.take_dirty();
-            store.save(&changed);
+            store.save(&changed, self.engine.key_id());
             let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
             store.save_recent(&self.recent_key, &recent);
             self.dirty = false;

@@ -12,22 +12,27 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::Profile;
+use crate::engine::AgentSnapshot;
 
+pub mod hash_key;
 pub mod redis;
 
 /// Tag at the start of every checkpoint file.
 const MAGIC: &[u8; 8] = b"WARDENCP";
 /// Version of the encoding of [`Checkpoint`] and [`Profile`]; bump it with
 /// any change to either.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: 64-bit keyed fingerprints, the key's id, open sessions.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The profiles one worker holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Unix milliseconds when it was taken.
     pub taken_ms: i64,
-    pub agents: Vec<(String, Profile)>,
+    /// Public id of the fingerprint key the profiles were hashed with.
+    pub key_id: u64,
+    /// Profiles and open sessions, by agent id.
+    pub agents: Vec<(String, AgentSnapshot)>,
     /// Hashes of the most recent event ids decided, oldest first, so that a
     /// redelivery after a restart gets no second decision.
     pub recent_events: Vec<u64>,
@@ -38,7 +43,8 @@ impl Checkpoint {
     pub fn of(engine: &crate::engine::Engine, recent_events: Vec<u64>) -> Self {
         Self {
             taken_ms: chrono::Utc::now().timestamp_millis(),
-            agents: engine.profiles(),
+            key_id: engine.key_id(),
+            agents: engine.snapshots(),
             recent_events,
         }
     }
@@ -63,6 +69,16 @@ pub enum StateError {
     Version { path: PathBuf, found: u32 },
     #[error("{path} is corrupt: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "{path} holds profiles fingerprinted under another key (id {found:016x}; this instance's \
+         key has id {expected:016x}). Refusing to mix keys, which would make every known value look \
+         new: set WARDEN_HASH_KEY to the key that wrote it, or move the file away to start anew"
+    )]
+    KeyMismatch {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
 }
 
 fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StateError + 'p {
@@ -83,8 +99,9 @@ pub fn encode(cp: &Checkpoint) -> Vec<u8> {
     out
 }
 
-/// Decodes what [`encode`] wrote; `path` names the source in errors.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, StateError> {
+/// Decodes what [`encode`] wrote, refusing profiles hashed under another
+/// key than `key_id`; `path` names the source in errors.
+pub fn decode(bytes: &[u8], path: &Path, key_id: u64) -> Result<Checkpoint, StateError> {
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(StateError::NotCheckpoint {
             path: path.to_owned(),
@@ -97,10 +114,18 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, StateError> {
             found: version,
         });
     }
-    postcard::from_bytes(&bytes[12..]).map_err(|e| StateError::Corrupt {
+    let cp: Checkpoint = postcard::from_bytes(&bytes[12..]).map_err(|e| StateError::Corrupt {
         path: path.to_owned(),
         message: e.to_string(),
-    })
+    })?;
+    if cp.key_id != key_id {
+        return Err(StateError::KeyMismatch {
+            path: path.to_owned(),
+            found: cp.key_id,
+            expected: key_id,
+        });
+    }
+    Ok(cp)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
@@ -125,57 +150,154 @@ pub fn worker_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("profiles-{i}.ckpt"))
 }
 
-/// Reads every checkpoint under `dir` (none is fine: a first start).
-pub fn load_all(dir: &Path) -> Result<Vec<Checkpoint>, StateError> {
+/// Reads every checkpoint under `dir` (none is fine: a first start), oldest
+/// first: a file left by a larger worker count may hold an older copy of
+/// an agent that a current file also holds, and the newer must win.
+pub fn load_all(dir: &Path, key_id: u64) -> Result<Vec<(PathBuf, Checkpoint)>, StateError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("list", dir)(e)),
     };
-    let mut paths: Vec<PathBuf> = entries
+    let paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "ckpt"))
         .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| decode(&fs::read(p).map_err(io_err("read", p))?, p))
-        .collect()
+    let mut out = paths
+        .into_iter()
+        .map(|p| {
+            let cp = decode(&fs::read(&p).map_err(io_err("read", &p))?, &p, key_id)?;
+            Ok((p, cp))
+        })
+        .collect::<Result<Vec<_>, StateError>>()?;
+    out.sort_by_key(|(_, cp)| cp.taken_ms);
+    Ok(out)
+}
+
+/// The worker a checkpoint file written by [`worker_path`] belongs to.
+pub fn worker_of(path: &Path) -> Option<usize> {
+    path.file_stem()?
+        .to_str()?
+        .strip_prefix("profiles-")?
+        .parse()
+        .ok()
+}
+
+/// Removes the checkpoint files of workers `n` and beyond, once their
+/// agents live in the files of workers below `n`.
+pub fn remove_stale(dir: &Path, n: usize) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.extension().is_some_and(|x| x == "ckpt") && worker_of(&path).is_some_and(|i| i >= n)
+        {
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "Removed the checkpoint of a worker that no longer exists.")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot remove a stale checkpoint.")
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::Profile;
+
+    fn checkpoint(taken_ms: i64, key_id: u64, agents: &[(&str, u64)]) -> Checkpoint {
+        Checkpoint {
+            taken_ms,
+            key_id,
+            agents: agents
+                .iter()
+                .map(|(id, learned)| {
+                    let mut profile = Profile::new(1_000);
+                    profile.events_learned = *learned;
+                    (id.to_string(), AgentSnapshot::new(profile))
+                })
+                .collect(),
+            recent_events: vec![1, 2, 3],
+        }
+    }
 
     #[test]
     fn round_trip_and_version_check() {
         let dir = tempfile::tempdir().unwrap();
-        let mut profile = Profile::new(1_000);
-        profile.events_learned = 42;
-        let cp = Checkpoint {
-            taken_ms: 7,
-            agents: vec![("a".into(), profile)],
-            recent_events: vec![1, 2, 3],
-        };
+        let cp = checkpoint(7, 9, &[("a", 42)]);
         let path = worker_path(dir.path(), 0);
         write_atomic(&path, &encode(&cp)).unwrap();
-        let back = load_all(dir.path()).unwrap();
+        let back = load_all(dir.path(), 9).unwrap();
         assert_eq!(back.len(), 1);
-        assert_eq!(back[0].agents[0].0, "a");
-        assert_eq!(back[0].agents[0].1.events_learned, 42);
-        assert_eq!(back[0].recent_events, [1, 2, 3]);
+        assert_eq!(back[0].1.agents[0].0, "a");
+        assert_eq!(back[0].1.agents[0].1.profile.events_learned, 42);
+        assert_eq!(back[0].1.recent_events, [1, 2, 3]);
 
         let mut bytes = encode(&cp);
         bytes[8] = 99;
-        let e = decode(&bytes, &path).unwrap_err().to_string();
+        let e = decode(&bytes, &path, 9).unwrap_err().to_string();
         assert!(
             e.contains("format version 99") && e.contains("Refusing"),
             "{e}"
         );
-        let e = decode(b"garbage-bytes", &path).unwrap_err();
+        let e = decode(b"garbage-bytes", &path, 9).unwrap_err();
         assert!(matches!(e, StateError::NotCheckpoint { .. }));
-        let e = decode(&encode(&cp)[..20], &path).unwrap_err();
+        let e = decode(&encode(&cp)[..20], &path, 9).unwrap_err();
         assert!(matches!(e, StateError::Corrupt { .. }));
+    }
+
+    #[test]
+    fn another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(
+            &worker_path(dir.path(), 0),
+            &encode(&checkpoint(7, 0xaaaa, &[("a", 1)])),
+        )
+        .unwrap();
+        let e = load_all(dir.path(), 0xbbbb).unwrap_err();
+        assert!(matches!(
+            e,
+            StateError::KeyMismatch {
+                found: 0xaaaa,
+                expected: 0xbbbb,
+                ..
+            }
+        ));
+        let text = e.to_string();
+        assert!(
+            text.contains("another key") && text.contains("WARDEN_HASH_KEY"),
+            "{text}"
+        );
+    }
+
+    /// Four workers wrote agent `a` to file 3 long ago; two workers now
+    /// hold its newer copy in file 0 (a lower number, read first by name).
+    /// The newer copy must win, and the extra files go.
+    #[test]
+    fn files_of_a_larger_worker_count_never_overwrite_newer_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = checkpoint(1_000, 5, &[("a", 10)]);
+        let new = checkpoint(2_000, 5, &[("a", 99)]);
+        write_atomic(&worker_path(dir.path(), 3), &encode(&old)).unwrap();
+        write_atomic(&worker_path(dir.path(), 0), &encode(&new)).unwrap();
+        let loaded = load_all(dir.path(), 5).unwrap();
+        let last_a = loaded
+            .iter()
+            .flat_map(|(_, cp)| cp.agents.iter())
+            .rfind(|(id, _)| id == "a")
+            .unwrap();
+        assert_eq!(
+            last_a.1.profile.events_learned, 99,
+            "the newest copy is restored last"
+        );
+        assert_eq!(worker_of(&worker_path(dir.path(), 3)), Some(3));
+        remove_stale(dir.path(), 2);
+        assert!(!worker_path(dir.path(), 3).exists());
+        assert!(worker_path(dir.path(), 0).exists());
     }
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use redis::Commands;
 
+use super::hash_key::{HashKey, HashKeyError};
 use super::{decode, encode, Checkpoint, StateError};
-use crate::baseline::Profile;
+use crate::engine::AgentSnapshot;
 
 pub struct RedisStore {
     client: redis::Client,
@@ -89,19 +90,21 @@ impl RedisStore {
         }
     }
 
-    /// The agent's stored profile, if any.
-    pub fn load(&mut self, agent: &str) -> Result<Option<Profile>, StateError> {
+    /// The agent's stored profile and open sessions, if any; refused when
+    /// they were fingerprinted under another key than `key_id`.
+    pub fn load(&mut self, agent: &str, key_id: u64) -> Result<Option<AgentSnapshot>, StateError> {
         let key = self.profile_key(agent);
         let bytes: Option<Vec<u8>> = self.retry("load a profile", |c| c.get(&key));
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let cp = decode(&bytes, &PathBuf::from(format!("redis key {key}")))?;
+        let cp = decode(&bytes, &PathBuf::from(format!("redis key {key}")), key_id)?;
         Ok(cp.agents.into_iter().next().map(|(_, p)| p))
     }
 
-    /// Writes profiles in one pipeline.
-    pub fn save(&mut self, agents: &[(String, Profile)]) {
+    /// Writes agents in one pipeline, each under the key id it was
+    /// fingerprinted with.
+    pub fn save(&mut self, agents: &[(String, AgentSnapshot)], key_id: u64) {
         if agents.is_empty() {
             return;
         }
@@ -110,6 +113,7 @@ impl RedisStore {
             .map(|(id, p)| {
                 let cp = Checkpoint {
                     taken_ms: chrono::Utc::now().timestamp_millis(),
+                    key_id,
                     agents: vec![(id.clone(), p.clone())],
                     recent_events: Vec::new(),
                 };
@@ -125,20 +129,47 @@ impl RedisStore {
         });
     }
 
-    /// Whether any profile is stored under this prefix.
+    /// Whether any profile is stored under this prefix. SCAN pages may be
+    /// empty while later ones match, so it walks until the cursor returns
+    /// to 0 or a key is found.
     pub fn has_profiles(&mut self) -> bool {
         let pattern = format!("{}:profile:*", self.prefix);
-        let found: Vec<String> = self.retry("look for profiles", |c| {
-            let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)?;
-            Ok(keys)
-        });
-        !found.is_empty()
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.retry("look for profiles", |c| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            });
+            if !keys.is_empty() {
+                return true;
+            }
+            if next == 0 {
+                return false;
+            }
+            cursor = next;
+        }
+    }
+
+    /// The fingerprint key the group shares (see [`HashKey::for_redis`]).
+    pub fn shared_hash_key(&mut self, configured: Option<&str>) -> Result<HashKey, HashKeyError> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .map_err(|source| HashKeyError::Redis {
+                    key: format!("{}:hash-key", self.prefix),
+                    source,
+                })?,
+        };
+        let key = HashKey::for_redis(configured, &mut conn, &self.prefix);
+        self.conn = Some(conn);
+        key
     }
 
     pub fn save_recent(&mut self, key: &str, ids: &[u64]) {

@@ -34,6 +34,8 @@ pub struct Service {
     pub child: Child,
     pub addr: String,
     pub log: mpsc::Receiver<String>,
+    /// What it logged up to `Ready.`.
+    pub startup: Vec<String>,
 }
 
 impl Service {
@@ -64,6 +66,7 @@ impl Service {
             }
         });
         let mut addr = None;
+        let mut startup = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = rx
@@ -72,7 +75,9 @@ impl Service {
             if let Some(at) = line.find("addr=") {
                 addr = Some(line[at + 5..].split_whitespace().next().unwrap().to_owned());
             }
-            if line.contains("Ready.") {
+            let ready = line.contains("Ready.");
+            startup.push(line);
+            if ready {
                 break;
             }
         }
@@ -80,6 +85,7 @@ impl Service {
             child,
             addr: addr.expect("listening address logged"),
             log: rx,
+            startup,
         }
     }
 
@@ -144,6 +150,9 @@ impl Service {
     }
 
     /// SIGTERM, then a bounded wait for a clean exit.
+    ///
+    /// A test that panics before this leaves the child to `Drop`, which
+    /// kills it: no orphaned `warden run` outlives its test.
     pub fn stop(mut self) -> Vec<String> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -215,4 +224,13 @@ pub fn produce(topic: &str, lines: &str, bad: &[&[u8]]) -> usize {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
     sent
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
