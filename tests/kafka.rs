@@ -214,14 +214,49 @@ fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
         br#"{"event_id":"b1","ts":"yesterday","agent_id":"a","tool":"t"}"#,
         b"\xff\xfe\x00",
     ];
-    let sent = produce(&topic, &lines, &bad);
-    let calls = tool_calls(&lines);
+    let mut sent = produce(&topic, &lines, &bad);
+    let mut calls = tool_calls(&lines);
+    // A valid event keyed by another id than its agent_id (it could sit on
+    // another instance's partition: two writers of one profile) is a dead
+    // letter; a valid event without a key is decided.
+    let mismatched = r#"{"event_id":"k-1","ts":"2026-10-27T10:00:00Z","agent_id":"mail-assist-acme","tool":"read_email"}"#;
+    let unkeyed = r#"{"event_id":"k-2","ts":"2026-10-27T10:00:01Z","agent_id":"mail-assist-acme","tool":"read_email"}"#;
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(&topic)
+                .key("someone-else")
+                .payload(mismatched),
+        )
+        .unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), str>::to(&topic).payload(unkeyed))
+        .unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+    sent += 1;
+    calls += 1;
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &topic, &group, &decisions_topic);
     let svc = Service::start(&config, true);
     svc.wait_metric("warden_decisions_total", calls as f64);
     svc.wait_metric("warden_rejected_total", sent as f64);
+    // Each message was decoded once, by the worker that decided it (the
+    // training file's lines once each before that); only the message
+    // without a key was also decoded to find its worker.
+    let train_lines = std::io::BufRead::lines(std::io::BufReader::new(
+        flate2::read::GzDecoder::new(std::fs::File::open(data("train.jsonl.gz")).unwrap()),
+    ))
+    .count();
+    let stream = lines.lines().count() + sent + 1;
+    assert_eq!(
+        svc.metric("warden_test_decoded_total") as usize,
+        train_lines + stream + 1,
+        "every event decoded once"
+    );
     // Let a barrier pass, so offsets are committed before we stop.
     std::thread::sleep(Duration::from_millis(1500));
     svc.stop();
@@ -246,8 +281,21 @@ fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
     // Dead letters: original bytes and the reason.
     let dead = read_all(&format!("{topic}.dlq"), sent);
     assert_eq!(dead.len(), sent);
+    let kinds: Vec<&[u8]> = dead
+        .iter()
+        .flat_map(|(_, _, h)| h.iter().filter(|(k, _)| k == "warden-error-kind"))
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == b"key_mismatch").count(),
+        1,
+        "{kinds:?}"
+    );
     for (_, payload, headers) in &dead {
-        assert!(bad.contains(&payload.as_slice()), "original bytes kept");
+        assert!(
+            bad.contains(&payload.as_slice()) || payload == mismatched.as_bytes(),
+            "original bytes kept"
+        );
         let reason = headers.iter().find(|(k, _)| k == "warden-error").unwrap();
         assert!(!reason.1.is_empty());
         assert!(headers.iter().any(|(k, _)| k == "warden-source-offset"));
@@ -280,7 +328,7 @@ fn kafka_events_get_exactly_one_decision_and_bad_ones_a_dead_letter() {
         );
         total += high;
     }
-    assert_eq!(total as usize, lines.lines().count() + sent);
+    assert_eq!(total as usize, lines.lines().count() + sent + 1);
 }
 
 /// Config of one instance of a group sharing profiles through Redis.

@@ -85,8 +85,16 @@ impl DecodeError {
     }
 }
 
+/// Events this process decoded, counted only in integration-test builds:
+/// a test checks through `/metrics` that the service decodes each event
+/// once, not once to route and again to decide.
+#[cfg(feature = "integration-tests")]
+pub static DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Decodes one event from raw bytes, checking size and UTF-8 first.
 pub fn decode_bytes(input: &[u8], max_bytes: usize) -> Result<Event<'_>, DecodeError> {
+    #[cfg(feature = "integration-tests")]
+    DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if input.len() > max_bytes {
         return Err(DecodeError::new(
             DecodeErrorKind::TooLarge,

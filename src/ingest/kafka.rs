@@ -1,10 +1,12 @@
 //! The Kafka source of `warden run`.
 //!
-//! Messages are decoded once to validate them and find the worker that owns
-//! their agent, then handed to it over a bounded queue: a full queue makes
-//! the consumer wait, so a slow worker slows consumption and nothing is
-//! dropped. An undecodable message goes to the dead-letter topic with its
-//! bytes intact and the reason in headers.
+//! A message goes to the worker that owns its key (`agent_id`, per
+//! EVENTS.md) over a bounded queue: a full queue makes the consumer wait,
+//! so a slow worker slows consumption and nothing is dropped. The worker
+//! decodes it, once; only a message without a key is decoded here to find
+//! its agent. An undecodable message, or one whose key is not its
+//! `agent_id`, goes to the dead-letter topic with its bytes intact and the
+//! reason in headers ([`DeadLetters`]).
 //!
 //! Offsets are committed only after the state their events produced is
 //! checkpointed: every `commit-interval` the source sends a barrier down
@@ -27,14 +29,17 @@ use bytes::Bytes;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 
 use crate::ingest::decode::decode_bytes;
-use crate::service::worker::{count_event, Msg};
+use crate::service::worker::{Msg, Source};
 use crate::service::{route, Shared};
 
 /// A failure of the Kafka source that stops it.
@@ -195,41 +200,51 @@ pub async fn run(
                     }
                 };
                 let payload = m.payload().unwrap_or(&[]);
-                match decode_bytes(payload, max) {
-                    Ok(ev) => {
-                        count_event(&shared, &ev);
-                        let w = route(ev.agent_id(), shared.senders.len());
-                        let msg = Msg::Batch {
-                            body: Bytes::copy_from_slice(payload),
-                            items: std::iter::once(0..payload.len()).collect(),
-                            partition: m.partition(),
-                        };
-                        if shared.senders[w].send(msg).await.is_err() {
-                            break;
+                let source = Source::Kafka {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(Box::from),
+                };
+                // The key is the agent: route without decoding; the worker
+                // decodes once and checks that the key was the agent_id.
+                let keyed = m
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .filter(|k| !k.is_empty());
+                let w = match keyed {
+                    Some(agent_id) => Some(route(agent_id, shared.senders.len())),
+                    None => match decode_bytes(payload, max) {
+                        Ok(ev) => Some(route(ev.agent_id(), shared.senders.len())),
+                        Err(e) => {
+                            shared.metrics.rejected.get_or_create(&crate::service::metrics::KindLabel {
+                                kind: e.kind.as_str(),
+                            }).inc();
+                            let letter = DeadLetter {
+                                payload,
+                                key: None,
+                                reason: &e.to_string(),
+                                kind: e.kind.as_str(),
+                                topic: m.topic(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                            };
+                            // A dead letter must not be lost either: wait for it.
+                            if let Err((err, _)) = producer.send(letter.record(&dlq), Duration::from_secs(300)).await {
+                                tracing::error!(error = %err, "Cannot write to the dead-letter topic; stopping so the message is redelivered.");
+                                break;
+                            }
+                            None
                         }
-                    }
-                    Err(e) => {
-                        shared.metrics.rejected.get_or_create(&crate::service::metrics::KindLabel {
-                            kind: e.kind.as_str(),
-                        }).inc();
-                        let reason = e.to_string();
-                        let partition = m.partition().to_string();
-                        let offset = m.offset().to_string();
-                        let headers = OwnedHeaders::new()
-                            .insert(Header { key: "warden-error", value: Some(reason.as_bytes()) })
-                            .insert(Header { key: "warden-error-kind", value: Some(e.kind.as_str().as_bytes()) })
-                            .insert(Header { key: "warden-source-topic", value: Some(m.topic().as_bytes()) })
-                            .insert(Header { key: "warden-source-partition", value: Some(partition.as_bytes()) })
-                            .insert(Header { key: "warden-source-offset", value: Some(offset.as_bytes()) });
-                        let mut record = FutureRecord::to(&dlq).payload(payload).headers(headers);
-                        if let Some(k) = m.key() {
-                            record = record.key(k);
-                        }
-                        // A dead letter must not be lost either: wait for it.
-                        if let Err((err, _)) = producer.send(record, Duration::from_secs(300)).await {
-                            tracing::error!(error = %err, "Cannot write to the dead-letter topic; stopping so the message is redelivered.");
-                            break;
-                        }
+                    },
+                };
+                if let Some(w) = w {
+                    let msg = Msg::Batch {
+                        body: Bytes::copy_from_slice(payload),
+                        items: std::iter::once(0..payload.len()).collect(),
+                        source,
+                    };
+                    if shared.senders[w].send(msg).await.is_err() {
+                        break;
                     }
                 }
                 positions
@@ -349,4 +364,122 @@ fn barrier_commit(
         }
     }
     drop(resumes);
+}
+
+/// A message that cannot be decided, on its way to the dead-letter topic:
+/// its bytes intact, the reason and its origin in headers.
+pub struct DeadLetter<'a> {
+    pub payload: &'a [u8],
+    pub key: Option<&'a [u8]>,
+    pub reason: &'a str,
+    pub kind: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl<'a> DeadLetter<'a> {
+    fn headers(&self) -> OwnedHeaders {
+        let partition = self.partition.to_string();
+        let offset = self.offset.to_string();
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "warden-error",
+                value: Some(self.reason.as_bytes()),
+            })
+            .insert(Header {
+                key: "warden-error-kind",
+                value: Some(self.kind.as_bytes()),
+            })
+            .insert(Header {
+                key: "warden-source-topic",
+                value: Some(self.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "warden-source-partition",
+                value: Some(partition.as_bytes()),
+            })
+            .insert(Header {
+                key: "warden-source-offset",
+                value: Some(offset.as_bytes()),
+            })
+    }
+
+    fn record(&self, dlq: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut record = FutureRecord::to(dlq)
+            .payload(self.payload)
+            .headers(self.headers());
+        if let Some(k) = self.key {
+            record = record.key(k);
+        }
+        record
+    }
+}
+
+/// The workers' way to the dead-letter topic, for the messages they find
+/// bad when they decode them. Sends are asynchronous; each barrier flushes
+/// them before offsets are committed, so no dead letter is lost.
+pub struct DeadLetters {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
+    source_topic: String,
+}
+
+impl DeadLetters {
+    pub fn new(cfg: &crate::config::KafkaConfig) -> Result<Self, KafkaSourceError> {
+        let producer = client(cfg)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "300000")
+            .create()
+            .map_err(|source| KafkaSourceError::Client {
+                what: "dead-letter producer",
+                source,
+            })?;
+        Ok(Self {
+            producer,
+            topic: cfg.dlq(),
+            source_topic: cfg.topic.clone(),
+        })
+    }
+
+    /// The topic the letters come from.
+    pub fn source_topic(&self) -> &str {
+        &self.source_topic
+    }
+
+    /// Queues a letter, waiting while the producer's queue is full.
+    pub fn send(&self, letter: &DeadLetter) {
+        let mut record = BaseRecord::to(&self.topic)
+            .payload(letter.payload)
+            .headers(letter.headers());
+        if let Some(k) = letter.key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    // Caught at the next barrier: the flush fails, nothing
+                    // is committed, and the message is redelivered.
+                    tracing::error!(error = %e, "Cannot queue a dead letter.");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued letter is written; false if some is not.
+    pub fn flush(&self) -> bool {
+        match self.producer.flush(Duration::from_secs(60)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "Dead letters not confirmed; offsets stay uncommitted.");
+                false
+            }
+        }
+    }
 }

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::worker::{count_event, Msg};
+use super::worker::{count_event, Msg, Source};
 use super::{route, Shared};
 use crate::ingest::decode::{decode_bytes, DecodeError};
 use crate::service::metrics::KindLabel;
@@ -173,7 +173,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         permit.send(Msg::Batch {
             body: body.clone(),
             items: batch,
-            partition: -1,
+            source: Source::Http,
         });
     }
     let reply = IngestReply {

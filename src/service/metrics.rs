@@ -228,6 +228,16 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        #[cfg(feature = "integration-tests")]
+        {
+            let n = crate::ingest::decode::DECODED.load(std::sync::atomic::Ordering::Relaxed);
+            let family = format!(
+                "# HELP warden_test_decoded Events decoded (integration-test builds only).\n\
+                 # TYPE warden_test_decoded counter\nwarden_test_decoded_total {n}\n"
+            );
+            let at = out.rfind("# EOF").unwrap_or(out.len());
+            out.insert_str(at, &family);
+        }
         out
     }
 }

@@ -11,7 +11,7 @@
 //! Start-up restores every checkpoint under the data directory (routing
 //! each agent to the worker that now owns it) before the listener reports
 //! ready. SIGTERM or Ctrl-C stops the listener, lets workers drain their
-//! queues, closes sessions, checkpoints, and exits 0 within the grace
+//! queues, checkpoints (open sessions too), and exits 0 within the grace
 //! period.
 
 pub mod http;
@@ -53,6 +53,8 @@ pub struct Shared {
     pub rejects: Mutex<RejectSink>,
     /// Bearer tokens of the quarantine API.
     pub tokens: http::Tokens,
+    /// With Kafka on: where workers send the messages they cannot decode.
+    pub dead_letters: Option<crate::ingest::kafka::DeadLetters>,
     agents: Vec<AtomicUsize>,
 }
 
@@ -292,9 +294,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || crate::respond::responder::start(&cfg, metrics, learn))
             .await??
     };
+    let dead_letters = if cfg.kafka.enabled {
+        Some(crate::ingest::kafka::DeadLetters::new(&cfg.kafka)?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         config: cfg.clone(),
         decisions_producer,
+        dead_letters,
         metrics,
         responder: Some(responder.handle.clone()),
         senders,

@@ -29,14 +29,36 @@ use crate::respond::context::{self, Timeline};
 use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
+/// Where a batch came from: what becomes of an item that does not decode.
+#[derive(Debug)]
+pub enum Source {
+    /// HTTP ingest validated the items before answering.
+    Http,
+    /// One Kafka message, routed by its key: a bad one is dead-lettered.
+    Kafka {
+        partition: i32,
+        offset: i64,
+        key: Option<Box<[u8]>>,
+    },
+}
+
+impl Source {
+    fn partition(&self) -> i32 {
+        match self {
+            Self::Http => -1,
+            Self::Kafka { partition, .. } => *partition,
+        }
+    }
+}
+
 /// What a worker is sent.
 pub enum Msg {
-    /// Events for this worker's agents: slices of one request body, from a
-    /// Kafka partition (or -1 for HTTP).
+    /// Events for this worker's agents: slices of one request body or one
+    /// Kafka message, decoded here, once.
     Batch {
         body: Bytes,
         items: Vec<Range<usize>>,
-        partition: i32,
+        source: Source,
     },
     /// These partitions were revoked: save and drop the agents last seen on
     /// them, so their next owner continues from the store.
@@ -190,8 +212,8 @@ impl Worker {
                 Msg::Batch {
                     body,
                     items,
-                    partition,
-                } => self.process(&body, &items, partition),
+                    source,
+                } => self.process(&body, &items, &source),
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
                     if self.watermark > i64::MIN {
@@ -216,7 +238,8 @@ impl Worker {
                 Msg::Stop => break,
             }
         }
-        self.engine.close_all();
+        // Open sessions are checkpointed, not closed: after a restart they
+        // continue with their context and surprise, as after a crash.
         self.dirty = true;
         let _ = self.checkpoint();
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
@@ -270,18 +293,68 @@ impl Worker {
         );
     }
 
-    fn process(&mut self, body: &[u8], items: &[Range<usize>], partition: i32) {
+    /// Sends a Kafka message this worker cannot decide to the dead-letter
+    /// topic, counted by kind.
+    fn dead_letter(&self, payload: &[u8], source: &Source, kind: &'static str, reason: &str) {
+        self.shared
+            .metrics
+            .rejected
+            .get_or_create(&KindLabel { kind })
+            .inc();
+        let (
+            Source::Kafka {
+                partition,
+                offset,
+                key,
+            },
+            Some(dlq),
+        ) = (source, &self.shared.dead_letters)
+        else {
+            return;
+        };
+        dlq.send(&crate::ingest::kafka::DeadLetter {
+            payload,
+            key: key.as_deref(),
+            reason,
+            kind,
+            topic: dlq.source_topic(),
+            partition: *partition,
+            offset: *offset,
+        });
+    }
+
+    fn process(&mut self, body: &[u8], items: &[Range<usize>], source: &Source) {
         let max = self.shared.config.ingest.max_event_bytes;
+        let partition = source.partition();
         let mut flagged = Vec::new();
         for r in items {
-            // Ingest validated these bytes; a failure here is a bug, logged.
             let ev = match decode_bytes(&body[r.clone()], max) {
                 Ok(ev) => ev,
+                Err(e) if matches!(source, Source::Kafka { .. }) => {
+                    self.dead_letter(&body[r.clone()], source, e.kind.as_str(), &e.to_string());
+                    continue;
+                }
                 Err(e) => {
+                    // HTTP ingest validated these bytes; a failure is a bug.
                     tracing::error!(worker = self.index, error = %e, "Validated event failed to decode.");
                     continue;
                 }
             };
+            if let Source::Kafka { key: Some(key), .. } = source {
+                // Keyed by another id, the event may sit on another
+                // instance's partition than its agent's other events: two
+                // writers of one profile. EVENTS.md: the key is agent_id.
+                if key.as_ref() != ev.agent_id().as_bytes() {
+                    let reason = format!(
+                        "message key {:?} is not the event's agent_id {:?} (the key must be agent_id)",
+                        String::from_utf8_lossy(key),
+                        ev.agent_id()
+                    );
+                    self.dead_letter(&body[r.clone()], source, "key_mismatch", &reason);
+                    continue;
+                }
+                count_event(&self.shared, &ev);
+            }
             self.dirty = true;
             if partition >= 0 && self.store.is_some() {
                 let id = ev.agent_id();
@@ -461,6 +534,13 @@ impl Worker {
     fn stage(&mut self) -> bool {
         if let Some(r) = &self.shared.responder {
             r.sync_blocking();
+        }
+        // Offsets of dead-lettered messages commit only once the letters
+        // are written.
+        if let Some(dlq) = &self.shared.dead_letters {
+            if !dlq.flush() {
+                return false;
+            }
         }
         let recent: Vec<u64> = self.dedup.order.iter().copied().collect();
         if let Some(store) = self.store.as_mut() {
