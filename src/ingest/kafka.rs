@@ -207,12 +207,18 @@ struct ProbeContext {
 
 impl ClientContext for ProbeContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if let Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) =
-            error.rdkafka_error_code()
-        {
-            let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-            f.get_or_insert((code, reason.to_owned()));
-        }
+        let code = match error.rdkafka_error_code() {
+            Some(c @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) => c,
+            // A broker that rejects our client certificate (or sends none
+            // we accept) ends the handshake with a TLS alert, which
+            // librdkafka reports as a transport failure quoting OpenSSL.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
+                RDKafkaErrorCode::SSL
+            }
+            _ => return,
+        };
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert((code, reason.to_owned()));
     }
 }
 
