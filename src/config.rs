@@ -449,32 +449,41 @@ const KAFKA_SECRET_PROPERTIES: &[(&str, &str)] = &[
     ("sasl.kerberos.keytab", "a secret file or variable"),
 ];
 
-/// librdkafka properties Warden sets itself: from a `[kafka]` key, or
-/// because exactly-once processing depends on them.
+/// librdkafka properties Warden sets itself, and why (or which key sets
+/// them).
 const KAFKA_OWN_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "kafka.brokers"),
-    ("metadata.broker.list", "kafka.brokers"),
-    ("security.protocol", "kafka.security-protocol"),
-    ("sasl.mechanisms", "kafka.sasl-mechanism"),
-    ("sasl.mechanism", "kafka.sasl-mechanism"),
-    ("sasl.username", "kafka.sasl-username"),
-    ("ssl.ca.location", "kafka.ssl-ca-location"),
-    ("ssl.certificate.location", "kafka.ssl-certificate-location"),
-    ("ssl.key.location", "kafka.ssl-key-location"),
+    ("bootstrap.servers", "use kafka.brokers"),
+    ("metadata.broker.list", "use kafka.brokers"),
+    ("security.protocol", "use kafka.security-protocol"),
+    ("sasl.mechanisms", "use kafka.sasl-mechanism"),
+    ("sasl.mechanism", "use kafka.sasl-mechanism"),
+    ("sasl.username", "use kafka.sasl-username"),
+    ("ssl.ca.location", "use kafka.ssl-ca-location"),
+    (
+        "ssl.certificate.location",
+        "use kafka.ssl-certificate-location",
+    ),
+    ("ssl.key.location", "use kafka.ssl-key-location"),
     (
         "ssl.endpoint.identification.algorithm",
-        "kafka.ssl-endpoint-identification",
+        "use kafka.ssl-endpoint-identification",
     ),
     (
         "enable.ssl.certificate.verification",
-        "kafka.ssl-ca-location (certificates are always checked)",
+        "certificates are always checked (kafka.ssl-ca-location)",
     ),
-    ("group.id", "kafka.group"),
-    ("transactional.id", "kafka.instance-id"),
-    ("enable.auto.commit", "kafka.commit-interval"),
-    ("enable.auto.offset.store", "kafka.commit-interval"),
-    ("enable.idempotence", "kafka.decisions-topic"),
-    ("isolation.level", "kafka.decisions-topic"),
+    ("group.id", "use kafka.group"),
+    ("transactional.id", "use kafka.instance-id"),
+    (
+        "enable.auto.commit",
+        "offsets commit after checkpoints (kafka.commit-interval)",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets commit after checkpoints (kafka.commit-interval)",
+    ),
+    ("enable.idempotence", "exactly-once decisions depend on it"),
+    ("isolation.level", "exactly-once decisions depend on it"),
 ];
 
 /// The Kafka source and sinks of `warden run` (off by default).
@@ -588,7 +597,7 @@ impl KafkaConfig {
                 ));
             }
             if let Some((_, instead)) = KAFKA_OWN_PROPERTIES.iter().find(|(k, _)| k == key) {
-                return Err(invalid(&at, format!("is set by Warden; use {instead}")));
+                return Err(invalid(&at, format!("is set by Warden: {instead}")));
             }
             if key.is_empty()
                 || !key

@@ -235,6 +235,8 @@ pub fn check_brokers(cfg: &KafkaConfig, wait: Duration) -> Result<(), KafkaSourc
     // A producer, because it hands librdkafka's error events (with their
     // reason text) to the context when polled.
     let probe: BaseProducer<ProbeContext> = client_config(cfg)?
+        // Asking must not create the topic on a broker that auto-creates.
+        .set("allow.auto.create.topics", "false")
         .create_with_context(ProbeContext::default())
         .map_err(|source| KafkaSourceError::Client {
             what: "connection check",
