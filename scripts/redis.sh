@@ -1,31 +1,50 @@
 #!/usr/bin/env bash
 # Run a throwaway Redis server on 127.0.0.1 for Warden's integration tests
-# and CI (no persistence: nothing is saved to disk).
+# and CI (no persistence: nothing is saved to disk), with a plain port and a
+# TLS port.
 #
 # Usage: scripts/redis.sh start|stop|status
 #
 #   start   Install Debian's redis-server with apt-get if redis-server is
-#           missing, start it daemonized and wait until PING answers PONG.
-#           Does nothing if a server we started is already answering.
+#           missing, generate the test TLS material on first use
+#           (scripts/test-certs.sh), start it daemonized and wait until PING
+#           answers PONG on both ports. Does nothing if a server we started
+#           is already answering on both.
 #   stop    SHUTDOWN NOSAVE via redis-cli; falls back to SIGTERM/SIGKILL
 #           of the pid in the pid file.
-#   status  Exit 0 if the server answers PING on the port.
+#   status  Exit 0 if the server answers PING on both ports.
+#
+# The TLS port presents a certificate for 127.0.0.1/localhost signed by the
+# test CA in $WARDEN_REDIS_TLS_DIR (ca.crt); a client certificate signed by
+# it (client.crt, client.key) is checked when sent, not required. Besides
+# the passwordless default user, the ACL user $WARDEN_REDIS_ACL_USER with
+# password $WARDEN_REDIS_ACL_PASSWORD may do everything.
 #
 # Environment:
 #   WARDEN_CACHE                cache root (default: $HOME/.cache/warden)
-#   WARDEN_REDIS_PORT           port (default: 6379)
+#   WARDEN_REDIS_PORT           plain port (default: 6379)
+#   WARDEN_REDIS_TLS_PORT       TLS port (default: 6380)
 #   WARDEN_REDIS_DIR            working dir holding the pid and log files
 #                               (default: $WARDEN_CACHE/redis-$WARDEN_REDIS_PORT)
+#   WARDEN_REDIS_TLS_DIR        test CA, server and client certificates
+#                               (default: $WARDEN_REDIS_DIR/tls)
+#   WARDEN_REDIS_ACL_USER       password-protected user (default: warden)
+#   WARDEN_REDIS_ACL_PASSWORD   its password (default: warden-test-secret)
 #   WARDEN_REDIS_START_TIMEOUT  seconds to wait for PONG (default: 30)
 #   WARDEN_REDIS_STOP_TIMEOUT   seconds to wait for exit (default: 15)
 set -euo pipefail
 
-# Needs nothing from the repo; all state lives under $WARDEN_CACHE, so the
-# script works from any cwd.
+# All state lives under $WARDEN_CACHE, so the script works from any cwd;
+# certificates come from scripts/test-certs.sh next to it.
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 cache="${WARDEN_CACHE:-$HOME/.cache/warden}"
 port="${WARDEN_REDIS_PORT:-6379}"
+tls_port="${WARDEN_REDIS_TLS_PORT:-6380}"
 dir="${WARDEN_REDIS_DIR:-$cache/redis-$port}"
+tls_dir="${WARDEN_REDIS_TLS_DIR:-$dir/tls}"
+acl_user="${WARDEN_REDIS_ACL_USER:-warden}"
+acl_password="${WARDEN_REDIS_ACL_PASSWORD:-warden-test-secret}"
 start_timeout="${WARDEN_REDIS_START_TIMEOUT:-30}"
 stop_timeout="${WARDEN_REDIS_STOP_TIMEOUT:-15}"
 
@@ -41,6 +60,12 @@ cli() { redis-cli -h "$host" -p "$port" "$@"; }
 ping_ok() {
   command -v redis-cli >/dev/null 2>&1 || return 1
   [[ "$(timeout 3 redis-cli -h "$host" -p "$port" ping 2>/dev/null || true)" == "PONG" ]]
+}
+
+tls_ping_ok() {
+  [[ -f "$tls_dir/ca.crt" ]] || return 1
+  [[ "$(timeout 3 redis-cli -h "$host" -p "$tls_port" --tls --cacert "$tls_dir/ca.crt" \
+    ping 2>/dev/null || true)" == "PONG" ]]
 }
 
 pid_alive() {
@@ -89,37 +114,48 @@ cmd_start() {
   ensure_installed
   if ping_ok; then
     if pid="$(pid_alive)"; then
-      log "already running (pid $pid) on $host:$port"
+      tls_ping_ok ||
+        die "the server on $host:$port (pid $pid) does not answer TLS on $host:$tls_port (started by an older redis.sh?); restart it: $0 stop && $0 start"
+      log "already running (pid $pid) on $host:$port, TLS $host:$tls_port"
       return 0
     fi
     die "$host:$port already answers PING but was not started by this script (no live pid in $pid_file); stop it or set WARDEN_REDIS_PORT"
   fi
-  if timeout 2 bash -c ": >/dev/tcp/$host/$port" 2>/dev/null; then
-    die "$host:$port is already in use by another process; free it or set WARDEN_REDIS_PORT"
-  fi
+  local p
+  for p in "$port" "$tls_port"; do
+    if timeout 2 bash -c ": >/dev/tcp/$host/$p" 2>/dev/null; then
+      die "$host:$p is already in use by another process; free it or set WARDEN_REDIS_PORT / WARDEN_REDIS_TLS_PORT"
+    fi
+  done
   mkdir -p "$dir"
+  "$script_dir/test-certs.sh" "$tls_dir"
   rm -f "$pid_file"
   if [[ -f "$log_file" ]]; then mv -f "$log_file" "$log_file.1"; fi
-  log "starting redis-server on $host:$port (dir $dir, log $log_file)"
+  log "starting redis-server on $host:$port and TLS $host:$tls_port (dir $dir, log $log_file, CA and client certificate in $tls_dir)"
   # --protected-mode stays on: only loopback clients are possible anyway.
+  # The config goes through stdin ("-") so the ACL password is not in ps.
   local out
-  if ! out="$(redis-server --daemonize yes --bind "$host" --port "$port" \
+  if ! out="$(redis-server - --daemonize yes --bind "$host" --port "$port" \
     --save '' --appendonly no --dir "$dir" \
-    --pidfile "$pid_file" --logfile "$log_file" </dev/null 2>&1)"; then
+    --pidfile "$pid_file" --logfile "$log_file" \
+    --tls-port "$tls_port" --tls-cert-file "$tls_dir/server.crt" \
+    --tls-key-file "$tls_dir/server.key" --tls-ca-cert-file "$tls_dir/ca.crt" \
+    --tls-auth-clients optional \
+    <<<"user $acl_user on >$acl_password ~* &* +@all" 2>&1)"; then
     [[ -z "$out" ]] || printf '%s\n' "$out" >&2
     show_log_tail
     die "redis-server failed to start"
   fi
   SECONDS=0
   deadline=$((SECONDS + start_timeout))
-  until ping_ok; do
+  until ping_ok && tls_ping_ok; do
     if ((SECONDS >= deadline)); then
       show_log_tail
-      die "no PONG from $host:$port after ${start_timeout}s"
+      die "no PONG from $host:$port and TLS $host:$tls_port after ${start_timeout}s"
     fi
     sleep 0.2
   done
-  log "ready on $host:$port (pid $(cat "$pid_file" 2>/dev/null || echo '?'), $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
+  log "ready on $host:$port and TLS $host:$tls_port (pid $(cat "$pid_file" 2>/dev/null || echo '?'), $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
 }
 
 cmd_stop() {
@@ -153,9 +189,13 @@ cmd_stop() {
 }
 
 cmd_status() {
-  if ping_ok; then
-    log "running on $host:$port$(pid="$(pid_alive)" && printf ' (pid %s)' "$pid")"
+  if ping_ok && tls_ping_ok; then
+    log "running on $host:$port and TLS $host:$tls_port$(pid="$(pid_alive)" && printf ' (pid %s)' "$pid")"
     return 0
+  fi
+  if ping_ok; then
+    log "running on $host:$port, but not answering TLS on $host:$tls_port"
+    return 1
   fi
   log "not running on $host:$port"
   return 1

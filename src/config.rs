@@ -293,10 +293,23 @@ impl Default for PagerDutyConfig {
 pub struct RedisConfig {
     /// Keep profiles in Redis instead of files under the data directory.
     pub enabled: bool,
-    /// Connection URL; a password belongs in `WARDEN_REDIS_URL`, not here.
+    /// Connection URL, `redis://` or `rediss://` (TLS, certificate and host
+    /// name always checked); a password belongs in `password-env` or
+    /// `WARDEN_REDIS_URL`, not here.
     pub url: String,
     /// Prefix of every key Warden writes.
     pub key_prefix: String,
+    /// PEM file of the CA(s) the server's certificate must chain to
+    /// (`rediss://` only); empty means the built-in public roots, as for
+    /// HTTPS.
+    pub ca_file: PathBuf,
+    /// PEM client certificate (chain) for mutual TLS, with `client-key-file`.
+    pub client_cert_file: PathBuf,
+    /// PEM (PKCS#8, PKCS#1 or SEC1) key of `client-cert-file`.
+    pub client_key_file: PathBuf,
+    /// Environment variable holding the password (`AUTH`, as the URL's user
+    /// if it names one); empty means none beyond the URL's.
+    pub password_env: String,
 }
 
 impl Default for RedisConfig {
@@ -305,9 +318,174 @@ impl Default for RedisConfig {
             enabled: false,
             url: "redis://127.0.0.1:6379".to_owned(),
             key_prefix: "warden".to_owned(),
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+            password_env: String::new(),
         }
     }
 }
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .map_err(|_| invalid("redis.url", "is not a redis:// or rediss:// URL"))?;
+        let tls = match info.addr {
+            redis::ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(invalid(
+                    "redis.url",
+                    "#insecure would skip the certificate check; set redis.ca-file instead",
+                ))
+            }
+            redis::ConnectionAddr::TcpTls { .. } => true,
+            _ => false,
+        };
+        let files = [
+            ("redis.ca-file", &self.ca_file),
+            ("redis.client-cert-file", &self.client_cert_file),
+            ("redis.client-key-file", &self.client_key_file),
+        ];
+        for (key, path) in files {
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            if !tls {
+                return Err(invalid(key, "needs a rediss:// redis.url"));
+            }
+            if !path.is_file() {
+                return Err(invalid(key, format!("{} is not a file", path.display())));
+            }
+        }
+        if self.client_cert_file.as_os_str().is_empty()
+            != self.client_key_file.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "redis.client-key-file",
+                "client-cert-file and client-key-file go together",
+            ));
+        }
+        check_secret_env("redis.password-env", &self.password_env)
+    }
+}
+
+/// How Kafka clients talk to the brokers (librdkafka `security.protocol`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// SASL mechanism (librdkafka `sasl.mechanisms`); none needs Kerberos.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum SaslMechanism {
+    #[default]
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::Plain => "PLAIN",
+        }
+    }
+}
+
+/// Whether a broker's certificate must name the host connected to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointIdentification {
+    /// The host name (or IP) must match the certificate, as for HTTPS.
+    #[default]
+    Https,
+    /// Only the chain is checked (brokers behind names their certificates
+    /// do not carry).
+    None,
+}
+
+/// librdkafka properties that carry a secret, and the key to use instead.
+const KAFKA_SECRET_PROPERTIES: &[(&str, &str)] = &[
+    ("sasl.password", "kafka.sasl-password-env"),
+    ("ssl.key.password", "kafka.ssl-key-password-env"),
+    ("ssl.key.pem", "kafka.ssl-key-location"),
+    ("ssl_key", "kafka.ssl-key-location"),
+    ("ssl.keystore.password", "kafka.ssl-key-password-env"),
+    (
+        "sasl.oauthbearer.client.secret",
+        "a secret file or variable",
+    ),
+    ("sasl.oauthbearer.config", "a secret file or variable"),
+    ("sasl.kerberos.keytab", "a secret file or variable"),
+];
+
+/// librdkafka properties Warden sets itself, and why (or which key sets
+/// them).
+const KAFKA_OWN_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.brokers"),
+    ("metadata.broker.list", "use kafka.brokers"),
+    ("security.protocol", "use kafka.security-protocol"),
+    ("sasl.mechanisms", "use kafka.sasl-mechanism"),
+    ("sasl.mechanism", "use kafka.sasl-mechanism"),
+    ("sasl.username", "use kafka.sasl-username"),
+    ("ssl.ca.location", "use kafka.ssl-ca-location"),
+    (
+        "ssl.certificate.location",
+        "use kafka.ssl-certificate-location",
+    ),
+    ("ssl.key.location", "use kafka.ssl-key-location"),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "use kafka.ssl-endpoint-identification",
+    ),
+    (
+        "enable.ssl.certificate.verification",
+        "certificates are always checked (kafka.ssl-ca-location)",
+    ),
+    ("group.id", "use kafka.group"),
+    ("transactional.id", "use kafka.instance-id"),
+    (
+        "enable.auto.commit",
+        "offsets commit after checkpoints (kafka.commit-interval)",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets commit after checkpoints (kafka.commit-interval)",
+    ),
+    ("enable.idempotence", "exactly-once decisions depend on it"),
+    ("isolation.level", "exactly-once decisions depend on it"),
+];
 
 /// The Kafka source and sinks of `warden run` (off by default).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,6 +513,33 @@ pub struct KafkaConfig {
     /// restarted instance fences its dead predecessor. Empty means the host
     /// name.
     pub instance_id: String,
+    /// plaintext | ssl | sasl_plaintext | sasl_ssl, for every Kafka client
+    /// (consumer, producers).
+    pub security_protocol: SecurityProtocol,
+    /// SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN (sasl_* protocols).
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user name (sasl_* protocols).
+    pub sasl_username: String,
+    /// Environment variable holding the SASL password; the password is
+    /// never read from this file.
+    pub sasl_password_env: String,
+    /// PEM file of the CA(s) that sign the brokers' certificates; empty
+    /// means the system's trust store.
+    pub ssl_ca_location: PathBuf,
+    /// PEM client certificate for mutual TLS, with `ssl-key-location`.
+    pub ssl_certificate_location: PathBuf,
+    /// PEM key of `ssl-certificate-location`.
+    pub ssl_key_location: PathBuf,
+    /// Environment variable holding the password of an encrypted
+    /// `ssl-key-location`; empty for an unencrypted key.
+    pub ssl_key_password_env: String,
+    /// https: a broker's certificate must name the host connected to;
+    /// none: only its chain is checked.
+    pub ssl_endpoint_identification: EndpointIdentification,
+    /// Further librdkafka properties for every client (e.g.
+    /// `"socket.keepalive.enable" = "true"`); secrets and the properties
+    /// above are refused.
+    pub librdkafka: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -348,6 +553,16 @@ impl Default for KafkaConfig {
             decisions_topic: "warden.decisions".to_owned(),
             commit_interval: Duration::from_secs(5),
             instance_id: String::new(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password_env: "WARDEN_KAFKA_SASL_PASSWORD".to_owned(),
+            ssl_ca_location: PathBuf::new(),
+            ssl_certificate_location: PathBuf::new(),
+            ssl_key_location: PathBuf::new(),
+            ssl_key_password_env: String::new(),
+            ssl_endpoint_identification: EndpointIdentification::Https,
+            librdkafka: BTreeMap::new(),
         }
     }
 }
@@ -370,6 +585,114 @@ impl KafkaConfig {
             self.dlq_topic.clone()
         }
     }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // A secret written into the file is refused even when Kafka is off:
+        // the file is where it must not be.
+        for key in self.librdkafka.keys() {
+            let at = format!("kafka.librdkafka.{key:?}");
+            if let Some((_, instead)) = KAFKA_SECRET_PROPERTIES.iter().find(|(k, _)| k == key) {
+                return Err(invalid(
+                    &at,
+                    format!("carries a secret; use {instead} instead of the config file"),
+                ));
+            }
+            if let Some((_, instead)) = KAFKA_OWN_PROPERTIES.iter().find(|(k, _)| k == key) {
+                return Err(invalid(&at, format!("is set by Warden: {instead}")));
+            }
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+            {
+                return Err(invalid(&at, "is not a librdkafka property name"));
+            }
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        for (key, v) in [
+            ("kafka.brokers", &self.brokers),
+            ("kafka.topic", &self.topic),
+            ("kafka.group", &self.group),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must not be empty when kafka.enabled"));
+            }
+        }
+        if self.commit_interval < Duration::from_millis(100) {
+            return Err(invalid("kafka.commit-interval", "must be at least 100ms"));
+        }
+        let protocol = self.security_protocol;
+        if protocol.uses_sasl() {
+            if self.sasl_username.trim().is_empty() {
+                return Err(invalid(
+                    "kafka.sasl-username",
+                    format!(
+                        "must not be empty with security-protocol {}",
+                        protocol.as_str()
+                    ),
+                ));
+            }
+            if self.sasl_password_env.is_empty() {
+                return Err(invalid("kafka.sasl-password-env", "must name a variable"));
+            }
+            check_secret_env("kafka.sasl-password-env", &self.sasl_password_env)?;
+        } else if !self.sasl_username.is_empty() {
+            return Err(invalid(
+                "kafka.sasl-username",
+                "needs security-protocol sasl_ssl or sasl_plaintext",
+            ));
+        }
+        let files = [
+            ("kafka.ssl-ca-location", &self.ssl_ca_location),
+            (
+                "kafka.ssl-certificate-location",
+                &self.ssl_certificate_location,
+            ),
+            ("kafka.ssl-key-location", &self.ssl_key_location),
+        ];
+        for (key, path) in files {
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            // A CA or client certificate under plaintext is a TLS set-up that
+            // would silently not happen.
+            if !protocol.uses_tls() {
+                return Err(invalid(key, "needs security-protocol ssl or sasl_ssl"));
+            }
+            if !path.is_file() {
+                return Err(invalid(key, format!("{} is not a file", path.display())));
+            }
+        }
+        if self.ssl_certificate_location.as_os_str().is_empty()
+            != self.ssl_key_location.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "kafka.ssl-key-location",
+                "ssl-certificate-location and ssl-key-location go together",
+            ));
+        }
+        if !self.ssl_key_password_env.is_empty() && self.ssl_key_location.as_os_str().is_empty() {
+            return Err(invalid(
+                "kafka.ssl-key-password-env",
+                "needs kafka.ssl-key-location",
+            ));
+        }
+        check_secret_env("kafka.ssl-key-password-env", &self.ssl_key_password_env)
+    }
+}
+
+/// A `*-env` key names a variable that must be set (its value is never
+/// shown); an empty name means the secret is not used.
+fn check_secret_env(key: &str, var: &str) -> Result<(), ConfigError> {
+    if var.is_empty() || std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        format!("environment variable {var} is not set"),
+    ))
 }
 
 /// `warden run`: the HTTP listener, workers, state and decisions.
@@ -950,25 +1273,8 @@ impl Config {
         if sv.data_dir.as_os_str().is_empty() {
             return Err(invalid("server.data-dir", "must not be empty"));
         }
-        if self.redis.enabled && redis::Client::open(self.redis.url.as_str()).is_err() {
-            return Err(invalid("redis.url", "is not a redis:// URL"));
-        }
-        let k = &self.kafka;
-        if k.enabled {
-            for (key, v) in [
-                ("kafka.brokers", &k.brokers),
-                ("kafka.topic", &k.topic),
-                ("kafka.group", &k.group),
-            ] {
-                if v.trim().is_empty() {
-                    return Err(invalid(key, "must not be empty when kafka.enabled"));
-                }
-            }
-            if k.commit_interval < Duration::from_millis(100) {
-                return Err(invalid("kafka.commit-interval", "must be at least 100ms"));
-            }
-        }
-        Ok(())
+        self.redis.validate()?;
+        self.kafka.validate()
     }
 }
 
@@ -1058,5 +1364,161 @@ mod response_tests {
         let cfg = Config::parse("[response.pagerduty]\nrouting-key = \"short\"").unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("response.pagerduty.routing-key"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    fn err(cfg: &Config) -> String {
+        cfg.validate().unwrap_err().to_string()
+    }
+
+    /// `[kafka]` enabled, plus `extra` lines.
+    fn kafka(extra: &str) -> Config {
+        Config::parse(&format!("[kafka]\nenabled = true\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn kafka_keys_parse_in_their_documented_spelling() {
+        let cfg = Config::parse(
+            "[kafka]\nsecurity-protocol = \"sasl_plaintext\"\nsasl-mechanism = \"SCRAM-SHA-256\"\n\
+             ssl-endpoint-identification = \"none\"\n[kafka.librdkafka]\n\"socket.keepalive.enable\" = \"true\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.kafka.security_protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(cfg.kafka.sasl_mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(
+            cfg.kafka.ssl_endpoint_identification,
+            EndpointIdentification::None
+        );
+        let e = Config::parse("[kafka]\nsecurity-protocol = \"tls\"").unwrap_err();
+        assert!(e.contains("security-protocol") || e.contains("tls"), "{e}");
+        let e = Config::parse("[kafka]\nsasl-mechanism = \"GSSAPI\"").unwrap_err();
+        assert!(e.contains("GSSAPI"), "{e}");
+    }
+
+    #[test]
+    fn sasl_needs_a_user_and_a_set_password_variable() {
+        let var = "WARDEN_CONFIG_TEST_SASL_PASSWORD";
+        let cfg = kafka(&format!(
+            "security-protocol = \"sasl_ssl\"\nsasl-password-env = {var:?}\n"
+        ));
+        assert!(err(&cfg).contains("kafka.sasl-username"), "{}", err(&cfg));
+        let cfg = kafka(&format!(
+            "security-protocol = \"sasl_ssl\"\nsasl-username = \"warden\"\nsasl-password-env = {var:?}\n"
+        ));
+        let e = err(&cfg);
+        assert!(
+            e.contains("kafka.sasl-password-env") && e.contains(&format!("{var} is not set")),
+            "{e}"
+        );
+        std::env::set_var(var, "s3cret-value");
+        cfg.validate().unwrap();
+        // A user name under plaintext would be silently unused.
+        let e = err(&kafka("sasl-username = \"warden\"\n"));
+        assert!(e.contains("kafka.sasl-username"), "{e}");
+    }
+
+    #[test]
+    fn librdkafka_pass_through_refuses_secrets_and_warden_own_properties() {
+        let cfg = Config::parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        let e = err(&cfg);
+        assert!(
+            e.contains("kafka.librdkafka.\"sasl.password\"")
+                && e.contains("kafka.sasl-password-env"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let cfg =
+            Config::parse("[kafka.librdkafka]\n\"ssl.key.password\" = \"hunter2\"\n").unwrap();
+        assert!(err(&cfg).contains("kafka.ssl-key-password-env"));
+        for (key, instead) in [
+            ("group.id", "kafka.group"),
+            ("security.protocol", "kafka.security-protocol"),
+            ("enable.ssl.certificate.verification", "always checked"),
+        ] {
+            let cfg = Config::parse(&format!("[kafka.librdkafka]\n{key:?} = \"x\"\n")).unwrap();
+            let e = err(&cfg);
+            assert!(e.contains(key) && e.contains(instead), "{e}");
+        }
+        let cfg = Config::parse("[kafka.librdkafka]\n\"Bad Key\" = \"x\"\n").unwrap();
+        assert!(err(&cfg).contains("not a librdkafka property"));
+        let cfg =
+            Config::parse("[kafka.librdkafka]\n\"socket.keepalive.enable\" = \"true\"\n").unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_protocol_exist_and_pair_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let e = err(&kafka(&format!("ssl-ca-location = {pem:?}\n")));
+        assert!(
+            e.contains("kafka.ssl-ca-location") && e.contains("security-protocol ssl"),
+            "{e}"
+        );
+        kafka(&format!(
+            "security-protocol = \"ssl\"\nssl-ca-location = {pem:?}\n"
+        ))
+        .validate()
+        .unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = err(&kafka(&format!(
+            "security-protocol = \"ssl\"\nssl-ca-location = {missing:?}\n"
+        )));
+        assert!(
+            e.contains("kafka.ssl-ca-location") && e.contains("is not a file"),
+            "{e}"
+        );
+        let e = err(&kafka(&format!(
+            "security-protocol = \"ssl\"\nssl-certificate-location = {pem:?}\n"
+        )));
+        assert!(e.contains("kafka.ssl-key-location"), "{e}");
+        let e = err(&kafka(&format!(
+            "security-protocol = \"ssl\"\nssl-certificate-location = {pem:?}\nssl-key-location = {pem:?}\n\
+             ssl-key-password-env = \"WARDEN_CONFIG_TEST_UNSET_KEY_PASSWORD\"\n"
+        )));
+        assert!(
+            e.contains("kafka.ssl-key-password-env")
+                && e.contains("WARDEN_CONFIG_TEST_UNSET_KEY_PASSWORD"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn redis_tls_keys_need_rediss_and_certificate_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let redis =
+            |extra: &str| Config::parse(&format!("[redis]\nenabled = true\n{extra}")).unwrap();
+        let e = err(&redis(&format!("ca-file = {pem:?}\n")));
+        assert!(
+            e.contains("redis.ca-file") && e.contains("rediss://"),
+            "{e}"
+        );
+        redis(&format!(
+            "url = \"rediss://127.0.0.1:6380\"\nca-file = {pem:?}\n"
+        ))
+        .validate()
+        .unwrap();
+        let e = err(&redis("url = \"rediss://127.0.0.1:6380/#insecure\"\n"));
+        assert!(e.contains("redis.url") && e.contains("insecure"), "{e}");
+        let e = err(&redis(&format!(
+            "url = \"rediss://127.0.0.1:6380\"\nclient-cert-file = {pem:?}\n"
+        )));
+        assert!(e.contains("redis.client-key-file"), "{e}");
+        let e = err(&redis(
+            "password-env = \"WARDEN_CONFIG_TEST_UNSET_REDIS\"\n",
+        ));
+        assert!(
+            e.contains("redis.password-env") && e.contains("WARDEN_CONFIG_TEST_UNSET_REDIS"),
+            "{e}"
+        );
+        let e = err(&redis("url = \"http://127.0.0.1\"\n"));
+        assert!(e.contains("redis.url"), "{e}");
     }
 }

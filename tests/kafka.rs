@@ -347,13 +347,14 @@ fn group_config(
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
              [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {:?}\ngroup = {:?}\ndecisions-topic = {:?}\n\
              commit-interval = \"500ms\"\ninstance-id = {:?}\n\
-             [redis]\nenabled = true\nurl = \"redis://127.0.0.1:6379\"\nkey-prefix = {:?}\n",
+             [redis]\nenabled = true\nurl = {:?}\nkey-prefix = {:?}\n",
             dir.join("state"),
             brokers(),
             topic,
             group,
             decisions,
             instance,
+            std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             prefix
         ),
     )

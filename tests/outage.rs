@@ -15,7 +15,9 @@ use rdkafka::ClientConfig;
 mod common;
 use common::*;
 
-const BROKERS: &str = "127.0.0.1:9092";
+fn redis_url() -> String {
+    std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
 
 fn script(name: &str, arg: &str) {
     let path = format!("{}/scripts/{name}.sh", env!("CARGO_MANIFEST_DIR"));
@@ -28,7 +30,7 @@ fn script(name: &str, arg: &str) {
 /// Event ids of committed decisions, read until `expect` or 90 s.
 fn decided(topic: &str, expect: usize) -> Vec<String> {
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKERS)
+        .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
@@ -60,11 +62,13 @@ fn redis_down_10s_and_broker_restart_lose_and_double_nothing() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\ncheckpoint-interval = \"1s\"\n\
-             [kafka]\nenabled = true\nbrokers = {BROKERS:?}\ntopic = {topic:?}\ngroup = {:?}\ndecisions-topic = {decisions:?}\n\
+             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {topic:?}\ngroup = {:?}\ndecisions-topic = {decisions:?}\n\
              commit-interval = \"500ms\"\ninstance-id = \"outage\"\n\
-             [redis]\nenabled = true\nurl = \"redis://127.0.0.1:6379\"\nkey-prefix = {:?}\n",
+             [redis]\nenabled = true\nurl = {:?}\nkey-prefix = {:?}\n",
             dir.path().join("state"),
+            brokers(),
             unique("warden"),
+            redis_url(),
             unique("warden-outage"),
         ),
     )

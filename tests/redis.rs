@@ -184,7 +184,12 @@ fn has_profiles_looks_past_the_first_scan_page() {
     }
     pipe.query::<()>(&mut conn).unwrap();
 
-    let mut store = warden::state::redis::RedisStore::open(&redis_url(), &prefix).unwrap();
+    let mut store = warden::state::redis::RedisStore::open(&warden::config::RedisConfig {
+        url: redis_url(),
+        key_prefix: prefix.clone(),
+        ..Default::default()
+    })
+    .unwrap();
     assert!(!store.has_profiles(), "no profile stored yet");
     redis::cmd("SET")
         .arg(format!("{prefix}:profile:agent-x"))

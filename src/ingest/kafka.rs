@@ -20,6 +20,13 @@
 //! them is committed, and, with Redis as the store, their agents are saved
 //! and dropped so that their next owner (or this instance, later) continues
 //! from the stored profile.
+//!
+//! Every Kafka client of `warden run` (this consumer, the dead-letter
+//! producer, the transactional decisions producer) starts from
+//! [`client_config`], so brokers, TLS, SASL and the `[kafka.librdkafka]`
+//! properties are the same for all. [`check_brokers`] runs once before
+//! them, so a wrong password or certificate stops start-up with a message
+//! that says which, instead of clients retrying forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,17 +39,20 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{
-    BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
+    BaseProducer, BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
+    ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 
+use crate::config::{EndpointIdentification, KafkaConfig};
 use crate::ingest::decode::decode_bytes;
 use crate::service::worker::{Msg, Source};
 use crate::service::{route, Shared};
 
-/// A failure of the Kafka source that stops it.
+/// A failure of the Kafka source that stops it, or of the connection
+/// settings every Kafka client shares. Never carries a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
     #[error("cannot create the Kafka {what}: {source}")]
@@ -50,6 +60,17 @@ pub enum KafkaSourceError {
         what: &'static str,
         source: rdkafka::error::KafkaError,
     },
+    #[error("config key `{key}`: environment variable {var} is not set")]
+    MissingSecret { key: &'static str, var: String },
+    #[error("Kafka brokers {brokers} refused {what}: {reason}")]
+    Authentication {
+        brokers: String,
+        /// Mechanism and user, e.g. "SASL SCRAM-SHA-512 as `warden`".
+        what: String,
+        reason: String,
+    },
+    #[error("TLS with the Kafka brokers {brokers} failed (check kafka.ssl-ca-location, kafka.ssl-certificate-location, kafka.ssl-key-location): {reason}")]
+    Tls { brokers: String, reason: String },
 }
 
 /// Offsets: next to commit per partition, and what was last committed.
@@ -124,10 +145,150 @@ fn send_blocking(s: &tokio::sync::mpsc::Sender<Msg>, mut msg: Msg) -> bool {
     }
 }
 
-fn client(cfg: &crate::config::KafkaConfig) -> ClientConfig {
+/// The settings every Kafka client starts from: brokers, security
+/// protocol, TLS files, SASL credentials (secrets read from their
+/// variables now) and the `[kafka.librdkafka]` pass-through.
+pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaSourceError> {
     let mut c = ClientConfig::new();
+    // Validation refused pass-through keys that collide with those below,
+    // so the order only matters for defaults librdkafka already has.
+    for (k, v) in &cfg.librdkafka {
+        c.set(k, v);
+    }
     c.set("bootstrap.servers", &cfg.brokers);
-    c
+    let protocol = cfg.security_protocol;
+    c.set("security.protocol", protocol.as_str());
+    if protocol.uses_sasl() {
+        c.set("sasl.mechanisms", cfg.sasl_mechanism.as_str());
+        c.set("sasl.username", &cfg.sasl_username);
+        c.set(
+            "sasl.password",
+            secret("kafka.sasl-password-env", &cfg.sasl_password_env)?,
+        );
+    }
+    if protocol.uses_tls() {
+        let files = [
+            ("ssl.ca.location", &cfg.ssl_ca_location),
+            ("ssl.certificate.location", &cfg.ssl_certificate_location),
+            ("ssl.key.location", &cfg.ssl_key_location),
+        ];
+        for (k, path) in files {
+            if !path.as_os_str().is_empty() {
+                c.set(k, path.to_string_lossy());
+            }
+        }
+        if !cfg.ssl_key_password_env.is_empty() {
+            c.set(
+                "ssl.key.password",
+                secret("kafka.ssl-key-password-env", &cfg.ssl_key_password_env)?,
+            );
+        }
+        c.set(
+            "ssl.endpoint.identification.algorithm",
+            match cfg.ssl_endpoint_identification {
+                EndpointIdentification::Https => "https",
+                EndpointIdentification::None => "none",
+            },
+        );
+    }
+    Ok(c)
+}
+
+fn secret(key: &'static str, var: &str) -> Result<String, KafkaSourceError> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| KafkaSourceError::MissingSecret {
+            key,
+            var: var.to_owned(),
+        })
+}
+
+/// Remembers the first authentication or TLS failure librdkafka reports.
+#[derive(Default)]
+struct ProbeContext {
+    failure: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let code = match error.rdkafka_error_code() {
+            Some(c @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) => c,
+            // A broker that rejects our client certificate (or sends none
+            // we accept) ends the handshake with a TLS alert, which
+            // librdkafka reports as a transport failure quoting OpenSSL.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
+                RDKafkaErrorCode::SSL
+            }
+            _ => return,
+        };
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert((code, reason.to_owned()));
+    }
+}
+
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// Asks the brokers for `kafka.topic`'s metadata with the shared client
+/// settings. A refused login or a failed TLS handshake is an error that
+/// names its cause (and never the password); brokers that do not answer
+/// within `wait` are only logged, as the clients retry by themselves.
+pub fn check_brokers(cfg: &KafkaConfig, wait: Duration) -> Result<(), KafkaSourceError> {
+    // A producer, because it hands librdkafka's error events (with their
+    // reason text) to the context when polled.
+    let probe: BaseProducer<ProbeContext> = client_config(cfg)?
+        // Asking must not create the topic on a broker that auto-creates.
+        .set("allow.auto.create.topics", "false")
+        .create_with_context(ProbeContext::default())
+        .map_err(|source| KafkaSourceError::Client {
+            what: "connection check",
+            source,
+        })?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let answer = probe
+            .client()
+            .fetch_metadata(Some(&cfg.topic), Duration::from_millis(500));
+        probe.poll(Duration::from_millis(100));
+        let failure = probe
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match failure {
+            Some((RDKafkaErrorCode::Authentication, reason)) => {
+                return Err(KafkaSourceError::Authentication {
+                    brokers: cfg.brokers.clone(),
+                    what: format!(
+                        "SASL {} as `{}` (password from {})",
+                        cfg.sasl_mechanism.as_str(),
+                        cfg.sasl_username,
+                        cfg.sasl_password_env
+                    ),
+                    reason,
+                })
+            }
+            Some((_, reason)) => {
+                return Err(KafkaSourceError::Tls {
+                    brokers: cfg.brokers.clone(),
+                    reason,
+                })
+            }
+            None => {}
+        }
+        match answer {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                tracing::warn!(brokers = %cfg.brokers, error = %e, "No Kafka broker answered yet; the clients keep trying.");
+                return Ok(());
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Consumes until `stop` turns true, then commits what was checkpointed.
@@ -142,7 +303,7 @@ pub async fn run(
         positions: positions.clone(),
         topic: cfg.topic.clone(),
     };
-    let consumer: StreamConsumer<SourceContext> = client(cfg)
+    let consumer: StreamConsumer<SourceContext> = client_config(cfg)?
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -153,7 +314,7 @@ pub async fn run(
             what: "consumer",
             source,
         })?;
-    let producer: FutureProducer = client(cfg)
+    let producer: FutureProducer = client_config(cfg)?
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "300000")
         .create()
@@ -427,7 +588,7 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(cfg: &crate::config::KafkaConfig) -> Result<Self, KafkaSourceError> {
-        let producer = client(cfg)
+        let producer = client_config(cfg)?
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "300000")
             .create()
@@ -481,5 +642,48 @@ impl DeadLetters {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_gets_the_transport_settings_and_the_secret_from_its_variable() {
+        std::env::set_var("WARDEN_KAFKA_TEST_CLIENT_PASSWORD", "pw-from-env");
+        let mut cfg = KafkaConfig {
+            security_protocol: crate::config::SecurityProtocol::SaslSsl,
+            sasl_username: "warden".to_owned(),
+            sasl_password_env: "WARDEN_KAFKA_TEST_CLIENT_PASSWORD".to_owned(),
+            ssl_ca_location: "/etc/ca.pem".into(),
+            ..KafkaConfig::default()
+        };
+        cfg.librdkafka
+            .insert("socket.keepalive.enable".to_owned(), "true".to_owned());
+        let c = client_config(&cfg).unwrap();
+        for (k, v) in [
+            ("bootstrap.servers", "127.0.0.1:9092"),
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "warden"),
+            ("sasl.password", "pw-from-env"),
+            ("ssl.ca.location", "/etc/ca.pem"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+            ("socket.keepalive.enable", "true"),
+        ] {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        assert_eq!(c.get("ssl.certificate.location"), None);
+
+        cfg.sasl_password_env = "WARDEN_KAFKA_TEST_CLIENT_UNSET".to_owned();
+        let e = client_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("WARDEN_KAFKA_TEST_CLIENT_UNSET"), "{e}");
+
+        // Plaintext sets no TLS or SASL property at all.
+        let c = client_config(&KafkaConfig::default()).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("sasl.password"), None);
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), None);
     }
 }

@@ -30,6 +30,8 @@ pub enum RegistryError {
     },
     #[error("cannot open the Redis registry: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Connect(#[from] crate::state::redis::RedisConnectError),
 }
 
 pub enum Registry {
@@ -48,8 +50,13 @@ impl Registry {
         Ok(Self::File { dir })
     }
 
-    pub fn redis(url: &str, prefix: &str) -> Result<Self, RegistryError> {
-        Ok(Self::Redis(Box::new(RedisStore::open(url, prefix)?)))
+    pub fn redis(cfg: &crate::config::RedisConfig) -> Result<Self, RegistryError> {
+        Ok(Self::Redis(Box::new(RedisStore::open(cfg)?)))
+    }
+
+    /// The registry on a client built once (see `responder::Handle`).
+    pub fn shared(client: redis::Client, prefix: &str) -> Self {
+        Self::Redis(Box::new(RedisStore::with_client(client, prefix)))
     }
 
     /// Records `q` durably. Redis outages are waited out (retried with

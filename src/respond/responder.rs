@@ -242,7 +242,8 @@ pub struct Handle {
     pub tx: mpsc::Sender<Msg>,
     pub board: Arc<Board>,
     /// Embedded registries answer from the board; a shared one is asked.
-    pub shared_registry: Option<(String, String)>,
+    /// (client, key prefix): TLS material is read once, at start.
+    pub shared_registry: Option<(redis::Client, String)>,
 }
 
 impl Handle {
@@ -365,7 +366,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         });
     }
     let mut registry = if cfg.redis.enabled {
-        Registry::redis(&cfg.redis.url, &cfg.redis.key_prefix)?
+        Registry::redis(&cfg.redis)?
     } else {
         Registry::file(&cfg.server.data_dir)?
     };
@@ -381,9 +382,14 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         .build()?;
     let (tx, rx) = mpsc::channel(r.queue_depth);
     let board = Arc::new(Board::default());
-    let shared_registry = registry
-        .is_shared()
-        .then(|| (cfg.redis.url.clone(), cfg.redis.key_prefix.clone()));
+    let shared_registry = if registry.is_shared() {
+        Some((
+            crate::state::redis::client(&cfg.redis)?,
+            cfg.redis.key_prefix.clone(),
+        ))
+    } else {
+        None
+    };
     let open = registry.open_quarantines()?;
     let mut me = Responder {
         cfg: cfg.clone(),

@@ -312,10 +312,10 @@ async fn get_quarantine(
     if let Some(q) = r.board.get(&id) {
         return Json(public_view(q)).into_response();
     }
-    if let Some((url, prefix)) = r.shared_registry.clone() {
+    if let Some((client, prefix)) = r.shared_registry.clone() {
         let found = tokio::task::spawn_blocking(move || {
-            crate::respond::registry::Registry::redis(&url, &prefix)
-                .and_then(|mut reg| reg.get(&id))
+            crate::respond::registry::Registry::shared(client, &prefix)
+                .get(&id)
                 .map_err(|e| e.to_string())
         })
         .await;
@@ -343,11 +343,11 @@ async fn agent_status(
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
     };
     let all: Vec<Arc<crate::respond::incident::Quarantine>> = match r.shared_registry.clone() {
-        Some((url, prefix)) => {
+        Some((client, prefix)) => {
             let id = agent_id.clone();
             let found = tokio::task::spawn_blocking(move || {
-                crate::respond::registry::Registry::redis(&url, &prefix)
-                    .and_then(|mut reg| reg.of_agent(&id))
+                crate::respond::registry::Registry::shared(client, &prefix)
+                    .of_agent(&id)
                     .map_err(|e| e.to_string())
             })
             .await;

@@ -98,8 +98,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
     if cfg.redis.enabled {
         // Profiles load lazily from Redis as agents show up; train only an
         // empty store.
-        let mut store =
-            crate::state::redis::RedisStore::open(&cfg.redis.url, &cfg.redis.key_prefix)?;
+        let mut store = crate::state::redis::RedisStore::open(&cfg.redis)?;
         let key_id = engines[0].key_id();
         if store.has_profiles() {
             if !opts.train.is_empty() {
@@ -178,8 +177,7 @@ fn write_checkpoints(cfg: &Config, engines: &[Engine], recent: &[u64]) -> anyhow
 fn with_deployment_key(mut cfg: Config) -> anyhow::Result<Config> {
     let configured = cfg.detector.configured_hash_key();
     let key = if cfg.redis.enabled {
-        crate::state::redis::RedisStore::open(&cfg.redis.url, &cfg.redis.key_prefix)?
-            .shared_hash_key(configured)?
+        crate::state::redis::RedisStore::open(&cfg.redis)?.shared_hash_key(configured)?
     } else {
         crate::state::hash_key::HashKey::for_data_dir(configured, &cfg.server.data_dir)?
     };
@@ -263,16 +261,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
+    if cfg.kafka.enabled {
+        // A refused login or TLS handshake stops start-up, naming the cause.
+        let k = cfg.kafka.clone();
+        let wait = std::time::Duration::from_secs(10);
+        tokio::task::spawn_blocking(move || crate::ingest::kafka::check_brokers(&k, wait))
+            .await??;
+    }
     let decisions_producer = if cfg.kafka.enabled && !cfg.kafka.decisions_topic.is_empty() {
         // Decisions and consumed offsets commit together (one transaction
         // per barrier): a crash replays the uncommitted events, and the
         // decisions they had produced are aborted, never seen twice.
-        let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &cfg.kafka.brokers)
-            .set("transactional.id", cfg.kafka.transactional_id())
-            .set("linger.ms", "5")
-            .create()
-            .context("cannot create the Kafka decisions producer")?;
+        let p: ThreadedProducer<DefaultProducerContext> =
+            crate::ingest::kafka::client_config(&cfg.kafka)?
+                .set("transactional.id", cfg.kafka.transactional_id())
+                .set("linger.ms", "5")
+                .create()
+                .context("cannot create the Kafka decisions producer")?;
         let timeout = std::time::Duration::from_secs(60);
         let p = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             p.init_transactions(timeout)

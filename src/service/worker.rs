@@ -163,7 +163,7 @@ impl Worker {
         let mut dedup = Dedup::new(shared.config.server.dedup_window);
         let r = &shared.config.redis;
         let mut store = if r.enabled {
-            match RedisStore::open(&r.url, &r.key_prefix) {
+            match RedisStore::open(r) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     // The URL was validated at start; a failure here is not

@@ -9,7 +9,13 @@
 //!
 //! Redis being down is waited out: every call is retried with exponential
 //! backoff (100 ms to 5 s) until it works. Meanwhile the worker's queue
-//! fills, ingest pushes back, and nothing is lost.
+//! fills, ingest pushes back, and nothing is lost. What waiting cannot
+//! fix (a certificate the CA does not sign, a refused password) stops
+//! [`RedisStore::open`] instead.
+//!
+//! Every Redis client Warden opens comes from [`client`]: `rediss://` with
+//! the configured CA (else the built-in public roots) and client
+//! certificate, and the password from its environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,13 +35,35 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub fn open(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+    /// A store on [`client`]`(cfg)`. It connects once: a server that is
+    /// down is waited out later, but one that refuses Warden's
+    /// certificate checks or password is an error now.
+    pub fn open(cfg: &crate::config::RedisConfig) -> Result<Self, RedisConnectError> {
+        let client = client(cfg)?;
+        let conn = match client.get_connection_with_timeout(Duration::from_secs(2)) {
+            Ok(c) => Some(c),
+            Err(error) if is_permanent(&error) => {
+                return Err(RedisConnectError::Refused {
+                    addr: client.get_connection_info().addr.to_string(),
+                    error,
+                })
+            }
+            Err(_) => None,
+        };
         Ok(Self {
-            client: redis::Client::open(url)?,
+            conn,
+            ..Self::with_client(client, &cfg.key_prefix)
+        })
+    }
+
+    /// A store on a client already built (by [`client`]); connects lazily.
+    pub fn with_client(client: redis::Client, prefix: &str) -> Self {
+        Self {
+            client,
             conn: None,
             prefix: prefix.to_owned(),
             outage: false,
-        })
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -182,5 +210,150 @@ impl RedisStore {
         bytes
             .and_then(|b| postcard::from_bytes(&b).ok())
             .unwrap_or_default()
+    }
+}
+
+/// Redis settings that cannot work. Never carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    #[error("config key `redis.url`: not a redis:// or rediss:// URL: {0}")]
+    Url(redis::RedisError),
+    // The underlying errors are part of the message, not sources: the
+    // CLI prints a chain, and rustls errors would repeat there.
+    #[error("config key `{key}`: cannot read {path}: {error}")]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("config key `redis.password-env`: environment variable {var} is not set")]
+    MissingSecret { var: String },
+    #[error("config keys `redis.ca-file`, `redis.client-cert-file`, `redis.client-key-file`: {0}")]
+    Tls(redis::RedisError),
+    #[error("Redis at {addr} refused Warden: {error}")]
+    Refused {
+        addr: String,
+        error: redis::RedisError,
+    },
+}
+
+/// The one way Warden builds a Redis client (profile store, quarantine
+/// registry, API reads).
+pub fn client(cfg: &crate::config::RedisConfig) -> Result<redis::Client, RedisConnectError> {
+    let mut info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str())
+        .map_err(RedisConnectError::Url)?;
+    if !cfg.password_env.is_empty() {
+        let password = std::env::var(&cfg.password_env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| RedisConnectError::MissingSecret {
+                var: cfg.password_env.clone(),
+            })?;
+        info.redis.password = Some(password);
+    }
+    if !matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
+        return redis::Client::open(info).map_err(RedisConnectError::Url);
+    }
+    let read =
+        |key: &'static str, path: &std::path::Path| -> Result<Option<Vec<u8>>, RedisConnectError> {
+            if path.as_os_str().is_empty() {
+                return Ok(None);
+            }
+            std::fs::read(path)
+                .map(Some)
+                .map_err(|error| RedisConnectError::Read {
+                    key,
+                    path: path.to_owned(),
+                    error,
+                })
+        };
+    let root_cert = read("redis.ca-file", &cfg.ca_file)?;
+    let cert = read("redis.client-cert-file", &cfg.client_cert_file)?;
+    let key = read("redis.client-key-file", &cfg.client_key_file)?;
+    let client_tls = match (cert, key) {
+        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(RedisConnectError::Tls)
+}
+
+/// Failures that retrying cannot fix: a certificate not trusted (or a
+/// host name it does not carry), a refused login, unusable TLS settings.
+fn is_permanent(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+    ) || e.code() == Some("WRONGPASS")
+        || e.code() == Some("NOAUTH")
+        // rustls reports handshake failures as InvalidData I/O errors.
+        || (e.is_io_error()
+            && std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_takes_its_password_from_the_variable_and_reads_tls_files() {
+        use crate::config::RedisConfig;
+        std::env::set_var("WARDEN_REDIS_TEST_CLIENT_PASSWORD", "pw-from-env");
+        let cfg = RedisConfig {
+            url: "redis://warden@127.0.0.1:6379".to_owned(),
+            password_env: "WARDEN_REDIS_TEST_CLIENT_PASSWORD".to_owned(),
+            ..RedisConfig::default()
+        };
+        let info = client(&cfg).unwrap().get_connection_info().clone();
+        assert_eq!(info.redis.username.as_deref(), Some("warden"));
+        assert_eq!(info.redis.password.as_deref(), Some("pw-from-env"));
+
+        let missing = RedisConfig {
+            password_env: "WARDEN_REDIS_TEST_CLIENT_UNSET".to_owned(),
+            ..cfg.clone()
+        };
+        let e = client(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("WARDEN_REDIS_TEST_CLIENT_UNSET is not set"),
+            "{e}"
+        );
+
+        let no_ca = RedisConfig {
+            url: "rediss://127.0.0.1:6380".to_owned(),
+            ca_file: "/nonexistent/ca.pem".into(),
+            ..cfg.clone()
+        };
+        let e = client(&no_ca).unwrap_err().to_string();
+        assert!(
+            e.contains("redis.ca-file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        assert!(!e.contains("pw-from-env"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("ca.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let bad_pem = RedisConfig {
+            ca_file: junk,
+            ..no_ca
+        };
+        let e = client(&bad_pem).unwrap_err().to_string();
+        assert!(e.contains("redis.ca-file"), "{e}");
     }
 }
