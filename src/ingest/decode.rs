@@ -8,7 +8,10 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -83,6 +86,30 @@ impl DecodeError {
             message: message.into(),
         }
     }
+}
+
+/// The events of one request body, each decoded once, borrowing from the
+/// body they came in: `(range in the body, event or why it is bad)`.
+#[derive(yoke::Yokeable)]
+pub struct DecodedItems<'a>(pub Vec<(Range<usize>, Result<Event<'a>, DecodeError>)>);
+
+/// A request body together with its decoded events, shared by every worker
+/// that owns some of them, so that no worker decodes an event again.
+pub type DecodedBody = yoke::Yoke<DecodedItems<'static>, Arc<Bytes>>;
+
+/// Decodes every item (`items`: ranges of `body`) once.
+pub fn decode_body(body: Bytes, items: Vec<Range<usize>>, max_bytes: usize) -> DecodedBody {
+    yoke::Yoke::attach_to_cart(Arc::new(body), move |body: &Bytes| {
+        DecodedItems(
+            items
+                .into_iter()
+                .map(|r| {
+                    let ev = decode_bytes(&body[r.clone()], max_bytes);
+                    (r, ev)
+                })
+                .collect(),
+        )
+    })
 }
 
 /// Events this process decoded, counted only in integration-test builds:

@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 use crate::config::{EndpointIdentification, KafkaConfig};
 use crate::ingest::decode::decode_bytes;
-use crate::service::worker::{Msg, Source};
+use crate::service::worker::{KafkaMessage, Msg};
 use crate::service::{route, Shared};
 
 /// A failure of the Kafka source that stops it, or of the connection
@@ -361,11 +361,6 @@ pub async fn run(
                     }
                 };
                 let payload = m.payload().unwrap_or(&[]);
-                let source = Source::Kafka {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(Box::from),
-                };
                 // The key is the agent: route without decoding; the worker
                 // decodes once and checks that the key was the agent_id.
                 let keyed = m
@@ -399,11 +394,12 @@ pub async fn run(
                     },
                 };
                 if let Some(w) = w {
-                    let msg = Msg::Batch {
-                        body: Bytes::copy_from_slice(payload),
-                        items: std::iter::once(0..payload.len()).collect(),
-                        source,
-                    };
+                    let msg = Msg::Message(KafkaMessage {
+                        payload: Bytes::copy_from_slice(payload),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(Box::from),
+                    });
                     if shared.senders[w].send(msg).await.is_err() {
                         break;
                     }

@@ -28,9 +28,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::worker::{count_event, Msg, Source};
+use super::worker::{count_event, Msg};
 use super::{route, Shared};
-use crate::ingest::decode::{decode_bytes, DecodeError};
+use crate::ingest::decode::{decode_body, DecodeError};
 use crate::service::metrics::KindLabel;
 
 /// The router, with its state.
@@ -123,22 +123,28 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let max = shared.config.ingest.max_event_bytes;
     let workers = shared.senders.len();
-    let mut routed: Vec<Vec<Range<usize>>> = vec![Vec::new(); workers];
+    // Decoded once, here: the workers read the same events, borrowed from
+    // the body, instead of decoding them again.
+    let decoded = decode_body(body, items, max);
+    let mut routed: Vec<Vec<u32>> = vec![Vec::new(); workers];
     let mut errors = Vec::new();
-    for (index, r) in items.into_iter().enumerate() {
-        match decode_bytes(&body[r.clone()], max) {
-            Ok(ev) => {
-                count_event(&shared, &ev);
-                routed[route(ev.agent_id(), workers)].push(r);
-            }
-            Err(e) => {
-                reject(&shared, index, &body[r], &e);
-                errors.push(ItemError {
-                    index,
-                    kind: e.kind.as_str(),
-                    field: e.field,
-                    reason: e.to_string(),
-                });
+    {
+        let body = decoded.backing_cart();
+        for (index, (r, ev)) in decoded.get().0.iter().enumerate() {
+            match ev {
+                Ok(ev) => {
+                    count_event(&shared, ev);
+                    routed[route(ev.agent_id(), workers)].push(index as u32);
+                }
+                Err(e) => {
+                    reject(&shared, index, &body[r.clone()], e);
+                    errors.push(ItemError {
+                        index,
+                        kind: e.kind.as_str(),
+                        field: e.field,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
     }
@@ -167,13 +173,13 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     }
     let mut accepted = 0;
+    let decoded = Arc::new(decoded);
     for (w, permit) in permits {
-        let batch = std::mem::take(&mut routed[w]);
-        accepted += batch.len();
-        permit.send(Msg::Batch {
-            body: body.clone(),
-            items: batch,
-            source: Source::Http,
+        let items = std::mem::take(&mut routed[w]);
+        accepted += items.len();
+        permit.send(Msg::Events {
+            batch: decoded.clone(),
+            items,
         });
     }
     let reply = IngestReply {

@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,43 +22,34 @@ use super::Shared;
 use crate::decide::Mode;
 use crate::engine::{Engine, Evaluation, ExplainedReason, Phase};
 use crate::event::{Event, ToolCall};
-use crate::ingest::decode::decode_bytes;
+use crate::ingest::decode::{decode_bytes, DecodedBody};
 use crate::replay::DecisionRecord;
 use crate::respond::context::{self, Timeline};
 use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
-/// Where a batch came from: what becomes of an item that does not decode.
+/// One Kafka message, routed by its key: decoded by the worker, once.
 #[derive(Debug)]
-pub enum Source {
-    /// HTTP ingest validated the items before answering.
-    Http,
-    /// One Kafka message, routed by its key: a bad one is dead-lettered.
-    Kafka {
-        partition: i32,
-        offset: i64,
-        key: Option<Box<[u8]>>,
-    },
+pub struct KafkaMessage {
+    pub payload: Bytes,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Box<[u8]>>,
 }
 
-impl Source {
-    fn partition(&self) -> i32 {
-        match self {
-            Self::Http => -1,
-            Self::Kafka { partition, .. } => *partition,
-        }
-    }
-}
+/// A flagged call, summarised for the log after its batch.
+type FlaggedCall = (String, String, f32, f32, Vec<String>);
 
 /// What a worker is sent.
 pub enum Msg {
-    /// Events for this worker's agents: slices of one request body or one
-    /// Kafka message, decoded here, once.
-    Batch {
-        body: Bytes,
-        items: Vec<Range<usize>>,
-        source: Source,
+    /// Events of one HTTP request that this worker's agents own, decoded
+    /// once by ingest: indices into the shared batch.
+    Events {
+        batch: Arc<DecodedBody>,
+        items: Vec<u32>,
     },
+    /// A Kafka message for one of this worker's agents.
+    Message(KafkaMessage),
     /// These partitions were revoked: save and drop the agents last seen on
     /// them, so their next owner continues from the store.
     Evict(Vec<i32>),
@@ -209,11 +199,8 @@ impl Worker {
     pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Batch {
-                    body,
-                    items,
-                    source,
-                } => self.process(&body, &items, &source),
+                Msg::Events { batch, items } => self.process_decoded(&batch, &items),
+                Msg::Message(m) => self.process_message(&m),
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
                     if self.watermark > i64::MIN {
@@ -295,146 +282,158 @@ impl Worker {
 
     /// Sends a Kafka message this worker cannot decide to the dead-letter
     /// topic, counted by kind.
-    fn dead_letter(&self, payload: &[u8], source: &Source, kind: &'static str, reason: &str) {
+    fn dead_letter(&self, m: &KafkaMessage, kind: &'static str, reason: &str) {
         self.shared
             .metrics
             .rejected
             .get_or_create(&KindLabel { kind })
             .inc();
-        let (
-            Source::Kafka {
-                partition,
-                offset,
-                key,
-            },
-            Some(dlq),
-        ) = (source, &self.shared.dead_letters)
-        else {
-            return;
-        };
-        dlq.send(&crate::ingest::kafka::DeadLetter {
-            payload,
-            key: key.as_deref(),
-            reason,
-            kind,
-            topic: dlq.source_topic(),
-            partition: *partition,
-            offset: *offset,
-        });
+        if let Some(dlq) = &self.shared.dead_letters {
+            dlq.send(&crate::ingest::kafka::DeadLetter {
+                payload: &m.payload,
+                key: m.key.as_deref(),
+                reason,
+                kind,
+                topic: dlq.source_topic(),
+                partition: m.partition,
+                offset: m.offset,
+            });
+        }
     }
 
-    fn process(&mut self, body: &[u8], items: &[Range<usize>], source: &Source) {
+    /// One Kafka message: decoded here, once; a bad one is dead-lettered.
+    fn process_message(&mut self, m: &KafkaMessage) {
         let max = self.shared.config.ingest.max_event_bytes;
-        let partition = source.partition();
+        let ev = match decode_bytes(&m.payload, max) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.dead_letter(m, e.kind.as_str(), &e.to_string());
+                return;
+            }
+        };
+        if let Some(key) = &m.key {
+            // Keyed by another id, the event may sit on another instance's
+            // partition than its agent's other events: two writers of one
+            // profile. EVENTS.md: the key is agent_id.
+            if key.as_ref() != ev.agent_id().as_bytes() {
+                let reason = format!(
+                    "message key {:?} is not the event's agent_id {:?} (the key must be agent_id)",
+                    String::from_utf8_lossy(key),
+                    ev.agent_id()
+                );
+                self.dead_letter(m, "key_mismatch", &reason);
+                return;
+            }
+        }
+        count_event(&self.shared, &ev);
         let mut flagged = Vec::new();
-        for r in items {
-            let ev = match decode_bytes(&body[r.clone()], max) {
-                Ok(ev) => ev,
-                Err(e) if matches!(source, Source::Kafka { .. }) => {
-                    self.dead_letter(&body[r.clone()], source, e.kind.as_str(), &e.to_string());
-                    continue;
-                }
-                Err(e) => {
-                    // HTTP ingest validated these bytes; a failure is a bug.
-                    tracing::error!(worker = self.index, error = %e, "Validated event failed to decode.");
-                    continue;
-                }
-            };
-            if let Source::Kafka { key: Some(key), .. } = source {
-                // Keyed by another id, the event may sit on another
-                // instance's partition than its agent's other events: two
-                // writers of one profile. EVENTS.md: the key is agent_id.
-                if key.as_ref() != ev.agent_id().as_bytes() {
-                    let reason = format!(
-                        "message key {:?} is not the event's agent_id {:?} (the key must be agent_id)",
-                        String::from_utf8_lossy(key),
-                        ev.agent_id()
-                    );
-                    self.dead_letter(&body[r.clone()], source, "key_mismatch", &reason);
-                    continue;
-                }
-                count_event(&self.shared, &ev);
+        self.process_event(&ev, &m.payload, m.partition, &mut flagged);
+        self.finish_batch(flagged);
+    }
+
+    /// Events HTTP ingest decoded (and counted) for this worker.
+    fn process_decoded(&mut self, batch: &DecodedBody, items: &[u32]) {
+        let body = batch.backing_cart();
+        let mut flagged = Vec::new();
+        for &i in items {
+            if let Some((range, Ok(ev))) = batch.get().0.get(i as usize) {
+                self.process_event(ev, &body[range.clone()], -1, &mut flagged);
             }
-            self.dirty = true;
-            if partition >= 0 && self.store.is_some() {
-                let id = ev.agent_id();
-                match self.partition_of.get_mut(id) {
-                    Some(p) => *p = partition,
-                    None => {
-                        self.partition_of.insert(id.into(), partition);
-                    }
-                }
-            }
-            if let Some(store) = self.store.as_mut() {
-                // First sight of an agent here: continue from its stored
-                // profile (it may have moved from another instance).
-                let id = ev.agent_id();
-                if self.engine.agent(id).is_none() {
-                    match store.load(id, self.engine.key_id()) {
-                        Ok(Some(snapshot)) => self.engine.restore(id, snapshot),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(agent_id = id, error = %e, "Stored profile unreadable; the agent starts anew.")
-                        }
-                    }
-                }
-            }
-            match ev {
-                Event::Context(c) => {
-                    self.watermark = self.watermark.max(c.ts);
-                    self.engine.observe_context(&c);
-                }
-                Event::ToolCall(call) => {
-                    if !self.dedup.first_time(&call.event_id) {
-                        self.shared.metrics.duplicates.inc();
-                        continue;
-                    }
-                    self.watermark = self.watermark.max(call.ts);
-                    let t0 = Instant::now();
-                    let ev = self.engine.evaluate(&call, Phase::Live);
-                    self.shared
-                        .metrics
-                        .score_seconds
-                        .observe(t0.elapsed().as_secs_f64());
-                    let rec = DecisionRecord {
-                        event_id: &call.event_id,
-                        agent_id: &call.agent_id,
-                        score: (ev.score.total * 100.0).round() / 100.0,
-                        threshold: (ev.decision.threshold * 100.0).round() / 100.0,
-                        flagged: ev.decision.flagged,
-                        reasons: self.engine.explain(&ev),
-                    };
-                    let label = if rec.flagged { "true" } else { "false" };
-                    self.shared
-                        .metrics
-                        .decisions
-                        .get_or_create(&FlaggedLabel { flagged: label })
-                        .inc();
-                    let start = self.line.len();
-                    if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
-                        self.publish(&call.agent_id, start);
-                        self.line.push(b'\n');
-                    }
-                    if rec.flagged {
-                        let top: Vec<String> = rec
-                            .reasons
-                            .iter()
-                            .take(3)
-                            .map(|r| format!("{} {:.1} bits: {}", r.signal, r.bits, r.detail))
-                            .collect();
-                        flagged.push((
-                            call.agent_id.to_string(),
-                            call.event_id.to_string(),
-                            rec.score,
-                            rec.threshold,
-                            top,
-                        ));
-                    }
-                    self.respond(&call, &body[r.clone()], &ev, &rec.reasons);
-                    self.engine.commit(ev);
+        }
+        self.finish_batch(flagged);
+    }
+
+    /// Scores, decides, publishes and learns one event; `raw` is its JSON.
+    fn process_event(
+        &mut self,
+        ev: &Event,
+        raw: &[u8],
+        partition: i32,
+        flagged: &mut Vec<FlaggedCall>,
+    ) {
+        self.dirty = true;
+        if partition >= 0 && self.store.is_some() {
+            let id = ev.agent_id();
+            match self.partition_of.get_mut(id) {
+                Some(p) => *p = partition,
+                None => {
+                    self.partition_of.insert(id.into(), partition);
                 }
             }
         }
+        if let Some(store) = self.store.as_mut() {
+            // First sight of an agent here: continue from its stored
+            // profile (it may have moved from another instance).
+            let id = ev.agent_id();
+            if self.engine.agent(id).is_none() {
+                match store.load(id, self.engine.key_id()) {
+                    Ok(Some(snapshot)) => self.engine.restore(id, snapshot),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(agent_id = id, error = %e, "Stored profile unreadable; the agent starts anew.")
+                    }
+                }
+            }
+        }
+        match ev {
+            Event::Context(c) => {
+                self.watermark = self.watermark.max(c.ts);
+                self.engine.observe_context(c);
+            }
+            Event::ToolCall(call) => {
+                if !self.dedup.first_time(&call.event_id) {
+                    self.shared.metrics.duplicates.inc();
+                    return;
+                }
+                self.watermark = self.watermark.max(call.ts);
+                let t0 = Instant::now();
+                let ev = self.engine.evaluate(call, Phase::Live);
+                self.shared
+                    .metrics
+                    .score_seconds
+                    .observe(t0.elapsed().as_secs_f64());
+                let rec = DecisionRecord {
+                    event_id: &call.event_id,
+                    agent_id: &call.agent_id,
+                    score: (ev.score.total * 100.0).round() / 100.0,
+                    threshold: (ev.decision.threshold * 100.0).round() / 100.0,
+                    flagged: ev.decision.flagged,
+                    reasons: self.engine.explain(&ev),
+                };
+                let label = if rec.flagged { "true" } else { "false" };
+                self.shared
+                    .metrics
+                    .decisions
+                    .get_or_create(&FlaggedLabel { flagged: label })
+                    .inc();
+                let start = self.line.len();
+                if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
+                    self.publish(&call.agent_id, start);
+                    self.line.push(b'\n');
+                }
+                if rec.flagged {
+                    let top: Vec<String> = rec
+                        .reasons
+                        .iter()
+                        .take(3)
+                        .map(|r| format!("{} {:.1} bits: {}", r.signal, r.bits, r.detail))
+                        .collect();
+                    flagged.push((
+                        call.agent_id.to_string(),
+                        call.event_id.to_string(),
+                        rec.score,
+                        rec.threshold,
+                        top,
+                    ));
+                }
+                self.respond(call, raw, &ev, &rec.reasons);
+                self.engine.commit(ev);
+            }
+        }
+    }
+
+    /// After a batch: agent counts, decisions flushed, flags logged.
+    fn finish_batch(&mut self, flagged: Vec<FlaggedCall>) {
         self.shared
             .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
