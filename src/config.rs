@@ -724,6 +724,10 @@ pub struct ServerConfig {
     /// Time allowed, after SIGTERM, to drain queues and checkpoint.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Flagged calls each worker logs one by one per second; past it, a
+    /// flag storm is logged as one count a second (every decision still
+    /// goes to the decisions sink and the metrics).
+    pub flagged_log_per_second: u32,
 }
 
 impl Default for ServerConfig {
@@ -739,6 +743,7 @@ impl Default for ServerConfig {
             decisions_file: PathBuf::from("warden-data/decisions.jsonl"),
             dedup_window: 100_000,
             shutdown_grace: Duration::from_secs(20),
+            flagged_log_per_second: 10,
         }
     }
 }

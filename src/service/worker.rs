@@ -137,6 +137,8 @@ pub struct Worker {
     staged_recent: Option<Vec<u64>>,
     /// Each agent's last calls, for the session timeline of an alert.
     timelines: HashMap<Box<str>, Timeline>,
+    /// Flagged calls logged one by one per second; a storm is counted.
+    flag_log: crate::telemetry::LogBudget,
 }
 
 impl Worker {
@@ -176,6 +178,10 @@ impl Worker {
         for h in recent.iter().chain(&restored) {
             dedup.first_time_hash(*h);
         }
+        let flag_log = crate::telemetry::LogBudget::new(
+            shared.config.server.flagged_log_per_second,
+            Instant::now(),
+        );
         Self {
             index,
             engine,
@@ -191,6 +197,7 @@ impl Worker {
             partition_of: HashMap::new(),
             staged_recent: None,
             timelines: HashMap::new(),
+            flag_log,
         }
     }
 
@@ -203,6 +210,7 @@ impl Worker {
                 Msg::Message(m) => self.process_message(&m),
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
+                    self.summarise_flag_logs(Instant::now());
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
                     }
@@ -438,14 +446,30 @@ impl Worker {
             .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
         self.flush_decisions();
+        let now = Instant::now();
+        self.summarise_flag_logs(now);
         for (agent, event, score, threshold, top) in flagged {
+            if self.flag_log.admit(now) {
+                tracing::warn!(
+                    agent_id = %agent,
+                    event_id = %event,
+                    score,
+                    threshold,
+                    reasons = ?top,
+                    "Agent flagged: call deviates from its baseline."
+                );
+            }
+        }
+    }
+
+    /// Logs how many flagged calls the log budget held back, once their
+    /// second is over.
+    fn summarise_flag_logs(&mut self, now: Instant) {
+        if let Some(calls) = self.flag_log.summary(now) {
             tracing::warn!(
-                agent_id = %agent,
-                event_id = %event,
-                score,
-                threshold,
-                reasons = ?top,
-                "Agent flagged: call deviates from its baseline."
+                worker = self.index,
+                calls,
+                "More agents flagged than the log shows one by one; every decision is in the decisions sink and warden_decisions_total."
             );
         }
     }
