@@ -331,12 +331,13 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
 fn broker_errors_retries_and_slack_outage() {
     let b = Brokers::start();
     // Vault answers 500 for 20 s, PagerDuty throttles once with
-    // Retry-After, Slack is down for the whole first minute.
+    // Retry-After, Slack is down for the whole first minute. The outage
+    // counts from here, however long the service takes to start.
+    let started = Instant::now();
     b.vault.fail_for(500, Duration::from_secs(20), None);
     b.pd.fail_next(1, 429, Some(3));
     b.slack.fail_for(503, Duration::from_secs(600), None);
     let (_dir, svc) = start_with(&b);
-    let started = Instant::now();
     svc.request("POST", "/v1/events", &test_lines(0, 1500));
     let qs = settled(&svc, Duration::from_secs(90));
     let creds = credentials(&qs);
