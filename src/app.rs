@@ -23,15 +23,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warden: {e:#}");
-            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else if let Some(crate::service::ServiceError::KafkaTransaction(_)) = e.downcast_ref()
-            {
-                ExitCode::from(EXIT_TEMPFAIL)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit_status(&e))
         }
+    }
+}
+
+/// The exit status of a failed command.
+fn exit_status(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+        EXIT_USAGE
+    } else if let Some(crate::service::ServiceError::KafkaTransaction(_)) = e.downcast_ref() {
+        EXIT_TEMPFAIL
+    } else {
+        1
     }
 }
 
@@ -125,4 +129,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn check_exposure(config: &Config) -> Result<(), crate::config::ConfigError> {
     let tokens = crate::service::auth::Tokens::from_env(&config.server);
     config.check_exposure(!tokens.ingest.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::kafka::KafkaSourceError;
+    use crate::service::ServiceError;
+
+    #[test]
+    fn failures_map_to_their_exit_status() {
+        let tx = ServiceError::KafkaTransaction(KafkaSourceError::Transaction(
+            rdkafka::error::KafkaError::Canceled,
+        ));
+        assert_eq!(exit_status(&tx.into()), EXIT_TEMPFAIL);
+        let cfg = Config::parse("[server]\nlisten = \"x\"")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            exit_status(&anyhow::Error::from(cfg).context("loading")),
+            EXIT_USAGE
+        );
+        assert_eq!(exit_status(&anyhow::anyhow!("other")), 1);
+    }
 }
