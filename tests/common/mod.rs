@@ -190,6 +190,9 @@ impl Service {
     }
 
     /// SIGTERM, then a bounded wait for a clean exit.
+    ///
+    /// A test that panics before this leaves the child to `Drop`, which
+    /// kills it: no orphaned `warden run` outlives its test.
     pub fn stop(mut self) -> Vec<String> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -251,16 +254,6 @@ pub fn http_request(
     ((status, body.to_owned()), response_headers)
 }
 
-/// A test that fails before `stop` leaves no service running behind it.
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 pub fn tool_calls(ndjson: &str) -> usize {
     ndjson
         .lines()
@@ -313,4 +306,13 @@ pub fn produce(topic: &str, lines: &str, bad: &[&[u8]]) -> usize {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
     sent
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
