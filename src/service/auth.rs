@@ -87,11 +87,13 @@ impl Tokens {
     }
 
     fn held(&self, headers: &HeaderMap) -> Held {
+        // The scheme is case-insensitive (RFC 7235); the token is not.
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .unwrap_or("");
         if presented.is_empty() {
             return Held::default();
@@ -289,6 +291,12 @@ mod tests {
             assert_eq!(status(t.check(&bearer("nope"), need)), 401, "{need:?}");
         }
         assert_eq!(status(t.check(&bearer("i2"), Need::Ingest)), 200);
+        let mut lower = HeaderMap::new();
+        lower.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer i1"));
+        assert_eq!(status(t.check(&lower, Need::Ingest)), 200);
+        let mut basic = HeaderMap::new();
+        basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic i1"));
+        assert_eq!(status(t.check(&basic, Need::Ingest)), 401);
         assert_eq!(status(t.check(&bearer("r"), Need::Ingest)), 403);
         assert_eq!(status(t.check(&bearer("a"), Need::Ingest)), 403);
         assert_eq!(status(t.check(&bearer("r"), Need::Read)), 200);

@@ -317,6 +317,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             "Tokens of other roles are set but no ingest token: HTTP ingest refuses every request."
         );
     }
+    if !admin_addr.ip().is_loopback()
+        && shared.tokens.read.is_empty()
+        && shared.tokens.admin.is_empty()
+    {
+        tracing::warn!(
+            %admin_addr,
+            "The admin listener is not on loopback and no read or admin token is set: quarantines and metrics are open to whoever reaches it."
+        );
+    }
     tracing::info!(%addr, %admin_addr, workers = n, "Listening; restoring profiles before ready.");
 
     // One signal stops both listeners.
