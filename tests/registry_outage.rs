@@ -146,6 +146,12 @@ fn agent_endpoint_answers_503_within_a_second_during_a_redis_outage() {
     // Up: answered from Redis (the lookup's connections are now pooled).
     assert_eq!(ask(&svc, 2), [200, 404, 200, 404]);
 
+    // A restart closes the pooled connections; the next answers still
+    // come from Redis, over fresh ones.
+    let port = proxy.cut();
+    let proxy = Proxy::start(port, true);
+    assert_eq!(ask(&svc, 2), [200, 404, 200, 404]);
+
     // Connection refused: nothing listens on the port any more.
     let port = proxy.cut();
     assert!(ask(&svc, 3).iter().all(|s| *s == 503));

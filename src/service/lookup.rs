@@ -6,7 +6,8 @@
 //! over a connection whose connect, read and write timeouts are
 //! `server.redis-read-timeout`, and the handler stops waiting at that
 //! deadline whatever the socket does. Connections are reused while they
-//! work and dropped on any error.
+//! work and dropped on any error; one that Redis closed while it sat idle
+//! (a restart) is replaced once within the same deadline.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ impl RedisLookup {
 
     async fn run<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut redis::Connection, &str) -> Result<T, RegistryError> + Send + 'static,
+        f: impl Fn(&mut redis::Connection, &str) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, LookupError> {
         let me = self.clone();
         let task = tokio::task::spawn_blocking(move || me.with_connection(f));
@@ -78,27 +79,36 @@ impl RedisLookup {
 
     fn with_connection<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection, &str) -> Result<T, RegistryError>,
+        f: impl Fn(&mut redis::Connection, &str) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match reused {
-            Some(c) => c,
-            None => {
-                let c = self.client.get_connection_with_timeout(self.timeout)?;
-                c.set_read_timeout(Some(self.timeout))?;
-                c.set_write_timeout(Some(self.timeout))?;
-                c
-            }
-        };
-        let result = f(&mut conn, &self.prefix);
-        // A failed connection may hold a late answer: never reuse it.
-        if result.is_ok() {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < IDLE {
-                idle.push(conn);
+        if let Some(mut conn) = reused {
+            match f(&mut conn, &self.prefix) {
+                Ok(v) => {
+                    self.keep(conn);
+                    return Ok(v);
+                }
+                // Closed by the server while idle: try a fresh one.
+                Err(RegistryError::Redis(e)) if e.is_connection_dropped() => {}
+                // A failed connection may hold a late answer: never reuse it.
+                Err(e) => return Err(e),
             }
         }
+        let mut conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        let result = f(&mut conn, &self.prefix);
+        if result.is_ok() {
+            self.keep(conn);
+        }
         result
+    }
+
+    fn keep(&self, conn: redis::Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE {
+            idle.push(conn);
+        }
     }
 }
 
