@@ -97,7 +97,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
              [policy]\nmode = \"enforce\"\n[response]\nalert-delay = \"2s\"\n\
              [response.slack]\nwebhook-url = \"{base}/slack\"\n\
              [[response.revokers]]\nkind = \"vault\"\naddr = \"{base}\"\n",

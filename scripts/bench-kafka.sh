@@ -30,9 +30,11 @@ trap cleanup EXIT
 cargo build --release --locked --bin warden --example kafka_load
 topic="bench-$(date +%s)"
 port=18099
+admin_port=18098
 cat > "$work/warden.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
+admin-listen = "127.0.0.1:$admin_port"
 data-dir = "$work/state"
 decisions-file = ""
 checkpoint-interval = "30s"
@@ -54,6 +56,6 @@ for _ in $(seq 1 100); do
 done
 target/release/examples/kafka_load 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
-n_agents=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^warden_agents / {print $2}')
+n_agents=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^warden_agents / {print $2}')
 echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
-curl -s "http://127.0.0.1:$port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count))'
+curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count))'

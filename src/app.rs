@@ -1,5 +1,6 @@
 //! Runs a parsed command: builds the components from the validated config
-//! and maps failures to exit codes (64 for configuration errors).
+//! and maps failures to exit codes (64 for configuration errors, 75 when a
+//! Kafka transaction failed and the service stopped to replay).
 
 use std::process::ExitCode;
 
@@ -13,18 +14,28 @@ use crate::replay::{self, ReplayOptions};
 /// `EX_USAGE`: the configuration or the command line is wrong.
 pub const EXIT_USAGE: u8 = 64;
 
+/// `EX_TEMPFAIL`: stopped on a transient failure; a restart recovers.
+pub const EXIT_TEMPFAIL: u8 = 75;
+
 pub fn run(cli: Cli) -> ExitCode {
     crate::telemetry::init(&cli.log);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warden: {e:#}");
-            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(exit_status(&e))
         }
+    }
+}
+
+/// The exit status of a failed command.
+fn exit_status(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+        EXIT_USAGE
+    } else if let Some(crate::service::ServiceError::KafkaTransaction(_)) = e.downcast_ref() {
+        EXIT_TEMPFAIL
+    } else {
+        1
     }
 }
 
@@ -32,13 +43,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let config = Config::load(args.config.as_deref())?;
+            check_exposure(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             let opts = crate::service::RunOptions { train: args.train };
-            runtime.block_on(crate::service::run(config, opts))
+            let result = runtime.block_on(crate::service::run(config, opts));
+            // A service stopped by a failure may leave blocking work
+            // behind (a parked barrier): do not wait for it forever.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
         }
         Command::Replay(args) => {
             let config = Config::load(args.config.as_deref())?;
@@ -89,6 +105,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Validate(args) => {
             let mut config = Config::load(args.config.as_deref())?;
+            check_exposure(&config)?;
             // Secrets may come from the environment: never print them.
             config.detector.hash_key = "<redacted>".to_owned();
             config.redis.url = crate::config::redact_url(&config.redis.url);
@@ -104,5 +121,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
+    }
+}
+
+/// `warden run` and `warden validate` refuse open ingest where enforce can
+/// revoke credentials (see [`Config::check_exposure`]).
+fn check_exposure(config: &Config) -> Result<(), crate::config::ConfigError> {
+    let tokens = crate::service::auth::Tokens::from_env(&config.server);
+    config.check_exposure(!tokens.ingest.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::kafka::KafkaSourceError;
+    use crate::service::ServiceError;
+
+    #[test]
+    fn failures_map_to_their_exit_status() {
+        let tx = ServiceError::KafkaTransaction(KafkaSourceError::Transaction(
+            rdkafka::error::KafkaError::Canceled,
+        ));
+        assert_eq!(exit_status(&tx.into()), EXIT_TEMPFAIL);
+        let cfg = Config::parse("[server]\nlisten = \"x\"")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            exit_status(&anyhow::Error::from(cfg).context("loading")),
+            EXIT_USAGE
+        );
+        assert_eq!(exit_status(&anyhow::anyhow!("other")), 1);
     }
 }

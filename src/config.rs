@@ -87,13 +87,12 @@ pub struct ResponseConfig {
     /// and alerted as such; alerts are given up after it too.
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
-    /// Environment variable holding the bearer tokens (comma-separated) that
-    /// may release quarantines.
-    pub admin_tokens_env: String,
-    /// Environment variable holding bearer tokens (comma-separated) that
-    /// may read quarantines; when it is unset, reads need no token (the
-    /// listener is loopback by default) but releases always do.
-    pub read_tokens_env: String,
+    /// Deprecated: `server.admin-tokens-env`. Still read for one release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tokens_env: Option<String>,
+    /// Deprecated: `server.read-tokens-env`. Still read for one release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_tokens_env: Option<String>,
     /// Calls of each agent remembered for an alert's session timeline.
     pub timeline_calls: usize,
     pub revokers: Vec<RevokerConfig>,
@@ -104,7 +103,7 @@ pub struct ResponseConfig {
 impl Default for ResponseConfig {
     fn default() -> Self {
         Self {
-            public_url: "http://127.0.0.1:8080".to_owned(),
+            public_url: "http://127.0.0.1:9090".to_owned(),
             audit_file: PathBuf::new(),
             queue_depth: 4096,
             alert_queue_depth: 256,
@@ -114,8 +113,8 @@ impl Default for ResponseConfig {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             give_up_after: Duration::from_secs(900),
-            admin_tokens_env: "WARDEN_ADMIN_TOKEN".to_owned(),
-            read_tokens_env: "WARDEN_READ_TOKEN".to_owned(),
+            admin_tokens_env: None,
+            read_tokens_env: None,
             timeline_calls: 8,
             revokers: Vec::new(),
             slack: SlackConfig::default(),
@@ -699,9 +698,29 @@ fn check_secret_env(key: &str, var: &str) -> Result<(), ConfigError> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerConfig {
-    /// Address of ingest (`POST /v1/events`) and admin (`/live`, `/ready`,
-    /// `/metrics`) routes. Loopback by default: expose it deliberately.
+    /// Address of the ingest listener (`POST /v1/events`, `/live`,
+    /// `/ready`). Loopback by default: expose it deliberately, with ingest
+    /// tokens.
     pub listen: String,
+    /// Address of the admin listener: `/metrics`, `/live`, `/ready` and the
+    /// quarantine API. Keep it off the network agents can reach.
+    pub admin_listen: String,
+    /// Environment variable holding the bearer tokens (comma-separated)
+    /// that may post events. Once a token of any role is set, ingest needs
+    /// one of these.
+    pub ingest_tokens_env: String,
+    /// Environment variable holding the bearer tokens (comma-separated)
+    /// that may read quarantines and metrics. Reads are open only while
+    /// neither read nor admin tokens are set.
+    pub read_tokens_env: String,
+    /// Environment variable holding the bearer tokens (comma-separated)
+    /// that may release quarantines (and read); without any, releases are
+    /// off.
+    pub admin_tokens_env: String,
+    /// Longest an HTTP handler waits on Redis (connecting and answering)
+    /// before it answers 503; the broker's agent endpoint fails closed.
+    #[serde(with = "humantime_serde")]
+    pub redis_read_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Single-writer workers (agents are routed to one by `agent_id`);
@@ -734,6 +753,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
+            admin_listen: "127.0.0.1:9090".to_owned(),
+            ingest_tokens_env: "WARDEN_INGEST_TOKEN".to_owned(),
+            read_tokens_env: "WARDEN_READ_TOKEN".to_owned(),
+            admin_tokens_env: "WARDEN_ADMIN_TOKEN".to_owned(),
+            redis_read_timeout: Duration::from_millis(500),
             max_body_bytes: 16 * 1024 * 1024,
             workers: 0,
             queue_depth: 256,
@@ -1139,8 +1163,80 @@ impl Config {
             cfg.redis.url = url;
         }
         cfg.response.apply_env();
+        cfg.apply_deprecated_keys()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Moves the token variables still named under `[response]` (their home
+    /// until this release) to `[server]`, saying so.
+    fn apply_deprecated_keys(&mut self) -> Result<(), ConfigError> {
+        let defaults = ServerConfig::default();
+        for (old_key, new_key, old, new, default) in [
+            (
+                "response.admin-tokens-env",
+                "server.admin-tokens-env",
+                self.response.admin_tokens_env.take(),
+                &mut self.server.admin_tokens_env,
+                &defaults.admin_tokens_env,
+            ),
+            (
+                "response.read-tokens-env",
+                "server.read-tokens-env",
+                self.response.read_tokens_env.take(),
+                &mut self.server.read_tokens_env,
+                &defaults.read_tokens_env,
+            ),
+        ] {
+            let Some(old) = old else { continue };
+            if new != default && *new != old {
+                return Err(invalid(
+                    old_key,
+                    format!("is deprecated and disagrees with {new_key}; keep only {new_key}"),
+                ));
+            }
+            tracing::warn!(
+                key = old_key,
+                instead = new_key,
+                "Deprecated config key; it still works for this release."
+            );
+            *new = old;
+        }
+        Ok(())
+    }
+
+    /// Whether any agent can be in enforce mode: the default, a class or
+    /// an agent override.
+    pub fn may_enforce(&self) -> bool {
+        let p = &self.policy;
+        p.mode == Mode::Enforce
+            || p.classes.iter().any(|c| c.mode == Some(Mode::Enforce))
+            || p.agents.values().any(|a| a.mode == Some(Mode::Enforce))
+    }
+
+    /// Refuses an open door: with enforce possible, whoever can post events
+    /// can get credentials revoked, so ingest off loopback needs tokens.
+    /// `ingest_tokens` says whether `server.ingest-tokens-env` holds any.
+    pub fn check_exposure(&self, ingest_tokens: bool) -> Result<(), ConfigError> {
+        let loopback = self
+            .server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if self.may_enforce() && !loopback && !ingest_tokens {
+            return Err(invalid(
+                "server.listen",
+                format!(
+                    "{} is not a loopback address, agents can be in enforce mode, and {} \
+                     (server.ingest-tokens-env) holds no ingest token: anyone who reaches \
+                     the listener could get credentials revoked. Set {} or listen on loopback",
+                    self.server.listen,
+                    self.server.ingest_tokens_env,
+                    self.server.ingest_tokens_env
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -1263,6 +1359,39 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8080", sv.listen),
             ));
         }
+        match sv.admin_listen.parse::<std::net::SocketAddr>() {
+            Err(_) => {
+                return Err(invalid(
+                    "server.admin-listen",
+                    format!(
+                        "{:?} is not an address like 127.0.0.1:9090",
+                        sv.admin_listen
+                    ),
+                ))
+            }
+            Ok(a) if a.port() != 0 && sv.admin_listen == sv.listen => {
+                return Err(invalid(
+                    "server.admin-listen",
+                    "must differ from server.listen: admin routes stay off the ingest listener",
+                ))
+            }
+            Ok(_) => {}
+        }
+        for (key, v) in [
+            ("server.ingest-tokens-env", &sv.ingest_tokens_env),
+            ("server.read-tokens-env", &sv.read_tokens_env),
+            ("server.admin-tokens-env", &sv.admin_tokens_env),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must name an environment variable"));
+            }
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&sv.redis_read_timeout) {
+            return Err(invalid(
+                "server.redis-read-timeout",
+                "must be between 10ms and 10s",
+            ));
+        }
         if sv.max_body_bytes < self.ingest.max_event_bytes {
             return Err(invalid(
                 "server.max-body-bytes",
@@ -1319,6 +1448,67 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    #[test]
+    fn open_ingest_with_enforce_is_refused_off_loopback() {
+        let exposed = "[server]\nlisten = \"0.0.0.0:8080\"\n";
+        // Shadow everywhere: nothing can be revoked, so no refusal.
+        let cfg = Config::parse(exposed).unwrap();
+        cfg.validate().unwrap();
+        cfg.check_exposure(false).unwrap();
+        // Enforce by default, by class or by agent: refused without tokens.
+        for policy in [
+            "[policy]\nmode = \"enforce\"\n",
+            "[[policy.classes]]\nname = \"p\"\nagents = [\"pay-*\"]\nmode = \"enforce\"\n",
+            "[policy.agents.a]\nmode = \"enforce\"\n",
+        ] {
+            let cfg = Config::parse(&format!("{exposed}{policy}")).unwrap();
+            assert!(cfg.may_enforce(), "{policy}");
+            let e = cfg.check_exposure(false).unwrap_err().to_string();
+            assert!(
+                e.contains("server.listen") && e.contains("WARDEN_INGEST_TOKEN"),
+                "{e}"
+            );
+            cfg.check_exposure(true).unwrap();
+        }
+        let cfg = Config::parse("[policy]\nmode = \"enforce\"\n").unwrap();
+        cfg.check_exposure(false).unwrap();
+        let cfg = Config::parse("[server]\nlisten = \"[::1]:0\"\n[policy]\nmode = \"enforce\"\n")
+            .unwrap();
+        cfg.check_exposure(false).unwrap();
+    }
+
+    #[test]
+    fn listeners_and_token_variables_are_checked() {
+        let cfg = Config::parse("[server]\nadmin-listen = \"nowhere\"").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("server.admin-listen"), "{e}");
+        let cfg = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:7000\"\nadmin-listen = \"127.0.0.1:7000\"",
+        )
+        .unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("server.admin-listen"), "{e}");
+        let cfg = Config::parse("[server]\ningest-tokens-env = \"\"").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("server.ingest-tokens-env"), "{e}");
+        let cfg = Config::parse("[server]\nredis-read-timeout = \"1h\"").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("server.redis-read-timeout"), "{e}");
+    }
+
+    #[test]
+    fn token_variables_under_response_still_work_for_a_release() {
+        let mut cfg = Config::parse("[response]\nadmin-tokens-env = \"OPS_ADMIN\"").unwrap();
+        cfg.apply_deprecated_keys().unwrap();
+        assert_eq!(cfg.server.admin_tokens_env, "OPS_ADMIN");
+        assert_eq!(cfg.response.admin_tokens_env, None);
+        let mut cfg =
+            Config::parse("[server]\nread-tokens-env = \"A\"\n[response]\nread-tokens-env = \"B\"")
+                .unwrap();
+        let e = cfg.apply_deprecated_keys().unwrap_err().to_string();
+        assert!(e.contains("response.read-tokens-env"), "{e}");
     }
 
     #[test]

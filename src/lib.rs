@@ -19,7 +19,8 @@
 //! - [`decide`]: thresholds, classes, modes.
 //! - [`engine`]: profiles and sessions; the per-call path.
 //! - [`state`]: checkpoints of profiles, to files or Redis.
-//! - [`service`]: `warden run`: HTTP routes, workers, metrics, lifecycle.
+//! - [`service`]: `warden run`: the ingest and admin listeners, token
+//!   roles, workers, metrics, lifecycle.
 //! - [`replay`]: `warden replay`, the offline harness and its report.
 //! - [`generate`]: the labelled data generator behind `replay-data/`.
 //! - [`config`], [`cli`], [`app`], [`telemetry`]: the binary's plumbing.

@@ -111,13 +111,14 @@ fn quarantines_are_shared_through_redis() {
     let env = [
         ("WARDEN_VAULT_TOKEN", "root"),
         ("WARDEN_ADMIN_TOKEN", "adm"),
+        ("WARDEN_INGEST_TOKEN", "ing"),
     ];
     let a_dir = tempfile::tempdir().unwrap();
     let a = Service::start_env(&enforce(a_dir.path(), "a"), true, &env);
     a.request("POST", "/v1/events", &test_lines(0, 1500));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let q = loop {
-        let (_, body) = a.request("GET", "/v1/quarantines?state=revoked", "");
+        let (_, body) = a.admin("GET", "/v1/quarantines?state=revoked", "");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         if !v["quarantines"][0].is_null() {
             break v["quarantines"][0].clone();
@@ -131,7 +132,7 @@ fn quarantines_are_shared_through_redis() {
     let b_dir = tempfile::tempdir().unwrap();
     let b = Service::start_env(&enforce(b_dir.path(), "b"), false, &env);
     let ask = |svc: &Service| -> serde_json::Value {
-        let (status, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+        let (status, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
@@ -142,11 +143,11 @@ fn quarantines_are_shared_through_redis() {
         .unwrap()
         .iter()
         .any(|x| x["id"] == id.as_str()));
-    let (status, body) = b.request("GET", &format!("/v1/quarantines/{id}"), "");
+    let (status, body) = b.admin("GET", &format!("/v1/quarantines/{id}"), "");
     assert_eq!(status, 200, "{body}");
 
     // Released through B; A (and anyone asking) sees it released.
-    let (status, body) = b.request_with(
+    let (status, body) = b.admin_with(
         "POST",
         &format!("/v1/quarantines/{id}/release"),
         &[("Authorization", "Bearer adm")],

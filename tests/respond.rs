@@ -40,6 +40,8 @@ fn env() -> Vec<(&'static str, &'static str)> {
         ("WARDEN_OAUTH_CLIENT_SECRET", "oauth-secret"),
         ("WARDEN_WEBHOOK_SECRET", "hook-secret"),
         ("WARDEN_ADMIN_TOKEN", ADMIN),
+        // With an admin token set, ingest needs its own.
+        ("WARDEN_INGEST_TOKEN", "ingest-token"),
     ]
 }
 
@@ -102,7 +104,7 @@ fn start_with(b: &Brokers) -> (tempfile::TempDir, Service) {
 }
 
 fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
-    let (status, body) = svc.request("GET", "/v1/quarantines?limit=5000", "");
+    let (status, body) = svc.admin("GET", "/v1/quarantines?limit=5000", "");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let list = v["quarantines"].as_array().unwrap().clone();
@@ -255,7 +257,7 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
 
     // The broker's question.
     let agent = first["agent_id"].as_str().unwrap();
-    let (status, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let (status, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], true, "{v}");
@@ -265,21 +267,21 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     let path = format!("/v1/quarantines/{id}/release");
     let body =
         r#"{"actor":"oncall@example.com","reason":"expected migration","false_positive":true}"#;
-    assert_eq!(svc.request("POST", &path, body).0, 401);
+    assert_eq!(svc.admin_with("POST", &path, &[], body).0, 401);
     let wrong = [("Authorization", "Bearer not-the-token")];
-    assert_eq!(svc.request_with("POST", &path, &wrong, body).0, 401);
+    assert_eq!(svc.admin_with("POST", &path, &wrong, body).0, 401);
     let long = format!(r#"{{"actor":"{}","reason":"r"}}"#, "x".repeat(201));
     let admin = format!("Bearer {ADMIN}");
     assert_eq!(
-        svc.request_with("POST", &path, &[("Authorization", admin.as_str())], &long)
+        svc.admin_with("POST", &path, &[("Authorization", admin.as_str())], &long)
             .0,
         400
     );
     let auth = format!("Bearer {ADMIN}");
     let ok = [("Authorization", auth.as_str())];
-    let (status, reply) = svc.request_with("POST", &path, &ok, body);
+    let (status, reply) = svc.admin_with("POST", &path, &ok, body);
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(svc.request_with("POST", &path, &ok, body).0, 409);
+    assert_eq!(svc.admin_with("POST", &path, &ok, body).0, 409);
     b.pd.wait_until(Duration::from_secs(20), |rs| {
         rs.iter()
             .any(|r| r.json()["event_action"] == "resolve" && r.json()["dedup_key"] == id)
@@ -288,7 +290,7 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
         rs.iter().any(|r| r.text().contains("oncall@example.com"))
     });
     let others_blocking = qs.iter().any(|q| q["agent_id"] == agent && q["id"] != id);
-    let (_, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let (_, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], others_blocking, "{v}");
     svc.wait_metric("warden_releases_total", 1.0);
@@ -511,7 +513,7 @@ fn modes_by_default_class_and_agent() {
             .any(|r| r.text().contains(agent) && r.text().contains("shadow"))
     });
     // A shadow incident does not stop a broker minting a credential.
-    let (_, body) = svc.request("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let (_, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], false, "{v}");
     svc.stop();

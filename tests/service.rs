@@ -72,11 +72,14 @@ fn serves_decides_dedups_checkpoints_and_restores() {
         .count();
     assert!(flagged > 0);
     assert!(state.join("profiles-0.ckpt").exists() && state.join("profiles-1.ckpt").exists());
-    assert!(state.join("rejects.jsonl").exists());
+    // The two bad items of the array, with their reasons.
+    let rejects = std::fs::read_to_string(state.join("rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(rejects.contains("\"kind\":\"bad_timestamp\""), "{rejects}");
 
     // Restart: profiles and the dedup window come back from the checkpoint.
     let svc = Service::start(&config, false);
-    let (_, m) = svc.request("GET", "/metrics", "");
+    let (_, m) = svc.admin("GET", "/metrics", "");
     assert!(m.contains("warden_agents 27"), "{m}");
     svc.request("POST", "/v1/events", &first);
     svc.wait_metric("warden_duplicates_total", calls);

@@ -13,7 +13,7 @@ fn config(dir: &Path, workers: usize) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\ndata-dir = {:?}\ndecisions-file = \"\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nworkers = {workers}\ndata-dir = {:?}\ndecisions-file = \"\"\n",
             dir.join("state")
         ),
     )

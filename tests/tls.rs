@@ -85,7 +85,7 @@ fn kafka_config(dir: &Path, topic: &str, decisions: &str, transport: &str) -> Pa
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
              [kafka]\nenabled = true\ntopic = {topic:?}\ngroup = {:?}\ndecisions-topic = {decisions:?}\n\
              commit-interval = \"500ms\"\ninstance-id = \"tls-test\"\n{transport}",
             dir.join("state"),
@@ -286,7 +286,7 @@ fn redis_config(dir: &Path, prefix: &str, ca: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = {:?}\ncheckpoint-interval = \"1s\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = {:?}\ncheckpoint-interval = \"1s\"\n\
              [redis]\nenabled = true\nurl = {:?}\nkey-prefix = {prefix:?}\nca-file = {:?}\n\
              client-cert-file = {:?}\nclient-key-file = {:?}\npassword-env = \"WARDEN_TEST_REDIS_PASSWORD\"\n",
             dir.join("state"),

@@ -71,6 +71,10 @@ pub enum KafkaSourceError {
     },
     #[error("TLS with the Kafka brokers {brokers} failed (check kafka.ssl-ca-location, kafka.ssl-certificate-location, kafka.ssl-key-location): {reason}")]
     Tls { brokers: String, reason: String },
+    /// A transaction's outcome is unknown; the service must stop without
+    /// committing anything more, so a restart replays from the last commit.
+    #[error("Kafka transaction failed: {0}")]
+    Transaction(#[source] rdkafka::error::KafkaError),
 }
 
 /// Offsets: next to commit per partition, and what was last committed.
@@ -86,6 +90,17 @@ struct SourceContext {
     shared: Arc<Shared>,
     positions: Arc<Mutex<Positions>>,
     topic: String,
+    /// A failure inside a rebalance callback, which cannot return it: the
+    /// consume loop stops on it.
+    fatal: Mutex<Option<KafkaSourceError>>,
+    /// Wakes the consume loop when `fatal` is set.
+    fatal_set: tokio::sync::Notify,
+}
+
+impl SourceContext {
+    fn take_fatal(&self) -> Option<KafkaSourceError> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl ClientContext for SourceContext {}
@@ -109,13 +124,18 @@ impl ConsumerContext for SourceContext {
         tracing::info!(partitions = ?revoked, "Partitions revoked; committing before they go.");
         let group = consumer.group_metadata();
         tokio::task::block_in_place(|| {
-            barrier_commit(
+            if let Err(e) = barrier_commit(
                 &self.shared,
                 &self.topic,
                 &self.positions,
                 group.as_ref(),
                 |tpl| consumer.commit(tpl, CommitMode::Sync),
-            );
+            ) {
+                // Hand nothing over: the service stops and replays.
+                *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                self.fatal_set.notify_one();
+                return;
+            }
             let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
             for part in &revoked {
                 p.next.remove(part);
@@ -302,6 +322,8 @@ pub async fn run(
         shared: shared.clone(),
         positions: positions.clone(),
         topic: cfg.topic.clone(),
+        fatal: Mutex::new(None),
+        fatal_set: tokio::sync::Notify::new(),
     };
     let consumer: StreamConsumer<SourceContext> = client_config(cfg)?
         .set("group.id", &cfg.group)
@@ -338,6 +360,11 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
+            _ = consumer.context().fatal_set.notified() => {
+                if let Some(e) = consumer.context().take_fatal() {
+                    return Err(e);
+                }
+            }
             _ = stop.changed() => break,
             _ = tick.tick() => {
                 let group = consumer.group_metadata();
@@ -345,9 +372,12 @@ pub async fn run(
                     barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
                         consumer.commit(tpl, CommitMode::Sync)
                     })
-                });
+                })?;
             }
             msg = consumer.recv() => {
+                if let Some(e) = consumer.context().take_fatal() {
+                    return Err(e);
+                }
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -417,7 +447,7 @@ pub async fn run(
         barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
             consumer.commit(tpl, CommitMode::Sync)
         })
-    });
+    })?;
     tracing::info!("Kafka source stopped; offsets committed.");
     Ok(())
 }
@@ -425,13 +455,15 @@ pub async fn run(
 /// Checkpoints every worker, then commits the offsets noted before: with
 /// the decisions in one transaction when there is a decisions producer,
 /// else through `commit_offsets`. Blocking; call it where blocking is fine.
+/// Only a failed transaction is an error (the caller must stop); anything
+/// else is retried at the next barrier.
 fn barrier_commit(
     shared: &Shared,
     topic: &str,
     positions: &Mutex<Positions>,
     group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     commit_offsets: impl FnOnce(&TopicPartitionList) -> rdkafka::error::KafkaResult<()>,
-) {
+) -> Result<(), KafkaSourceError> {
     let pending: Vec<(i32, i64)> = {
         let p = positions.lock().unwrap_or_else(|e| e.into_inner());
         p.next
@@ -441,7 +473,7 @@ fn barrier_commit(
             .collect()
     };
     if pending.is_empty() {
-        return;
+        return Ok(());
     }
     let mut acks = Vec::with_capacity(shared.senders.len());
     // Workers wait on these until the commit is done; dropping them (any
@@ -451,7 +483,7 @@ fn barrier_commit(
         let (ack, ack_rx) = std::sync::mpsc::channel();
         let (resume_tx, resume) = std::sync::mpsc::channel::<bool>();
         if !send_blocking(s, Msg::Barrier { ack, resume }) {
-            return;
+            return Ok(());
         }
         acks.push(ack_rx);
         resumes.push(resume_tx);
@@ -461,7 +493,7 @@ fn barrier_commit(
             tracing::warn!(
                 "A worker could not checkpoint; offsets stay uncommitted until the next barrier."
             );
-            return;
+            return Ok(());
         }
     }
     let mut tpl = TopicPartitionList::new();
@@ -512,15 +544,17 @@ fn barrier_commit(
         }
         Err(e) if shared.decisions_producer.is_some() => {
             // The transaction's fate is unknown; restarting from the last
-            // committed offsets is the one safe way on (crash-only).
-            tracing::error!(error = %e, "Kafka transaction failed; exiting so events are replayed from the last commit.");
-            std::process::exit(75);
+            // committed offsets is the one safe way on (crash-only). The
+            // workers stay parked on their barrier until the process ends.
+            std::mem::forget(resumes);
+            return Err(KafkaSourceError::Transaction(e));
         }
         Err(e) => {
             tracing::warn!(error = %e, "Offset commit failed; will retry at the next barrier.")
         }
     }
     drop(resumes);
+    Ok(())
 }
 
 /// A message that cannot be decided, on its way to the dead-letter topic:

@@ -218,6 +218,55 @@ impl Registry {
     }
 }
 
+/// Reads one quarantine from Redis once, without the retries of
+/// [`Registry::get`]: for HTTP handlers, which answer within a deadline and
+/// fail closed.
+pub fn redis_get_once(
+    conn: &mut redis::Connection,
+    prefix: &str,
+    id: &str,
+) -> Result<Option<Quarantine>, RegistryError> {
+    if !is_id(id) {
+        return Ok(None);
+    }
+    let key = format!("{prefix}:quarantine:{id}");
+    let bytes: Option<Vec<u8>> = conn.get(&key)?;
+    bytes.map(|b| parse(&b, &key)).transpose()
+}
+
+/// Every quarantine of one agent, newest first, read from Redis once (two
+/// round trips, no retries).
+pub fn redis_of_agent_once(
+    conn: &mut redis::Connection,
+    prefix: &str,
+    agent_id: &str,
+) -> Result<Vec<Quarantine>, RegistryError> {
+    let ids: Vec<String> = conn.smembers(format!("{prefix}:quarantines:agent:{agent_id}"))?;
+    let keys: Vec<String> = ids
+        .iter()
+        .filter(|id| is_id(id))
+        .map(|id| format!("{prefix}:quarantine:{id}"))
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(conn)?;
+    let mut out = Vec::with_capacity(values.len());
+    for (key, bytes) in keys.iter().zip(values) {
+        if let Some(b) = bytes {
+            out.push(parse(&b, key)?);
+        }
+    }
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(out)
+}
+
+/// Ids are ours (`q-` and hex); anything else names no file or key.
+fn is_id(id: &str) -> bool {
+    id.strip_prefix("q-")
+        .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
     serde_json::from_slice(bytes).map_err(|source| RegistryError::Corrupt {
         at: at.to_owned(),

@@ -1,52 +1,139 @@
-//! HTTP routes of `warden run`.
+//! HTTP routes of `warden run`, on two listeners.
 //!
-//! - `POST /v1/events`: one JSON event, a JSON array of events, or NDJSON.
-//!   Answers 202 with accepted/rejected counts and per-item errors (index,
-//!   field, reason); 429 with `Retry-After` when a worker queue is full
-//!   (nothing of that request is queued); 413 past the body limit.
+//! Ingest listener (`server.listen`), where agents' runtimes post:
+//!
+//! - `POST /v1/events` (ingest token once any token is set): one JSON
+//!   event, a JSON array of events, or NDJSON. Answers 202 with
+//!   accepted/rejected counts and per-item errors (index, field, reason);
+//!   429 with `Retry-After` when a worker queue is full (nothing of that
+//!   request is queued); 413 past the body limit.
 //! - `GET /live`: the process is up.
 //! - `GET /ready`: profiles restored, workers running and, with Kafka,
 //!   partitions assigned (503 before).
-//! - `GET /metrics`: Prometheus text format.
-//! - `GET /v1/quarantines[?state=…]`, `GET /v1/quarantines/{id}`: the
-//!   registry (a read or admin token when read tokens are configured).
-//! - `GET /v1/quarantines/agents/{agent_id}`: whether a broker may mint this
-//!   agent a credential (`quarantined: true` means no).
-//! - `POST /v1/quarantines/{id}/release`: `{"actor","reason","false_positive"}`
-//!   with an admin bearer token.
+//! - the quarantine routes below, deprecated there for one release: each
+//!   logs a warning once and answers with `Deprecation: true`.
+//!
+//! Admin listener (`server.admin-listen`), for operators and brokers:
+//!
+//! - `GET /live`, `GET /ready`.
+//! - `GET /metrics` (read): Prometheus text format.
+//! - `GET /v1/quarantines[?state=…]`, `GET /v1/quarantines/{id}` (read):
+//!   the registry.
+//! - `GET /v1/quarantines/agents/{agent_id}` (read): whether a broker may
+//!   mint this agent a credential (`quarantined: true` means no; 503 when
+//!   the shared registry cannot be read in time).
+//! - `POST /v1/quarantines/{id}/release` (admin):
+//!   `{"actor","reason","false_positive"}`.
+//!
+//! The roles and their tokens are in [`super::auth`].
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::auth::{require_admin, require_ingest, require_read};
+use super::rejects::Rejected;
 use super::worker::{count_event, Msg};
 use super::{route, Shared};
 use crate::ingest::decode::{decode_body, DecodeError};
 use crate::service::metrics::KindLabel;
 
-/// The router, with its state.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The ingest listener's router. `admin_addr` is named in the deprecation
+/// warnings of the quarantine routes still served here.
+pub fn ingest_router(shared: Arc<Shared>, admin_addr: String) -> Router {
     let limit = shared.config.server.max_body_bytes;
-    Router::new()
+    let events = Router::new()
         .route("/v1/events", post(ingest))
-        .route("/live", get(|| async { "live\n" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/quarantines", get(list_quarantines))
-        .route("/v1/quarantines/{id}", get(get_quarantine))
-        .route("/v1/quarantines/{id}/release", post(release))
-        .route("/v1/quarantines/agents/{agent_id}", get(agent_status))
+        .route_layer(from_fn_with_state(shared.clone(), require_ingest));
+    let warned: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let deprecated =
+        quarantine_routes(&shared).route_layer(from_fn(move |req: Request, next: Next| {
+            let warned = warned.clone();
+            let admin_addr = admin_addr.clone();
+            async move { deprecated(&warned, &admin_addr, req, next).await }
+        }));
+    Router::new()
+        .merge(events)
+        .merge(probes())
+        .merge(deprecated)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+}
+
+/// The admin listener's router.
+pub fn admin_router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.server.max_body_bytes;
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state(shared.clone(), require_read));
+    Router::new()
+        .merge(metrics)
+        .merge(quarantine_routes(&shared))
+        .merge(probes())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+fn probes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+}
+
+/// The quarantine API, each route behind the role it needs.
+fn quarantine_routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    let reads = Router::new()
+        .route("/v1/quarantines", get(list_quarantines))
+        .route("/v1/quarantines/{id}", get(get_quarantine))
+        .route("/v1/quarantines/agents/{agent_id}", get(agent_status))
+        .route_layer(from_fn_with_state(shared.clone(), require_read));
+    let release = Router::new()
+        .route("/v1/quarantines/{id}/release", post(release))
+        .route_layer(from_fn_with_state(shared.clone(), require_admin));
+    reads.merge(release)
+}
+
+/// Serves a route that moved to the admin listener, warning once per
+/// route (not per request) and marking every answer `Deprecation: true`.
+async fn deprecated(
+    warned: &Mutex<HashSet<String>>,
+    admin_addr: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str)
+    );
+    let first = warned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(route.clone());
+    if first {
+        tracing::warn!(
+            %route,
+            admin_addr,
+            "Deprecated: this route moved to the admin listener (server.admin-listen); the ingest listener stops serving it in the next release."
+        );
+    }
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .insert("deprecation", HeaderValue::from_static("true"));
+    resp
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
@@ -128,6 +215,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let decoded = decode_body(body, items, max);
     let mut routed: Vec<Vec<u32>> = vec![Vec::new(); workers];
     let mut errors = Vec::new();
+    let mut rejected = Vec::new();
     {
         let body = decoded.backing_cart();
         for (index, (r, ev)) in decoded.get().0.iter().enumerate() {
@@ -137,17 +225,18 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                     routed[route(ev.agent_id(), workers)].push(index as u32);
                 }
                 Err(e) => {
-                    reject(&shared, index, &body[r.clone()], e);
                     errors.push(ItemError {
                         index,
                         kind: e.kind.as_str(),
                         field: e.field,
                         reason: e.to_string(),
                     });
+                    rejected.push(reject(&shared, index, &body[r.clone()], e.clone()));
                 }
             }
         }
     }
+    shared.rejects.write(rejected).await;
     // Reserve a slot in every queue first: a request is queued whole or not
     // at all, so a client retrying after 429 causes no partial duplicates.
     let mut permits = Vec::new();
@@ -190,66 +279,6 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     (StatusCode::ACCEPTED, Json(reply)).into_response()
 }
 
-/// Bearer tokens allowed to read and to release, from the environment.
-#[derive(Default)]
-pub struct Tokens {
-    pub admin: Vec<String>,
-    pub read: Vec<String>,
-}
-
-impl Tokens {
-    pub fn from_env(admin_var: &str, read_var: &str) -> Self {
-        let list = |var: &str| -> Vec<String> {
-            std::env::var(var)
-                .unwrap_or_default()
-                .split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
-        Self {
-            admin: list(admin_var),
-            read: list(read_var),
-        }
-    }
-}
-
-/// Compares the presented token with every allowed one in constant time
-/// (no early exit on the first match or the first differing byte).
-fn token_ok(headers: &HeaderMap, allowed: &[String]) -> bool {
-    use subtle::ConstantTimeEq;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    if presented.is_empty() {
-        return false;
-    }
-    let mut ok = subtle::Choice::from(0);
-    for t in allowed {
-        ok |= t.as_bytes().ct_eq(presented.as_bytes());
-    }
-    ok.into()
-}
-
-fn unauthorized(why: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer realm=\"warden\"")],
-        Json(serde_json::json!({ "error": why })),
-    )
-        .into_response()
-}
-
-/// Reads need a read or admin token only when read tokens are configured.
-fn may_read(shared: &Shared, headers: &HeaderMap) -> bool {
-    shared.tokens.read.is_empty()
-        || token_ok(headers, &shared.tokens.read)
-        || token_ok(headers, &shared.tokens.admin)
-}
-
 fn json_error(status: StatusCode, error: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": error.into() }))).into_response()
 }
@@ -263,12 +292,8 @@ struct ListQuery {
 
 async fn list_quarantines(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if !may_read(&shared, &headers) {
-        return unauthorized("a read or admin bearer token is required");
-    }
     let Some(r) = &shared.responder else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
     };
@@ -304,67 +329,48 @@ fn public_view(q: Arc<crate::respond::incident::Quarantine>) -> serde_json::Valu
     v
 }
 
-async fn get_quarantine(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !may_read(&shared, &headers) {
-        return unauthorized("a read or admin bearer token is required");
-    }
+async fn get_quarantine(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let Some(r) = &shared.responder else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
     };
     if let Some(q) = r.board.get(&id) {
         return Json(public_view(q)).into_response();
     }
-    if let Some((client, prefix)) = r.shared_registry.clone() {
-        let found = tokio::task::spawn_blocking(move || {
-            crate::respond::registry::Registry::shared(client, &prefix)
-                .get(&id)
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        return match found {
-            Ok(Ok(Some(q))) => Json(public_view(Arc::new(q))).into_response(),
-            Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, "no such quarantine"),
-            Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e),
-            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
+    // Not in memory: older released ones are only in the registry.
+    let found = match &shared.redis_lookup {
+        Some(lookup) => lookup.get(id).await,
+        None => super::lookup::file_get(shared.config.server.data_dir.clone(), id).await,
+    };
+    match found {
+        Ok(Some(q)) => Json(public_view(Arc::new(q))).into_response(),
+        Ok(None) => json_error(StatusCode::NOT_FOUND, "no such quarantine"),
+        Err(e) => registry_unavailable(&e),
     }
-    json_error(StatusCode::NOT_FOUND, "no such quarantine")
+}
+
+/// The fail-closed answer: the cause is logged, not sent (it may name
+/// hosts).
+fn registry_unavailable(e: &super::lookup::LookupError) -> Response {
+    tracing::warn!(error = %e, "Quarantine registry unreadable; answering 503.");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the quarantine registry cannot be read; treat the agent as quarantined and retry",
+    )
 }
 
 /// The broker's question before it mints a credential: is this agent
 /// quarantined? Answered from the shared registry when there is one.
-async fn agent_status(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(agent_id): Path<String>,
-) -> Response {
-    if !may_read(&shared, &headers) {
-        return unauthorized("a read or admin bearer token is required");
-    }
+async fn agent_status(State(shared): State<Arc<Shared>>, Path(agent_id): Path<String>) -> Response {
     let Some(r) = &shared.responder else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "responder not running");
     };
-    let all: Vec<Arc<crate::respond::incident::Quarantine>> = match r.shared_registry.clone() {
-        Some((client, prefix)) => {
-            let id = agent_id.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                crate::respond::registry::Registry::shared(client, &prefix)
-                    .of_agent(&id)
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-            match found {
-                Ok(Ok(v)) => v.into_iter().map(Arc::new).collect(),
-                // Fail closed: a broker that cannot learn the answer must
-                // not take it as "not quarantined".
-                Ok(Err(e)) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e),
-                Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
-        }
+    let all: Vec<Arc<crate::respond::incident::Quarantine>> = match &shared.redis_lookup {
+        Some(lookup) => match lookup.of_agent(agent_id.clone()).await {
+            Ok(v) => v.into_iter().map(Arc::new).collect(),
+            // Fail closed: a broker that cannot learn the answer must
+            // not take it as "not quarantined".
+            Err(e) => return registry_unavailable(&e),
+        },
         None => r.board.of_agent(&agent_id),
     };
     let blocking: Vec<_> = all.iter().filter(|q| q.state.blocks()).collect();
@@ -393,19 +399,9 @@ struct ReleaseRequest {
 
 async fn release(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if shared.tokens.admin.is_empty() {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "releases are disabled: set admin tokens in the environment (WARDEN_ADMIN_TOKEN)",
-        );
-    }
-    if !token_ok(&headers, &shared.tokens.admin) {
-        return unauthorized("an admin bearer token is required");
-    }
     let req: ReleaseRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -454,20 +450,20 @@ async fn release(
     }
 }
 
-fn reject(shared: &Shared, index: usize, raw: &[u8], e: &DecodeError) {
+/// Counts a rejected item and keeps what the rejects file records of it.
+fn reject(shared: &Shared, index: usize, raw: &[u8], error: DecodeError) -> Rejected {
     shared
         .metrics
         .rejected
         .get_or_create(&KindLabel {
-            kind: e.kind.as_str(),
+            kind: error.kind.as_str(),
         })
         .inc();
-    let mut sink = shared.rejects.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(err) = sink
-        .reject("http", index as u64, raw, e)
-        .and_then(|()| sink.flush())
-    {
-        tracing::error!(error = %err, "Cannot write the rejects file.");
+    let keep = raw.len().min(shared.config.ingest.reject_sample_bytes);
+    Rejected {
+        index: index as u64,
+        sample: raw[..keep].to_vec(),
+        error,
     }
 }
 

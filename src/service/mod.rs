@@ -8,14 +8,22 @@
 //!        │ decisions.jsonl, flagged calls logged      checkpoints ─► data-dir
 //! ```
 //!
+//! Two listeners: ingest (`server.listen`) and admin (`server.admin-listen`:
+//! metrics and the quarantine API); see [`http`] for the routes and
+//! [`auth`] for the token roles.
+//!
 //! Start-up restores every checkpoint under the data directory (routing
-//! each agent to the worker that now owns it) before the listener reports
-//! ready. SIGTERM or Ctrl-C stops the listener, lets workers drain their
+//! each agent to the worker that now owns it) before the listeners report
+//! ready. SIGTERM or Ctrl-C stops the listeners, lets workers drain their
 //! queues, checkpoints (open sessions too), and exits 0 within the grace
-//! period.
+//! period. A Kafka transaction whose outcome is unknown stops the service
+//! at once instead ([`ServiceError::KafkaTransaction`]).
 
+pub mod auth;
 pub mod http;
+pub mod lookup;
 pub mod metrics;
+pub mod rejects;
 pub mod worker;
 
 use std::fs::OpenOptions;
@@ -33,9 +41,21 @@ use crate::engine::{Engine, Phase};
 use crate::event::Event;
 use crate::ingest::decode::decode_bytes;
 use crate::ingest::file::{JsonlReader, Line};
+use crate::ingest::kafka::KafkaSourceError;
 use crate::ingest::rejects::RejectSink;
 use metrics::Metrics;
 use worker::{DecisionSink, Msg, Worker};
+
+/// Failures of `warden run` that the binary maps to an exit code of their
+/// own.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The outcome of a Kafka transaction is unknown: the process stops
+    /// without another checkpoint or commit, and its restart replays the
+    /// events from the last committed offsets (crash-only).
+    #[error("Kafka transaction failed; stopping so events are replayed from the last commit: {0}")]
+    KafkaTransaction(#[source] KafkaSourceError),
+}
 
 /// What the HTTP handlers and the workers share.
 pub struct Shared {
@@ -50,9 +70,12 @@ pub struct Shared {
     /// With Kafka on: the consumer has been given its partitions (and ready
     /// waits for it).
     pub assigned: AtomicBool,
-    pub rejects: Mutex<RejectSink>,
-    /// Bearer tokens of the quarantine API.
-    pub tokens: http::Tokens,
+    /// Where ingest hands rejected items to the rejects file's thread.
+    pub rejects: rejects::RejectWriter,
+    /// Bearer tokens of the three roles.
+    pub tokens: auth::Tokens,
+    /// With Redis on: the shared quarantine registry, read with deadlines.
+    pub redis_lookup: Option<Arc<lookup::RedisLookup>>,
     /// With Kafka on: where workers send the messages they cannot decode.
     pub dead_letters: Option<crate::ingest::kafka::DeadLetters>,
     agents: Vec<AtomicUsize>,
@@ -233,8 +256,17 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let cfg = tokio::task::spawn_blocking(move || with_deployment_key(cfg)).await??;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+        .with_context(|| format!("cannot listen on {} (server.listen)", cfg.server.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = tokio::net::TcpListener::bind(&cfg.server.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.admin-listen)",
+                cfg.server.admin_listen
+            )
+        })?;
+    let admin_addr = admin_listener.local_addr()?;
 
     let decisions: DecisionSink = Arc::new(Mutex::new(None));
     if !cfg.server.decisions_file.as_os_str().is_empty() {
@@ -249,10 +281,10 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open decisions file {}", path.display()))?;
         *decisions.lock().unwrap_or_else(|p| p.into_inner()) = Some(BufWriter::new(f));
     }
-    let rejects = RejectSink::append(
+    let (rejects, _rejects_thread) = rejects::RejectWriter::start(RejectSink::append(
         Some(&cfg.server.data_dir.join("rejects.jsonl")),
         cfg.ingest.reject_sample_bytes,
-    )?;
+    )?)?;
 
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
@@ -299,6 +331,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || crate::respond::responder::start(&cfg, metrics, learn))
             .await??
     };
+    // The quarantine reads of the API use the responder's client (its TLS
+    // settings), with deadlines: they fail closed, never wait Redis out.
+    let redis_lookup = responder
+        .handle
+        .shared_registry
+        .clone()
+        .map(|(client, prefix)| {
+            lookup::RedisLookup::new(client, &prefix, cfg.server.redis_read_timeout)
+        });
     let dead_letters = if cfg.kafka.enabled {
         Some(crate::ingest::kafka::DeadLetters::new(&cfg.kafka)?)
     } else {
@@ -313,18 +354,48 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         senders,
         ready: AtomicBool::new(false),
         assigned: AtomicBool::new(!cfg.kafka.enabled),
-        rejects: Mutex::new(rejects),
-        tokens: http::Tokens::from_env(
-            &cfg.response.admin_tokens_env,
-            &cfg.response.read_tokens_env,
-        ),
+        rejects,
+        tokens: auth::Tokens::from_env(&cfg.server),
+        redis_lookup,
         agents: (0..n).map(|_| AtomicUsize::new(0)).collect(),
     });
-    tracing::info!(%addr, workers = n, "Listening; restoring profiles before ready.");
+    if shared.tokens.any() && shared.tokens.ingest.is_empty() {
+        tracing::warn!(
+            var = %cfg.server.ingest_tokens_env,
+            "Tokens of other roles are set but no ingest token: HTTP ingest refuses every request."
+        );
+    }
+    if !admin_addr.ip().is_loopback()
+        && shared.tokens.read.is_empty()
+        && shared.tokens.admin.is_empty()
+    {
+        tracing::warn!(
+            %admin_addr,
+            "The admin listener is not on loopback and no read or admin token is set: quarantines and metrics are open to whoever reaches it."
+        );
+    }
+    tracing::info!(%addr, %admin_addr, workers = n, "Listening; restoring profiles before ready.");
 
-    let server = axum::serve(listener, http::router(shared.clone()))
-        .with_graceful_shutdown(shutdown_signal());
-    let server = tokio::spawn(async move { server.await });
+    // One signal stops both listeners.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ingest_server = axum::serve(
+        listener,
+        http::ingest_router(shared.clone(), admin_addr.to_string()),
+    )
+    .with_graceful_shutdown(stopped(shutdown_rx.clone()));
+    let admin_server = axum::serve(admin_listener, http::admin_router(shared.clone()))
+        .with_graceful_shutdown(stopped(shutdown_rx));
+    let server = tokio::spawn(async move {
+        let (ingest, admin) = tokio::join!(ingest_server, admin_server);
+        ingest.and(admin)
+    });
 
     let restored = {
         let cfg = cfg.clone();
@@ -344,12 +415,21 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     shared.metrics.agents.set(shared.agent_count());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel::<KafkaSourceError>();
     let source = cfg.kafka.enabled.then(|| {
         let shared = shared.clone();
-        tokio::spawn(async move { crate::ingest::kafka::run(shared, stop_rx).await })
+        tokio::spawn(async move {
+            match crate::ingest::kafka::run(shared, stop_rx).await {
+                Err(e @ KafkaSourceError::Transaction(_)) => {
+                    let _ = fatal_tx.send(e);
+                    Ok(())
+                }
+                other => other,
+            }
+        })
     });
     shared.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, "Ready.");
+    tracing::info!(%addr, %admin_addr, "Ready.");
 
     // Periodic maintenance: close idle sessions, checkpoint.
     let ticker = {
@@ -367,8 +447,16 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         })
     };
 
-    server.await??;
-    tracing::info!("Listener stopped; draining workers.");
+    let mut server = server;
+    tokio::select! {
+        served = &mut server => served??,
+        Ok(e) = &mut fatal_rx => {
+            // No drain, no checkpoint: what was not committed is replayed.
+            tracing::error!(error = %e, "Kafka transaction failed; exiting so events are replayed from the last commit.");
+            return Err(ServiceError::KafkaTransaction(e).into());
+        }
+    }
+    tracing::info!("Listeners stopped; draining workers.");
     ticker.abort();
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
@@ -377,6 +465,11 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "Kafka source failed."),
             Err(e) => tracing::error!(error = %e, "Kafka source panicked."),
+        }
+        // The last commit, after the stop, may have failed the same way.
+        if let Ok(e) = fatal_rx.try_recv() {
+            tracing::error!(error = %e, "Kafka transaction failed; exiting so events are replayed from the last commit.");
+            return Err(ServiceError::KafkaTransaction(e).into());
         }
     }
     // Queues are FIFO: a worker stops after everything accepted before.

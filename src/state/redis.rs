@@ -70,6 +70,12 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The client, for callers that need their own connections (with
+    /// their own timeouts) to the same server.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     fn profile_key(&self, agent: &str) -> String {
         format!("{}:profile:{agent}", self.prefix)
     }

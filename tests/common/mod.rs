@@ -32,10 +32,29 @@ pub fn test_lines(skip: usize, n: usize) -> String {
 
 pub struct Service {
     pub child: Child,
+    /// The ingest listener (`server.listen`).
     pub addr: String,
+    /// The admin listener (`server.admin-listen`): metrics, quarantines.
+    pub admin_addr: String,
     pub log: mpsc::Receiver<String>,
     /// What it logged up to `Ready.`.
     pub startup: Vec<String>,
+    /// A read (else admin) token from the child's environment, which
+    /// `admin` and `metric` present.
+    pub read_token: Option<String>,
+    /// An ingest token from the child's environment, which `request`
+    /// presents.
+    pub ingest_token: Option<String>,
+}
+
+/// The value of `name=` in a log line (a whole field: `addr=` does not
+/// match inside `admin_addr=`).
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    let key = format!("{name}=");
+    line.match_indices(&key)
+        .find(|(at, _)| *at == 0 || line.as_bytes()[at - 1] == b' ')
+        .and_then(|(at, _)| line[at + key.len()..].split_whitespace().next())
+        .map(str::to_owned)
 }
 
 impl Service {
@@ -44,7 +63,19 @@ impl Service {
     }
 
     /// Like `start`, with environment variables set on the child process.
+    /// A config that does not set `server.admin-listen` gets
+    /// `127.0.0.1:0`, so tests running side by side never share a port.
     pub fn start_env(config: &Path, train: bool, env: &[(&str, &str)]) -> Self {
+        let text = std::fs::read_to_string(config).unwrap();
+        if !text.contains("admin-listen") {
+            let text = match text.split_once("[server]\n") {
+                Some((before, after)) => {
+                    format!("{before}[server]\nadmin-listen = \"127.0.0.1:0\"\n{after}")
+                }
+                None => format!("{text}\n[server]\nadmin-listen = \"127.0.0.1:0\"\n"),
+            };
+            std::fs::write(config, text).unwrap();
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
         cmd.arg("run").arg("--config").arg(config);
         if train {
@@ -65,15 +96,18 @@ impl Service {
                 }
             }
         });
-        let mut addr = None;
+        let (mut addr, mut admin_addr) = (None, None);
         let mut startup = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("service logs Ready within 60 s");
-            if let Some(at) = line.find("addr=") {
-                addr = Some(line[at + 5..].split_whitespace().next().unwrap().to_owned());
+            if let Some(a) = log_field(&line, "addr") {
+                addr = Some(a);
+            }
+            if let Some(a) = log_field(&line, "admin_addr") {
+                admin_addr = Some(a);
             }
             let ready = line.contains("Ready.");
             startup.push(line);
@@ -81,19 +115,31 @@ impl Service {
                 break;
             }
         }
+        let token = |var: &str| {
+            env.iter()
+                .find(|(k, _)| *k == var)
+                .and_then(|(_, v)| v.split(',').next())
+                .map(|t| t.trim().to_owned())
+        };
         Service {
             child,
             addr: addr.expect("listening address logged"),
+            admin_addr: admin_addr.expect("admin listening address logged"),
             log: rx,
             startup,
+            read_token: token("WARDEN_READ_TOKEN").or_else(|| token("WARDEN_ADMIN_TOKEN")),
+            ingest_token: token("WARDEN_INGEST_TOKEN"),
         }
     }
 
+    /// A request to the ingest listener, with the ingest token if the
+    /// service has one.
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        self.request_with(method, path, &[], body)
+        let auth = bearer(&self.ingest_token);
+        self.request_with(method, path, &auth_header(&auth), body)
     }
 
-    /// Like `request`, with extra request headers.
+    /// A request to the ingest listener with exactly these extra headers.
     pub fn request_with(
         &self,
         method: &str,
@@ -101,30 +147,30 @@ impl Service {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let extra: String = headers
-            .iter()
-            .map(|(n, v)| format!("{n}: {v}\r\n"))
-            .collect();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp[9..12].parse().unwrap();
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_request(&self.addr, method, path, headers, body).0
+    }
+
+    /// A request to the admin listener, with the read token if the
+    /// service has one.
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let auth = bearer(&self.read_token);
+        self.admin_with(method, path, &auth_header(&auth), body)
+    }
+
+    /// A request to the admin listener with exactly these extra headers.
+    pub fn admin_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        http_request(&self.admin_addr, method, path, headers, body).0
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.request("GET", "/metrics", "");
+        let (status, text) = self.admin("GET", "/metrics", "");
+        assert_eq!(status, 200, "{text}");
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -170,6 +216,48 @@ impl Service {
         assert!(exit.success(), "exit status {exit}");
         self.log.try_iter().collect()
     }
+}
+
+fn bearer(token: &Option<String>) -> Option<String> {
+    token.as_ref().map(|t| format!("Bearer {t}"))
+}
+
+fn auth_header(auth: &Option<String>) -> Vec<(&'static str, &str)> {
+    auth.iter().map(|a| ("Authorization", a.as_str())).collect()
+}
+
+/// One HTTP/1.1 request on its own connection: the status, the body and
+/// the response headers (lower-cased names).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> ((u16, String), Vec<(String, String)>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let response_headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    ((status, body.to_owned()), response_headers)
 }
 
 pub fn tool_calls(ndjson: &str) -> usize {
