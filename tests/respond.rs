@@ -197,10 +197,11 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     }
     for r in b.hook.requests() {
         let ts = r.header("x-warden-timestamp").unwrap();
+        let delivery = r.header("x-warden-delivery").unwrap();
         let sig = r.header("x-warden-signature").unwrap();
         assert_eq!(
             sig,
-            sign_webhook("hook-secret", ts.parse().unwrap(), &r.body)
+            sign_webhook("hook-secret", ts.parse().unwrap(), delivery, &r.body)
         );
         assert!(
             r.json()["flagged_calls"].is_array(),
