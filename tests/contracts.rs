@@ -551,11 +551,12 @@ fn oauth_revocation_follows_rfc_7009() {
 fn webhook_verifies_signature_freshness_and_replays() {
     let secret = "whsec-test";
     let hook = ContractServer::webhook(secret);
+    hook.reject_replays(true);
     let url = hook.url();
     assert!(url.ends_with("/revoke"));
     let body = json!({ "quarantine_id": "q-1", "agent_id": "a-1", "credential_id": "cred-42" })
         .to_string();
-    let send = |ts: u64, sig: &str, body: &str| {
+    let send = |ts: u64, delivery: &str, sig: &str, body: &str| {
         let ts = ts.to_string();
         let r = http(
             "POST",
@@ -563,6 +564,7 @@ fn webhook_verifies_signature_freshness_and_replays() {
             &[
                 JSON,
                 ("X-Warden-Timestamp", &ts),
+                ("X-Warden-Delivery", delivery),
                 ("X-Warden-Signature", sig),
             ],
             body,
@@ -572,54 +574,161 @@ fn webhook_verifies_signature_freshness_and_replays() {
             r.json()["error"].as_str().unwrap_or("").to_owned(),
         )
     };
-    let now = unix_now();
-    let sig = sign_webhook(secret, now, body.as_bytes());
-    assert!(sig.starts_with("v1=") && sig.len() == 67);
-    assert_eq!(send(now, &sig, &body).0, 200);
+    let (d1, d2) = ("delivery-1", "delivery-2");
+    let now = unix_now_ms();
+    let sig = sign_webhook(secret, now, d1, body.as_bytes());
+    assert!(sig.starts_with("v2=") && sig.len() == 67);
+    assert_eq!(send(now, d1, &sig, &body).0, 200);
     assert_eq!(hook.revoked(), ["cred-42"]);
     assert_eq!(hook.successes()[0].json()["quarantine_id"], "q-1");
 
+    // The signature covers the timestamp, the delivery id and the body.
     let bad = (401, "bad signature".to_owned());
     assert_eq!(
-        send(now, &sign_webhook("other", now, body.as_bytes()), &body),
+        send(
+            now,
+            d1,
+            &sign_webhook("other", now, d1, body.as_bytes()),
+            &body
+        ),
         bad
     );
-    assert_eq!(send(now + 1, &sig, &body), bad); // signature is for another timestamp
-    assert_eq!(send(now, &sig, &body.replace("cred-42", "cred-43")), bad);
+    assert_eq!(send(now + 1, d1, &sig, &body), bad);
+    assert_eq!(send(now, d2, &sig, &body), bad);
     assert_eq!(
-        send(now, &sig.to_uppercase().replace("V1=", "v1="), &body),
+        send(now, d1, &sig, &body.replace("cred-42", "cred-43")),
         bad
     );
-    assert_eq!(send(now, sig.trim_start_matches("v1="), &body), bad);
+    assert_eq!(
+        send(now, d1, &sig.to_uppercase().replace("V2=", "v2="), &body),
+        bad
+    );
+    assert_eq!(send(now, d1, &sig.replace("v2=", "v1="), &body), bad);
+    assert_eq!(send(now, d1, sig.trim_start_matches("v2="), &body), bad);
+    assert_eq!(
+        send(
+            now,
+            "",
+            &sign_webhook(secret, now, "", body.as_bytes()),
+            &body
+        ),
+        bad
+    );
     let r = http("POST", &url, &[JSON], &body);
     assert_eq!(
         (r.status, r.json()["error"].as_str()),
         (401, Some("bad signature"))
     );
 
-    let stale = now - WEBHOOK_TOLERANCE_SECS - 5;
-    let stale_sig = sign_webhook(secret, stale, body.as_bytes());
+    // More than 5 minutes off either way: 400.
+    let stale = now - WEBHOOK_TOLERANCE_SECS * 1000 - 5_000;
+    let stale_sig = sign_webhook(secret, stale, d2, body.as_bytes());
     assert_eq!(
-        send(stale, &stale_sig, &body),
-        (401, "stale timestamp".to_owned())
+        send(stale, d2, &stale_sig, &body),
+        (400, "stale timestamp".to_owned())
     );
-    let future = now + WEBHOOK_TOLERANCE_SECS + 5;
-    let future_sig = sign_webhook(secret, future, body.as_bytes());
+    let future = now + WEBHOOK_TOLERANCE_SECS * 1000 + 5_000;
+    let future_sig = sign_webhook(secret, future, d2, body.as_bytes());
     assert_eq!(
-        send(future, &future_sig, &body),
-        (401, "stale timestamp".to_owned())
+        send(future, d2, &future_sig, &body),
+        (400, "stale timestamp".to_owned())
     );
 
-    // The same signed request again is a replay.
-    assert_eq!(send(now, &sig, &body), (409, "replay".to_owned()));
-    // Signed afresh it goes through.
-    let again = now + 1;
+    // The same signed request again is a replayed signature.
     assert_eq!(
-        send(again, &sign_webhook(secret, again, body.as_bytes()), &body).0,
+        send(now, d1, &sig, &body),
+        (409, "replayed signature".to_owned())
+    );
+    // Signed afresh, the delivery is recognised as already processed.
+    let again = now + 1;
+    let again_sig = sign_webhook(secret, again, d1, body.as_bytes());
+    assert_eq!(
+        send(again, d1, &again_sig, &body),
+        (409, "duplicate delivery".to_owned())
+    );
+    // A signature noted on a request the server then failed is a replay too.
+    hook.fail_next(1, 503, None);
+    let t3 = now + 3;
+    let sig3 = sign_webhook(secret, t3, d2, body.as_bytes());
+    assert_eq!(send(t3, d2, &sig3, &body).0, 503);
+    assert_eq!(
+        send(t3, d2, &sig3, &body),
+        (409, "replayed signature".to_owned())
+    );
+    // A new delivery goes through; each was processed once.
+    let t4 = now + 4;
+    assert_eq!(
+        send(
+            t4,
+            d2,
+            &sign_webhook(secret, t4, d2, body.as_bytes()),
+            &body
+        )
+        .0,
         200
     );
     assert_eq!(hook.revoked(), ["cred-42", "cred-42"]);
-    assert!(hook.requests().iter().filter(|r| !r.ok()).count() >= 9);
+    assert!(hook.requests().iter().filter(|r| !r.ok()).count() >= 15);
+
+    // Without replay protection every valid request is processed.
+    let lax = ContractServer::webhook(secret);
+    let lax_send = |ts: u64, sig: &str| {
+        http(
+            "POST",
+            &lax.url(),
+            &[
+                JSON,
+                ("X-Warden-Timestamp", &ts.to_string()),
+                ("X-Warden-Delivery", d1),
+                ("X-Warden-Signature", sig),
+            ],
+            &body,
+        )
+        .status
+    };
+    assert_eq!(lax_send(now, &sig), 200);
+    assert_eq!(lax_send(now, &sig), 200);
+    assert_eq!(lax.revoked(), ["cred-42", "cred-42"]);
+}
+
+#[test]
+fn webhook_processes_then_loses_the_answer() {
+    let secret = "whsec-test";
+    let hook = ContractServer::webhook(secret);
+    hook.reject_replays(true);
+    let body = json!({ "quarantine_id": "q-1", "credential_id": "cred-7" }).to_string();
+    let send = |ts: u64| {
+        let r = http(
+            "POST",
+            &hook.url(),
+            &[
+                JSON,
+                ("X-Warden-Timestamp", &ts.to_string()),
+                ("X-Warden-Delivery", "d-7"),
+                (
+                    "X-Warden-Signature",
+                    &sign_webhook(secret, ts, "d-7", body.as_bytes()),
+                ),
+            ],
+            &body,
+        );
+        (
+            r.status,
+            r.json()["error"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    hook.fail_next_after_work(1, 503);
+    let now = unix_now_ms();
+    // Revoked, but the client sees 503 ...
+    assert_eq!(send(now), (503, "unavailable".to_owned()));
+    assert_eq!(hook.revoked(), ["cred-7"]);
+    assert_eq!(
+        hook.requests()[0].reason.as_deref(),
+        Some("processed, answer lost")
+    );
+    // ... and its retry, signed afresh, is a duplicate delivery.
+    assert_eq!(send(now + 1), (409, "duplicate delivery".to_owned()));
+    assert_eq!(hook.revoked(), ["cred-7"]);
 }
 
 #[test]

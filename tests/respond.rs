@@ -199,10 +199,11 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     }
     for r in b.hook.requests() {
         let ts = r.header("x-warden-timestamp").unwrap();
+        let delivery = r.header("x-warden-delivery").unwrap();
         let sig = r.header("x-warden-signature").unwrap();
         assert_eq!(
             sig,
-            sign_webhook("hook-secret", ts.parse().unwrap(), &r.body)
+            sign_webhook("hook-secret", ts.parse().unwrap(), delivery, &r.body)
         );
         assert!(
             r.json()["flagged_calls"].is_array(),
@@ -517,4 +518,179 @@ fn modes_by_default_class_and_agent() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], false, "{v}");
     svc.stop();
+}
+
+/// Vault and the webhook revoker `gateway` at `b.hook`, in enforce mode.
+fn webhook_config(dir: &Path, b: &Brokers) -> std::path::PathBuf {
+    let revokers = format!(
+        "[[response.revokers]]\nkind = \"webhook\"\nname = \"gateway\"\nurl = \"{}\"\n",
+        b.hook.url()
+    );
+    write_config(
+        dir,
+        &b.vault.base_url(),
+        &revokers,
+        &b.slack.url(),
+        &b.pd.url(),
+    )
+}
+
+/// `credential_id` (from the body, what the receiver revokes) → the
+/// `X-Warden-Delivery` ids it came with.
+fn deliveries(reqs: &[Recorded]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in reqs {
+        let cred = r.json()["credential_id"].as_str().unwrap_or("").to_owned();
+        let d = r.header("x-warden-delivery").unwrap_or("").to_owned();
+        m.entry(cred).or_default().push(d);
+    }
+    m
+}
+
+/// Every request is validly signed, every credential's requests share one
+/// delivery id, distinct credentials have distinct ids, and no signature
+/// was ever sent twice.
+fn assert_signed_afresh(reqs: &[Recorded]) {
+    let mut sigs = std::collections::BTreeSet::new();
+    for r in reqs {
+        let ts = r.header("x-warden-timestamp").unwrap();
+        let delivery = r.header("x-warden-delivery").unwrap();
+        let sig = r.header("x-warden-signature").unwrap();
+        assert_eq!(
+            sig,
+            sign_webhook("hook-secret", ts.parse().unwrap(), delivery, &r.body)
+        );
+        assert!(sigs.insert(sig.to_owned()), "signature sent twice: {r}");
+        assert_ne!(r.reason.as_deref(), Some("replayed signature"), "{r}");
+    }
+    let ds = deliveries(reqs);
+    let mut ids = std::collections::BTreeSet::new();
+    for (cred, d) in &ds {
+        assert!(d.iter().all(|x| x == &d[0]), "{cred}: {d:?}");
+        assert!(ids.insert(d[0].clone()), "delivery id shared: {ds:?}");
+    }
+}
+
+#[test]
+fn webhook_retries_are_signed_afresh_and_revoke_once() {
+    let b = Brokers::start();
+    b.hook.reject_replays(true);
+    // The receiver notes the signatures of the requests it fails: a retry
+    // with the same signature would be answered 409.
+    b.hook.fail_next(3, 503, None);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&webhook_config(dir.path(), &b), true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 1500));
+    let qs = settled(&svc, Duration::from_secs(60));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+
+    let reqs = b.hook.requests();
+    assert_eq!(reqs.iter().filter(|r| r.status == 503).count(), 3);
+    assert!(
+        reqs.iter().all(|r| r.status == 200 || r.status == 503),
+        "no refusal, no replay: {reqs:?}"
+    );
+    assert_signed_afresh(&reqs);
+    // Exactly one revocation per quarantined credential.
+    let revoked = b.hook.revoked();
+    assert_eq!(revoked.len(), qs.len(), "{revoked:?}");
+    assert!(counts(&revoked).values().all(|&n| n == 1), "{revoked:?}");
+    // The retried ones went through under the id they failed with.
+    let ok = deliveries(&b.hook.successes());
+    for r in reqs.iter().filter(|r| r.status == 503) {
+        let cred = r.json()["credential_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            ok.get(&cred),
+            Some(&vec![r.header("x-warden-delivery").unwrap().to_owned()])
+        );
+    }
+    svc.stop();
+}
+
+#[test]
+fn webhook_duplicate_delivery_counts_as_revoked() {
+    let b = Brokers::start();
+    b.hook.reject_replays(true);
+    // The first delivery is processed, but its answer is lost (503): the
+    // retry is answered "duplicate delivery".
+    b.hook.fail_next_after_work(1, 503);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&webhook_config(dir.path(), &b), true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 1500));
+    let qs = settled(&svc, Duration::from_secs(60));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+
+    let reqs = b.hook.requests();
+    assert_signed_afresh(&reqs);
+    let lost: Vec<&Recorded> = reqs.iter().filter(|r| r.status == 503).collect();
+    let dup: Vec<&Recorded> = reqs.iter().filter(|r| r.status == 409).collect();
+    assert_eq!(lost.len(), 1, "{reqs:?}");
+    assert_eq!(dup.len(), 1, "{reqs:?}");
+    assert_eq!(dup[0].reason.as_deref(), Some("duplicate delivery"));
+    assert_eq!(
+        dup[0].header("x-warden-delivery"),
+        lost[0].header("x-warden-delivery")
+    );
+    let revoked = b.hook.revoked();
+    assert_eq!(revoked.len(), qs.len(), "{revoked:?}");
+    assert!(counts(&revoked).values().all(|&n| n == 1), "{revoked:?}");
+    // The duplicate answer ended that revocation as a success, in two
+    // attempts, not as a refusal.
+    let cred = lost[0].json()["credential_id"].as_str().unwrap().to_owned();
+    let gateway: Vec<&serde_json::Value> = qs
+        .iter()
+        .flat_map(|q| q["revocations"].as_array().unwrap())
+        .filter(|r| r["revoker"] == "gateway" && r["attempts"] == 2)
+        .collect();
+    assert_eq!(gateway.len(), 1, "{cred}: {qs:?}");
+    assert_eq!(gateway[0]["outcome"], "succeeded");
+    assert!(gateway[0].get("last_error").is_none(), "{:?}", gateway[0]);
+    svc.stop();
+}
+
+#[test]
+fn webhook_delivery_id_survives_a_restart() {
+    let b = Brokers::start();
+    b.hook.reject_replays(true);
+    // The receiver is failing: revocations stay pending, retried.
+    b.hook.fail_for(503, Duration::from_secs(600), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = webhook_config(dir.path(), &b);
+    let mut svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 1500));
+    // Wait until every quarantine's webhook revocation has been tried.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let qs = quarantines(&svc);
+        let tried = deliveries(&b.hook.requests());
+        if !qs.is_empty() && tried.len() == qs.len() {
+            std::thread::sleep(Duration::from_secs(1));
+            if quarantines(&svc).len() == qs.len() {
+                break deliveries(&b.hook.requests());
+            }
+        }
+        assert!(Instant::now() < deadline, "not all tried: {qs:?} {tried:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+
+    // The receiver recovers; the restarted Warden resumes each revocation
+    // under the delivery id it used before.
+    b.hook.fail_for(503, Duration::ZERO, None);
+    b.hook.clear_requests();
+    let svc = Service::start_env(&config, false, &env());
+    b.hook.wait_until(Duration::from_secs(30), |rs| {
+        rs.iter().filter(|r| r.ok()).count() >= before.len()
+    });
+    let qs = settled(&svc, Duration::from_secs(30));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+    svc.stop();
+    let after = deliveries(&b.hook.successes());
+    assert_eq!(after.len(), before.len());
+    for (cred, d) in &after {
+        assert_eq!(d.len(), 1, "{cred}: {d:?}");
+        assert!(before[cred].iter().all(|x| x == &d[0]), "{cred}");
+    }
+    assert!(counts(&b.hook.revoked()).values().all(|&n| n == 1));
 }

@@ -3,6 +3,7 @@
 //! worth retrying, and one retry loop: exponential backoff with jitter,
 //! honouring `Retry-After`, until success, a refusal, or the give-up time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -212,6 +213,9 @@ async fn classify(
 pub struct Revoker {
     pub cfg: RevokerConfig,
     secret: String,
+    /// The webhook's last `X-Warden-Timestamp` (unix ms): each attempt
+    /// takes a later one, so no two attempts share a signature.
+    webhook_clock: AtomicU64,
 }
 
 impl Revoker {
@@ -226,6 +230,7 @@ impl Revoker {
                 return Ok(Self {
                     cfg: cfg.clone(),
                     secret: String::new(),
+                    webhook_clock: AtomicU64::new(0),
                 })
             }
         };
@@ -241,6 +246,7 @@ impl Revoker {
         Ok(Self {
             cfg: cfg.clone(),
             secret,
+            webhook_clock: AtomicU64::new(0),
         })
     }
 
@@ -349,18 +355,58 @@ impl Revoker {
             }
             RevokerConfig::Webhook(w) => {
                 let body = webhook_body(q);
-                let ts = chrono::Utc::now().timestamp().to_string();
-                let sig = sign(&self.secret, &ts, &body);
+                let delivery = delivery_id(&q.id, self.name(), q.credential_id.as_deref());
+                // Signed afresh on every attempt: a receiver that rejects
+                // replayed signatures still accepts the retry.
+                let ts = self.webhook_timestamp().to_string();
+                let sig = sign(&self.secret, &ts, &delivery, &body);
                 let req = http
                     .post(&w.url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header("X-Warden-Timestamp", &ts)
-                    .header("X-Warden-Signature", format!("v1={sig}"))
+                    .header("X-Warden-Delivery", &delivery)
+                    .header("X-Warden-Signature", format!("v2={sig}"))
                     .body(body);
-                classify(req.send().await, |s| s.is_success(), &[]).await
+                match req.send().await {
+                    // The receiver already processed this delivery (the
+                    // answer to an earlier attempt was lost): revoked.
+                    Ok(resp) if resp.status() == StatusCode::CONFLICT => {
+                        let body = resp.text().await.unwrap_or_default();
+                        if is_duplicate_delivery(&body) {
+                            Attempt::Done
+                        } else {
+                            Attempt::Refused(format!("HTTP 409 {}", excerpt(&body)))
+                        }
+                    }
+                    sent => classify(sent, |s| s.is_success(), &[]).await,
+                }
             }
         }
     }
+}
+
+impl Revoker {
+    /// Unix milliseconds for the webhook's next attempt, later than any this
+    /// revoker used before, even for two attempts within one millisecond.
+    fn webhook_timestamp(&self) -> u64 {
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let prev = self
+            .webhook_clock
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or_else(|last| last);
+        now.max(prev.saturating_add(1))
+    }
+}
+
+/// Whether a webhook's 409 body is the receiver's "duplicate delivery"
+/// answer (`{"error":"duplicate delivery"}`), not a refusal.
+fn is_duplicate_delivery(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(|e| e == "duplicate delivery"))
+        .unwrap_or(false)
 }
 
 fn append_line(path: &std::path::Path, v: &serde_json::Value) -> std::io::Result<()> {
@@ -390,12 +436,35 @@ pub fn webhook_body(q: &Quarantine) -> Vec<u8> {
     serde_json::to_vec(&v).expect("value serialises")
 }
 
-/// `hex(HMAC-SHA256(secret, "<timestamp>.<body>"))`: the receiver
-/// recomputes it, compares in constant time, and rejects timestamps far
-/// from its clock so a captured request cannot be replayed later.
-pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
+/// `X-Warden-Delivery`: one id per revocation (quarantine, revoker,
+/// credential), the same on every attempt and after a restart that resumes
+/// it, so a receiver can tell a retry from a new request. 32 hex digits of
+/// SHA-256 over the length-prefixed parts.
+pub fn delivery_id(quarantine: &str, revoker: &str, credential: Option<&str>) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"warden-delivery-v1");
+    for part in [Some(quarantine), Some(revoker), credential] {
+        match part {
+            Some(p) => {
+                h.update([1u8]);
+                h.update((p.len() as u64).to_be_bytes());
+                h.update(p.as_bytes());
+            }
+            None => h.update([0u8]),
+        }
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// `hex(HMAC-SHA256(secret, "<timestamp>.<delivery id>.<body>"))`, the
+/// `v2=` signature: the receiver recomputes it, compares in constant time,
+/// and rejects timestamps far from its clock and signatures it has seen.
+pub fn sign(secret: &str, ts: &str, delivery: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(delivery.as_bytes());
     mac.update(b".");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
@@ -470,29 +539,80 @@ mod tests {
     }
 
     #[test]
-    fn signature_is_hmac_sha256_over_timestamp_and_body() {
-        // RFC 4231-style check against an independently computed value:
-        // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
-        let sig = sign("key", "The quick brown fox", b"jumps over the lazy dog");
-        assert_ne!(
-            sig,
-            sign("key", "The quick brown fox", b"jumps over the lazy cat")
-        );
-        let whole = {
-            let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
-            mac.update(b"The quick brown fox.jumps over the lazy dog");
-            hex::encode(mac.finalize().into_bytes())
-        };
-        assert_eq!(sig, whole);
-        let known = {
-            let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
-            mac.update(b"The quick brown fox jumps over the lazy dog");
-            hex::encode(mac.finalize().into_bytes())
-        };
+    fn signature_is_hmac_sha256_over_timestamp_delivery_and_body() {
+        let sig = sign("key", "The", "quick", b"brown fox jumps over the lazy dog");
+        // Every part, and the key, is covered.
+        for other in [
+            sign("key", "The", "quick", b"brown fox jumps over the lazy cat"),
+            sign("key", "The", "quack", b"brown fox jumps over the lazy dog"),
+            sign("key", "Thy", "quick", b"brown fox jumps over the lazy dog"),
+            sign("kez", "The", "quick", b"brown fox jumps over the lazy dog"),
+        ] {
+            assert_ne!(sig, other);
+        }
+        // HMAC over the dot-joined string, checked against an independently
+        // computed value (RFC 4231-style).
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        mac.update(b"The.quick.brown fox jumps over the lazy dog");
+        assert_eq!(sig, hex::encode(mac.finalize().into_bytes()));
         assert_eq!(
-            known,
-            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+            sig,
+            "32563cdea4ac199d6db6a8bd99d7483cccd442459101c69fd8ea4cc021adbb6b"
         );
+    }
+
+    #[test]
+    fn delivery_id_is_stable_and_differs_per_revocation() {
+        let id = delivery_id("q-1", "gateway", Some("cred-42"));
+        // Stable: a fixed function of its parts (so also after a restart).
+        assert_eq!(id, "1f51653441d5b5f0072a3110687b55aa");
+        assert_eq!(id, delivery_id("q-1", "gateway", Some("cred-42")));
+        // Differs per credential, revoker and quarantine.
+        let others = [
+            delivery_id("q-1", "gateway", Some("cred-43")),
+            delivery_id("q-1", "gateway", None),
+            delivery_id("q-1", "gateway", Some("")),
+            delivery_id("q-1", "gateway-2", Some("cred-42")),
+            delivery_id("q-2", "gateway", Some("cred-42")),
+            // The parts are framed: moving a boundary changes the id.
+            delivery_id("q-1g", "ateway", Some("cred-42")),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(&id, o, "{i}");
+            for p in &others[i + 1..] {
+                assert_ne!(o, p);
+            }
+        }
+    }
+
+    #[test]
+    fn webhook_timestamps_are_milliseconds_and_never_repeat() {
+        let r = Revoker::new(&RevokerConfig::Log(crate::config::LogRevokerConfig {
+            name: "local-log".to_owned(),
+            path: "revocations.jsonl".into(),
+        }))
+        .unwrap();
+        let now = chrono::Utc::now().timestamp_millis() as u64;
+        let ts: Vec<u64> = (0..1000).map(|_| r.webhook_timestamp()).collect();
+        assert!(ts[0] >= now && ts[0] < now + 5_000, "{} vs {now}", ts[0]);
+        assert!(ts.windows(2).all(|w| w[1] > w[0]), "strictly increasing");
+    }
+
+    #[test]
+    fn only_the_duplicate_delivery_answer_counts_as_delivered() {
+        assert!(is_duplicate_delivery(r#"{"error":"duplicate delivery"}"#));
+        assert!(is_duplicate_delivery(
+            r#"{ "error": "duplicate delivery", "delivery": "ab" }"#
+        ));
+        for refusal in [
+            r#"{"error":"replayed signature"}"#,
+            r#"{"error":"duplicate"}"#,
+            r#"{"error":["duplicate delivery"]}"#,
+            "duplicate delivery",
+            "",
+        ] {
+            assert!(!is_duplicate_delivery(refusal), "{refusal}");
+        }
     }
 
     #[tokio::test]

@@ -44,7 +44,8 @@ use subtle::ConstantTimeEq;
 pub const SLACK_PATH: &str = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX";
 /// A routing key of the right shape (32 characters) for PagerDuty.
 pub const PAGERDUTY_ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
-/// How far a signed webhook's timestamp may be from now, in seconds.
+/// How far a signed webhook's timestamp may be from now, in seconds (the
+/// timestamp itself is in milliseconds).
 pub const WEBHOOK_TOLERANCE_SECS: u64 = 300;
 /// The realm the OAuth server names in `WWW-Authenticate`.
 pub const OAUTH_REALM: &str = "warden-contracts";
@@ -193,6 +194,9 @@ struct Faults {
     until: Option<(Instant, u16, Option<u64>)>,
     /// Answer this status to the next n requests.
     next: Option<(usize, u16, Option<u64>)>,
+    /// Do the work of the next n accepted requests, then answer this
+    /// status instead (the answer is lost on the way back).
+    after_work: Option<(usize, u16)>,
 }
 
 struct Shared {
@@ -202,7 +206,10 @@ struct Shared {
     delay: Mutex<Duration>,
     incidents: Mutex<Vec<Incident>>,
     revoked: Mutex<Vec<String>>,
-    seen_signatures: Mutex<HashSet<(String, String)>>,
+    /// Webhook: signatures verified so far, and deliveries processed.
+    seen_signatures: Mutex<HashSet<String>>,
+    processed_deliveries: Mutex<HashSet<String>>,
+    reject_replays: AtomicBool,
     rate_limit: AtomicBool,
     last_message: Mutex<Option<Instant>>,
     generated: AtomicU64,
@@ -268,6 +275,8 @@ impl ContractServer {
             incidents: Mutex::default(),
             revoked: Mutex::default(),
             seen_signatures: Mutex::default(),
+            processed_deliveries: Mutex::default(),
+            reject_replays: AtomicBool::new(false),
             rate_limit: AtomicBool::new(false),
             last_message: Mutex::default(),
             generated: AtomicU64::new(0),
@@ -364,6 +373,22 @@ impl ContractServer {
         f.next = (n > 0).then_some((n, status, retry_after_secs));
     }
 
+    /// Does the work of the next `n` requests it accepts (a revocation is
+    /// recorded, a webhook delivery processed), then answers `status` with
+    /// the service's error body instead of success: the answer was lost.
+    pub fn fail_next_after_work(&self, n: usize, status: u16) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.after_work = (n > 0).then_some((n, status));
+    }
+
+    /// Webhook only: the receiver's replay duties. A signature seen before
+    /// (also on a request that then failed) is answered 409 `replayed
+    /// signature`, a delivery id already processed 409 `duplicate
+    /// delivery`. Off by default: every valid request is processed.
+    pub fn reject_replays(&self, on: bool) {
+        self.shared.reject_replays.store(on, Ordering::SeqCst);
+    }
+
     /// Holds every response this long (after recording it and doing its
     /// work); `Duration::ZERO` stops holding.
     pub fn delay(&self, d: Duration) {
@@ -445,14 +470,17 @@ impl Drop for ContractServer {
     }
 }
 
-/// `v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, the
-/// `X-Warden-Signature` of Warden's revocation webhook.
-pub fn sign_webhook(secret: &str, timestamp: u64, body: &[u8]) -> String {
+/// `v2=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<delivery>.<body>")>`,
+/// the `X-Warden-Signature` of Warden's revocation webhook (timestamp in
+/// unix milliseconds, delivery the `X-Warden-Delivery` id).
+pub fn sign_webhook(secret: &str, timestamp_ms: u64, delivery: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp_ms.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(delivery.as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("v2={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// The `Authorization` value for OAuth client authentication with HTTP
@@ -472,6 +500,14 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Milliseconds since the Unix epoch (the webhook's timestamps).
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 // ---------------------------------------------------------------------------
@@ -562,8 +598,28 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(b) => {
             rec.body = b.to_vec();
             match shared.fault() {
-                Some((status, retry_after)) => fault_reply(&shared.kind, status, retry_after),
-                None => shared.serve(&parts.method, &parts.headers, &rec),
+                Some((status, retry_after)) => {
+                    // A receiver notes a valid signature before anything
+                    // else can fail: the retry of a failed request must
+                    // be signed afresh.
+                    if let Kind::Webhook { secret } = &shared.kind {
+                        if let Ok(v) = webhook_verify(secret, &parts.headers, &rec.body) {
+                            shared.seen_signatures.lock().unwrap().insert(v.signature);
+                        }
+                    }
+                    fault_reply(&shared.kind, status, retry_after)
+                }
+                None => {
+                    let reply = shared.serve(&parts.method, &parts.headers, &rec);
+                    match shared.answer_lost(&reply) {
+                        Some(status) => {
+                            let mut r = fault_reply(&shared.kind, status, None);
+                            r.reason = Some("processed, answer lost".to_owned());
+                            r
+                        }
+                        None => reply,
+                    }
+                }
             }
         }
     };
@@ -593,6 +649,18 @@ impl Shared {
             }
             None => None,
         }
+    }
+
+    /// The status `fail_next_after_work` says to answer instead of this
+    /// successful reply, if any.
+    fn answer_lost(&self, reply: &Reply) -> Option<u16> {
+        if !(200..300).contains(&reply.status) {
+            return None;
+        }
+        let mut f = self.faults.lock().unwrap();
+        let (n, status) = f.after_work?;
+        f.after_work = (n > 1).then_some((n - 1, status));
+        Some(status)
     }
 
     fn serve(&self, method: &Method, headers: &HeaderMap, rec: &Recorded) -> Reply {
@@ -670,7 +738,7 @@ fn fault_reply(kind: &Kind, status: u16, retry_after: Option<u64>) -> Reply {
             status,
             json!({ "error": match status {
                 401 => "bad signature",
-                409 => "replay",
+                409 => "replayed signature",
                 429 => "rate limited",
                 400..=499 => "rejected",
                 _ => "unavailable",
@@ -1365,8 +1433,62 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------
 // Warden's signed revocation webhook
 
+/// The receiver's error; `Recorded::reason` repeats it for assertions.
 fn webhook_error(status: u16, msg: &str) -> Reply {
-    Reply::json(status, json!({ "error": msg }))
+    let mut r = Reply::json(status, json!({ "error": msg }));
+    r.reason = Some(msg.to_owned());
+    r
+}
+
+/// A request whose signature verified.
+struct Verified {
+    timestamp_ms: u64,
+    delivery: String,
+    signature: String,
+}
+
+/// The receiver's first duty: `X-Warden-Signature: v2=<hex>` is the
+/// HMAC-SHA256 of "<X-Warden-Timestamp>.<X-Warden-Delivery>.<body>",
+/// compared in constant time. Anything missing or malformed is 401.
+fn webhook_verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Reply> {
+    let bad = || webhook_error(401, "bad signature");
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let (Some(ts), Some(delivery), Some(sig)) = (
+        header("x-warden-timestamp"),
+        header("x-warden-delivery"),
+        header("x-warden-signature"),
+    ) else {
+        return Err(bad());
+    };
+    let Ok(timestamp_ms) = ts.parse::<u64>() else {
+        return Err(bad());
+    };
+    let Some(hex_sig) = sig.strip_prefix("v2=") else {
+        return Err(bad());
+    };
+    let lower_hex = hex_sig.len() == 64
+        && hex_sig
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if delivery.is_empty() || !lower_hex {
+        return Err(bad());
+    }
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(delivery.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let given = hex::decode(hex_sig).map_err(|_| bad())?;
+    if !bool::from(expected.as_slice().ct_eq(&given)) {
+        return Err(bad());
+    }
+    Ok(Verified {
+        timestamp_ms,
+        delivery: delivery.to_owned(),
+        signature: hex_sig.to_owned(),
+    })
 }
 
 impl Shared {
@@ -1380,44 +1502,24 @@ impl Shared {
         if media_type(headers) != "application/json" {
             return webhook_error(415, "content-type must be application/json");
         }
-        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let (Some(ts), Some(sig)) = (header("x-warden-timestamp"), header("x-warden-signature"))
-        else {
-            return webhook_error(401, "bad signature");
+        let v = match webhook_verify(secret, headers, &rec.body) {
+            Ok(v) => v,
+            Err(reply) => return reply,
         };
-        let Ok(ts_secs) = ts.parse::<u64>() else {
-            return webhook_error(401, "bad signature");
-        };
-        let Some(hex_sig) = sig.strip_prefix("v1=") else {
-            return webhook_error(401, "bad signature");
-        };
-        let lower_hex = hex_sig.len() == 64
-            && hex_sig
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-        let verified = lower_hex && {
-            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(ts.as_bytes());
-            mac.update(b".");
-            mac.update(&rec.body);
-            mac.verify_slice(&hex::decode(hex_sig).unwrap()).is_ok()
-        };
-        if !verified {
-            return webhook_error(401, "bad signature");
+        let replays = self.reject_replays.load(Ordering::SeqCst);
+        // Every verified signature is noted, whatever the answer.
+        let fresh_signature = self.seen_signatures.lock().unwrap().insert(v.signature);
+        if unix_now_ms().abs_diff(v.timestamp_ms) > WEBHOOK_TOLERANCE_SECS * 1000 {
+            return webhook_error(400, "stale timestamp");
         }
-        if unix_now().abs_diff(ts_secs) > WEBHOOK_TOLERANCE_SECS {
-            return webhook_error(401, "stale timestamp");
+        if replays && !fresh_signature {
+            return webhook_error(409, "replayed signature");
         }
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&rec.body) else {
             return webhook_error(400, "body must be a JSON object");
         };
-        if !self
-            .seen_signatures
-            .lock()
-            .unwrap()
-            .insert((ts.to_owned(), sig.to_owned()))
-        {
-            return webhook_error(409, "replay");
+        if !self.processed_deliveries.lock().unwrap().insert(v.delivery) && replays {
+            return webhook_error(409, "duplicate delivery");
         }
         if let Some(c) = body.get("credential_id").and_then(Value::as_str) {
             self.revoked.lock().unwrap().push(c.to_owned());
