@@ -92,6 +92,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             // Secrets may come from the environment: never print them.
             config.detector.hash_key = "<redacted>".to_owned();
             config.redis.url = crate::config::redact_url(&config.redis.url);
+            // Revoker and PagerDuty URLs may carry a password.
+            config.response.pagerduty.events_url =
+                crate::config::redact_url(&config.response.pagerduty.events_url);
+            for r in &mut config.response.revokers {
+                match r {
+                    crate::config::RevokerConfig::Vault(v) => {
+                        v.addr = crate::config::redact_url(&v.addr)
+                    }
+                    crate::config::RevokerConfig::Oauth(o) => {
+                        o.endpoint = crate::config::redact_url(&o.endpoint)
+                    }
+                    crate::config::RevokerConfig::Webhook(w) => {
+                        w.url = crate::config::redact_url(&w.url)
+                    }
+                    crate::config::RevokerConfig::Log(_) => {}
+                }
+            }
             // A Slack webhook URL and a PagerDuty routing key are secrets too.
             for s in [
                 &mut config.response.slack.webhook_url,

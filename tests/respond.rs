@@ -64,6 +64,9 @@ decisions-file = ""
 [policy]
 mode = "enforce"
 [response]
+# The replay data's credential ids are handles; tests/secrets.rs covers
+# secret ones.
+credential-id = "handle"
 public-url = "http://warden.test:8080"
 alert-delay = "1s"
 update-interval = "2s"
@@ -132,7 +135,7 @@ fn settled(svc: &Service, limit: Duration) -> Vec<serde_json::Value> {
 fn credentials(qs: &[serde_json::Value]) -> Vec<String> {
     let mut c: Vec<String> = qs
         .iter()
-        .map(|q| q["credential_id"].as_str().unwrap().to_owned())
+        .map(|q| q["credential"]["handle"].as_str().unwrap().to_owned())
         .collect();
     c.sort();
     c
@@ -332,11 +335,12 @@ fn broker_errors_retries_and_slack_outage() {
     let b = Brokers::start();
     // Vault answers 500 for 20 s, PagerDuty throttles once with
     // Retry-After, Slack is down for the whole first minute.
+    // The outage is timed from when it starts, not from after training.
+    let started = Instant::now();
     b.vault.fail_for(500, Duration::from_secs(20), None);
     b.pd.fail_next(1, 429, Some(3));
     b.slack.fail_for(503, Duration::from_secs(600), None);
     let (_dir, svc) = start_with(&b);
-    let started = Instant::now();
     svc.request("POST", "/v1/events", &test_lines(0, 1500));
     let qs = settled(&svc, Duration::from_secs(90));
     let creds = credentials(&qs);

@@ -215,7 +215,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let rejects = RejectSink::append(
         Some(&cfg.server.data_dir.join("rejects.jsonl")),
         cfg.ingest.reject_sample_bytes,
-    )?;
+    )?
+    .with_fingerprints(crate::respond::credential::fingerprinter(&cfg));
 
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
