@@ -87,6 +87,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::FingerprintCredential(args) => {
+            use std::io::{BufRead, Write};
+            let config = Config::load(args.config.as_deref())?;
+            let fp = crate::respond::credential::fingerprinter(&config);
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("cannot read standard input")?;
+                let credential = line.trim_end_matches('\r');
+                if !credential.is_empty() {
+                    writeln!(out, "{}", fp.fingerprint(credential))?;
+                }
+            }
+            Ok(())
+        }
         Command::Validate(args) => {
             let mut config = Config::load(args.config.as_deref())?;
             // Secrets may come from the environment: never print them.

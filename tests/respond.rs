@@ -402,6 +402,23 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     };
     svc.child.kill().unwrap();
     svc.child.wait().unwrap();
+    // Each pending revocation's credential waits in the revocation queue,
+    // readable by the owner only.
+    let queue = dir.path().join("state/quarantines");
+    let queued = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "revoke"))
+            .collect()
+    };
+    assert_eq!(queued().len(), pending.len());
+    #[cfg(unix)]
+    for p in queued() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+    }
 
     // The broker comes back; the restarted Warden finishes the job.
     let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
@@ -414,6 +431,7 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     let qs = settled(&svc, Duration::from_secs(30));
     assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
     svc.stop();
+    assert!(queued().is_empty(), "revoked: nothing left in the queue");
     // A further restart repeats nothing.
     let svc = Service::start_env(&config, false, &env());
     std::thread::sleep(Duration::from_secs(2));

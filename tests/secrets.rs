@@ -90,11 +90,33 @@ impl Planted {
     }
 }
 
-/// The fingerprint alerts show for `token`, under the run's hash key.
-fn fingerprint(hash_key: &str, token: &str) -> String {
-    let mut cfg = warden::config::Config::default();
-    cfg.detector.hash_key = hash_key.to_owned();
-    warden::respond::credential::fingerprinter(&cfg).fingerprint(token)
+/// The fingerprints alerts show for `tokens`, under the run's key, from
+/// `warden fingerprint-credential` (tokens on stdin, one per line).
+fn fingerprints(config: &Path, env: &[(String, String)], tokens: &[String]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("fingerprint-credential")
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for t in tokens {
+        writeln!(stdin, "{t}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let fps: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(fps.len(), tokens.len());
+    fps
 }
 
 /// The report split's first calls, each original credential replaced by a
@@ -322,10 +344,15 @@ fn no_planted_secret_leaves(mode: &str) {
     };
     assert!(qs.iter().all(|q| q["state"] == want_state), "{qs:?}");
     // Each quarantine shows its credential's fingerprint, never a handle.
-    let fp_of: BTreeMap<String, &str> = tokens
-        .iter()
-        .map(|t| (fingerprint(&p.hash_key, t), t.as_str()))
+    let fp_of: BTreeMap<String, &str> = fingerprints(&config, &env, &tokens)
+        .into_iter()
+        .zip(tokens.iter().map(String::as_str))
         .collect();
+    assert_eq!(
+        fp_of.len(),
+        tokens.len(),
+        "distinct tokens, distinct fingerprints"
+    );
     let shown: BTreeSet<String> = qs
         .iter()
         .map(|q| {
