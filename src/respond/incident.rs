@@ -271,6 +271,11 @@ pub struct Quarantine {
     pub release: Option<Release>,
     /// The Warden instance that opened it and delivers for it.
     pub owner: String,
+    /// Records written before credentials were kept apart carried the raw
+    /// value here; it is only read, to migrate them
+    /// ([`migrate_legacy_credential`](Self::migrate_legacy_credential)).
+    #[serde(default, rename = "credential_id", skip_serializing)]
+    pub legacy_credential_id: Option<SecretString>,
 }
 
 /// Event ids remembered per quarantine against redelivery.
@@ -353,7 +358,31 @@ impl Quarantine {
                 .collect(),
             release: None,
             owner: owner.to_owned(),
+            legacy_credential_id: None,
         }
+    }
+
+    /// Moves a record from before credentials were kept apart to the
+    /// current form: the raw `credential_id` it carried (returned, for the
+    /// revocation queue) is replaced by what may be shown in the credential,
+    /// the key, the revocation targets and the raw flagged events.
+    pub fn migrate_legacy_credential(&mut self, policy: &CredentialPolicy) -> Option<SecretString> {
+        let raw = self.legacy_credential_id.take()?;
+        let cred = policy.credential(&raw);
+        self.key = format!("{}/credential/{}", self.agent_id, cred.fingerprint);
+        for r in &mut self.revocations {
+            if r.target.as_deref() == Some(raw.expose()) {
+                r.target = Some(cred.shown().to_owned());
+            }
+        }
+        for e in &mut self.flagged_events {
+            *e = redact_event(e, |c| {
+                policy.credential(&SecretString::new(c)).shown().to_owned()
+            });
+        }
+        self.credential = Some(cred);
+        self.touch();
+        Some(raw)
     }
 
     /// Rolls a further flag into this quarantine; false when that very
@@ -572,6 +601,32 @@ mod tests {
         h.seal(&CredentialPolicy::new(fp, CredentialIdMode::Handle));
         assert_eq!(h.credential.as_ref().map(|c| c.shown()), Some("tok-1"));
         assert_eq!(h.key(), f.key());
+    }
+
+    #[test]
+    fn a_record_with_the_raw_credential_is_migrated() {
+        use crate::config::CredentialIdMode;
+        use crate::respond::credential::Fingerprinter;
+        let mut f = flag("e1", Mode::Enforce);
+        f.raw = r#"{"event_id":"e1","credential_id":"tok-1"}"#.into();
+        let q = Quarantine::open(&f, &[("vault".into(), Some("tok-1".into()))], &[], "w1");
+        // As an earlier release wrote it.
+        let mut old = serde_json::to_value(&q).unwrap();
+        old["credential_id"] = "tok-1".into();
+        old["key"] = "pay-eu/credential/tok-1".into();
+        old.as_object_mut().unwrap().remove("credential");
+        let mut q: Quarantine = serde_json::from_value(old).unwrap();
+        let fp = Fingerprinter::new(b"k");
+        let policy = CredentialPolicy::new(fp.clone(), CredentialIdMode::Secret);
+        let raw = q.migrate_legacy_credential(&policy).unwrap();
+        assert_eq!(raw.expose(), "tok-1");
+        let stored = serde_json::to_string(&q).unwrap();
+        assert!(!stored.contains("tok-1"), "{stored}");
+        let want = fp.fingerprint("tok-1");
+        assert_eq!(q.key, format!("pay-eu/credential/{want}"));
+        assert_eq!(q.revocations[0].target.as_deref(), Some(want.as_str()));
+        assert!(q.flagged_events[0].contains(&want));
+        assert_eq!(q.migrate_legacy_credential(&policy), None);
     }
 
     #[test]

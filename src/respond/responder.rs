@@ -433,11 +433,19 @@ impl Responder {
     /// confirmed are retried, alerts never delivered are sent.
     fn resume(&mut self, open: Vec<Quarantine>) {
         let mut resumed = 0;
-        for q in open {
+        for mut q in open {
             // In a group, each instance finishes its own.
             if self.registry.is_shared() && q.owner != self.owner {
+                // Shown without the raw credential; its owner migrates it.
+                q.migrate_legacy_credential(&self.credential_policy);
                 self.board.put(&q);
                 continue;
+            }
+            if let Some(raw) = q.migrate_legacy_credential(&self.credential_policy) {
+                if q.revocations.iter().any(|r| r.outcome == Outcome::Pending) {
+                    self.queue_revocation(&q.id, &raw);
+                }
+                self.save(&q);
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
