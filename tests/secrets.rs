@@ -9,7 +9,8 @@
 //! servers received, Warden's stdout and stderr, `/metrics`, any answer of
 //! the quarantine API, the audit log, or any file under the data
 //! directory; the revokers alone receive the real token, and alerts show
-//! its fingerprint.
+//! its fingerprint. The Redis registry's revocation queue is checked on a
+//! real Redis server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -517,4 +518,39 @@ fn enforce_lets_no_planted_secret_out() {
 #[test]
 fn shadow_lets_no_planted_secret_out() {
     no_planted_secret_leaves("shadow");
+}
+
+/// With Redis, the revocation queue is its own key, `<prefix>:revoke:<id>`,
+/// and nothing of it is left once dequeued.
+#[test]
+fn redis_revocation_queue_is_one_key_and_goes() {
+    use warden::respond::credential::SecretString;
+    use warden::respond::registry::Registry;
+    let url =
+        std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    // The registry waits out outages: fail now, boundedly, if Redis is down.
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("Redis on 127.0.0.1:6379 (scripts/redis.sh)");
+    let prefix = unique("warden-secrets");
+    let mut keys = || -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query(&mut c)
+            .unwrap()
+    };
+    let mut reg = Registry::redis(&url, &prefix).unwrap();
+    let id = "q-0123456789abcdef01234567";
+    let token = format!("hvs.CAES{}", random_hex());
+    reg.queue_revocation(id, &SecretString::new(token.clone()))
+        .unwrap();
+    assert_eq!(keys(), [format!("{prefix}:revoke:{id}")]);
+    assert_eq!(reg.queued_revocations().unwrap(), [id]);
+    let queued = reg.queued_revocation(id).unwrap().unwrap();
+    assert_eq!(queued.expose(), token);
+    reg.dequeue_revocation(id).unwrap();
+    assert!(keys().is_empty());
+    assert!(reg.queued_revocations().unwrap().is_empty());
+    assert_eq!(reg.queued_revocation(id).unwrap(), None);
 }
