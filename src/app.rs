@@ -103,12 +103,46 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::FingerprintCredential(args) => {
+            use std::io::{BufRead, Write};
+            // The deployment's own key, as `warden run` resolves it: the
+            // fingerprints must be the ones its alerts show.
+            let config =
+                crate::service::with_deployment_key(Config::load(args.config.as_deref())?)?;
+            let fp = crate::respond::credential::fingerprinter(&config);
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("cannot read standard input")?;
+                let credential = line.trim_end_matches('\r');
+                if !credential.is_empty() {
+                    writeln!(out, "{}", fp.fingerprint(credential))?;
+                }
+            }
+            Ok(())
+        }
         Command::Validate(args) => {
             let mut config = Config::load(args.config.as_deref())?;
             check_exposure(&config)?;
             // Secrets may come from the environment: never print them.
             config.detector.hash_key = "<redacted>".to_owned();
             config.redis.url = crate::config::redact_url(&config.redis.url);
+            // Revoker and PagerDuty URLs may carry a password.
+            config.response.pagerduty.events_url =
+                crate::config::redact_url(&config.response.pagerduty.events_url);
+            for r in &mut config.response.revokers {
+                match r {
+                    crate::config::RevokerConfig::Vault(v) => {
+                        v.addr = crate::config::redact_url(&v.addr)
+                    }
+                    crate::config::RevokerConfig::Oauth(o) => {
+                        o.endpoint = crate::config::redact_url(&o.endpoint)
+                    }
+                    crate::config::RevokerConfig::Webhook(w) => {
+                        w.url = crate::config::redact_url(&w.url)
+                    }
+                    crate::config::RevokerConfig::Log(_) => {}
+                }
+            }
             // A Slack webhook URL and a PagerDuty routing key are secrets too.
             for s in [
                 &mut config.response.slack.webhook_url,

@@ -33,6 +33,19 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the fingerprint (`cred:…`) alerts show for each credential read
+    /// from standard input, one per line, under this deployment's key: to
+    /// find which credential an alert means. Read from stdin so that the
+    /// token never appears in a process list or shell history.
+    FingerprintCredential(FingerprintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// Configuration file (TOML); the key is `detector.hash-key` or
+    /// `WARDEN_HASH_KEY`, as for `warden run`.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,13 @@ pub struct ResponseConfig {
     pub read_tokens_env: Option<String>,
     /// Calls of each agent remembered for an alert's session timeline.
     pub timeline_calls: usize,
+    /// What an event's `credential_id` is. `"secret"` (the default): it may
+    /// be the bearer token itself, so it is sent only to the revokers, and
+    /// alerts, logs, the API, the audit log and stored quarantines show a
+    /// keyed fingerprint (`cred:` and 16 hex digits) instead. `"handle"`: the
+    /// deployment's events carry a non-secret handle (a Vault accessor or
+    /// lease id, a token's `jti`), which may then be shown as it is.
+    pub credential_id: CredentialIdMode,
     pub revokers: Vec<RevokerConfig>,
     pub slack: SlackConfig,
     pub pagerduty: PagerDutyConfig,
@@ -116,11 +123,23 @@ impl Default for ResponseConfig {
             admin_tokens_env: None,
             read_tokens_env: None,
             timeline_calls: 8,
+            credential_id: CredentialIdMode::Secret,
             revokers: Vec::new(),
             slack: SlackConfig::default(),
             pagerduty: PagerDutyConfig::default(),
         }
     }
+}
+
+/// What an event's `credential_id` carries (`response.credential-id`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialIdMode {
+    /// Possibly the bearer token: shown only as a keyed fingerprint.
+    #[default]
+    Secret,
+    /// A non-secret handle (accessor, lease id, `jti`): shown as it is.
+    Handle,
 }
 
 /// One credential revoker; `kind` picks the broker's contract.
@@ -1556,6 +1575,14 @@ mod response_tests {
             .unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("response.revokers[0].addr"), "{e}");
+        let cfg = Config::parse("[response]\ncredential-id = \"handle\"").unwrap();
+        assert_eq!(cfg.response.credential_id, CredentialIdMode::Handle);
+        assert_eq!(
+            Config::default().response.credential_id,
+            CredentialIdMode::Secret
+        );
+        let e = Config::parse("[response]\ncredential-id = \"plain\"").unwrap_err();
+        assert!(e.contains("credential-id") && e.contains("secret"), "{e}");
         let cfg = Config::parse("[response.pagerduty]\nrouting-key = \"short\"").unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("response.pagerduty.routing-key"), "{e}");

@@ -66,6 +66,9 @@ decisions-file = ""
 [policy]
 mode = "enforce"
 [response]
+# The replay data's credential ids are handles; tests/secrets.rs covers
+# secret ones.
+credential-id = "handle"
 public-url = "http://warden.test:8080"
 alert-delay = "1s"
 update-interval = "2s"
@@ -134,7 +137,7 @@ fn settled(svc: &Service, limit: Duration) -> Vec<serde_json::Value> {
 fn credentials(qs: &[serde_json::Value]) -> Vec<String> {
     let mut c: Vec<String> = qs
         .iter()
-        .map(|q| q["credential_id"].as_str().unwrap().to_owned())
+        .map(|q| q["credential"]["handle"].as_str().unwrap().to_owned())
         .collect();
     c.sort();
     c
@@ -403,6 +406,23 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     };
     svc.child.kill().unwrap();
     svc.child.wait().unwrap();
+    // Each pending revocation's credential waits in the revocation queue,
+    // readable by the owner only.
+    let queue = dir.path().join("state/quarantines");
+    let queued = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "revoke"))
+            .collect()
+    };
+    assert_eq!(queued().len(), pending.len());
+    #[cfg(unix)]
+    for p in queued() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+    }
 
     // The broker comes back; the restarted Warden finishes the job.
     let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
@@ -415,6 +435,7 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     let qs = settled(&svc, Duration::from_secs(30));
     assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
     svc.stop();
+    assert!(queued().is_empty(), "revoked: nothing left in the queue");
     // A further restart repeats nothing.
     let svc = Service::start_env(&config, false, &env());
     std::thread::sleep(Duration::from_secs(2));

@@ -1,6 +1,7 @@
 //! The dead-letter sink of a file or stream source: every rejected input is
 //! counted per kind of fault, logged once per kind, and written with its
-//! reason and location to a JSON Lines rejects file.
+//! reason and location to a JSON Lines rejects file. A rejected event's
+//! `credential_id` may be a bearer token: the file gets its fingerprint.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::decode::{DecodeError, DecodeErrorKind};
+use crate::respond::credential::{redact_event, Fingerprinter};
 
 /// One rejects-file record.
 #[derive(Debug, Serialize)]
@@ -27,6 +29,9 @@ pub struct RejectSink {
     out: Option<(PathBuf, BufWriter<File>)>,
     counts: [u64; DecodeErrorKind::ALL.len()],
     sample_bytes: usize,
+    /// Replaces `credential_id` values in samples; `None` keeps them (a
+    /// replay of files the user already holds).
+    fingerprints: Option<Fingerprinter>,
 }
 
 impl RejectSink {
@@ -39,7 +44,14 @@ impl RejectSink {
             out,
             counts: [0; DecodeErrorKind::ALL.len()],
             sample_bytes,
+            fingerprints: None,
         })
+    }
+
+    /// Writes `credential_id` values as their fingerprints.
+    pub fn with_fingerprints(mut self, fingerprints: Fingerprinter) -> Self {
+        self.fingerprints = Some(fingerprints);
+        self
     }
 
     /// Records one rejected input found at `source:line`.
@@ -65,8 +77,14 @@ impl RejectSink {
         }
         self.counts[i] += 1;
         if let Some((_, w)) = &mut self.out {
-            let cut = &raw[..raw.len().min(self.sample_bytes)];
-            let sample = String::from_utf8_lossy(cut);
+            // Redacted whole, then cut: a cut must not split a value so
+            // that half of it escapes the redaction.
+            let text = String::from_utf8_lossy(raw);
+            let text = match &self.fingerprints {
+                Some(fp) => redact_event(&text, |c| fp.fingerprint(c)).into(),
+                None => text,
+            };
+            let sample = cut_at_char(&text, self.sample_bytes);
             let message = err.to_string();
             let rec = RejectRecord {
                 source,
@@ -74,7 +92,7 @@ impl RejectSink {
                 kind: err.kind.as_str(),
                 field: err.field,
                 error: &message,
-                sample: &sample,
+                sample,
             };
             serde_json::to_writer(&mut *w, &rec)?;
             w.write_all(b"\n")?;
@@ -99,6 +117,7 @@ impl RejectSink {
             out,
             counts: [0; DecodeErrorKind::ALL.len()],
             sample_bytes,
+            fingerprints: None,
         })
     }
 
@@ -124,5 +143,46 @@ impl RejectSink {
             Some((_, w)) => w.flush(),
             None => Ok(()),
         }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes, on a char boundary.
+fn cut_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode::decode_bytes;
+
+    #[test]
+    fn rejected_events_keep_no_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rejects.jsonl");
+        let fp = Fingerprinter::new(b"k");
+        let mut sink = RejectSink::append(Some(&path), 64)
+            .unwrap()
+            .with_fingerprints(fp.clone());
+        let token = "hvs.CAESIJ-planted-token-0123456789";
+        for line in [
+            // Valid JSON, rejected for a missing field.
+            format!(r#"{{"event_id":"e1","credential_id":"{token}"}}"#),
+            // Not JSON at all.
+            format!(r#"{{"event_id":"e2", "credential_id": "{token}", nope"#),
+        ] {
+            let err = decode_bytes(line.as_bytes(), 4096).unwrap_err();
+            sink.reject("http", 1, line.as_bytes(), &err).unwrap();
+        }
+        sink.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.contains("planted"), "{text}");
+        assert!(!text.contains(&token[..20]), "{text}");
+        assert_eq!(text.matches(&fp.fingerprint(token)).count(), 2, "{text}");
     }
 }

@@ -195,7 +195,12 @@ pub fn flag(
         agent_id: call.agent_id.to_string(),
         agent_instance: call.agent_instance.as_deref().map(str::to_owned),
         principal: call.principal.as_deref().map(str::to_owned),
-        credential_id: call.credential_id.as_deref().map(str::to_owned),
+        credential_id: call
+            .credential_id
+            .as_deref()
+            .map(super::credential::SecretString::new),
+        // The responder seals it: only it holds the fingerprint key.
+        credential: None,
         session_id: call.session_id.as_deref().map(str::to_owned),
         trace_id: call.trace_id.as_deref().map(str::to_owned),
         class: class.map(str::to_owned),

@@ -11,6 +11,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use sha2::Sha256;
 
+use super::credential::{scrub, Credential, SecretString};
 use super::incident::Quarantine;
 use crate::config::{ClientAuth, ResponseConfig, RevokerConfig, VaultMethod};
 
@@ -28,6 +29,19 @@ pub enum Attempt {
 }
 
 impl Attempt {
+    /// The same outcome with every secret in its error replaced: a server
+    /// may quote what it was sent (a token, a key) in its error body.
+    pub fn scrubbed(self, secrets: &[&str]) -> Self {
+        match self {
+            Self::Done => Self::Done,
+            Self::Retry { error, after } => Self::Retry {
+                error: scrub(&error, secrets),
+                after,
+            },
+            Self::Refused(e) => Self::Refused(scrub(&e, secrets)),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::Done => "ok".to_owned(),
@@ -163,8 +177,10 @@ fn excerpt(body: &str) -> String {
 }
 
 /// What a transport error means: a timeout or refused connection is worth
-/// another try.
-fn transport(e: &reqwest::Error) -> Attempt {
+/// another try. The URL is stripped: a Slack webhook URL is a secret, and
+/// the error is logged, stored and audited.
+fn transport(e: reqwest::Error) -> Attempt {
+    let e = e.without_url();
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -193,7 +209,7 @@ async fn classify(
 ) -> Attempt {
     let resp = match resp {
         Ok(r) => r,
-        Err(e) => return transport(&e),
+        Err(e) => return transport(e),
     };
     let status = resp.status();
     if ok(status) {
@@ -254,19 +270,41 @@ impl Revoker {
         self.cfg.name()
     }
 
-    /// What this revoker revokes for `q`: the event's `credential_id`.
-    pub fn target(&self, credential_id: Option<&str>) -> Option<String> {
-        credential_id.map(str::to_owned)
+    /// What this revoker revokes for `q`, as it may be shown: the event's
+    /// `credential_id`, by fingerprint unless it is a handle.
+    pub fn target(&self, credential: Option<&Credential>) -> Option<String> {
+        credential.map(|c| c.shown().to_owned())
     }
 
-    /// One revocation attempt.
-    pub async fn attempt(&self, http: &reqwest::Client, q: &Quarantine) -> Attempt {
-        let target = match (&self.cfg, q.credential_id.as_deref()) {
+    /// One revocation attempt of `credential` (the raw value, from the
+    /// revocation queue), for `q`. Its error never quotes the credential
+    /// or this revoker's secret.
+    pub async fn attempt(
+        &self,
+        http: &reqwest::Client,
+        q: &Quarantine,
+        credential: Option<&SecretString>,
+    ) -> Attempt {
+        let raw = credential.map(SecretString::expose);
+        self.attempt_raw(http, q, raw)
+            .await
+            .scrubbed(&[raw.unwrap_or_default(), &self.secret])
+    }
+
+    async fn attempt_raw(
+        &self,
+        http: &reqwest::Client,
+        q: &Quarantine,
+        credential: Option<&str>,
+    ) -> Attempt {
+        let target = match (&self.cfg, credential) {
             (RevokerConfig::Webhook(_) | RevokerConfig::Log(_), _) => None,
             (_, Some(t)) => Some(t),
             (_, None) => {
                 return Attempt::Refused(
-                    "the flagged event carries no credential_id to revoke".to_owned(),
+                    "no credential to revoke: the flagged event carried no credential_id, \
+                     or it is no longer in the revocation queue"
+                        .to_owned(),
                 )
             }
         };
@@ -277,7 +315,10 @@ impl Revoker {
                     "quarantine": q.id,
                     "agent_id": q.agent_id,
                     "agent_instance": q.agent_instance,
-                    "credential_id": q.credential_id,
+                    // This file is the embedded default's revocation
+                    // queue: it keeps the value a human must revoke.
+                    "credential_id": credential,
+                    "credential": q.credential,
                     "note": "no credential broker configured: revoke this credential by hand",
                 });
                 match append_line(&l.path, &line) {
@@ -354,8 +395,10 @@ impl Revoker {
                 classify(req.send().await, |s| s == StatusCode::OK, &[]).await
             }
             RevokerConfig::Webhook(w) => {
-                let body = webhook_body(q);
-                let delivery = delivery_id(&q.id, self.name(), q.credential_id.as_deref());
+                let body = webhook_body(q, credential);
+                // The raw credential (from the revocation queue, the same
+                // after a restart) keeps the id stable across retries.
+                let delivery = delivery_id(&q.id, self.name(), credential);
                 // Signed afresh on every attempt: a receiver that rejects
                 // replayed signatures still accepts the retry.
                 let ts = self.webhook_timestamp().to_string();
@@ -414,10 +457,15 @@ fn append_line(path: &std::path::Path, v: &serde_json::Value) -> std::io::Result
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    // It holds raw credentials: the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
     let mut line = serde_json::to_vec(v)?;
     line.push(b'\n');
     f.write_all(&line)?;
@@ -425,13 +473,15 @@ fn append_line(path: &std::path::Path, v: &serde_json::Value) -> std::io::Result
 }
 
 /// The webhook's body: the quarantine, without the raw events (they stay
-/// in the registry for learning).
-pub fn webhook_body(q: &Quarantine) -> Vec<u8> {
+/// in the registry for learning), with the raw `credential_id` to revoke:
+/// the receiver is a revoker.
+pub fn webhook_body(q: &Quarantine, credential: Option<&str>) -> Vec<u8> {
     let mut v = serde_json::to_value(q).expect("quarantine serialises");
     if let Some(o) = v.as_object_mut() {
         o.remove("flagged_events");
         o.remove("seen_events");
         o.insert("type".to_owned(), "warden.quarantine".into());
+        o.insert("credential_id".to_owned(), credential.into());
     }
     serde_json::to_vec(&v).expect("value serialises")
 }
@@ -472,7 +522,8 @@ pub fn sign(secret: &str, ts: &str, delivery: &str, body: &[u8]) -> String {
 
 /// Posts a JSON body to Slack's incoming webhook: 200 is delivered; 429
 /// and 5xx are retried (honouring `Retry-After`); other 4xx (invalid
-/// payload, archived channel, revoked webhook) are refused.
+/// payload, archived channel, revoked webhook) are refused. The URL is a
+/// secret: no error quotes it.
 pub async fn post_slack(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Attempt {
     classify(
         http.post(url).json(body).send().await,
@@ -480,6 +531,18 @@ pub async fn post_slack(http: &reqwest::Client, url: &str, body: &serde_json::Va
         &[],
     )
     .await
+    .scrubbed(&[url, url_path(url)])
+}
+
+/// The path of `url` (without its leading `/`), when long enough to be
+/// worth scrubbing on its own: a server may quote only that.
+fn url_path(url: &str) -> &str {
+    let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+    if path.len() >= 8 {
+        path
+    } else {
+        ""
+    }
 }
 
 /// Sends an event to PagerDuty Events API v2: 202 is accepted; 400 is a
@@ -489,12 +552,14 @@ pub async fn post_pagerduty(
     url: &str,
     body: &serde_json::Value,
 ) -> Attempt {
+    let routing_key = body["routing_key"].as_str().unwrap_or_default();
     classify(
         http.post(url).json(body).send().await,
         |s| s == StatusCode::ACCEPTED,
         &[],
     )
     .await
+    .scrubbed(&[routing_key])
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::credential::{redact_event, Credential, CredentialPolicy, SecretString};
 use crate::decide::Mode;
 
 /// Flagged calls kept per quarantine (each with its raw event, so a release
@@ -112,7 +113,12 @@ pub struct Flag {
     pub agent_id: String,
     pub agent_instance: Option<String>,
     pub principal: Option<String>,
-    pub credential_id: Option<String>,
+    /// The event's `credential_id` as received: what the revokers revoke,
+    /// and nothing else may show.
+    pub credential_id: Option<SecretString>,
+    /// What may be shown of it; set by [`seal`](Self::seal) before the
+    /// flag is keyed or stored.
+    pub credential: Option<Credential>,
     pub session_id: Option<String>,
     pub trace_id: Option<String>,
     pub class: Option<String>,
@@ -133,10 +139,25 @@ pub struct Flag {
 }
 
 impl Flag {
-    /// One quarantine per credential, else per instance, else per agent.
+    /// Fills in what may be shown of the credential, and replaces it in the
+    /// raw event kept for learning: from here on only `credential_id`
+    /// holds the value.
+    pub fn seal(&mut self, policy: &CredentialPolicy) {
+        let Some(raw) = &self.credential_id else {
+            return;
+        };
+        let cred = policy.credential(raw);
+        self.raw = redact_event(&self.raw, |c| {
+            policy.credential(&SecretString::new(c)).shown().to_owned()
+        });
+        self.credential = Some(cred);
+    }
+
+    /// One quarantine per credential (by fingerprint: the key is stored and
+    /// shown), else per instance, else per agent.
     pub fn key(&self) -> String {
-        match (&self.credential_id, &self.agent_instance) {
-            (Some(c), _) => format!("{}/credential/{c}", self.agent_id),
+        match (&self.credential, &self.agent_instance) {
+            (Some(c), _) => format!("{}/credential/{}", self.agent_id, c.fingerprint),
             (None, Some(i)) => format!("{}/instance/{i}", self.agent_id),
             (None, None) => format!("{}/agent", self.agent_id),
         }
@@ -169,7 +190,8 @@ pub enum Outcome {
 pub struct Revocation {
     /// The revoker's name in the config.
     pub revoker: String,
-    /// What is revoked (the credential id, token accessor or lease).
+    /// What is revoked (the credential, token accessor or lease), as it may
+    /// be shown: its fingerprint unless it is a handle.
     pub target: Option<String>,
     pub outcome: Outcome,
     pub attempts: u32,
@@ -210,7 +232,10 @@ pub struct Quarantine {
     pub agent_id: String,
     pub agent_instance: Option<String>,
     pub principal: Option<String>,
-    pub credential_id: Option<String>,
+    /// The credential's fingerprint (and handle, when it is one); the raw
+    /// value is only in the registry's revocation queue.
+    #[serde(default)]
+    pub credential: Option<Credential>,
     pub session_id: Option<String>,
     pub trace_id: Option<String>,
     pub class: Option<String>,
@@ -229,7 +254,8 @@ pub struct Quarantine {
     pub max_score: f64,
     /// The flagged calls, first first (at most [`MAX_FLAGGED_CALLS`]).
     pub flagged_calls: Vec<CallSummary>,
-    /// Raw events of `flagged_calls`, same order.
+    /// Raw events of `flagged_calls`, same order, each with its
+    /// `credential_id` replaced by what may be shown of it.
     pub flagged_events: Vec<String>,
     /// Flags after the first that were rolled into this quarantine.
     pub rolled_up: u32,
@@ -245,6 +271,11 @@ pub struct Quarantine {
     pub release: Option<Release>,
     /// The Warden instance that opened it and delivers for it.
     pub owner: String,
+    /// Records written before credentials were kept apart carried the raw
+    /// value here; it is only read, to migrate them
+    /// ([`migrate_legacy_credential`](Self::migrate_legacy_credential)).
+    #[serde(default, rename = "credential_id", skip_serializing)]
+    pub legacy_credential_id: Option<SecretString>,
 }
 
 /// Event ids remembered per quarantine against redelivery.
@@ -275,7 +306,7 @@ impl Quarantine {
             agent_id: flag.agent_id.clone(),
             agent_instance: flag.agent_instance.clone(),
             principal: flag.principal.clone(),
-            credential_id: flag.credential_id.clone(),
+            credential: flag.credential.clone(),
             session_id: flag.session_id.clone(),
             trace_id: flag.trace_id.clone(),
             class: flag.class.clone(),
@@ -327,7 +358,31 @@ impl Quarantine {
                 .collect(),
             release: None,
             owner: owner.to_owned(),
+            legacy_credential_id: None,
         }
+    }
+
+    /// Moves a record from before credentials were kept apart to the
+    /// current form: the raw `credential_id` it carried (returned, for the
+    /// revocation queue) is replaced by what may be shown in the credential,
+    /// the key, the revocation targets and the raw flagged events.
+    pub fn migrate_legacy_credential(&mut self, policy: &CredentialPolicy) -> Option<SecretString> {
+        let raw = self.legacy_credential_id.take()?;
+        let cred = policy.credential(&raw);
+        self.key = format!("{}/credential/{}", self.agent_id, cred.fingerprint);
+        for r in &mut self.revocations {
+            if r.target.as_deref() == Some(raw.expose()) {
+                r.target = Some(cred.shown().to_owned());
+            }
+        }
+        for e in &mut self.flagged_events {
+            *e = redact_event(e, |c| {
+                policy.credential(&SecretString::new(c)).shown().to_owned()
+            });
+        }
+        self.credential = Some(cred);
+        self.touch();
+        Some(raw)
     }
 
     /// Rolls a further flag into this quarantine; false when that very
@@ -413,6 +468,9 @@ impl Quarantine {
 pub(crate) mod fixtures {
     use super::*;
 
+    /// The fixture credential's fingerprint, as alerts show it.
+    pub const FP: &str = "cred:00f1e2d3c4b5a697";
+
     pub fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f64) -> CallSummary {
         CallSummary {
             event_id: event.into(),
@@ -447,7 +505,11 @@ pub(crate) mod fixtures {
             agent_id: "pay-eu".into(),
             agent_instance: Some("pay-eu-7f".into()),
             principal: Some("user:jane".into()),
-            credential_id: Some("tok-1".into()),
+            credential_id: Some(SecretString::new("tok-1")),
+            credential: Some(Credential {
+                fingerprint: FP.into(),
+                handle: None,
+            }),
             session_id: Some("s1".into()),
             trace_id: None,
             class: Some("payments".into()),
@@ -501,10 +563,10 @@ mod tests {
         let f = flag("e1", Mode::Enforce);
         assert_eq!(f.quarantine_id(), flag("e1", Mode::Enforce).quarantine_id());
         assert_ne!(f.quarantine_id(), flag("e2", Mode::Enforce).quarantine_id());
-        assert_eq!(f.key(), "pay-eu/credential/tok-1");
+        assert_eq!(f.key(), format!("pay-eu/credential/{}", fixtures::FP));
         let mut q = Quarantine::open(
             &f,
-            &[("vault".into(), Some("tok-1".into()))],
+            &[("vault".into(), Some(fixtures::FP.into()))],
             &["slack".into()],
             "w1",
         );
@@ -512,6 +574,59 @@ mod tests {
         assert!(!q.attach(&f));
         assert!(q.attach(&flag("e2", Mode::Enforce)));
         assert_eq!((q.rolled_up, q.flags(), q.version), (1, 2, 2));
+    }
+
+    #[test]
+    fn sealing_keys_by_fingerprint_and_strips_the_raw_event() {
+        use crate::config::CredentialIdMode;
+        use crate::respond::credential::Fingerprinter;
+        let mut f = flag("e1", Mode::Enforce);
+        f.credential = None;
+        f.raw = r#"{"event_id":"e1","agent_id":"pay-eu","credential_id":"tok-1"}"#.into();
+        let fp = Fingerprinter::new(b"test key");
+        f.seal(&CredentialPolicy::new(fp.clone(), CredentialIdMode::Secret));
+        let want = fp.fingerprint("tok-1");
+        assert_eq!(f.key(), format!("pay-eu/credential/{want}"));
+        assert!(
+            !f.raw.contains("tok-1") && f.raw.contains(&want),
+            "{}",
+            f.raw
+        );
+        let q = Quarantine::open(&f, &[], &[], "w1");
+        let stored = serde_json::to_string(&q).unwrap();
+        assert!(!stored.contains("tok-1"), "{stored}");
+        assert!(stored.contains(&want));
+        // A declared handle is shown as it is; the key stays the same.
+        let mut h = flag("e1", Mode::Enforce);
+        h.seal(&CredentialPolicy::new(fp, CredentialIdMode::Handle));
+        assert_eq!(h.credential.as_ref().map(|c| c.shown()), Some("tok-1"));
+        assert_eq!(h.key(), f.key());
+    }
+
+    #[test]
+    fn a_record_with_the_raw_credential_is_migrated() {
+        use crate::config::CredentialIdMode;
+        use crate::respond::credential::Fingerprinter;
+        let mut f = flag("e1", Mode::Enforce);
+        f.raw = r#"{"event_id":"e1","credential_id":"tok-1"}"#.into();
+        let q = Quarantine::open(&f, &[("vault".into(), Some("tok-1".into()))], &[], "w1");
+        // As an earlier release wrote it.
+        let mut old = serde_json::to_value(&q).unwrap();
+        old["credential_id"] = "tok-1".into();
+        old["key"] = "pay-eu/credential/tok-1".into();
+        old.as_object_mut().unwrap().remove("credential");
+        let mut q: Quarantine = serde_json::from_value(old).unwrap();
+        let fp = Fingerprinter::new(b"k");
+        let policy = CredentialPolicy::new(fp.clone(), CredentialIdMode::Secret);
+        let raw = q.migrate_legacy_credential(&policy).unwrap();
+        assert_eq!(raw.expose(), "tok-1");
+        let stored = serde_json::to_string(&q).unwrap();
+        assert!(!stored.contains("tok-1"), "{stored}");
+        let want = fp.fingerprint("tok-1");
+        assert_eq!(q.key, format!("pay-eu/credential/{want}"));
+        assert_eq!(q.revocations[0].target.as_deref(), Some(want.as_str()));
+        assert!(q.flagged_events[0].contains(&want));
+        assert_eq!(q.migrate_legacy_credential(&policy), None);
     }
 
     #[test]

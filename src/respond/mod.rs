@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod context;
+pub mod credential;
 pub mod deliver;
 pub mod incident;
 pub mod registry;

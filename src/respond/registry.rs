@@ -7,11 +7,18 @@
 //! of open ids and `<prefix>:quarantines:agent:<agent_id>` of each agent's
 //! ids, so every instance of a group answers the broker's "is this agent
 //! quarantined?" the same way.
+//!
+//! The raw credential of an enforced quarantine is not in its record: it is
+//! in the revocation queue, `<data-dir>/quarantines/<id>.revoke` (mode
+//! 0600) or the key `<prefix>:revoke:<id>`, written before the record and
+//! deleted once every revoker has an outcome (or the quarantine is
+//! released), so a restart can still revoke it and nothing else reads it.
 
 use std::path::{Path, PathBuf};
 
 use redis::Commands;
 
+use super::credential::SecretString;
 use super::incident::Quarantine;
 use crate::state::redis::RedisStore;
 
@@ -267,6 +274,143 @@ fn is_id(id: &str) -> bool {
         .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+impl Registry {
+    /// Queues the raw credential of quarantine `id` for its revokers,
+    /// durably, before the quarantine is recorded.
+    pub fn queue_revocation(
+        &mut self,
+        id: &str,
+        credential: &SecretString,
+    ) -> Result<(), RegistryError> {
+        match self {
+            Self::File { dir } => {
+                let path = dir.join(format!("{id}.revoke"));
+                write_private(&path, credential.expose().as_bytes()).map_err(|source| {
+                    RegistryError::Io {
+                        action: "write",
+                        path,
+                        source,
+                    }
+                })
+            }
+            Self::Redis(store) => {
+                let key = format!("{}:revoke:{id}", store.prefix());
+                store.retry("queue a revocation", |c| {
+                    c.set::<_, _, ()>(&key, credential.expose())
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The raw credential queued for quarantine `id`, if still queued.
+    pub fn queued_revocation(&mut self, id: &str) -> Result<Option<SecretString>, RegistryError> {
+        match self {
+            Self::File { dir } => {
+                let path = dir.join(format!("{id}.revoke"));
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(SecretString::new(
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                    ))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(RegistryError::Io {
+                        action: "read",
+                        path,
+                        source,
+                    }),
+                }
+            }
+            Self::Redis(store) => {
+                let key = format!("{}:revoke:{id}", store.prefix());
+                let v: Option<String> = store.retry("read a queued revocation", |c| c.get(&key));
+                Ok(v.map(SecretString::new))
+            }
+        }
+    }
+
+    /// Ids of every quarantine in the revocation queue, to sweep out what a
+    /// crash left behind (a revocation settled but not yet dequeued).
+    pub fn queued_revocations(&mut self) -> Result<Vec<String>, RegistryError> {
+        match self {
+            Self::File { dir } => {
+                let entries = std::fs::read_dir(&*dir).map_err(|source| RegistryError::Io {
+                    action: "list",
+                    path: dir.clone(),
+                    source,
+                })?;
+                Ok(entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        name.strip_suffix(".revoke").map(str::to_owned)
+                    })
+                    .collect())
+            }
+            Self::Redis(store) => {
+                let prefix = format!("{}:revoke:", store.prefix());
+                let pattern = format!("{prefix}*");
+                let keys: Vec<String> = store.retry("list queued revocations", |c| {
+                    c.scan_match::<_, String>(&pattern)
+                        .map(|keys| keys.collect::<Vec<String>>())
+                });
+                Ok(keys
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                    .collect())
+            }
+        }
+    }
+
+    /// Drops quarantine `id` from the revocation queue: every revoker has
+    /// an outcome, or it was released.
+    pub fn dequeue_revocation(&mut self, id: &str) -> Result<(), RegistryError> {
+        match self {
+            Self::File { dir } => {
+                let path = dir.join(format!("{id}.revoke"));
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(RegistryError::Io {
+                        action: "remove",
+                        path,
+                        source,
+                    }),
+                }
+            }
+            Self::Redis(store) => {
+                let key = format!("{}:revoke:{id}", store.prefix());
+                store.retry("dequeue a revocation", |c| c.del::<_, ()>(&key));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically, readable by the owner only from
+/// the first byte on.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("revoke.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
     serde_json::from_slice(bytes).map_err(|source| RegistryError::Corrupt {
         at: at.to_owned(),
@@ -307,5 +451,34 @@ mod tests {
         // A corrupt file is skipped, not fatal.
         std::fs::write(dir.path().join("quarantines/q-bad.json"), b"{").unwrap();
         assert_eq!(reg.open_quarantines().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn revocation_queue_is_private_and_apart_from_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::file(dir.path()).unwrap();
+        let q = quarantine("e1");
+        let secret = SecretString::new("hvs.raw-token");
+        reg.queue_revocation(&q.id, &secret).unwrap();
+        reg.save(&q).unwrap();
+        let file = dir.path().join(format!("quarantines/{}.revoke", q.id));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let record =
+            std::fs::read_to_string(dir.path().join(format!("quarantines/{}.json", q.id))).unwrap();
+        assert!(!record.contains("hvs.raw-token"), "{record}");
+        // Only the quarantine records are read back as quarantines.
+        assert_eq!(reg.open_quarantines().unwrap().len(), 1);
+        assert_eq!(reg.queued_revocation(&q.id).unwrap(), Some(secret));
+        assert_eq!(reg.queued_revocations().unwrap(), vec![q.id.clone()]);
+        reg.dequeue_revocation(&q.id).unwrap();
+        assert!(!file.exists());
+        assert!(reg.queued_revocations().unwrap().is_empty());
+        assert_eq!(reg.queued_revocation(&q.id).unwrap(), None);
+        reg.dequeue_revocation(&q.id).unwrap();
     }
 }

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use super::credential::Credential;
 use super::incident::{CallSummary, OriginInfo, Outcome, Quarantine, Reason, Release, State};
 use crate::decide::Mode;
 
@@ -469,7 +470,7 @@ pub fn text_alert(q: &Quarantine, links: &Links) -> String {
     field(
         &mut t,
         "Credential",
-        &plain_opt(q.credential_id.as_deref(), 200),
+        &plain_opt(q.credential.as_ref().map(Credential::shown), 200),
     );
     if let Some(s) = &q.session_id {
         field(&mut t, "Session", &plain(s, 200));
@@ -739,7 +740,7 @@ fn slack_fields(q: &Quarantine) -> Vec<String> {
         format!("*Principal*\n{}", md_code_opt(q.principal.as_deref(), 200)),
         format!(
             "*Credential*\n{}",
-            md_code_opt(q.credential_id.as_deref(), 200)
+            md_code_opt(q.credential.as_ref().map(Credential::shown), 200)
         ),
         format!("*Class*\n{}", md_code_opt(q.class.as_deref(), 100)),
         format!("*Mode*\n{}", q.mode.as_str()),
@@ -988,7 +989,7 @@ pub fn slack_release(q: &Quarantine, links: &Links) -> Value {
             "{body}\nAgent {} · instance {} · credential {}",
             md_code(&q.agent_id, 200),
             md_code_opt(q.agent_instance.as_deref(), 200),
-            md_code_opt(q.credential_id.as_deref(), 200)
+            md_code_opt(q.credential.as_ref().map(Credential::shown), 200)
         )),
         context(&[
             format!("Quarantine {}", md_code(&q.id, 100)),
@@ -1038,7 +1039,7 @@ fn pd_details(q: &Quarantine, links: &Links) -> Value {
         "agent": pd(&q.agent_id),
         "instance": pd_opt(q.agent_instance.as_deref()),
         "principal": pd_opt(q.principal.as_deref()),
-        "credential": pd_opt(q.credential_id.as_deref()),
+        "credential": pd_opt(q.credential.as_ref().map(Credential::shown)),
         "session": pd_opt(q.session_id.as_deref()),
         "trace": pd_opt(q.trace_id.as_deref()),
         "class": pd_opt(q.class.as_deref()),
@@ -1193,7 +1194,7 @@ pub fn digest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::incident::fixtures::flag;
+    use crate::respond::incident::fixtures::{flag, FP};
     use crate::respond::incident::Flag;
 
     const URL: &str = "https://warden.example/";
@@ -1201,7 +1202,7 @@ mod tests {
     fn open(f: &Flag) -> Quarantine {
         Quarantine::open(
             f,
-            &[("vault".into(), Some("tok-1".into()))],
+            &[("vault".into(), Some(FP.into()))],
             &["slack".into()],
             "w1",
         )
@@ -1382,7 +1383,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("Revocation: vault -> tok-1: pending, 0 attempts\n"),
+            t.contains(&format!("Revocation: vault -> {FP}: pending, 0 attempts\n")),
             "{t}"
         );
         // Reasons ranked by bits.
@@ -1472,10 +1473,13 @@ mod tests {
             .map(|f| f["text"].as_str().unwrap())
             .collect();
         assert!(fields.contains(&"*Agent*\n`pay-eu`"));
-        assert!(fields.contains(&"*Credential*\n`tok-1`"));
+        assert!(fields.contains(&format!("*Credential*\n`{FP}`").as_str()));
+        assert!(!m.to_string().contains("tok-1"), "the raw credential");
         assert!(fields.contains(&"*Score / threshold*\n*30.0* / 16.0 bits"));
         assert!(fields.contains(&"*Flags*\n1 flagged call"));
-        assert!(fields.contains(&"*Revocation*\npending\n• vault `tok-1`: pending, 0 attempts"));
+        assert!(fields.contains(
+            &format!("*Revocation*\npending\n• vault `{FP}`: pending, 0 attempts").as_str()
+        ));
         let all = texts(&m).join("\n");
         assert!(all.contains("• `12:03:04` `transfer_funds` · action `send` · `iban` `DE89370400440532013000` · score *30.0*"));
         assert!(all.contains("args `{\"amount\":9000,\"currency\":\"EUR\"}`"));

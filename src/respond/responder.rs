@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::audit::{AuditLog, AuditWriter};
+use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
 use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State};
 use super::registry::Registry;
@@ -294,6 +295,11 @@ pub struct Responder {
     open: HashMap<String, Quarantine>,
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
+    /// Raw credentials of quarantines whose revocation is under way (a copy
+    /// of the registry's revocation queue), for the revokers only.
+    credentials: HashMap<String, SecretString>,
+    /// Fingerprints credentials (or shows their handle).
+    credential_policy: CredentialPolicy,
     board: Arc<Board>,
     revokers: Arc<Vec<Revoker>>,
     notifiers: Vec<Notifier>,
@@ -399,6 +405,8 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         open: HashMap::new(),
         by_key: HashMap::new(),
         progress: HashMap::new(),
+        credentials: HashMap::new(),
+        credential_policy: CredentialPolicy::of(cfg),
         board: board.clone(),
         revokers: Arc::new(revokers),
         notifiers,
@@ -431,11 +439,19 @@ impl Responder {
     /// confirmed are retried, alerts never delivered are sent.
     fn resume(&mut self, open: Vec<Quarantine>) {
         let mut resumed = 0;
-        for q in open {
+        for mut q in open {
             // In a group, each instance finishes its own.
             if self.registry.is_shared() && q.owner != self.owner {
+                // Shown without the raw credential; its owner migrates it.
+                q.migrate_legacy_credential(&self.credential_policy);
                 self.board.put(&q);
                 continue;
+            }
+            if let Some(raw) = q.migrate_legacy_credential(&self.credential_policy) {
+                if q.revocations.iter().any(|r| r.outcome == Outcome::Pending) {
+                    self.queue_revocation(&q.id, &raw);
+                }
+                self.save(&q);
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
@@ -446,6 +462,17 @@ impl Responder {
                 .map(|r| r.revoker.clone())
                 .collect();
             let undelivered = q.alerts.iter().any(|a| a.delivered == 0);
+            if !pending.is_empty() {
+                match self.registry.queued_revocation(&id) {
+                    Ok(Some(c)) => {
+                        self.credentials.insert(id.clone(), c);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(quarantine = %id, error = %e, "Cannot read a queued revocation.")
+                    }
+                }
+            }
             self.board.put(&q);
             self.open.insert(id.clone(), q);
             self.progress.entry(id.clone()).or_default();
@@ -465,6 +492,39 @@ impl Responder {
         self.update_gauges();
         if resumed > 0 {
             tracing::info!(quarantines = resumed, "Resumed open quarantines.");
+        }
+        self.sweep_revocation_queue();
+    }
+
+    /// Removes raw credentials nothing will revoke any more: a crash
+    /// between recording an outcome and dequeuing, or before the record of
+    /// a quarantine was written at all.
+    fn sweep_revocation_queue(&mut self) {
+        let queued = match self.registry.queued_revocations() {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot list the revocation queue.");
+                return;
+            }
+        };
+        for id in queued {
+            if self.credentials.contains_key(&id) {
+                continue;
+            }
+            let still_wanted = match self.registry.get(&id) {
+                // In a group, another instance may be revoking it.
+                Ok(Some(q)) => {
+                    q.state.is_open()
+                        && q.revocations.iter().any(|r| r.outcome == Outcome::Pending)
+                        && (q.owner != self.owner || self.open.contains_key(&id))
+                }
+                // Shared: another instance may be about to record it.
+                Ok(None) => self.registry.is_shared(),
+                Err(_) => true,
+            };
+            if !still_wanted {
+                self.dequeue_revocation(&id);
+            }
         }
     }
 
@@ -531,11 +591,31 @@ impl Responder {
         self.board.put(q);
     }
 
+    /// Queues a credential for revocation, retrying a failed write as
+    /// `save` does.
+    fn queue_revocation(&mut self, id: &str, credential: &SecretString) {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self.registry.queue_revocation(id, credential) {
+            tracing::error!(quarantine = %id, error = %e, "Cannot queue a revocation; retrying.");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Forgets a credential once nothing will revoke it any more.
+    fn dequeue_revocation(&mut self, id: &str) {
+        self.credentials.remove(id);
+        if let Err(e) = self.registry.dequeue_revocation(id) {
+            tracing::error!(quarantine = %id, error = %e, "Cannot remove a finished revocation from the queue.");
+        }
+    }
+
     fn audit(&mut self, kind: &str, body: serde_json::Value) {
         self.audit.record(kind, body);
     }
 
-    fn on_flag(&mut self, flag: Flag) {
+    fn on_flag(&mut self, mut flag: Flag) {
+        flag.seal(&self.credential_policy);
         let key = flag.key();
         if let Some(id) = self.by_key.get(&key).cloned() {
             self.refresh(&id);
@@ -567,10 +647,16 @@ impl Responder {
         let targets: Vec<(String, Option<String>)> = self
             .revokers
             .iter()
-            .map(|r| (r.name().to_owned(), r.target(flag.credential_id.as_deref())))
+            .map(|r| (r.name().to_owned(), r.target(flag.credential.as_ref())))
             .collect();
         let names: Vec<String> = self.notifiers.iter().map(|n| n.name.clone()).collect();
         let q = Quarantine::open(&flag, &targets, &names, &self.owner);
+        if let (false, Some(c)) = (q.revocations.is_empty(), flag.credential_id) {
+            // Queued before the record: a record with pending revocations
+            // always finds its credential after a crash.
+            self.queue_revocation(&id, &c);
+            self.credentials.insert(id.clone(), c);
+        }
         self.save(&q);
         self.by_key.insert(key, id.clone());
         self.open.insert(id.clone(), q.clone());
@@ -601,7 +687,7 @@ impl Responder {
             "quarantine",
             json!({"quarantine": q.id, "key": q.key, "agent_id": q.agent_id,
                    "agent_instance": q.agent_instance, "principal": q.principal,
-                   "credential_id": q.credential_id, "mode": q.mode.as_str(),
+                   "credential": q.credential, "mode": q.mode.as_str(),
                    "state": q.state.as_str(), "score": q.score, "threshold": q.threshold,
                    "basis": q.basis, "reasons": q.reasons, "event_id": flag.call.event_id,
                    "call": flag.call}),
@@ -660,6 +746,7 @@ impl Responder {
             return;
         };
         let revokers = self.revokers.clone();
+        let credential = self.credentials.get(id).cloned();
         let http = self.http.clone();
         let tx = self.tx.clone();
         let policy = self.policy;
@@ -675,7 +762,7 @@ impl Responder {
             let name = r.name().to_owned();
             let done = deliver::retry(
                 policy,
-                || r.attempt(&http, &q),
+                || r.attempt(&http, &q, credential.as_ref()),
                 |n, a| {
                     metrics
                         .revocation_attempts
@@ -720,6 +807,9 @@ impl Responder {
         q.touch();
         let q = q.clone();
         self.save(&q);
+        if q.revocations.iter().all(|r| r.outcome != Outcome::Pending) {
+            self.dequeue_revocation(id);
+        }
         let progress = self.progress.entry(id.to_owned()).or_default();
         if error.is_none() {
             if let Some(t) = progress.flagged_at {
@@ -730,7 +820,7 @@ impl Responder {
         }
         self.audit(
             "revocation",
-            json!({"quarantine": id, "revoker": revoker, "credential_id": q.credential_id,
+            json!({"quarantine": id, "revoker": revoker, "credential": q.credential,
                    "outcome": if error.is_none() { "revoked" } else { "failed" },
                    "attempts": attempts, "error": error, "state": q.state.as_str()}),
         );
@@ -889,6 +979,8 @@ impl Responder {
         self.save(&q);
         let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
         self.forget(id);
+        // Released: nothing will revoke it any more.
+        self.dequeue_revocation(id);
         self.metrics.releases.inc();
         self.audit(
             "release",

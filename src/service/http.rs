@@ -380,7 +380,7 @@ async fn agent_status(State(shared): State<Arc<Shared>>, Path(agent_id): Path<St
         "quarantines": blocking.iter().map(|q| serde_json::json!({
             "id": q.id,
             "state": q.state.as_str(),
-            "credential_id": q.credential_id,
+            "credential": q.credential,
             "agent_instance": q.agent_instance,
             "created_at": q.created_at,
         })).collect::<Vec<_>>(),

@@ -197,7 +197,7 @@ fn write_checkpoints(cfg: &Config, engines: &[Engine], recent: &[u64]) -> anyhow
 /// The configuration with the deployment's fingerprint key filled in:
 /// configured, else shared through Redis, else generated into the data
 /// directory. Never the offline key.
-fn with_deployment_key(mut cfg: Config) -> anyhow::Result<Config> {
+pub fn with_deployment_key(mut cfg: Config) -> anyhow::Result<Config> {
     let configured = cfg.detector.configured_hash_key();
     let key = if cfg.redis.enabled {
         crate::state::redis::RedisStore::open(&cfg.redis)?.shared_hash_key(configured)?
@@ -281,10 +281,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open decisions file {}", path.display()))?;
         *decisions.lock().unwrap_or_else(|p| p.into_inner()) = Some(BufWriter::new(f));
     }
-    let (rejects, _rejects_thread) = rejects::RejectWriter::start(RejectSink::append(
-        Some(&cfg.server.data_dir.join("rejects.jsonl")),
-        cfg.ingest.reject_sample_bytes,
-    )?)?;
+    let (rejects, _rejects_thread) = rejects::RejectWriter::start(
+        RejectSink::append(
+            Some(&cfg.server.data_dir.join("rejects.jsonl")),
+            cfg.ingest.reject_sample_bytes,
+        )?
+        .with_fingerprints(crate::respond::credential::fingerprinter(&cfg)),
+    )?;
 
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);

@@ -82,6 +82,10 @@ impl HashKey {
         Ok(Self(k))
     }
 
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }

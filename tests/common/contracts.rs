@@ -201,6 +201,8 @@ struct Faults {
 
 struct Shared {
     kind: Kind,
+    /// The endpoint path served (Slack's is part of its secret URL).
+    path: String,
     recorded: Mutex<Vec<Recorded>>,
     faults: Mutex<Faults>,
     delay: Mutex<Duration>,
@@ -219,6 +221,7 @@ struct Shared {
 pub struct ContractServer {
     kind: Kind,
     port: u16,
+    path: String,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -250,10 +253,22 @@ impl ContractServer {
         Self::start(Kind::webhook(secret), 0)
     }
 
+    /// A Slack incoming webhook at `path` (a webhook URL's path is its
+    /// secret: tests plant one).
+    pub fn slack_at(path: &str) -> Self {
+        Self::start_at(Kind::Slack, 0, path)
+    }
+
     /// Starts a server of `kind` on 127.0.0.1:`port` (0: any free port).
     /// Retries a busy fixed port for up to 5 s (a just-stopped server's
     /// port), then panics.
     pub fn start(kind: Kind, port: u16) -> Self {
+        let path = kind.endpoint_path();
+        Self::start_at(kind, port, path)
+    }
+
+    /// Like `start`, serving the endpoint at `path`.
+    pub fn start_at(kind: Kind, port: u16, path: &str) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {
@@ -269,6 +284,7 @@ impl ContractServer {
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             kind: kind.clone(),
+            path: path.to_owned(),
             recorded: Mutex::default(),
             faults: Mutex::default(),
             delay: Mutex::new(Duration::ZERO),
@@ -309,6 +325,7 @@ impl ContractServer {
         ContractServer {
             kind,
             port,
+            path: path.to_owned(),
             shared,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -341,7 +358,7 @@ impl ContractServer {
     /// `.../v2/enqueue`, Vault's base address, `.../oauth2/revoke` or
     /// `.../revoke`.
     pub fn url(&self) -> String {
-        format!("{}{}", self.base_url(), self.kind.endpoint_path())
+        format!("{}{}", self.base_url(), self.path)
     }
 
     /// Every request so far, in arrival order.
@@ -790,7 +807,7 @@ const BLOCK_TYPES: &[&str] = &[
 
 impl Shared {
     fn slack(&self, method: &Method, headers: &HeaderMap, rec: &Recorded) -> Reply {
-        if rec.path != SLACK_PATH {
+        if rec.path != self.path {
             return Reply::text(404, "no_service");
         }
         if method != Method::POST {
