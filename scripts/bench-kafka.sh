@@ -7,6 +7,10 @@
 # Warden's resident memory.
 # Usage: scripts/bench-kafka.sh [EVENTS=1000000] [AGENTS=10000] [RATE]
 # RATE (events/s) paces the producer, to measure latency below capacity.
+# WARDEN_BENCH_MODE=learn|shadow|enforce (default shadow) is the policy
+# mode: a fleet with no history (no --train) flags about 10% of its calls
+# while it learns, so shadow and enforce measure the response path under a
+# flag storm, and learn the same stream with no response.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
@@ -27,6 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+mode="${WARDEN_BENCH_MODE:-shadow}"
+bin="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release --locked --bin warden --example kafka_load
 topic="bench-$(date +%s)"
 port=18099
@@ -47,15 +53,18 @@ group = "$topic-warden"
 decisions-topic = "$topic.decisions"
 commit-interval = "5s"
 instance-id = "bench"
+[policy]
+mode = "$mode"
 TOML
-WARDEN_LOG=warn target/release/warden run --config "$work/warden.toml" 2> "$work/warden.log" &
+WARDEN_LOG=warn "$bin/warden" run --config "$work/warden.toml" 2> "$work/warden.log" &
 warden_pid=$!
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
   sleep 0.2
 done
-target/release/examples/kafka_load 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
+"$bin/examples/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
 n_agents=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^warden_agents / {print $2}')
 echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
-curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count))'
+curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count)|quarantines_opened_total|flags_rolled_up_total|revocation_attempts_total)'
+echo "mode $mode; warden log lines: $(wc -l < "$work/warden.log")"
