@@ -14,6 +14,8 @@
 //! - [`event`]: the event contract (EVENTS.md), borrowed from the input.
 //! - [`ingest`]: decoding, bounded line reading, the rejects sink, the
 //!   Kafka source.
+//! - [`pipeline`]: the seam between sources and workers: routing by agent,
+//!   bounded worker queues, the barrier a source commits behind.
 //! - [`baseline`]: per-agent [`baseline::Profile`]s learned online.
 //! - [`score`]: feature extraction and the explainable scorer.
 //! - [`decide`]: thresholds, classes, modes.
@@ -34,6 +36,7 @@ pub mod engine;
 pub mod event;
 pub mod generate;
 pub mod ingest;
+pub mod pipeline;
 pub mod replay;
 pub mod respond;
 pub mod score;

@@ -43,13 +43,11 @@ use rdkafka::producer::{
     ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 
 use crate::config::{EndpointIdentification, KafkaConfig};
 use crate::ingest::decode::decode_bytes;
-use crate::service::worker::{KafkaMessage, Msg};
-use crate::service::{route, Shared};
+use crate::pipeline::{KafkaMessage, Msg, Router};
 
 /// A failure of the Kafka source that stops it, or of the connection
 /// settings every Kafka client shares. Never carries a secret's value.
@@ -84,10 +82,24 @@ struct Positions {
     committed: HashMap<i32, i64>,
 }
 
+/// What the Kafka source needs of the service, and nothing more.
+pub struct SourceLinks {
+    pub config: crate::config::Config,
+    /// The worker queues, and the barrier commits wait behind.
+    pub router: Router,
+    /// The transactional producer the workers write decisions with; its
+    /// transaction commits with the offsets at each barrier.
+    pub decisions: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
+    /// Raised once partitions are assigned (`/ready` waits for it).
+    pub assigned: Arc<std::sync::atomic::AtomicBool>,
+    /// Counts a message rejected here, by kind of fault.
+    pub count_rejected: Box<dyn Fn(&'static str) + Send + Sync>,
+}
+
 /// The consumer's context: commits and hands agents over before
 /// partitions are revoked.
 struct SourceContext {
-    shared: Arc<Shared>,
+    links: Arc<SourceLinks>,
     positions: Arc<Mutex<Positions>>,
     topic: String,
     /// A failure inside a rebalance callback, which cannot return it: the
@@ -110,7 +122,7 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(partitions = ?partitions, "Partitions assigned.");
-            self.shared
+            self.links
                 .assigned
                 .store(true, std::sync::atomic::Ordering::Release);
         }
@@ -125,7 +137,7 @@ impl ConsumerContext for SourceContext {
         let group = consumer.group_metadata();
         tokio::task::block_in_place(|| {
             if let Err(e) = barrier_commit(
-                &self.shared,
+                &self.links,
                 &self.topic,
                 &self.positions,
                 group.as_ref(),
@@ -142,26 +154,12 @@ impl ConsumerContext for SourceContext {
                 p.committed.remove(part);
             }
             drop(p);
-            if self.shared.config.redis.enabled {
-                for s in &self.shared.senders {
-                    send_blocking(s, Msg::Evict(revoked.clone()));
-                }
+            if self.links.config.redis.enabled {
+                self.links
+                    .router
+                    .broadcast_blocking(|| Msg::Evict(revoked.clone()));
             }
         });
-    }
-}
-
-/// Sends on a worker queue from synchronous code, waiting while it is full.
-fn send_blocking(s: &tokio::sync::mpsc::Sender<Msg>, mut msg: Msg) -> bool {
-    loop {
-        match s.try_send(msg) {
-            Ok(()) => return true,
-            Err(TrySendError::Full(m)) => {
-                msg = m;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(TrySendError::Closed(_)) => return false,
-        }
     }
 }
 
@@ -313,13 +311,14 @@ pub fn check_brokers(cfg: &KafkaConfig, wait: Duration) -> Result<(), KafkaSourc
 
 /// Consumes until `stop` turns true, then commits what was checkpointed.
 pub async fn run(
-    shared: Arc<Shared>,
+    links: SourceLinks,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), KafkaSourceError> {
-    let cfg = &shared.config.kafka;
+    let links = Arc::new(links);
+    let cfg = &links.config.kafka;
     let positions = Arc::new(Mutex::new(Positions::default()));
     let context = SourceContext {
-        shared: shared.clone(),
+        links: links.clone(),
         positions: positions.clone(),
         topic: cfg.topic.clone(),
         fatal: Mutex::new(None),
@@ -351,7 +350,7 @@ pub async fn run(
             source,
         })?;
     let dlq = cfg.dlq();
-    let max = shared.config.ingest.max_event_bytes;
+    let max = links.config.ingest.max_event_bytes;
     tracing::info!(topic = %cfg.topic, group = %cfg.group, dlq = %dlq, "Consuming from Kafka.");
 
     let mut tick = tokio::time::interval(cfg.commit_interval);
@@ -369,7 +368,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let group = consumer.group_metadata();
                 tokio::task::block_in_place(|| {
-                    barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
+                    barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
                         consumer.commit(tpl, CommitMode::Sync)
                     })
                 })?;
@@ -398,13 +397,11 @@ pub async fn run(
                     .and_then(|k| std::str::from_utf8(k).ok())
                     .filter(|k| !k.is_empty());
                 let w = match keyed {
-                    Some(agent_id) => Some(route(agent_id, shared.senders.len())),
+                    Some(agent_id) => Some(links.router.owner(agent_id)),
                     None => match decode_bytes(payload, max) {
-                        Ok(ev) => Some(route(ev.agent_id(), shared.senders.len())),
+                        Ok(ev) => Some(links.router.owner(ev.agent_id())),
                         Err(e) => {
-                            shared.metrics.rejected.get_or_create(&crate::service::metrics::KindLabel {
-                                kind: e.kind.as_str(),
-                            }).inc();
+                            (links.count_rejected)(e.kind.as_str());
                             let letter = DeadLetter {
                                 payload,
                                 key: None,
@@ -430,7 +427,7 @@ pub async fn run(
                         offset: m.offset(),
                         key: m.key().map(Box::from),
                     });
-                    if shared.senders[w].send(msg).await.is_err() {
+                    if !links.router.send(w, msg).await {
                         break;
                     }
                 }
@@ -444,7 +441,7 @@ pub async fn run(
     }
     let group = consumer.group_metadata();
     tokio::task::block_in_place(|| {
-        barrier_commit(&shared, &cfg.topic, &positions, group.as_ref(), |tpl| {
+        barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
             consumer.commit(tpl, CommitMode::Sync)
         })
     })?;
@@ -458,7 +455,7 @@ pub async fn run(
 /// Only a failed transaction is an error (the caller must stop); anything
 /// else is retried at the next barrier.
 fn barrier_commit(
-    shared: &Shared,
+    links: &SourceLinks,
     topic: &str,
     positions: &Mutex<Positions>,
     group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
@@ -475,32 +472,17 @@ fn barrier_commit(
     if pending.is_empty() {
         return Ok(());
     }
-    let mut acks = Vec::with_capacity(shared.senders.len());
-    // Workers wait on these until the commit is done; dropping them (any
-    // return below) lets them go on.
-    let mut resumes = Vec::with_capacity(shared.senders.len());
-    for s in &shared.senders {
-        let (ack, ack_rx) = std::sync::mpsc::channel();
-        let (resume_tx, resume) = std::sync::mpsc::channel::<bool>();
-        if !send_blocking(s, Msg::Barrier { ack, resume }) {
-            return Ok(());
-        }
-        acks.push(ack_rx);
-        resumes.push(resume_tx);
-    }
-    for rx in acks {
-        if rx.recv() != Ok(true) {
-            tracing::warn!(
-                "A worker could not checkpoint; offsets stay uncommitted until the next barrier."
-            );
-            return Ok(());
-        }
-    }
+    // Every worker decides what it was sent before and checkpoints; they
+    // stay parked until the barrier is settled (or dropped, by any return
+    // below: then they go on without committing what they staged).
+    let Some(barrier) = links.router.barrier() else {
+        return Ok(());
+    };
     let mut tpl = TopicPartitionList::new();
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
-    let result = match (&shared.decisions_producer, group) {
+    let result = match (&links.decisions, group) {
         (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
@@ -538,22 +520,19 @@ fn barrier_commit(
                 .unwrap_or_else(|e| e.into_inner())
                 .committed
                 .extend(pending);
-            for r in &resumes {
-                let _ = r.send(true);
-            }
+            barrier.committed();
         }
-        Err(e) if shared.decisions_producer.is_some() => {
+        Err(e) if links.decisions.is_some() => {
             // The transaction's fate is unknown; restarting from the last
             // committed offsets is the one safe way on (crash-only). The
             // workers stay parked on their barrier until the process ends.
-            std::mem::forget(resumes);
+            barrier.hold_until_exit();
             return Err(KafkaSourceError::Transaction(e));
         }
         Err(e) => {
             tracing::warn!(error = %e, "Offset commit failed; will retry at the next barrier.")
         }
     }
-    drop(resumes);
     Ok(())
 }
 

@@ -44,9 +44,10 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::auth::{require_admin, require_ingest, require_read};
 use super::rejects::Rejected;
-use super::worker::{count_event, Msg};
-use super::{route, Shared};
+use super::worker::count_event;
+use super::Shared;
 use crate::ingest::decode::{decode_body, DecodeError};
+use crate::pipeline::Msg;
 use crate::service::metrics::KindLabel;
 
 /// The ingest listener's router. `admin_addr` is named in the deprecation
@@ -209,7 +210,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
     let max = shared.config.ingest.max_event_bytes;
-    let workers = shared.senders.len();
+    let workers = shared.router.workers();
     // Decoded once, here: the workers read the same events, borrowed from
     // the body, instead of decoding them again.
     let decoded = decode_body(body, items, max);
@@ -222,7 +223,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             match ev {
                 Ok(ev) => {
                     count_event(&shared, ev);
-                    routed[route(ev.agent_id(), workers)].push(index as u32);
+                    routed[shared.router.owner(ev.agent_id())].push(index as u32);
                 }
                 Err(e) => {
                     errors.push(ItemError {
@@ -244,7 +245,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         if batch.is_empty() {
             continue;
         }
-        match shared.senders[w].try_reserve() {
+        match shared.router.queue(w).try_reserve() {
             Ok(p) => permits.push((w, p)),
             Err(TrySendError::Full(())) => {
                 shared.metrics.throttled.inc();

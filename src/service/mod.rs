@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::{Engine, Phase};
@@ -43,8 +43,9 @@ use crate::ingest::decode::decode_bytes;
 use crate::ingest::file::{JsonlReader, Line};
 use crate::ingest::kafka::KafkaSourceError;
 use crate::ingest::rejects::RejectSink;
-use metrics::Metrics;
-use worker::{DecisionSink, Msg, Worker};
+use crate::pipeline::{route, Msg, Router};
+use metrics::{KindLabel, Metrics};
+use worker::{DecisionSink, Worker};
 
 /// Failures of `warden run` that the binary maps to an exit code of their
 /// own.
@@ -61,15 +62,16 @@ pub enum ServiceError {
 pub struct Shared {
     pub config: Config,
     /// Publishes decisions to `kafka.decisions-topic` when Kafka is on.
-    pub decisions_producer: Option<ThreadedProducer<DefaultProducerContext>>,
+    pub decisions_producer: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
     pub metrics: Arc<Metrics>,
     /// The response path (quarantines, revocations, alerts).
     pub responder: Option<crate::respond::responder::Handle>,
-    pub senders: Vec<mpsc::Sender<Msg>>,
+    /// The worker queues.
+    pub router: Router,
     pub ready: AtomicBool,
     /// With Kafka on: the consumer has been given its partitions (and ready
     /// waits for it).
-    pub assigned: AtomicBool,
+    pub assigned: Arc<AtomicBool>,
     /// Where ingest hands rejected items to the rejects file's thread.
     pub rejects: rejects::RejectWriter,
     /// Bearer tokens of the three roles.
@@ -94,11 +96,6 @@ impl Shared {
             .map(|a| a.load(Ordering::Relaxed) as i64)
             .sum()
     }
-}
-
-/// The worker that owns `agent_id` among `n`.
-pub fn route(agent_id: &str, n: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(agent_id.as_bytes()) % n.max(1) as u64) as usize
 }
 
 /// Options of `warden run` that are not configuration.
@@ -289,13 +286,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .with_fingerprints(crate::respond::credential::fingerprinter(&cfg)),
     )?;
 
-    let mut senders = Vec::with_capacity(n);
-    let mut receivers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, rx) = mpsc::channel(cfg.server.queue_depth);
-        senders.push(tx);
-        receivers.push(rx);
-    }
+    let (router, receivers) = Router::new(n, cfg.server.queue_depth);
     if cfg.kafka.enabled {
         // A refused login or TLS handshake stops start-up, naming the cause.
         let k = cfg.kafka.clone();
@@ -322,7 +313,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             Ok(p)
         })
         .await??;
-        Some(p)
+        Some(Arc::new(p))
     } else {
         None
     };
@@ -330,7 +321,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let responder = {
         let cfg = cfg.clone();
         let metrics = metrics.clone();
-        let learn = learner(senders.clone());
+        let learn = learner(router.clone());
         tokio::task::spawn_blocking(move || crate::respond::responder::start(&cfg, metrics, learn))
             .await??
     };
@@ -354,9 +345,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         dead_letters,
         metrics,
         responder: Some(responder.handle.clone()),
-        senders,
+        router,
         ready: AtomicBool::new(false),
-        assigned: AtomicBool::new(!cfg.kafka.enabled),
+        assigned: Arc::new(AtomicBool::new(!cfg.kafka.enabled)),
         rejects,
         tokens: auth::Tokens::from_env(&cfg.server),
         redis_lookup,
@@ -422,7 +413,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let source = cfg.kafka.enabled.then(|| {
         let shared = shared.clone();
         tokio::spawn(async move {
-            match crate::ingest::kafka::run(shared, stop_rx).await {
+            match crate::ingest::kafka::run(kafka_links(&shared), stop_rx).await {
                 Err(e @ KafkaSourceError::Transaction(_)) => {
                     let _ = fatal_tx.send(e);
                     Ok(())
@@ -443,9 +434,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             t.tick().await;
             loop {
                 t.tick().await;
-                for s in &shared.senders {
-                    let _ = s.try_send(Msg::Tick);
-                }
+                shared.router.try_broadcast(|| Msg::Tick);
             }
         })
     };
@@ -476,9 +465,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     // Queues are FIFO: a worker stops after everything accepted before.
-    for s in &shared.senders {
-        let _ = s.send(Msg::Stop).await;
-    }
+    shared.router.broadcast(|| Msg::Stop).await;
     let grace = cfg.server.shutdown_grace;
     let joined = tokio::task::spawn_blocking(move || {
         for h in handles {
@@ -505,15 +492,29 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the Kafka source needs of the service.
+fn kafka_links(shared: &Arc<Shared>) -> crate::ingest::kafka::SourceLinks {
+    let metrics = shared.metrics.clone();
+    crate::ingest::kafka::SourceLinks {
+        config: shared.config.clone(),
+        router: shared.router.clone(),
+        decisions: shared.decisions_producer.clone(),
+        assigned: shared.assigned.clone(),
+        count_rejected: Box::new(move |kind| {
+            metrics.rejected.get_or_create(&KindLabel { kind }).inc();
+        }),
+    }
+}
+
 /// How the responder hands a released false positive to the worker that
 /// owns the agent (never blocking the responder on a full worker queue).
-fn learner(senders: Vec<mpsc::Sender<Msg>>) -> crate::respond::responder::Learner {
+fn learner(router: Router) -> crate::respond::responder::Learner {
     let rt = tokio::runtime::Handle::current();
     Box::new(
         move |agent_id: &str, events: Vec<String>, session: String| {
-            let tx = senders[route(agent_id, senders.len())].clone();
+            let (router, w) = (router.clone(), router.owner(agent_id));
             rt.spawn(async move {
-                let _ = tx.send(Msg::Learn { events, session }).await;
+                router.send(w, Msg::Learn { events, session }).await;
             });
         },
     )

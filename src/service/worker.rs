@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::BaseRecord;
 use tokio::sync::mpsc;
@@ -23,56 +22,14 @@ use crate::decide::Mode;
 use crate::engine::{Engine, Evaluation, ExplainedReason, Phase};
 use crate::event::{Event, ToolCall};
 use crate::ingest::decode::{decode_bytes, DecodedBody};
+use crate::pipeline::{KafkaMessage, Msg};
 use crate::replay::DecisionRecord;
 use crate::respond::context::{self, Timeline};
 use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
-/// One Kafka message, routed by its key: decoded by the worker, once.
-#[derive(Debug)]
-pub struct KafkaMessage {
-    pub payload: Bytes,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Box<[u8]>>,
-}
-
 /// A flagged call, summarised for the log after its batch.
 type FlaggedCall = (String, String, f32, f32, Vec<String>);
-
-/// What a worker is sent.
-pub enum Msg {
-    /// Events of one HTTP request that this worker's agents own, decoded
-    /// once by ingest: indices into the shared batch.
-    Events {
-        batch: Arc<DecodedBody>,
-        items: Vec<u32>,
-    },
-    /// A Kafka message for one of this worker's agents.
-    Message(KafkaMessage),
-    /// These partitions were revoked: save and drop the agents last seen on
-    /// them, so their next owner continues from the store.
-    Evict(Vec<i32>),
-    /// Time to close idle sessions and checkpoint.
-    Tick,
-    /// Checkpoint now and say whether it worked (everything queued before
-    /// this message is then decided and saved), then wait until `resume`
-    /// fires or closes: the coordinator commits decisions and offsets in
-    /// between, and no later decision may slip into that transaction.
-    Barrier {
-        ack: std::sync::mpsc::Sender<bool>,
-        /// `true` once the decisions and offsets are committed.
-        resume: std::sync::mpsc::Receiver<bool>,
-    },
-    /// A human released a quarantine as a false positive: learn its
-    /// flagged events (raw JSON) in a session of their own.
-    Learn {
-        events: Vec<String>,
-        session: String,
-    },
-    /// Drain is complete: close sessions, checkpoint, exit.
-    Stop,
-}
 
 /// The shared decisions file (every worker appends whole lines).
 pub type DecisionSink = Arc<Mutex<Option<BufWriter<File>>>>;
