@@ -533,8 +533,9 @@ fn shadow_lets_no_planted_secret_out() {
     no_planted_secret_leaves("shadow");
 }
 
-/// With Redis, the revocation queue is its own key, `<prefix>:revoke:<id>`,
-/// and nothing of it is left once dequeued.
+/// With Redis, each credential of a quarantine is its own key in the
+/// revocation queue, `<prefix>:revoke:<id>:<n>`, and nothing of it is left
+/// once dequeued.
 #[test]
 fn redis_revocation_queue_is_one_key_and_goes() {
     use warden::respond::credential::SecretString;
@@ -561,14 +562,37 @@ fn redis_revocation_queue_is_one_key_and_goes() {
     .unwrap();
     let id = "q-0123456789abcdef01234567";
     let token = format!("hvs.CAES{}", random_hex());
-    reg.queue_revocation(id, &SecretString::new(token.clone()))
+    let second = format!("hvs.CAES{}", random_hex());
+    reg.queue_revocation(id, 0, &SecretString::new(token.clone()))
         .unwrap();
-    assert_eq!(keys(), [format!("{prefix}:revoke:{id}")]);
-    assert_eq!(reg.queued_revocations().unwrap(), [id]);
-    let queued = reg.queued_revocation(id).unwrap().unwrap();
-    assert_eq!(queued.expose(), token);
-    reg.dequeue_revocation(id).unwrap();
+    reg.queue_revocation(id, 1, &SecretString::new(second.clone()))
+        .unwrap();
+    let mut k = keys();
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            format!("{prefix}:revoke:{id}:0"),
+            format!("{prefix}:revoke:{id}:1")
+        ]
+    );
+    let mut queued = reg.queued_revocations().unwrap();
+    queued.sort();
+    assert_eq!(queued, [(id.to_owned(), 0), (id.to_owned(), 1)]);
+    assert_eq!(
+        reg.queued_revocation(id, 0).unwrap().unwrap().expose(),
+        token
+    );
+    assert_eq!(
+        reg.queued_revocation(id, 1).unwrap().unwrap().expose(),
+        second
+    );
+    // Each credential goes once its own revocation settles.
+    reg.dequeue_revocation(id, 0).unwrap();
+    assert_eq!(keys(), [format!("{prefix}:revoke:{id}:1")]);
+    assert_eq!(reg.queued_revocation(id, 0).unwrap(), None);
+    reg.dequeue_revocation(id, 1).unwrap();
     assert!(keys().is_empty());
     assert!(reg.queued_revocations().unwrap().is_empty());
-    assert_eq!(reg.queued_revocation(id).unwrap(), None);
+    assert_eq!(reg.queued_revocation(id, 1).unwrap(), None);
 }
