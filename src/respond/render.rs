@@ -1016,13 +1016,25 @@ pub fn slack_update(q: &Quarantine, links: &Links, what: &str) -> Value {
         slack_call(c, &mut lines);
         blocks.push(section(&fit_lines(&lines, SLACK_TEXT_MAX, false)));
     }
-    blocks.push(context(&[
+    let mut facts = vec![
         format!("Quarantine {}", md_code(&q.id, 100)),
         flags_text(q),
         format!("max score {:.1} bits", q.max_score),
         format!("state {}", q.state.as_str()),
         format!("updated {}", md(&q.updated_at, 40)),
-    ]));
+    ];
+    if q.credentials.len() > 1 {
+        let revoked = q
+            .credentials
+            .iter()
+            .filter(|e| e.state == State::Revoked)
+            .count();
+        facts.push(format!(
+            "{} credentials, {revoked} revoked",
+            q.credentials.len()
+        ));
+    }
+    blocks.push(context(&facts));
     blocks.push(section(&slack_links(q, links)));
     message(&format!("{headline}: {what}"), blocks)
 }
