@@ -125,7 +125,8 @@ fn fingerprints(config: &Path, env: &[(String, String)], tokens: &[String]) -> V
 }
 
 /// The report split's first calls, each original credential replaced by a
-/// random token of its own; plus one malformed event carrying a token
+/// random token per session (a broker minting one per session, so an
+/// incident holds several); plus one malformed event carrying a token
 /// (rejected, so it lands in rejects.jsonl). Returns the stream and every
 /// planted token.
 fn planted_stream() -> (String, Vec<String>) {
@@ -134,8 +135,9 @@ fn planted_stream() -> (String, Vec<String>) {
     for line in test_lines(0, 3000).lines() {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
         if let Some(orig) = v["credential_id"].as_str() {
+            let session = v["session_id"].as_str().unwrap_or_default();
             let t = tokens
-                .entry(orig.to_owned())
+                .entry(format!("{orig}\n{session}"))
                 .or_insert_with(|| format!("hvs.CAES{}", random_hex()))
                 .clone();
             v["credential_id"] = t.into();
@@ -367,6 +369,7 @@ fn no_planted_secret_leaves(mode: &str) {
         tokens.len(),
         "distinct tokens, distinct fingerprints"
     );
+    // The first credential of each, which every alert shows.
     let shown: BTreeSet<String> = qs
         .iter()
         .map(|q| {
@@ -374,7 +377,22 @@ fn no_planted_secret_leaves(mode: &str) {
             q["credential"]["fingerprint"].as_str().unwrap().to_owned()
         })
         .collect();
-    for fp in &shown {
+    // Every credential rolled into them, each listed by fingerprint.
+    let listed: BTreeSet<String> = qs
+        .iter()
+        .flat_map(|q| q["credentials"].as_array().unwrap().iter())
+        .map(|c| {
+            assert!(c["handle"].is_null(), "{c}");
+            c["fingerprint"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(listed.is_superset(&shown));
+    assert!(
+        qs.iter()
+            .any(|q| q["credentials"].as_array().unwrap().len() >= 2),
+        "an incident holds several sessions' credentials: {qs:?}"
+    );
+    for fp in &listed {
         assert!(
             fp_of.contains_key(fp),
             "{fp} is no planted token's fingerprint"
@@ -383,8 +401,8 @@ fn no_planted_secret_leaves(mode: &str) {
 
     if mode == "enforce" {
         // The revokers, and they alone, got the real tokens: exactly those
-        // of the quarantined credentials.
-        let want: BTreeSet<&str> = shown.iter().map(|fp| fp_of[fp]).collect();
+        // of the quarantined credentials, every one of each incident.
+        let want: BTreeSet<&str> = listed.iter().map(|fp| fp_of[fp]).collect();
         for (name, s) in [
             ("vault", &b.vault),
             ("oauth", &b.oauth),
