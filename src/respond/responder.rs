@@ -818,6 +818,7 @@ impl Responder {
         };
         let revokers = self.revokers.clone();
         let credential = self.credentials.get(&(id.to_owned(), n)).cloned();
+        let shown = q.credentials.get(n).map(|e| e.credential.clone());
         let http = self.http.clone();
         let tx = self.tx.clone();
         let policy = self.policy;
@@ -833,7 +834,7 @@ impl Responder {
             let name = r.name().to_owned();
             let done = deliver::retry(
                 policy,
-                || r.attempt(&http, &q, credential.as_ref()),
+                || r.attempt(&http, &q, credential.as_ref(), shown.as_ref()),
                 |n, a| {
                     metrics
                         .revocation_attempts
