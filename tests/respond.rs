@@ -848,6 +848,95 @@ fn killed_before_revoking_a_second_credential_resumes_it_once() {
     assert!(revoked_first.iter().all(|c| !pending.contains(c)));
 }
 
+#[test]
+fn a_digest_page_is_resolved_with_its_last_quarantine() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    // A PagerDuty that answers slowly and a queue of one: the opening
+    // alerts back up and roll into a digest.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[response]\n", "[response]\nalert-queue-depth = 1\n");
+    std::fs::write(&config, text).unwrap();
+    b.pd.delay(Duration::from_millis(400));
+    let svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 3000));
+    let qs = settled(&svc, Duration::from_secs(60));
+    let digest_of = |q: &serde_json::Value| -> Option<String> {
+        q["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["notifier"] == "pagerduty")
+            .and_then(|a| a["digest"].as_str().map(str::to_owned))
+    };
+    // Bounded wait until the digest is delivered and recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (key, members) = loop {
+        let qs = quarantines(&svc);
+        if let Some(key) = qs.iter().find_map(digest_of) {
+            // Its quarantines are recorded one after the other.
+            std::thread::sleep(Duration::from_secs(1));
+            let qs = quarantines(&svc);
+            let members: Vec<String> = qs
+                .iter()
+                .filter(|q| digest_of(q).as_deref() == Some(key.as_str()))
+                .map(|q| q["id"].as_str().unwrap().to_owned())
+                .collect();
+            break (key, members);
+        }
+        assert!(Instant::now() < deadline, "no digest: {qs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(key.starts_with("warden-digest-"), "{key}");
+    assert!(
+        b.pd.incidents()
+            .iter()
+            .any(|(k, state, _)| *k == key && state == "triggered"),
+        "{:?}",
+        b.pd.incidents()
+    );
+    let auth = format!("Bearer {ADMIN}");
+    let ok = [("Authorization", auth.as_str())];
+    let release = |id: &str| {
+        let path = format!("/v1/quarantines/{id}/release");
+        let (status, reply) = svc.admin_with(
+            "POST",
+            &path,
+            &ok,
+            r#"{"actor":"oncall","reason":"checked"}"#,
+        );
+        assert_eq!(status, 200, "{reply}");
+    };
+    // Released one by one: the digest stays open while any of its
+    // quarantines is, and is resolved with the last.
+    let (last, rest) = members.split_last().unwrap();
+    for id in rest {
+        release(id);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let resolved = |rs: &[Recorded]| {
+        rs.iter()
+            .any(|r| r.json()["event_action"] == "resolve" && r.json()["dedup_key"] == key.as_str())
+    };
+    assert!(!resolved(&b.pd.requests()), "resolved too early");
+    release(last);
+    b.pd.wait_until(Duration::from_secs(20), resolved);
+    assert!(
+        members.len() >= 2,
+        "a digest stands for several: {members:?}"
+    );
+    assert!(qs.len() >= members.len());
+    svc.stop();
+}
+
 /// Vault and the webhook revoker `gateway` at `b.hook`, in enforce mode.
 fn webhook_config(dir: &Path, b: &Brokers) -> std::path::PathBuf {
     let revokers = format!(

@@ -141,7 +141,11 @@ impl AlertQueue {
                 return;
             }
         }
-        if queue.len() >= self.cap {
+        // A release or a digest's resolve is never folded into a digest
+        // (that would page for it): they come from humans, one per
+        // release, so they may pass the bound.
+        let resolves = matches!(job, Job::Release(_) | Job::ResolveDigest(_));
+        if queue.len() >= self.cap && !resolves {
             overflow.push(job.id().to_owned());
             metrics
                 .alerts_rolled_up
@@ -1378,12 +1382,26 @@ mod tests {
         assert_eq!(q.pop(), Some(Job::Open("c".into())));
         assert_eq!(q.pop(), Some(Job::Digest(vec!["d".into(), "e".into()])));
         assert_eq!(q.pop(), None);
+        // Releases and a digest's resolve pass the bound: folded into a
+        // digest, they would page.
+        q.push(Job::Open("f".into()), &m, "slack");
+        q.push(Job::Open("g".into()), &m, "slack");
+        q.push(Job::Open("h".into()), &m, "slack");
+        q.push(Job::Open("i".into()), &m, "slack");
+        q.push(Job::Release("a".into()), &m, "slack");
+        q.push(Job::ResolveDigest("warden-digest-d".into()), &m, "slack");
+        assert_eq!(q.pop(), Some(Job::Open("f".into())));
+        assert_eq!(q.pop(), Some(Job::Open("g".into())));
+        assert_eq!(q.pop(), Some(Job::Open("h".into())));
+        assert_eq!(q.pop(), Some(Job::Release("a".into())));
+        assert_eq!(q.pop(), Some(Job::ResolveDigest("warden-digest-d".into())));
+        assert_eq!(q.pop(), Some(Job::Digest(vec!["i".into()])));
         let rolled = m
             .alerts_rolled_up
             .get_or_create(&NotifierLabel {
                 notifier: "slack".into(),
             })
             .get();
-        assert_eq!(rolled, 2);
+        assert_eq!(rolled, 3, "d, e and i; no release");
     }
 }
