@@ -192,9 +192,11 @@ pub struct Revocation {
     /// The revoker's name in the config.
     pub revoker: String,
     /// Which of the quarantine's `credentials` (its index) this revokes;
-    /// records from before incidents per agent have only the first.
-    #[serde(default)]
-    pub credential: usize,
+    /// `null` when the flag that opened it carried no credential (it is
+    /// refused: nothing to revoke). Records from before incidents per
+    /// agent have only the first.
+    #[serde(default = "first_credential")]
+    pub credential: Option<usize>,
     /// What is revoked (the credential, token accessor or lease), as it may
     /// be shown: its fingerprint unless it is a handle.
     pub target: Option<String>,
@@ -204,6 +206,17 @@ pub struct Revocation {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_at: Option<String>,
+}
+
+fn first_credential() -> Option<usize> {
+    Some(0)
+}
+
+impl Revocation {
+    /// Whether it revokes credential `n` of its quarantine.
+    pub fn is_for(&self, n: usize) -> bool {
+        self.credential == Some(n)
+    }
 }
 
 /// A credential of a quarantined agent, as it may be shown, and where its
@@ -392,7 +405,7 @@ impl Quarantine {
                     .iter()
                     .map(|(name, target)| Revocation {
                         revoker: name.clone(),
-                        credential: 0,
+                        credential: flag.credential.as_ref().map(|_| 0),
                         target: target.clone(),
                         outcome: Outcome::Pending,
                         attempts: 0,
@@ -508,7 +521,7 @@ impl Quarantine {
         self.revocations
             .extend(revokers.iter().map(|(name, target)| Revocation {
                 revoker: name.clone(),
-                credential: n,
+                credential: Some(n),
                 target: target.clone(),
                 outcome: Outcome::Pending,
                 attempts: 0,
@@ -549,7 +562,7 @@ impl Quarantine {
     pub fn credential_settled(&self, n: usize) -> bool {
         self.revocations
             .iter()
-            .filter(|r| r.credential == n)
+            .filter(|r| r.is_for(n))
             .all(|r| r.outcome != Outcome::Pending)
     }
 
@@ -581,7 +594,7 @@ impl Quarantine {
             }
         };
         for (n, e) in self.credentials.iter_mut().enumerate() {
-            let mine = || self.revocations.iter().filter(move |r| r.credential == n);
+            let mine = || self.revocations.iter().filter(move |r| r.is_for(n));
             e.state = of(&mut mine());
             e.attempts = mine().map(|r| r.attempts).sum();
             e.last_error = mine().find_map(|r| r.last_error.clone());
@@ -819,17 +832,14 @@ mod tests {
         assert_eq!(q.state, State::Pending, "not every credential is revoked");
         assert_eq!(q.credentials[0].state, State::Revoked);
         assert_eq!(q.credentials[1].state, State::Pending);
-        assert_eq!(
-            q.revocations.iter().filter(|r| r.credential == 1).count(),
-            2
-        );
+        assert_eq!(q.revocations.iter().filter(|r| r.is_for(1)).count(), 2);
         // The same credential again adds no revocation, only a count.
         let again = other_session("e3", 2);
         assert!(q.attach(&again));
         assert_eq!(q.add_credential(&again, &revokers), None);
         assert_eq!((q.credentials[1].flags, q.revocations.len()), (2, 4));
         assert!(!q.credential_settled(1));
-        for r in q.revocations.iter_mut().filter(|r| r.credential == 1) {
+        for r in q.revocations.iter_mut().filter(|r| r.is_for(1)) {
             r.outcome = Outcome::Failed;
             r.attempts = 3;
             r.last_error = Some("refused".into());
@@ -852,6 +862,27 @@ mod tests {
         assert_eq!(s.credentials.len(), 2);
         assert!(s.revocations.is_empty());
         assert_eq!(s.credentials[1].state, State::Shadow);
+    }
+
+    #[test]
+    fn a_credential_after_a_flag_without_one_gets_its_own_revocations() {
+        let revokers = [("vault".to_owned(), None)];
+        let mut bare = flag("e1", Mode::Enforce);
+        bare.credential_id = None;
+        bare.credential = None;
+        let mut q = Quarantine::open(&bare, &revokers, &[], "w1");
+        assert_eq!(q.revocations[0].credential, None, "nothing to revoke");
+        q.revocations[0].outcome = Outcome::Failed;
+        let later = other_session("e2", 2);
+        assert!(q.attach(&later));
+        assert_eq!(q.add_credential(&later, &revokers), Some(0));
+        assert!(q.revocations[1].is_for(0) && !q.revocations[0].is_for(0));
+        assert!(!q.credential_settled(0));
+        // Records of an earlier release revoke their first credential.
+        let mut v = serde_json::to_value(&q.revocations[1]).unwrap();
+        v.as_object_mut().unwrap().remove("credential");
+        let old: Revocation = serde_json::from_value(v).unwrap();
+        assert!(old.is_for(0));
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub enum Msg {
     Revoked {
         id: String,
         revoker: String,
-        /// The credential's index in the quarantine's `credentials`.
-        credential: usize,
+        /// The credential's index in the quarantine's `credentials` (none:
+        /// the flag carried no credential).
+        credential: Option<usize>,
         attempts: u32,
         error: Option<String>,
     },
@@ -481,14 +482,14 @@ impl Responder {
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
-            let pending: Vec<(String, usize)> = q
+            let pending: Vec<(String, Option<usize>)> = q
                 .revocations
                 .iter()
                 .filter(|r| r.outcome == Outcome::Pending)
                 .map(|r| (r.revoker.clone(), r.credential))
                 .collect();
             let undelivered = q.alerts.iter().any(|a| a.delivered == 0);
-            let mut queued: Vec<usize> = pending.iter().map(|(_, n)| *n).collect();
+            let mut queued: Vec<usize> = pending.iter().filter_map(|(_, n)| *n).collect();
             queued.dedup();
             for n in queued {
                 match self.registry.queued_revocation(&id, n) {
@@ -545,7 +546,7 @@ impl Responder {
                     q.state.is_open()
                         && q.revocations
                             .iter()
-                            .any(|r| r.credential == n && r.outcome == Outcome::Pending)
+                            .any(|r| r.is_for(n) && r.outcome == Outcome::Pending)
                         && (q.owner != self.owner || self.open.contains_key(&id))
                 }
                 // Shared: another instance may be about to record it (or
@@ -693,11 +694,11 @@ impl Responder {
                     for r in q
                         .revocations
                         .iter()
-                        .filter(|r| r.credential == n)
+                        .filter(|r| r.is_for(n))
                         .map(|r| r.revoker.clone())
                         .collect::<Vec<_>>()
                     {
-                        self.spawn_revocation(&id, &r, n);
+                        self.spawn_revocation(&id, &r, Some(n));
                     }
                     if before != q.state {
                         self.update_gauges();
@@ -732,13 +733,13 @@ impl Responder {
                 ..Default::default()
             },
         );
-        for r in q
+        for (r, n) in q
             .revocations
             .iter()
-            .map(|r| r.revoker.clone())
+            .map(|r| (r.revoker.clone(), r.credential))
             .collect::<Vec<_>>()
         {
-            self.spawn_revocation(&id, &r, 0);
+            self.spawn_revocation(&id, &r, n);
         }
         self.metrics
             .quarantines_opened
@@ -805,7 +806,7 @@ impl Responder {
         }
     }
 
-    fn spawn_revocation(&self, id: &str, revoker_name: &str, n: usize) {
+    fn spawn_revocation(&self, id: &str, revoker_name: &str, n: Option<usize>) {
         let Some(q) = self.open.get(id).cloned() else {
             return;
         };
@@ -821,8 +822,10 @@ impl Responder {
             return;
         };
         let revokers = self.revokers.clone();
-        let credential = self.credentials.get(&(id.to_owned(), n)).cloned();
-        let shown = q.credentials.get(n).map(|e| e.credential.clone());
+        let credential = n.and_then(|n| self.credentials.get(&(id.to_owned(), n)).cloned());
+        let shown = n
+            .and_then(|n| q.credentials.get(n))
+            .map(|e| e.credential.clone());
         let http = self.http.clone();
         let tx = self.tx.clone();
         let policy = self.policy;
@@ -868,7 +871,7 @@ impl Responder {
         &mut self,
         id: &str,
         revoker: &str,
-        n: usize,
+        n: Option<usize>,
         attempts: u32,
         error: Option<String>,
     ) {
@@ -895,10 +898,12 @@ impl Responder {
         q.touch();
         let q = q.clone();
         self.save(&q);
-        if q.credential_settled(n) {
+        if let Some(n) = n.filter(|n| q.credential_settled(*n)) {
             self.dequeue_revocation(id, n);
         }
-        let credential = q.credentials.get(n).map(|e| e.credential.clone());
+        let credential = n
+            .and_then(|n| q.credentials.get(n))
+            .map(|e| e.credential.clone());
         let progress = self.progress.entry(id.to_owned()).or_default();
         if error.is_none() {
             if let Some(t) = progress.flagged_at {
