@@ -222,6 +222,18 @@ fn pagerduty_validates_events_and_tracks_incidents() {
     // A trigger after a resolve opens a new alert.
     assert_eq!(post_json(&url, &trigger("q-1")).status, 202);
     assert_eq!(pd.incidents().len(), 2);
+    // An event's resolve is no human's: a trigger after it re-opens
+    // nothing a human closed.
+    assert!(pd.reopened().is_empty());
+    // A human resolves it; a later trigger re-opens it, and that is
+    // recorded.
+    assert!(pd.resolve_by_human("q-1"));
+    assert!(!pd.resolve_by_human("q-1"), "nothing open any more");
+    assert_eq!(pd.incidents()[1].1, "resolved");
+    assert!(pd.reopened().is_empty());
+    assert_eq!(post_json(&url, &trigger("q-1")).status, 202);
+    assert_eq!(pd.reopened(), ["q-1"]);
+    assert_eq!(pd.incidents().len(), 3);
 
     let mut no_key = trigger("x");
     no_key.as_object_mut().unwrap().remove("dedup_key");

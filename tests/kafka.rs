@@ -127,18 +127,32 @@ fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     assert_eq!(unique_ids.len(), calls, "no event without a decision");
     assert_eq!(ids.len(), calls, "no duplicate decision");
     // The flags replayed after the kill found the quarantines recorded
-    // before it: no key has two open incidents.
+    // before it: no agent instance has two open incidents, and no
+    // credential is listed twice.
     let mut keys = std::collections::HashMap::new();
+    let mut credentials = std::collections::HashMap::new();
     for entry in std::fs::read_dir(dir.path().join("state/quarantines")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let q: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            *keys
-                .entry(q["key"].as_str().unwrap().to_owned())
-                .or_insert(0) += 1;
+            let key = q["key"].as_str().unwrap().to_owned();
+            let want = format!(
+                "{}/instance/{}",
+                q["agent_id"].as_str().unwrap(),
+                q["agent_instance"].as_str().unwrap()
+            );
+            assert_eq!(key, want, "one incident per agent instance");
+            *keys.entry(key).or_insert(0) += 1;
+            for c in q["credentials"].as_array().unwrap() {
+                *credentials
+                    .entry(c["fingerprint"].as_str().unwrap().to_owned())
+                    .or_insert(0) += 1;
+            }
         }
     }
+    let twice: Vec<_> = credentials.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "a credential was listed twice: {twice:?}");
     assert!(!keys.is_empty(), "the stream holds flagged calls");
     let doubled: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "a quarantine was repeated: {doubled:?}");

@@ -138,11 +138,19 @@ fn quarantines_are_shared_through_redis() {
     };
     let seen = ask(&b);
     assert_eq!(seen["quarantined"], true, "{seen}");
-    assert!(seen["quarantines"]
+    // Every instance answers with the incident and each of its
+    // credentials, as recorded by A.
+    let entry = seen["quarantines"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|x| x["id"] == id.as_str()));
+        .find(|x| x["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["credentials"], q["credentials"], "{seen}");
+    let listed = entry["credentials"].as_array().unwrap();
+    assert!(!listed.is_empty(), "{seen}");
+    assert!(listed.iter().all(|c| c["state"] == "revoked"), "{seen}");
     let (status, body) = b.admin("GET", &format!("/v1/quarantines/{id}"), "");
     assert_eq!(status, 200, "{body}");
 

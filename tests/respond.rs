@@ -134,13 +134,59 @@ fn settled(svc: &Service, limit: Duration) -> Vec<serde_json::Value> {
     }
 }
 
+/// Every credential listed in the quarantines (handles), sorted.
 fn credentials(qs: &[serde_json::Value]) -> Vec<String> {
     let mut c: Vec<String> = qs
         .iter()
-        .map(|q| q["credential"]["handle"].as_str().unwrap().to_owned())
+        .flat_map(|q| q["credentials"].as_array().unwrap().iter())
+        .map(|c| c["handle"].as_str().unwrap().to_owned())
         .collect();
     c.sort();
     c
+}
+
+/// `lines` as a runtime that mints a credential per session sends them:
+/// each event's `credential_id` becomes `<credential>.<session>`.
+fn per_session_credentials(lines: &str) -> String {
+    let mut out = String::new();
+    for l in lines.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if let (Some(c), Some(s)) = (v["credential_id"].as_str(), v["session_id"].as_str()) {
+            v["credential_id"] = format!("{c}.{s}").into();
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// PagerDuty trigger events received, per dedup key.
+fn triggers(pd: &ContractServer) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in pd.requests().iter().filter(|r| r.ok()) {
+        let ev = r.json();
+        if ev["event_action"] == "trigger" {
+            *m.entry(ev["dedup_key"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    m
+}
+
+/// Waits (bounded) until PagerDuty has a trigger for each of `ids`.
+fn wait_pages(pd: &ContractServer, ids: &[&str]) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = triggers(pd);
+        if ids.iter().all(|id| t.contains_key(*id)) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pages missing: {t:?} for {ids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn counts(v: &[String]) -> BTreeMap<&str, usize> {
@@ -252,12 +298,13 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     assert!(text.contains("bits"), "reasons carry their bits: {text}");
     assert!(msg["blocks"].as_array().unwrap().len() <= 50);
 
-    // A rolled-up quarantine updates its incident (same dedup_key), never a
-    // new page.
-    if let Some(rolled) = qs.iter().find(|q| q["rolled_up"].as_u64() > Some(0)) {
-        let id = rolled["id"].as_str().unwrap();
-        assert!(b.pd.incidents().iter().filter(|(k, _, _)| k == id).count() == 1);
-    }
+    // A rolled-up quarantine is one page: one trigger, updates go to
+    // Slack only.
+    assert!(
+        inc.iter()
+            .all(|(_, state, triggers)| state == "triggered" && *triggers == 1),
+        "{inc:?}"
+    );
 
     // The broker's question.
     let agent = first["agent_id"].as_str().unwrap();
@@ -458,11 +505,17 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
     let creds = credentials(&qs);
     let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
     assert_eq!(counts(&b.vault.revoked()), wanted);
-    // PagerDuty got its pages meanwhile; Slack got attempts, none answered
-    // in time, and they are being retried.
+    // PagerDuty got its pages meanwhile (one per incident; the one it
+    // refused is not sent again, no update re-triggers it); Slack got
+    // attempts, none answered in time, and they are being retried.
     b.pd.wait_until(Duration::from_secs(20), |rs| {
-        rs.iter().filter(|r| r.ok()).count() >= qs.len()
+        rs.iter().filter(|r| r.ok()).count() >= qs.len() - 1
     });
+    assert!(
+        triggers(&b.pd).values().all(|n| *n == 1),
+        "{:?}",
+        triggers(&b.pd)
+    );
     b.slack
         .wait_until(Duration::from_secs(20), |rs| rs.len() >= 2);
     svc.wait_metric(
@@ -538,6 +591,349 @@ fn modes_by_default_class_and_agent() {
     let (_, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], false, "{v}");
+    svc.stop();
+}
+
+#[test]
+fn sessions_and_credentials_of_an_agent_make_one_incident_and_one_page() {
+    let b = Brokers::start();
+    let (_dir, svc) = start_with(&b);
+    let lines = per_session_credentials(&test_lines(0, 3000));
+    assert_eq!(svc.request("POST", "/v1/events", &lines).0, 202);
+    let qs = settled(&svc, Duration::from_secs(60));
+
+    // One incident per agent instance, however many sessions and
+    // credentials were flagged.
+    let mut keys: Vec<String> = qs
+        .iter()
+        .map(|q| {
+            let key = q["key"].as_str().unwrap().to_owned();
+            let want = format!(
+                "{}/instance/{}",
+                q["agent_id"].as_str().unwrap(),
+                q["agent_instance"].as_str().unwrap()
+            );
+            assert_eq!(key, want);
+            key
+        })
+        .collect();
+    keys.sort();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "two incidents for one agent instance");
+    let multi: Vec<&serde_json::Value> = qs
+        .iter()
+        .filter(|q| q["credentials"].as_array().unwrap().len() >= 2)
+        .collect();
+    assert!(
+        !multi.is_empty(),
+        "no incident rolled up two sessions: {qs:?}"
+    );
+    for q in &multi {
+        let sessions: std::collections::BTreeSet<&str> = q["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["session_id"].as_str().unwrap())
+            .collect();
+        assert!(sessions.len() >= 2, "{q}");
+    }
+
+    // Every credential of every quarantined agent revoked, each exactly
+    // once, each with its own state; the incident is revoked as a whole.
+    let creds = credentials(&qs);
+    assert!(creds.len() > qs.len(), "{creds:?}");
+    for q in &qs {
+        assert_eq!(q["state"], "revoked", "{q}");
+        for c in q["credentials"].as_array().unwrap() {
+            assert_eq!(c["state"], "revoked", "{c}");
+            assert!(c["fingerprint"].as_str().unwrap().starts_with("cred:"));
+        }
+    }
+    let wanted: BTreeMap<&str, usize> = creds.iter().map(|c| (c.as_str(), 1)).collect();
+    assert_eq!(counts(&b.vault.revoked()), wanted, "vault");
+
+    // One page per incident: one trigger each, even after the updates of
+    // the rolled-up credentials have gone out (update-interval 2 s).
+    let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    wait_pages(&b.pd, &ids);
+    b.slack.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter().any(|r| r.text().contains("credentials, "))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let t = triggers(&b.pd);
+    let want: BTreeMap<String, usize> = ids.iter().map(|id| ((*id).to_owned(), 1)).collect();
+    assert_eq!(t, want, "one PagerDuty trigger per incident");
+    assert_eq!(b.pd.incidents().len(), ids.len());
+
+    // The broker's check before minting lists every credential; release
+    // frees the agent instance: every credential's incident at once.
+    let q = multi[0];
+    let agent = q["agent_id"].as_str().unwrap();
+    let (status, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["quarantined"], true, "{v}");
+    let listed = v["quarantines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == q["id"])
+        .unwrap();
+    assert_eq!(listed["credentials"], q["credentials"]);
+    let auth = format!("Bearer {ADMIN}");
+    let ok = [("Authorization", auth.as_str())];
+    for e in v["quarantines"].as_array().unwrap() {
+        let path = format!("/v1/quarantines/{}/release", e["id"].as_str().unwrap());
+        let (status, reply) = svc.admin_with(
+            "POST",
+            &path,
+            &ok,
+            r#"{"actor":"oncall","reason":"checked"}"#,
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (_, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["quarantined"], false, "{v}");
+    svc.stop();
+}
+
+#[test]
+fn a_page_resolved_by_a_human_is_not_reopened_by_later_flags() {
+    let b = Brokers::start();
+    let (_dir, svc) = start_with(&b);
+    let lines = per_session_credentials(&test_lines(0, 3000));
+    let (first, later) = lines.split_at(
+        lines
+            .match_indices('\n')
+            .nth(1499)
+            .map(|(at, _)| at + 1)
+            .unwrap(),
+    );
+    assert_eq!(svc.request("POST", "/v1/events", first).0, 202);
+    let before = settled(&svc, Duration::from_secs(60));
+    let ids: Vec<&str> = before.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    wait_pages(&b.pd, &ids);
+    // On-call resolves every page in PagerDuty, leaving the quarantines.
+    for id in &ids {
+        assert!(b.pd.resolve_by_human(id), "{id}");
+    }
+    // Later sessions of the same agents, with new credentials, are
+    // flagged and roll into the open incidents.
+    assert_eq!(svc.request("POST", "/v1/events", later).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let grown = loop {
+        let qs = settled(&svc, Duration::from_secs(60));
+        let grown: Vec<serde_json::Value> = qs
+            .iter()
+            .filter(|q| {
+                before.iter().any(|p| {
+                    p["id"] == q["id"]
+                        && q["credentials"].as_array().unwrap().len()
+                            > p["credentials"].as_array().unwrap().len()
+                })
+            })
+            .cloned()
+            .collect();
+        if !grown.is_empty() {
+            break grown;
+        }
+        assert!(Instant::now() < deadline, "no later flag rolled in: {qs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Their updates reached Slack, after the update interval (2 s)...
+    let grown_ids: Vec<&str> = grown.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    b.slack.wait_until(Duration::from_secs(20), |rs| {
+        rs.iter().any(|r| {
+            grown_ids.iter().any(|id| r.text().contains(id)) && r.text().contains("credentials, ")
+        })
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    // ...and never PagerDuty: nothing a human resolved was re-opened.
+    assert!(b.pd.reopened().is_empty(), "{:?}", b.pd.reopened());
+    let t = triggers(&b.pd);
+    for id in &ids {
+        assert_eq!(t.get(*id), Some(&1), "{id}: {t:?}");
+    }
+    svc.stop();
+}
+
+#[test]
+fn killed_before_revoking_a_second_credential_resumes_it_once() {
+    let port = ContractServer::free_port();
+    let vault_url = format!("http://127.0.0.1:{port}");
+    let slack = ContractServer::slack();
+    let pd = ContractServer::pagerduty();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &vault_url, "", &slack.url(), &pd.url());
+    let lines = per_session_credentials(&test_lines(0, 3000));
+    let (first, later) = lines.split_at(
+        lines
+            .match_indices('\n')
+            .nth(1499)
+            .map(|(at, _)| at + 1)
+            .unwrap(),
+    );
+    // The first sessions' credentials are revoked.
+    let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
+    let mut svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", first);
+    let before = settled(&svc, Duration::from_secs(60));
+    let revoked_first = credentials(&before);
+    vault.stop();
+    // The broker goes down; later sessions add credentials, recorded with
+    // their revocation pending.
+    svc.request("POST", "/v1/events", later);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let qs = quarantines(&svc);
+        let pending: Vec<String> = qs
+            .iter()
+            .flat_map(|q| q["credentials"].as_array().unwrap().iter())
+            .filter(|c| c["state"] == "pending")
+            .map(|c| c["handle"].as_str().unwrap().to_owned())
+            .collect();
+        let second = qs.iter().any(|q| {
+            let c = q["credentials"].as_array().unwrap();
+            c.len() >= 2
+                && c[0]["state"] == "revoked"
+                && c[1..].iter().any(|c| c["state"] == "pending")
+        });
+        if second {
+            std::thread::sleep(Duration::from_secs(2));
+            let again = credentials(&quarantines(&svc));
+            if again == credentials(&qs) {
+                break pending;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pending second credential: {qs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+    // Each pending credential waits in the revocation queue on its own;
+    // the revoked ones left it.
+    let queue = dir.path().join("state/quarantines");
+    let queued = || -> Vec<String> {
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".revoke"))
+            .collect()
+    };
+    assert_eq!(queued().len(), pending.len(), "{:?}", queued());
+    assert!(
+        queued().iter().any(|n| !n.ends_with(".0.revoke")),
+        "a second credential is queued: {:?}",
+        queued()
+    );
+
+    // The broker comes back; the restarted Warden revokes the pending
+    // credentials, each once, and none of those revoked before.
+    let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
+    let svc = Service::start_env(&config, false, &env());
+    let qs = settled(&svc, Duration::from_secs(30));
+    assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
+    svc.stop();
+    assert!(queued().is_empty(), "revoked: nothing left in the queue");
+    let svc = Service::start_env(&config, false, &env());
+    std::thread::sleep(Duration::from_secs(2));
+    svc.stop();
+    let wanted: BTreeMap<&str, usize> = pending.iter().map(|c| (c.as_str(), 1)).collect();
+    assert_eq!(counts(&vault.revoked()), wanted, "exactly once");
+    assert!(revoked_first.iter().all(|c| !pending.contains(c)));
+}
+
+#[test]
+fn a_digest_page_is_resolved_with_its_last_quarantine() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    // A PagerDuty that answers slowly and a queue of one: the opening
+    // alerts back up and roll into a digest.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[response]\n", "[response]\nalert-queue-depth = 1\n");
+    std::fs::write(&config, text).unwrap();
+    b.pd.delay(Duration::from_millis(400));
+    let svc = Service::start_env(&config, true, &env());
+    svc.request("POST", "/v1/events", &test_lines(0, 3000));
+    let qs = settled(&svc, Duration::from_secs(60));
+    let digest_of = |q: &serde_json::Value| -> Option<String> {
+        q["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["notifier"] == "pagerduty")
+            .and_then(|a| a["digest"].as_str().map(str::to_owned))
+    };
+    // Bounded wait until the digest is delivered and recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (key, members) = loop {
+        let qs = quarantines(&svc);
+        if let Some(key) = qs.iter().find_map(digest_of) {
+            // Its quarantines are recorded one after the other.
+            std::thread::sleep(Duration::from_secs(1));
+            let qs = quarantines(&svc);
+            let members: Vec<String> = qs
+                .iter()
+                .filter(|q| digest_of(q).as_deref() == Some(key.as_str()))
+                .map(|q| q["id"].as_str().unwrap().to_owned())
+                .collect();
+            break (key, members);
+        }
+        assert!(Instant::now() < deadline, "no digest: {qs:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(key.starts_with("warden-digest-"), "{key}");
+    assert!(
+        b.pd.incidents()
+            .iter()
+            .any(|(k, state, _)| *k == key && state == "triggered"),
+        "{:?}",
+        b.pd.incidents()
+    );
+    let auth = format!("Bearer {ADMIN}");
+    let ok = [("Authorization", auth.as_str())];
+    let release = |id: &str| {
+        let path = format!("/v1/quarantines/{id}/release");
+        let (status, reply) = svc.admin_with(
+            "POST",
+            &path,
+            &ok,
+            r#"{"actor":"oncall","reason":"checked"}"#,
+        );
+        assert_eq!(status, 200, "{reply}");
+    };
+    // Released one by one: the digest stays open while any of its
+    // quarantines is, and is resolved with the last.
+    let (last, rest) = members.split_last().unwrap();
+    for id in rest {
+        release(id);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let resolved = |rs: &[Recorded]| {
+        rs.iter()
+            .any(|r| r.json()["event_action"] == "resolve" && r.json()["dedup_key"] == key.as_str())
+    };
+    assert!(!resolved(&b.pd.requests()), "resolved too early");
+    release(last);
+    b.pd.wait_until(Duration::from_secs(20), resolved);
+    assert!(
+        members.len() >= 2,
+        "a digest stands for several: {members:?}"
+    );
+    assert!(qs.len() >= members.len());
     svc.stop();
 }
 

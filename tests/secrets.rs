@@ -125,7 +125,8 @@ fn fingerprints(config: &Path, env: &[(String, String)], tokens: &[String]) -> V
 }
 
 /// The report split's first calls, each original credential replaced by a
-/// random token of its own; plus one malformed event carrying a token
+/// random token per session (a broker minting one per session, so an
+/// incident holds several); plus one malformed event carrying a token
 /// (rejected, so it lands in rejects.jsonl). Returns the stream and every
 /// planted token.
 fn planted_stream() -> (String, Vec<String>) {
@@ -134,8 +135,9 @@ fn planted_stream() -> (String, Vec<String>) {
     for line in test_lines(0, 3000).lines() {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
         if let Some(orig) = v["credential_id"].as_str() {
+            let session = v["session_id"].as_str().unwrap_or_default();
             let t = tokens
-                .entry(orig.to_owned())
+                .entry(format!("{orig}\n{session}"))
                 .or_insert_with(|| format!("hvs.CAES{}", random_hex()))
                 .clone();
             v["credential_id"] = t.into();
@@ -367,6 +369,7 @@ fn no_planted_secret_leaves(mode: &str) {
         tokens.len(),
         "distinct tokens, distinct fingerprints"
     );
+    // The first credential of each, which every alert shows.
     let shown: BTreeSet<String> = qs
         .iter()
         .map(|q| {
@@ -374,7 +377,22 @@ fn no_planted_secret_leaves(mode: &str) {
             q["credential"]["fingerprint"].as_str().unwrap().to_owned()
         })
         .collect();
-    for fp in &shown {
+    // Every credential rolled into them, each listed by fingerprint.
+    let listed: BTreeSet<String> = qs
+        .iter()
+        .flat_map(|q| q["credentials"].as_array().unwrap().iter())
+        .map(|c| {
+            assert!(c["handle"].is_null(), "{c}");
+            c["fingerprint"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(listed.is_superset(&shown));
+    assert!(
+        qs.iter()
+            .any(|q| q["credentials"].as_array().unwrap().len() >= 2),
+        "an incident holds several sessions' credentials: {qs:?}"
+    );
+    for fp in &listed {
         assert!(
             fp_of.contains_key(fp),
             "{fp} is no planted token's fingerprint"
@@ -383,8 +401,8 @@ fn no_planted_secret_leaves(mode: &str) {
 
     if mode == "enforce" {
         // The revokers, and they alone, got the real tokens: exactly those
-        // of the quarantined credentials.
-        let want: BTreeSet<&str> = shown.iter().map(|fp| fp_of[fp]).collect();
+        // of the quarantined credentials, every one of each incident.
+        let want: BTreeSet<&str> = listed.iter().map(|fp| fp_of[fp]).collect();
         for (name, s) in [
             ("vault", &b.vault),
             ("oauth", &b.oauth),
@@ -533,8 +551,9 @@ fn shadow_lets_no_planted_secret_out() {
     no_planted_secret_leaves("shadow");
 }
 
-/// With Redis, the revocation queue is its own key, `<prefix>:revoke:<id>`,
-/// and nothing of it is left once dequeued.
+/// With Redis, each credential of a quarantine is its own key in the
+/// revocation queue, `<prefix>:revoke:<id>:<n>`, and nothing of it is left
+/// once dequeued.
 #[test]
 fn redis_revocation_queue_is_one_key_and_goes() {
     use warden::respond::credential::SecretString;
@@ -561,14 +580,37 @@ fn redis_revocation_queue_is_one_key_and_goes() {
     .unwrap();
     let id = "q-0123456789abcdef01234567";
     let token = format!("hvs.CAES{}", random_hex());
-    reg.queue_revocation(id, &SecretString::new(token.clone()))
+    let second = format!("hvs.CAES{}", random_hex());
+    reg.queue_revocation(id, 0, &SecretString::new(token.clone()))
         .unwrap();
-    assert_eq!(keys(), [format!("{prefix}:revoke:{id}")]);
-    assert_eq!(reg.queued_revocations().unwrap(), [id]);
-    let queued = reg.queued_revocation(id).unwrap().unwrap();
-    assert_eq!(queued.expose(), token);
-    reg.dequeue_revocation(id).unwrap();
+    reg.queue_revocation(id, 1, &SecretString::new(second.clone()))
+        .unwrap();
+    let mut k = keys();
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            format!("{prefix}:revoke:{id}:0"),
+            format!("{prefix}:revoke:{id}:1")
+        ]
+    );
+    let mut queued = reg.queued_revocations().unwrap();
+    queued.sort();
+    assert_eq!(queued, [(id.to_owned(), 0), (id.to_owned(), 1)]);
+    assert_eq!(
+        reg.queued_revocation(id, 0).unwrap().unwrap().expose(),
+        token
+    );
+    assert_eq!(
+        reg.queued_revocation(id, 1).unwrap().unwrap().expose(),
+        second
+    );
+    // Each credential goes once its own revocation settles.
+    reg.dequeue_revocation(id, 0).unwrap();
+    assert_eq!(keys(), [format!("{prefix}:revoke:{id}:1")]);
+    assert_eq!(reg.queued_revocation(id, 0).unwrap(), None);
+    reg.dequeue_revocation(id, 1).unwrap();
     assert!(keys().is_empty());
     assert!(reg.queued_revocations().unwrap().is_empty());
-    assert_eq!(reg.queued_revocation(id).unwrap(), None);
+    assert_eq!(reg.queued_revocation(id, 1).unwrap(), None);
 }

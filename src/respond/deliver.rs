@@ -277,16 +277,17 @@ impl Revoker {
     }
 
     /// One revocation attempt of `credential` (the raw value, from the
-    /// revocation queue), for `q`. Its error never quotes the credential
-    /// or this revoker's secret.
+    /// revocation queue; `shown` is what may be shown of it), for `q`. Its
+    /// error never quotes the credential or this revoker's secret.
     pub async fn attempt(
         &self,
         http: &reqwest::Client,
         q: &Quarantine,
         credential: Option<&SecretString>,
+        shown: Option<&Credential>,
     ) -> Attempt {
         let raw = credential.map(SecretString::expose);
-        self.attempt_raw(http, q, raw)
+        self.attempt_raw(http, q, raw, shown)
             .await
             .scrubbed(&[raw.unwrap_or_default(), &self.secret])
     }
@@ -296,6 +297,7 @@ impl Revoker {
         http: &reqwest::Client,
         q: &Quarantine,
         credential: Option<&str>,
+        shown: Option<&Credential>,
     ) -> Attempt {
         let target = match (&self.cfg, credential) {
             (RevokerConfig::Webhook(_) | RevokerConfig::Log(_), _) => None,
@@ -318,7 +320,7 @@ impl Revoker {
                     // This file is the embedded default's revocation
                     // queue: it keeps the value a human must revoke.
                     "credential_id": credential,
-                    "credential": q.credential,
+                    "credential": shown,
                     "note": "no credential broker configured: revoke this credential by hand",
                 });
                 match append_line(&l.path, &line) {

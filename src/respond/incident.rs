@@ -1,6 +1,7 @@
-//! A quarantine: one incident per agent instance (or credential), with the
-//! decision that opened it, every flag rolled up into it, the outcome of
-//! each revocation and alert, and its release. This is what the registry
+//! A quarantine: one incident per agent instance (else per agent), with
+//! the decision that opened it, every flag and every credential of that
+//! agent rolled up into it, the outcome of each credential's revocation
+//! and of each alert, and its release. This is what the registry
 //! stores, the API returns and the notifiers render.
 
 use serde::{Deserialize, Serialize};
@@ -153,13 +154,13 @@ impl Flag {
         self.credential = Some(cred);
     }
 
-    /// One quarantine per credential (by fingerprint: the key is stored and
-    /// shown), else per instance, else per agent.
+    /// One quarantine per agent instance, else per agent: runtimes that
+    /// mint a credential per session must not get an incident (and a page)
+    /// per session. Its credentials are listed, and revoked, inside it.
     pub fn key(&self) -> String {
-        match (&self.credential, &self.agent_instance) {
-            (Some(c), _) => format!("{}/credential/{}", self.agent_id, c.fingerprint),
-            (None, Some(i)) => format!("{}/instance/{i}", self.agent_id),
-            (None, None) => format!("{}/agent", self.agent_id),
+        match &self.agent_instance {
+            Some(i) => format!("{}/instance/{i}", self.agent_id),
+            None => format!("{}/agent", self.agent_id),
         }
     }
 
@@ -185,11 +186,17 @@ pub enum Outcome {
     Failed,
 }
 
-/// A revocation through one configured revoker.
+/// A revocation of one credential through one configured revoker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revocation {
     /// The revoker's name in the config.
     pub revoker: String,
+    /// Which of the quarantine's `credentials` (its index) this revokes;
+    /// `null` when the flag that opened it carried no credential (it is
+    /// refused: nothing to revoke). Records from before incidents per
+    /// agent have only the first.
+    #[serde(default = "first_credential")]
+    pub credential: Option<usize>,
     /// What is revoked (the credential, token accessor or lease), as it may
     /// be shown: its fingerprint unless it is a handle.
     pub target: Option<String>,
@@ -199,6 +206,39 @@ pub struct Revocation {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_at: Option<String>,
+}
+
+fn first_credential() -> Option<usize> {
+    Some(0)
+}
+
+impl Revocation {
+    /// Whether it revokes credential `n` of its quarantine.
+    pub fn is_for(&self, n: usize) -> bool {
+        self.credential == Some(n)
+    }
+}
+
+/// A credential of a quarantined agent, as it may be shown, and where its
+/// revocation stands: each is revoked on its own, exactly once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialEntry {
+    #[serde(flatten)]
+    pub credential: Credential,
+    /// When its first flag was rolled in.
+    pub first_seen: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Flagged calls made with it.
+    pub flags: u32,
+    /// `pending`, `revoked` or `revoke_failed` in enforce mode; `shadow`
+    /// when only listed.
+    pub state: State,
+    /// Attempts of all its revokers so far.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Delivery of alerts to one notifier.
@@ -213,6 +253,11 @@ pub struct AlertStatus {
     /// Flags rolled up when the last alert was delivered: an update is due
     /// when more have come since.
     pub rolled_up_alerted: u32,
+    /// The dedup key of the digest this quarantine's opening alert was
+    /// rolled into (a backed-up queue), resolved once all its quarantines
+    /// are released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Who released a quarantine, and why.
@@ -232,10 +277,14 @@ pub struct Quarantine {
     pub agent_id: String,
     pub agent_instance: Option<String>,
     pub principal: Option<String>,
-    /// The credential's fingerprint (and handle, when it is one); the raw
-    /// value is only in the registry's revocation queue.
+    /// The first credential's fingerprint (and handle, when it is one);
+    /// the raw value is only in the registry's revocation queue.
     #[serde(default)]
     pub credential: Option<Credential>,
+    /// Every credential seen in its flags, first first, each with its own
+    /// revocation state.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
     pub session_id: Option<String>,
     pub trace_id: Option<String>,
     pub class: Option<String>,
@@ -289,6 +338,20 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+impl CredentialEntry {
+    fn new(credential: Credential, flag: &Flag, state: State) -> Self {
+        Self {
+            credential,
+            first_seen: now_rfc3339(),
+            session_id: flag.session_id.clone(),
+            flags: 1,
+            state,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
 impl Quarantine {
     /// A new quarantine from its first flag, with a pending revocation per
     /// revoker (enforce only) and an alert status per notifier.
@@ -300,6 +363,11 @@ impl Quarantine {
     ) -> Self {
         let now = now_rfc3339();
         let enforce = flag.mode == Mode::Enforce;
+        let state = if enforce {
+            State::Pending
+        } else {
+            State::Shadow
+        };
         Self {
             id: flag.quarantine_id(),
             key: flag.key(),
@@ -307,15 +375,16 @@ impl Quarantine {
             agent_instance: flag.agent_instance.clone(),
             principal: flag.principal.clone(),
             credential: flag.credential.clone(),
+            credentials: flag
+                .credential
+                .iter()
+                .map(|c| CredentialEntry::new(c.clone(), flag, state))
+                .collect(),
             session_id: flag.session_id.clone(),
             trace_id: flag.trace_id.clone(),
             class: flag.class.clone(),
             mode: flag.mode,
-            state: if enforce {
-                State::Pending
-            } else {
-                State::Shadow
-            },
+            state,
             created_at: now.clone(),
             updated_at: now,
             version: 1,
@@ -336,6 +405,7 @@ impl Quarantine {
                     .iter()
                     .map(|(name, target)| Revocation {
                         revoker: name.clone(),
+                        credential: flag.credential.as_ref().map(|_| 0),
                         target: target.clone(),
                         outcome: Outcome::Pending,
                         attempts: 0,
@@ -354,6 +424,7 @@ impl Quarantine {
                     attempts: 0,
                     last_error: None,
                     rolled_up_alerted: 0,
+                    digest: None,
                 })
                 .collect(),
             release: None,
@@ -370,6 +441,9 @@ impl Quarantine {
         let raw = self.legacy_credential_id.take()?;
         let cred = policy.credential(&raw);
         self.key = format!("{}/credential/{}", self.agent_id, cred.fingerprint);
+        if let Some(e) = self.credentials.first_mut() {
+            e.credential = cred.clone();
+        }
         for r in &mut self.revocations {
             if r.target.as_deref() == Some(raw.expose()) {
                 r.target = Some(cred.shown().to_owned());
@@ -410,30 +484,122 @@ impl Quarantine {
         true
     }
 
+    /// Lists the credential of a flag rolled into this quarantine. A new
+    /// one of an enforced quarantine gets a pending revocation per revoker
+    /// (`revokers` as in [`open`](Self::open)); its index is returned then,
+    /// for the revocation queue. Call after [`attach`](Self::attach)
+    /// accepted the flag.
+    pub fn add_credential(
+        &mut self,
+        flag: &Flag,
+        revokers: &[(String, Option<String>)],
+    ) -> Option<usize> {
+        let cred = flag.credential.as_ref()?;
+        if let Some(e) = self
+            .credentials
+            .iter_mut()
+            .find(|e| e.credential.fingerprint == cred.fingerprint)
+        {
+            e.flags += 1;
+            return None;
+        }
+        let n = self.credentials.len();
+        let enforce = self.state.blocks();
+        let state = if enforce {
+            State::Pending
+        } else {
+            State::Shadow
+        };
+        self.credentials
+            .push(CredentialEntry::new(cred.clone(), flag, state));
+        if self.credential.is_none() {
+            self.credential = Some(cred.clone());
+        }
+        if !enforce {
+            return None;
+        }
+        self.revocations
+            .extend(revokers.iter().map(|(name, target)| Revocation {
+                revoker: name.clone(),
+                credential: Some(n),
+                target: target.clone(),
+                outcome: Outcome::Pending,
+                attempts: 0,
+                last_error: None,
+                done_at: None,
+            }));
+        self.settle_state();
+        Some(n)
+    }
+
+    /// Records from before incidents per agent list their one credential
+    /// only in `credential`.
+    pub fn adopt_first_credential(&mut self) {
+        if !self.credentials.is_empty() {
+            return;
+        }
+        let Some(c) = self.credential.clone() else {
+            return;
+        };
+        let state = if self.mode == Mode::Enforce {
+            State::Pending
+        } else {
+            State::Shadow
+        };
+        self.credentials.push(CredentialEntry {
+            credential: c,
+            first_seen: self.created_at.clone(),
+            session_id: self.session_id.clone(),
+            flags: self.flags(),
+            state,
+            attempts: 0,
+            last_error: None,
+        });
+        self.settle_state();
+    }
+
+    /// Whether every revoker of credential `n` has an outcome.
+    pub fn credential_settled(&self, n: usize) -> bool {
+        self.revocations
+            .iter()
+            .filter(|r| r.is_for(n))
+            .all(|r| r.outcome != Outcome::Pending)
+    }
+
     pub fn touch(&mut self) {
         self.version += 1;
         self.updated_at = now_rfc3339();
     }
 
-    /// Moves an enforce quarantine to revoked or revoke_failed once every
-    /// revoker has an outcome.
+    /// Sets each credential's state from its revocations, and the
+    /// quarantine's: `revoke_failed` once any failed for good, `revoked`
+    /// only when every credential is, else `pending` (a new credential
+    /// takes a revoked quarantine back to pending).
     pub fn settle_state(&mut self) {
-        if self.state != State::Pending {
+        if !self.state.blocks() {
             return;
         }
-        if self
-            .revocations
-            .iter()
-            .any(|r| r.outcome == Outcome::Failed)
-        {
-            self.state = State::RevokeFailed;
-        } else if self
-            .revocations
-            .iter()
-            .all(|r| r.outcome == Outcome::Succeeded)
-        {
-            self.state = State::Revoked;
+        let of = |rs: &mut dyn Iterator<Item = &Revocation>| {
+            let (mut failed, mut pending) = (false, false);
+            for r in rs {
+                failed |= r.outcome == Outcome::Failed;
+                pending |= r.outcome == Outcome::Pending;
+            }
+            if failed {
+                State::RevokeFailed
+            } else if pending {
+                State::Pending
+            } else {
+                State::Revoked
+            }
+        };
+        for (n, e) in self.credentials.iter_mut().enumerate() {
+            let mine = || self.revocations.iter().filter(move |r| r.is_for(n));
+            e.state = of(&mut mine());
+            e.attempts = mine().map(|r| r.attempts).sum();
+            e.last_error = mine().find_map(|r| r.last_error.clone());
         }
+        self.state = of(&mut self.revocations.iter());
     }
 
     /// Flagged calls in total (the first, plus those rolled up).
@@ -563,7 +729,7 @@ mod tests {
         let f = flag("e1", Mode::Enforce);
         assert_eq!(f.quarantine_id(), flag("e1", Mode::Enforce).quarantine_id());
         assert_ne!(f.quarantine_id(), flag("e2", Mode::Enforce).quarantine_id());
-        assert_eq!(f.key(), format!("pay-eu/credential/{}", fixtures::FP));
+        assert_eq!(f.key(), "pay-eu/instance/pay-eu-7f");
         let mut q = Quarantine::open(
             &f,
             &[("vault".into(), Some(fixtures::FP.into()))],
@@ -586,7 +752,11 @@ mod tests {
         let fp = Fingerprinter::new(b"test key");
         f.seal(&CredentialPolicy::new(fp.clone(), CredentialIdMode::Secret));
         let want = fp.fingerprint("tok-1");
-        assert_eq!(f.key(), format!("pay-eu/credential/{want}"));
+        assert_eq!(
+            f.credential.as_ref().map(|c| c.fingerprint.as_str()),
+            Some(want.as_str())
+        );
+        assert!(!f.key().contains("tok-1"));
         assert!(
             !f.raw.contains("tok-1") && f.raw.contains(&want),
             "{}",
@@ -627,6 +797,92 @@ mod tests {
         assert_eq!(q.revocations[0].target.as_deref(), Some(want.as_str()));
         assert!(q.flagged_events[0].contains(&want));
         assert_eq!(q.migrate_legacy_credential(&policy), None);
+    }
+
+    /// A flag like `flag(event)` from another session with another
+    /// credential of the same agent instance.
+    fn other_session(event: &str, n: u32) -> Flag {
+        let mut f = flag(event, Mode::Enforce);
+        f.session_id = Some(format!("s{n}"));
+        f.credential_id = Some(SecretString::new(format!("tok-{n}")));
+        f.credential = Some(Credential {
+            fingerprint: format!("cred:{n:016x}"),
+            handle: None,
+        });
+        f
+    }
+
+    #[test]
+    fn credentials_of_one_agent_roll_into_one_quarantine_each_revoked() {
+        let revokers = [("vault".to_owned(), None), ("hook".to_owned(), None)];
+        let first = other_session("e1", 1);
+        let mut q = Quarantine::open(&first, &revokers, &[], "w1");
+        assert_eq!(q.credentials.len(), 1);
+        for r in &mut q.revocations {
+            r.outcome = Outcome::Succeeded;
+        }
+        q.settle_state();
+        assert_eq!(q.state, State::Revoked);
+        // A later session with a new credential: same key, same quarantine,
+        // a pending revocation per revoker for the new credential only.
+        let second = other_session("e2", 2);
+        assert_eq!(second.key(), first.key());
+        assert!(q.attach(&second));
+        assert_eq!(q.add_credential(&second, &revokers), Some(1));
+        assert_eq!(q.state, State::Pending, "not every credential is revoked");
+        assert_eq!(q.credentials[0].state, State::Revoked);
+        assert_eq!(q.credentials[1].state, State::Pending);
+        assert_eq!(q.revocations.iter().filter(|r| r.is_for(1)).count(), 2);
+        // The same credential again adds no revocation, only a count.
+        let again = other_session("e3", 2);
+        assert!(q.attach(&again));
+        assert_eq!(q.add_credential(&again, &revokers), None);
+        assert_eq!((q.credentials[1].flags, q.revocations.len()), (2, 4));
+        assert!(!q.credential_settled(1));
+        for r in q.revocations.iter_mut().filter(|r| r.is_for(1)) {
+            r.outcome = Outcome::Failed;
+            r.attempts = 3;
+            r.last_error = Some("refused".into());
+        }
+        q.settle_state();
+        assert!(q.credential_settled(1));
+        assert_eq!(q.state, State::RevokeFailed);
+        assert_eq!(q.credentials[1].state, State::RevokeFailed);
+        assert_eq!(q.credentials[1].attempts, 6);
+        assert_eq!(q.credentials[1].last_error.as_deref(), Some("refused"));
+        // Only fingerprints are stored.
+        let stored = serde_json::to_string(&q).unwrap();
+        assert!(!stored.contains("tok-2"), "{stored}");
+        // Shadow: listed, never revoked.
+        let mut s = Quarantine::open(&flag("e1", Mode::Shadow), &revokers, &[], "w1");
+        let mut f = other_session("e9", 9);
+        f.mode = Mode::Shadow;
+        assert!(s.attach(&f));
+        assert_eq!(s.add_credential(&f, &revokers), None);
+        assert_eq!(s.credentials.len(), 2);
+        assert!(s.revocations.is_empty());
+        assert_eq!(s.credentials[1].state, State::Shadow);
+    }
+
+    #[test]
+    fn a_credential_after_a_flag_without_one_gets_its_own_revocations() {
+        let revokers = [("vault".to_owned(), None)];
+        let mut bare = flag("e1", Mode::Enforce);
+        bare.credential_id = None;
+        bare.credential = None;
+        let mut q = Quarantine::open(&bare, &revokers, &[], "w1");
+        assert_eq!(q.revocations[0].credential, None, "nothing to revoke");
+        q.revocations[0].outcome = Outcome::Failed;
+        let later = other_session("e2", 2);
+        assert!(q.attach(&later));
+        assert_eq!(q.add_credential(&later, &revokers), Some(0));
+        assert!(q.revocations[1].is_for(0) && !q.revocations[0].is_for(0));
+        assert!(!q.credential_settled(0));
+        // Records of an earlier release revoke their first credential.
+        let mut v = serde_json::to_value(&q.revocations[1]).unwrap();
+        v.as_object_mut().unwrap().remove("credential");
+        let old: Revocation = serde_json::from_value(v).unwrap();
+        assert!(old.is_for(0));
     }
 
     #[test]

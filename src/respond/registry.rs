@@ -8,11 +8,14 @@
 //! ids, so every instance of a group answers the broker's "is this agent
 //! quarantined?" the same way.
 //!
-//! The raw credential of an enforced quarantine is not in its record: it is
-//! in the revocation queue, `<data-dir>/quarantines/<id>.revoke` (mode
-//! 0600) or the key `<prefix>:revoke:<id>`, written before the record and
-//! deleted once every revoker has an outcome (or the quarantine is
-//! released), so a restart can still revoke it and nothing else reads it.
+//! The raw credentials of an enforced quarantine are not in its record:
+//! each is in the revocation queue under its index `n` in the quarantine's
+//! `credentials`, `<data-dir>/quarantines/<id>.<n>.revoke` (mode 0600) or
+//! the key `<prefix>:revoke:<id>:<n>`, written before the record that lists
+//! it and deleted once every revoker has an outcome for it (or the
+//! quarantine is released), so a restart can still revoke it and nothing
+//! else reads it. Entries of an earlier release (`<id>.revoke`,
+//! `<prefix>:revoke:<id>`) are read as credential 0.
 
 use std::path::{Path, PathBuf};
 
@@ -275,16 +278,17 @@ fn is_id(id: &str) -> bool {
 }
 
 impl Registry {
-    /// Queues the raw credential of quarantine `id` for its revokers,
-    /// durably, before the quarantine is recorded.
+    /// Queues the raw credential `n` of quarantine `id` for its revokers,
+    /// durably, before the record that lists it is written.
     pub fn queue_revocation(
         &mut self,
         id: &str,
+        n: usize,
         credential: &SecretString,
     ) -> Result<(), RegistryError> {
         match self {
             Self::File { dir } => {
-                let path = dir.join(format!("{id}.revoke"));
+                let path = dir.join(format!("{id}.{n}.revoke"));
                 write_private(&path, credential.expose().as_bytes()).map_err(|source| {
                     RegistryError::Io {
                         action: "write",
@@ -294,7 +298,7 @@ impl Registry {
                 })
             }
             Self::Redis(store) => {
-                let key = format!("{}:revoke:{id}", store.prefix());
+                let key = format!("{}:revoke:{id}:{n}", store.prefix());
                 store.retry("queue a revocation", |c| {
                     c.set::<_, _, ()>(&key, credential.expose())
                 });
@@ -303,34 +307,52 @@ impl Registry {
         }
     }
 
-    /// The raw credential queued for quarantine `id`, if still queued.
-    pub fn queued_revocation(&mut self, id: &str) -> Result<Option<SecretString>, RegistryError> {
+    /// The raw credential `n` queued for quarantine `id`, if still queued.
+    pub fn queued_revocation(
+        &mut self,
+        id: &str,
+        n: usize,
+    ) -> Result<Option<SecretString>, RegistryError> {
         match self {
             Self::File { dir } => {
-                let path = dir.join(format!("{id}.revoke"));
-                match std::fs::read(&path) {
-                    Ok(bytes) => Ok(Some(SecretString::new(
-                        String::from_utf8_lossy(&bytes).into_owned(),
-                    ))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(RegistryError::Io {
-                        action: "read",
-                        path,
-                        source,
-                    }),
+                for path in queue_files(dir, id, n) {
+                    match std::fs::read(&path) {
+                        Ok(bytes) => {
+                            return Ok(Some(SecretString::new(
+                                String::from_utf8_lossy(&bytes).into_owned(),
+                            )))
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(RegistryError::Io {
+                                action: "read",
+                                path,
+                                source,
+                            })
+                        }
+                    }
                 }
+                Ok(None)
             }
             Self::Redis(store) => {
-                let key = format!("{}:revoke:{id}", store.prefix());
-                let v: Option<String> = store.retry("read a queued revocation", |c| c.get(&key));
+                let keys = queue_keys(store.prefix(), id, n);
+                let v: Option<String> = store.retry("read a queued revocation", |c| {
+                    for k in &keys {
+                        if let Some(v) = c.get::<_, Option<String>>(k)? {
+                            return Ok(Some(v));
+                        }
+                    }
+                    Ok(None)
+                });
                 Ok(v.map(SecretString::new))
             }
         }
     }
 
-    /// Ids of every quarantine in the revocation queue, to sweep out what a
-    /// crash left behind (a revocation settled but not yet dequeued).
-    pub fn queued_revocations(&mut self) -> Result<Vec<String>, RegistryError> {
+    /// Every (quarantine id, credential index) in the revocation queue, to
+    /// sweep out what a crash left behind (a revocation settled but not
+    /// yet dequeued).
+    pub fn queued_revocations(&mut self) -> Result<Vec<(String, usize)>, RegistryError> {
         match self {
             Self::File { dir } => {
                 let entries = std::fs::read_dir(&*dir).map_err(|source| RegistryError::Io {
@@ -342,7 +364,8 @@ impl Registry {
                     .flatten()
                     .filter_map(|e| {
                         let name = e.file_name().into_string().ok()?;
-                        name.strip_suffix(".revoke").map(str::to_owned)
+                        name.strip_suffix(".revoke")
+                            .and_then(|s| split_entry(s, '.'))
                     })
                     .collect())
             }
@@ -355,34 +378,64 @@ impl Registry {
                 });
                 Ok(keys
                     .into_iter()
-                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                    .filter_map(|k| k.strip_prefix(&prefix).and_then(|s| split_entry(s, ':')))
                     .collect())
             }
         }
     }
 
-    /// Drops quarantine `id` from the revocation queue: every revoker has
-    /// an outcome, or it was released.
-    pub fn dequeue_revocation(&mut self, id: &str) -> Result<(), RegistryError> {
+    /// Drops credential `n` of quarantine `id` from the revocation queue:
+    /// every revoker has an outcome for it, or the quarantine was released.
+    pub fn dequeue_revocation(&mut self, id: &str, n: usize) -> Result<(), RegistryError> {
         match self {
             Self::File { dir } => {
-                let path = dir.join(format!("{id}.revoke"));
-                match std::fs::remove_file(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(RegistryError::Io {
-                        action: "remove",
-                        path,
-                        source,
-                    }),
+                for path in queue_files(dir, id, n) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(RegistryError::Io {
+                                action: "remove",
+                                path,
+                                source,
+                            })
+                        }
+                    }
                 }
+                Ok(())
             }
             Self::Redis(store) => {
-                let key = format!("{}:revoke:{id}", store.prefix());
-                store.retry("dequeue a revocation", |c| c.del::<_, ()>(&key));
+                let keys = queue_keys(store.prefix(), id, n);
+                store.retry("dequeue a revocation", |c| c.del::<_, ()>(&keys));
                 Ok(())
             }
         }
+    }
+}
+
+/// The queue files of credential `n` of `id`: its own, and for the first
+/// credential the one an earlier release wrote.
+fn queue_files(dir: &Path, id: &str, n: usize) -> Vec<PathBuf> {
+    let mut v = vec![dir.join(format!("{id}.{n}.revoke"))];
+    if n == 0 {
+        v.push(dir.join(format!("{id}.revoke")));
+    }
+    v
+}
+
+fn queue_keys(prefix: &str, id: &str, n: usize) -> Vec<String> {
+    let mut v = vec![format!("{prefix}:revoke:{id}:{n}")];
+    if n == 0 {
+        v.push(format!("{prefix}:revoke:{id}"));
+    }
+    v
+}
+
+/// `<id><sep><n>`, or a bare `<id>` of an earlier release (credential 0).
+fn split_entry(s: &str, sep: char) -> Option<(String, usize)> {
+    match s.rsplit_once(sep) {
+        Some((id, n)) => Some((id.to_owned(), n.parse().ok()?)),
+        None => Some((s.to_owned(), 0)),
     }
 }
 
@@ -459,9 +512,11 @@ mod tests {
         let mut reg = Registry::file(dir.path()).unwrap();
         let q = quarantine("e1");
         let secret = SecretString::new("hvs.raw-token");
-        reg.queue_revocation(&q.id, &secret).unwrap();
+        let second = SecretString::new("hvs.second-token");
+        reg.queue_revocation(&q.id, 0, &secret).unwrap();
+        reg.queue_revocation(&q.id, 1, &second).unwrap();
         reg.save(&q).unwrap();
-        let file = dir.path().join(format!("quarantines/{}.revoke", q.id));
+        let file = dir.path().join(format!("quarantines/{}.0.revoke", q.id));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -473,12 +528,31 @@ mod tests {
         assert!(!record.contains("hvs.raw-token"), "{record}");
         // Only the quarantine records are read back as quarantines.
         assert_eq!(reg.open_quarantines().unwrap().len(), 1);
-        assert_eq!(reg.queued_revocation(&q.id).unwrap(), Some(secret));
-        assert_eq!(reg.queued_revocations().unwrap(), vec![q.id.clone()]);
-        reg.dequeue_revocation(&q.id).unwrap();
+        assert_eq!(reg.queued_revocation(&q.id, 0).unwrap(), Some(secret));
+        assert_eq!(reg.queued_revocation(&q.id, 1).unwrap(), Some(second));
+        let mut all = reg.queued_revocations().unwrap();
+        all.sort();
+        assert_eq!(all, vec![(q.id.clone(), 0), (q.id.clone(), 1)]);
+        // Each credential leaves the queue on its own.
+        reg.dequeue_revocation(&q.id, 0).unwrap();
         assert!(!file.exists());
+        assert_eq!(reg.queued_revocations().unwrap(), vec![(q.id.clone(), 1)]);
+        assert_eq!(reg.queued_revocation(&q.id, 0).unwrap(), None);
+        reg.dequeue_revocation(&q.id, 1).unwrap();
         assert!(reg.queued_revocations().unwrap().is_empty());
-        assert_eq!(reg.queued_revocation(&q.id).unwrap(), None);
-        reg.dequeue_revocation(&q.id).unwrap();
+        reg.dequeue_revocation(&q.id, 0).unwrap();
+        // An entry of an earlier release is credential 0.
+        std::fs::write(
+            dir.path().join(format!("quarantines/{}.revoke", q.id)),
+            "old",
+        )
+        .unwrap();
+        assert_eq!(reg.queued_revocations().unwrap(), vec![(q.id.clone(), 0)]);
+        assert_eq!(
+            reg.queued_revocation(&q.id, 0).unwrap(),
+            Some(SecretString::new("old"))
+        );
+        reg.dequeue_revocation(&q.id, 0).unwrap();
+        assert!(reg.queued_revocations().unwrap().is_empty());
     }
 }

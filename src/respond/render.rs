@@ -472,6 +472,15 @@ pub fn text_alert(q: &Quarantine, links: &Links) -> String {
         "Credential",
         &plain_opt(q.credential.as_ref().map(Credential::shown), 200),
     );
+    if q.credentials.len() > 1 {
+        let (shown, more) = credential_lines(q, plain);
+        for (i, l) in shown.iter().enumerate() {
+            field(&mut t, if i == 0 { "All creds" } else { "" }, l);
+        }
+        if more > 0 {
+            field(&mut t, "", &format!("… and {more} more"));
+        }
+    }
     if let Some(s) = &q.session_id {
         field(&mut t, "Session", &plain(s, 200));
     }
@@ -493,7 +502,16 @@ pub fn text_alert(q: &Quarantine, links: &Links) -> String {
         };
         field(&mut t, "Revocation", none);
     }
-    for (i, r) in q.revocations.iter().enumerate() {
+    // Failures first: with many credentials, the alert must say which
+    // failed before anything else.
+    let mut revocations: Vec<&super::incident::Revocation> = q.revocations.iter().collect();
+    revocations.sort_by_key(|r| match r.outcome {
+        Outcome::Failed => 0,
+        Outcome::Pending => 1,
+        Outcome::Succeeded => 2,
+    });
+    let more = revocations.len().saturating_sub(REVOCATIONS_SHOWN);
+    for (i, r) in revocations.into_iter().take(REVOCATIONS_SHOWN).enumerate() {
         let mut line = format!(
             "{} -> {}: {}, {}",
             plain(&r.revoker, 100),
@@ -505,6 +523,9 @@ pub fn text_alert(q: &Quarantine, links: &Links) -> String {
             let _ = write!(line, ", last error: {}", plain(e, 300));
         }
         field(&mut t, if i == 0 { "Revocation" } else { "" }, &line);
+    }
+    if more > 0 {
+        field(&mut t, "", &format!("… and {more} more"));
     }
     let mut flags = flags_text(q);
     if q.rolled_up > 0 {
@@ -699,6 +720,30 @@ fn message(fallback: &str, mut blocks: Vec<Value>) -> Value {
     json!({"text": md(fallback, SLACK_FALLBACK_MAX), "blocks": blocks})
 }
 
+/// Revocation lines a text alert shows (failures first).
+const REVOCATIONS_SHOWN: usize = 10;
+/// Credentials an alert lists, first first; the rest are counted.
+const CREDENTIALS_SHOWN: usize = 5;
+
+/// The credentials of a quarantine with more than one, each with its
+/// state, as `esc` renders a value (fingerprints or handles only); and how
+/// many more are not shown.
+fn credential_lines(q: &Quarantine, esc: fn(&str, usize) -> String) -> (Vec<String>, usize) {
+    let lines = q
+        .credentials
+        .iter()
+        .take(CREDENTIALS_SHOWN)
+        .map(|e| {
+            let mut l = format!("{} {}", esc(e.credential.shown(), 200), e.state.as_str());
+            if let Some(err) = &e.last_error {
+                let _ = write!(l, " ({})", esc(err, 200));
+            }
+            l
+        })
+        .collect();
+    (lines, q.credentials.len().saturating_sub(CREDENTIALS_SHOWN))
+}
+
 fn slack_revocation(q: &Quarantine) -> String {
     let mut lines = vec![match q.state {
         State::Shadow => "not revoked (shadow mode)".to_owned(),
@@ -726,6 +771,24 @@ fn slack_revocation(q: &Quarantine) -> String {
     )
 }
 
+fn slack_credentials(q: &Quarantine) -> String {
+    if q.credentials.len() <= 1 {
+        return format!(
+            "*Credential*\n{}",
+            md_code_opt(q.credential.as_ref().map(Credential::shown), 200)
+        );
+    }
+    let (mut lines, more) = credential_lines(q, md_code);
+    if more > 0 {
+        lines.push(format!("… and {more} more"));
+    }
+    format!(
+        "*Credentials ({})*\n{}",
+        q.credentials.len(),
+        fit_lines(&lines, SLACK_FIELD_MAX - 40, false)
+    )
+}
+
 fn slack_fields(q: &Quarantine) -> Vec<String> {
     let mut score = format!("*{:.1}* / {:.1} bits", q.score, q.threshold);
     if q.max_score > q.score {
@@ -738,10 +801,7 @@ fn slack_fields(q: &Quarantine) -> Vec<String> {
             md_code_opt(q.agent_instance.as_deref(), 200)
         ),
         format!("*Principal*\n{}", md_code_opt(q.principal.as_deref(), 200)),
-        format!(
-            "*Credential*\n{}",
-            md_code_opt(q.credential.as_ref().map(Credential::shown), 200)
-        ),
+        slack_credentials(q),
         format!("*Class*\n{}", md_code_opt(q.class.as_deref(), 100)),
         format!("*Mode*\n{}", q.mode.as_str()),
         slack_revocation(q),
@@ -956,13 +1016,25 @@ pub fn slack_update(q: &Quarantine, links: &Links, what: &str) -> Value {
         slack_call(c, &mut lines);
         blocks.push(section(&fit_lines(&lines, SLACK_TEXT_MAX, false)));
     }
-    blocks.push(context(&[
+    let mut facts = vec![
         format!("Quarantine {}", md_code(&q.id, 100)),
         flags_text(q),
         format!("max score {:.1} bits", q.max_score),
         format!("state {}", q.state.as_str()),
         format!("updated {}", md(&q.updated_at, 40)),
-    ]));
+    ];
+    if q.credentials.len() > 1 {
+        let revoked = q
+            .credentials
+            .iter()
+            .filter(|e| e.state == State::Revoked)
+            .count();
+        facts.push(format!(
+            "{} credentials, {revoked} revoked",
+            q.credentials.len()
+        ));
+    }
+    blocks.push(context(&facts));
     blocks.push(section(&slack_links(q, links)));
     message(&format!("{headline}: {what}"), blocks)
 }
@@ -1040,6 +1112,13 @@ fn pd_details(q: &Quarantine, links: &Links) -> Value {
         "instance": pd_opt(q.agent_instance.as_deref()),
         "principal": pd_opt(q.principal.as_deref()),
         "credential": pd_opt(q.credential.as_ref().map(Credential::shown)),
+        "credential_count": q.credentials.len(),
+        "credentials": q.credentials.iter().take(PD_LIST_MAX).map(|e| json!({
+            "credential": pd(e.credential.shown()),
+            "state": e.state.as_str(),
+            "attempts": e.attempts,
+            "last_error": pd_opt(e.last_error.as_deref()),
+        })).collect::<Vec<_>>(),
         "session": pd_opt(q.session_id.as_deref()),
         "trace": pd_opt(q.trace_id.as_deref()),
         "class": pd_opt(q.class.as_deref()),
@@ -1127,14 +1206,21 @@ pub fn pagerduty_resolve(q: &Quarantine, routing_key: &str) -> Value {
     json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": q.id})
 }
 
+/// Resolves a PagerDuty alert by its dedup key (a digest's).
+pub fn pagerduty_resolve_key(dedup_key: &str, routing_key: &str) -> Value {
+    json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key})
+}
+
 /// One alert standing for quarantines whose own alerts did not fit in a
 /// backed-up notifier queue: how many, and the first few by agent.
+/// `dedup_key` is how its release resolves it.
 pub fn digest(
     slack: bool,
     qs: &[std::sync::Arc<Quarantine>],
     count: usize,
     public_url: &str,
     routing_key: &str,
+    dedup_key: &str,
 ) -> Value {
     let base = public_url.trim_end_matches('/');
     let list = format!("{base}/v1/quarantines");
@@ -1174,7 +1260,7 @@ pub fn digest(
         json!({
             "routing_key": routing_key,
             "event_action": "trigger",
-            "dedup_key": format!("warden-digest-{}", qs.first().map_or("none", |q| q.id.as_str())),
+            "dedup_key": dedup_key,
             "payload": {
                 "summary": plain(&headline, PD_SUMMARY_MAX),
                 "source": "warden",
@@ -1451,9 +1537,53 @@ mod tests {
         assert!(t.contains("… 5 further flagged calls counted, not kept"));
         assert!(t.contains("… 25 earlier calls not shown"));
         assert!(t.contains("\nRevocation: revoker-0 -> yyy"));
-        assert!(t.contains("\n            revoker-11 -> yyy"), "{t}");
+        assert!(t.contains("\n            revoker-9 -> yyy"), "{t}");
+        assert!(t.contains("\n            … and 2 more\n"), "{t}");
         assert!(t.contains(TRUNCATED));
         assert!(t.len() < 20_000, "{} bytes", t.len());
+    }
+
+    #[test]
+    fn every_credential_is_listed_by_fingerprint_with_its_state() {
+        use crate::respond::credential::SecretString;
+        let mut q = quarantine(Mode::Enforce, 30.0);
+        for n in 2..9u32 {
+            let mut g = flag(&format!("e{n}"), Mode::Enforce, 30.0);
+            g.credential_id = Some(SecretString::new(format!("tok-{n}")));
+            g.credential = Some(Credential {
+                fingerprint: format!("cred:{n:016x}"),
+                handle: None,
+            });
+            assert!(q.attach(&g));
+            let target = g.credential.as_ref().map(|c| c.shown().to_owned());
+            q.add_credential(&g, &[("vault".into(), target)]);
+        }
+        q.revocations[1].outcome = Outcome::Failed;
+        q.revocations[1].last_error = Some("permission denied".into());
+        q.settle_state();
+        let l = links(URL, &q);
+        let t = text_alert(&q, &l);
+        assert!(t.contains(&format!("All creds:  {FP} pending")), "{t}");
+        assert!(
+            t.contains("cred:0000000000000002 revoke_failed (permission denied)"),
+            "{t}"
+        );
+        assert!(t.contains("… and 3 more"), "{t}");
+        // The failure comes first among the revocations.
+        assert!(
+            t.contains("Revocation: vault -> cred:0000000000000002: failed"),
+            "{t}"
+        );
+        let slack = slack_alert(&q, &l).to_string();
+        assert!(slack.contains("*Credentials (8)*"), "{slack}");
+        assert_slack_limits(&slack_alert(&q, &l));
+        let pd = pagerduty_trigger(&q, "k", &l);
+        let d = &pd["payload"]["custom_details"];
+        assert_eq!(d["credential_count"], 8);
+        assert_eq!(d["credentials"][1]["state"], "revoke_failed");
+        for m in [t, slack, pd.to_string()] {
+            assert!(!m.contains("tok-"), "a raw credential: {m}");
+        }
     }
 
     #[test]

@@ -35,11 +35,21 @@ use crate::service::metrics::Metrics;
 /// What the responder is sent.
 pub enum Msg {
     Flag(Box<Flag>),
-    /// A revoker finished with a quarantine (or gave up).
+    /// A revoker finished with a credential of a quarantine (or gave up).
     Revoked {
         id: String,
         revoker: String,
+        /// The credential's index in the quarantine's `credentials` (none:
+        /// the flag carried no credential).
+        credential: Option<usize>,
         attempts: u32,
+        error: Option<String>,
+    },
+    /// A notifier delivered (or gave up on) a digest standing for `ids`.
+    Digested {
+        notifier: String,
+        dedup_key: String,
+        ids: Vec<String>,
         error: Option<String>,
     },
     /// A notifier finished with an alert.
@@ -84,15 +94,26 @@ enum Job {
     Release(String),
     /// Quarantines whose alerts did not fit in the queue.
     Digest(Vec<String>),
+    /// Resolves a digest (its dedup key): its quarantines are released.
+    ResolveDigest(String),
 }
 
 impl Job {
     fn id(&self) -> &str {
         match self {
             Self::Open(id) | Self::Update(id, _) | Self::Release(id) => id,
-            Self::Digest(_) => "digest",
+            Self::Digest(_) | Self::ResolveDigest(_) => "digest",
         }
     }
+}
+
+/// The dedup key of a digest: from the first quarantine it stands for, so
+/// the same on every attempt.
+fn digest_key(ids: &[String]) -> String {
+    format!(
+        "warden-digest-{}",
+        ids.first().map_or("none", String::as_str)
+    )
 }
 
 /// A notifier's bounded queue. Jobs for one quarantine merge (an update
@@ -121,7 +142,11 @@ impl AlertQueue {
                 return;
             }
         }
-        if queue.len() >= self.cap {
+        // A release or a digest's resolve is never folded into a digest
+        // (that would page for it): they come from humans, one per
+        // release, so they may pass the bound.
+        let resolves = matches!(job, Job::Release(_) | Job::ResolveDigest(_));
+        if queue.len() >= self.cap && !resolves {
             overflow.push(job.id().to_owned());
             metrics
                 .alerts_rolled_up
@@ -295,9 +320,10 @@ pub struct Responder {
     open: HashMap<String, Quarantine>,
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
-    /// Raw credentials of quarantines whose revocation is under way (a copy
-    /// of the registry's revocation queue), for the revokers only.
-    credentials: HashMap<String, SecretString>,
+    /// Raw credentials (quarantine id, index) whose revocation is under
+    /// way (a copy of the registry's revocation queue), for the revokers
+    /// only.
+    credentials: HashMap<(String, usize), SecretString>,
     /// Fingerprints credentials (or shows their handle).
     credential_policy: CredentialPolicy,
     board: Arc<Board>,
@@ -447,25 +473,28 @@ impl Responder {
                 self.board.put(&q);
                 continue;
             }
+            q.adopt_first_credential();
             if let Some(raw) = q.migrate_legacy_credential(&self.credential_policy) {
                 if q.revocations.iter().any(|r| r.outcome == Outcome::Pending) {
-                    self.queue_revocation(&q.id, &raw);
+                    self.queue_revocation(&q.id, 0, &raw);
                 }
                 self.save(&q);
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
-            let pending: Vec<String> = q
+            let pending: Vec<(String, Option<usize>)> = q
                 .revocations
                 .iter()
                 .filter(|r| r.outcome == Outcome::Pending)
-                .map(|r| r.revoker.clone())
+                .map(|r| (r.revoker.clone(), r.credential))
                 .collect();
             let undelivered = q.alerts.iter().any(|a| a.delivered == 0);
-            if !pending.is_empty() {
-                match self.registry.queued_revocation(&id) {
+            let mut queued: Vec<usize> = pending.iter().filter_map(|(_, n)| *n).collect();
+            queued.dedup();
+            for n in queued {
+                match self.registry.queued_revocation(&id, n) {
                     Ok(Some(c)) => {
-                        self.credentials.insert(id.clone(), c);
+                        self.credentials.insert((id.clone(), n), c);
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -476,8 +505,8 @@ impl Responder {
             self.board.put(&q);
             self.open.insert(id.clone(), q);
             self.progress.entry(id.clone()).or_default();
-            for name in &pending {
-                self.spawn_revocation(&id, name);
+            for (name, n) in &pending {
+                self.spawn_revocation(&id, name, *n);
             }
             if pending.is_empty() {
                 if undelivered {
@@ -507,23 +536,26 @@ impl Responder {
                 return;
             }
         };
-        for id in queued {
-            if self.credentials.contains_key(&id) {
+        for (id, n) in queued {
+            if self.credentials.contains_key(&(id.clone(), n)) {
                 continue;
             }
             let still_wanted = match self.registry.get(&id) {
                 // In a group, another instance may be revoking it.
                 Ok(Some(q)) => {
                     q.state.is_open()
-                        && q.revocations.iter().any(|r| r.outcome == Outcome::Pending)
+                        && q.revocations
+                            .iter()
+                            .any(|r| r.is_for(n) && r.outcome == Outcome::Pending)
                         && (q.owner != self.owner || self.open.contains_key(&id))
                 }
-                // Shared: another instance may be about to record it.
+                // Shared: another instance may be about to record it (or
+                // the credential it lists).
                 Ok(None) => self.registry.is_shared(),
                 Err(_) => true,
             };
             if !still_wanted {
-                self.dequeue_revocation(&id);
+                self.dequeue_revocation(&id, n);
             }
         }
     }
@@ -535,9 +567,16 @@ impl Responder {
                 Msg::Revoked {
                     id,
                     revoker,
+                    credential,
                     attempts,
                     error,
-                } => self.on_revoked(&id, &revoker, attempts, error),
+                } => self.on_revoked(&id, &revoker, credential, attempts, error),
+                Msg::Digested {
+                    notifier,
+                    dedup_key,
+                    ids,
+                    error,
+                } => self.on_digested(&notifier, &dedup_key, &ids, error),
                 Msg::Alerted {
                     id,
                     notifier,
@@ -591,11 +630,11 @@ impl Responder {
         self.board.put(q);
     }
 
-    /// Queues a credential for revocation, retrying a failed write as
-    /// `save` does.
-    fn queue_revocation(&mut self, id: &str, credential: &SecretString) {
+    /// Queues credential `n` of quarantine `id` for revocation, retrying a
+    /// failed write as `save` does.
+    fn queue_revocation(&mut self, id: &str, n: usize, credential: &SecretString) {
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.registry.queue_revocation(id, credential) {
+        while let Err(e) = self.registry.queue_revocation(id, n, credential) {
             tracing::error!(quarantine = %id, error = %e, "Cannot queue a revocation; retrying.");
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -603,9 +642,9 @@ impl Responder {
     }
 
     /// Forgets a credential once nothing will revoke it any more.
-    fn dequeue_revocation(&mut self, id: &str) {
-        self.credentials.remove(id);
-        if let Err(e) = self.registry.dequeue_revocation(id) {
+    fn dequeue_revocation(&mut self, id: &str, n: usize) {
+        self.credentials.remove(&(id.to_owned(), n));
+        if let Err(e) = self.registry.dequeue_revocation(id, n) {
             tracing::error!(quarantine = %id, error = %e, "Cannot remove a finished revocation from the queue.");
         }
     }
@@ -619,22 +658,53 @@ impl Responder {
         let key = flag.key();
         if let Some(id) = self.by_key.get(&key).cloned() {
             self.refresh(&id);
-            if let Some(q) = self.open.get_mut(&id) {
-                if q.attach(&flag) {
-                    let q = q.clone();
-                    self.save(&q);
-                    self.metrics.flags_rolled_up.inc();
-                    self.audit(
-                        "flag",
-                        json!({"quarantine": q.id, "agent_id": q.agent_id,
-                               "event_id": flag.call.event_id, "score": flag.score,
-                               "threshold": flag.threshold, "reasons": flag.reasons,
-                               "rolled_up": q.rolled_up}),
-                    );
-                    tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
-                        rolled_up = q.rolled_up, "Further flag rolled into an open quarantine.");
-                    self.rate_limited_update(&q.id);
+            if let Some(mut q) = self.open.get(&id).cloned() {
+                let known = q.credentials.len();
+                if !q.attach(&flag) {
+                    return;
                 }
+                let targets = self.targets(&flag);
+                let before = q.state;
+                let added = q.add_credential(&flag, &targets);
+                if let (Some(n), Some(c)) = (added, &flag.credential_id) {
+                    // Queued before the record that lists it, as for the
+                    // first credential.
+                    self.queue_revocation(&id, n, c);
+                    self.credentials.insert((id.clone(), n), c.clone());
+                }
+                self.save(&q);
+                self.open.insert(id.clone(), q.clone());
+                self.metrics.flags_rolled_up.inc();
+                let new_credential = q.credentials.len() > known;
+                self.audit(
+                    "flag",
+                    json!({"quarantine": q.id, "agent_id": q.agent_id,
+                           "event_id": flag.call.event_id, "score": flag.score,
+                           "threshold": flag.threshold, "reasons": flag.reasons,
+                           "credential": flag.credential, "new_credential": new_credential,
+                           "rolled_up": q.rolled_up}),
+                );
+                tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
+                    rolled_up = q.rolled_up, credentials = q.credentials.len(),
+                    "Further flag rolled into an open quarantine.");
+                if let Some(n) = added {
+                    if let Some(p) = self.progress.get_mut(&id) {
+                        p.flagged_at.get_or_insert(flag.flagged_at);
+                    }
+                    for r in q
+                        .revocations
+                        .iter()
+                        .filter(|r| r.is_for(n))
+                        .map(|r| r.revoker.clone())
+                        .collect::<Vec<_>>()
+                    {
+                        self.spawn_revocation(&id, &r, Some(n));
+                    }
+                    if before != q.state {
+                        self.update_gauges();
+                    }
+                }
+                self.rate_limited_update(&q.id, new_credential);
                 return;
             }
         }
@@ -644,18 +714,14 @@ impl Responder {
         if self.open.contains_key(&id) || matches!(self.registry.get(&id), Ok(Some(_))) {
             return;
         }
-        let targets: Vec<(String, Option<String>)> = self
-            .revokers
-            .iter()
-            .map(|r| (r.name().to_owned(), r.target(flag.credential.as_ref())))
-            .collect();
+        let targets = self.targets(&flag);
         let names: Vec<String> = self.notifiers.iter().map(|n| n.name.clone()).collect();
         let q = Quarantine::open(&flag, &targets, &names, &self.owner);
         if let (false, Some(c)) = (q.revocations.is_empty(), flag.credential_id) {
             // Queued before the record: a record with pending revocations
             // always finds its credential after a crash.
-            self.queue_revocation(&id, &c);
-            self.credentials.insert(id.clone(), c);
+            self.queue_revocation(&id, 0, &c);
+            self.credentials.insert((id.clone(), 0), c);
         }
         self.save(&q);
         self.by_key.insert(key, id.clone());
@@ -667,13 +733,13 @@ impl Responder {
                 ..Default::default()
             },
         );
-        for r in q
+        for (r, n) in q
             .revocations
             .iter()
-            .map(|r| r.revoker.clone())
+            .map(|r| (r.revoker.clone(), r.credential))
             .collect::<Vec<_>>()
         {
-            self.spawn_revocation(&id, &r);
+            self.spawn_revocation(&id, &r, n);
         }
         self.metrics
             .quarantines_opened
@@ -698,6 +764,15 @@ impl Responder {
             self.schedule(Msg::AlertDue(id), self.cfg.response.alert_delay);
         }
         self.update_gauges();
+    }
+
+    /// Each revoker's name and what it would revoke of the flag's
+    /// credential, as it may be shown.
+    fn targets(&self, flag: &Flag) -> Vec<(String, Option<String>)> {
+        self.revokers
+            .iter()
+            .map(|r| (r.name().to_owned(), r.target(flag.credential.as_ref())))
+            .collect()
     }
 
     /// With a shared registry, another instance may have released it.
@@ -731,7 +806,7 @@ impl Responder {
         }
     }
 
-    fn spawn_revocation(&self, id: &str, revoker_name: &str) {
+    fn spawn_revocation(&self, id: &str, revoker_name: &str, n: Option<usize>) {
         let Some(q) = self.open.get(id).cloned() else {
             return;
         };
@@ -740,13 +815,17 @@ impl Responder {
             let _ = self.tx.try_send(Msg::Revoked {
                 id: id.to_owned(),
                 revoker: revoker_name.to_owned(),
+                credential: n,
                 attempts: 0,
                 error: Some("revoker no longer configured".to_owned()),
             });
             return;
         };
         let revokers = self.revokers.clone();
-        let credential = self.credentials.get(id).cloned();
+        let credential = n.and_then(|n| self.credentials.get(&(id.to_owned(), n)).cloned());
+        let shown = n
+            .and_then(|n| q.credentials.get(n))
+            .map(|e| e.credential.clone());
         let http = self.http.clone();
         let tx = self.tx.clone();
         let policy = self.policy;
@@ -762,7 +841,7 @@ impl Responder {
             let name = r.name().to_owned();
             let done = deliver::retry(
                 policy,
-                || r.attempt(&http, &q, credential.as_ref()),
+                || r.attempt(&http, &q, credential.as_ref(), shown.as_ref()),
                 |n, a| {
                     metrics
                         .revocation_attempts
@@ -780,6 +859,7 @@ impl Responder {
                 .send(Msg::Revoked {
                     id: q.id.clone(),
                     revoker: name,
+                    credential: n,
                     attempts: done.attempts,
                     error: done.error,
                 })
@@ -787,11 +867,22 @@ impl Responder {
         });
     }
 
-    fn on_revoked(&mut self, id: &str, revoker: &str, attempts: u32, error: Option<String>) {
+    fn on_revoked(
+        &mut self,
+        id: &str,
+        revoker: &str,
+        n: Option<usize>,
+        attempts: u32,
+        error: Option<String>,
+    ) {
         let Some(q) = self.open.get_mut(id) else {
             return;
         };
-        let Some(r) = q.revocations.iter_mut().find(|r| r.revoker == revoker) else {
+        let Some(r) = q
+            .revocations
+            .iter_mut()
+            .find(|r| r.revoker == revoker && r.credential == n)
+        else {
             return;
         };
         r.attempts += attempts;
@@ -807,9 +898,12 @@ impl Responder {
         q.touch();
         let q = q.clone();
         self.save(&q);
-        if q.revocations.iter().all(|r| r.outcome != Outcome::Pending) {
-            self.dequeue_revocation(id);
+        if let Some(n) = n.filter(|n| q.credential_settled(*n)) {
+            self.dequeue_revocation(id, n);
         }
+        let credential = n
+            .and_then(|n| q.credentials.get(n))
+            .map(|e| e.credential.clone());
         let progress = self.progress.entry(id.to_owned()).or_default();
         if error.is_none() {
             if let Some(t) = progress.flagged_at {
@@ -820,14 +914,16 @@ impl Responder {
         }
         self.audit(
             "revocation",
-            json!({"quarantine": id, "revoker": revoker, "credential": q.credential,
+            json!({"quarantine": id, "revoker": revoker, "credential": credential,
                    "outcome": if error.is_none() { "revoked" } else { "failed" },
                    "attempts": attempts, "error": error, "state": q.state.as_str()}),
         );
         match &error {
-            None => tracing::info!(quarantine = %id, revoker, attempts, "Credential revoked."),
+            None => {
+                tracing::info!(quarantine = %id, revoker, credential = n, attempts, "Credential revoked.")
+            }
             Some(e) => {
-                tracing::error!(quarantine = %id, revoker, attempts, error = %e, "Revocation FAILED: the credential may still work.")
+                tracing::error!(quarantine = %id, revoker, credential = n, attempts, error = %e, "Revocation FAILED: the credential may still work.")
             }
         }
         self.update_gauges();
@@ -886,7 +982,7 @@ impl Responder {
 
     /// Sends an update now, or schedules one for when `update-interval`
     /// has passed since the last.
-    fn rate_limited_update(&mut self, id: &str) {
+    fn rate_limited_update(&mut self, id: &str, new_credential: bool) {
         let every = self.cfg.response.update_interval;
         let Some(p) = self.progress.get_mut(id) else {
             return;
@@ -900,6 +996,10 @@ impl Responder {
                 p.update_scheduled = true;
                 self.schedule(Msg::UpdateDue(id.to_owned()), every - since);
             }
+            _ if new_credential => self.send_update(
+                id,
+                "a further credential of the agent flagged and rolled up".to_owned(),
+            ),
             _ => self.send_update(id, "further flagged calls rolled up".to_owned()),
         }
     }
@@ -934,10 +1034,66 @@ impl Responder {
                 _ => {}
             }
         }
+        let q = self.open.get(job.id());
         for n in &self.notifiers {
+            let pagerduty = matches!(n.kind, NotifierKind::PagerDuty { .. });
+            // One page per incident: updates go to Slack and the API only,
+            // so a PagerDuty incident a human resolved stays resolved.
+            if pagerduty && matches!(job, Job::Update(..)) {
+                continue;
+            }
+            // An opening alert a notifier already delivered (before a
+            // restart, or in a digest) is not sent again.
+            let delivered = q.is_some_and(|q| {
+                q.alerts
+                    .iter()
+                    .any(|a| a.notifier == n.name && a.delivered > 0)
+            });
+            if delivered && matches!(job, Job::Open(_)) {
+                continue;
+            }
             n.queue.push(job.clone(), &self.metrics, &n.name);
         }
         self.update_gauges();
+    }
+
+    /// A digest was delivered for `ids`: each counts as alerted there, and
+    /// remembers the digest so that its release can resolve it.
+    fn on_digested(&mut self, notifier: &str, key: &str, ids: &[String], error: Option<String>) {
+        self.metrics
+            .alerts
+            .get_or_create(&super::super::service::metrics::DestinationLabel {
+                destination: notifier.to_owned(),
+                outcome: if error.is_none() {
+                    "delivered"
+                } else {
+                    "failed"
+                },
+            })
+            .inc();
+        self.audit(
+            "alert",
+            json!({"quarantine": "digest", "dedup_key": key, "quarantines": ids,
+                   "notifier": notifier,
+                   "outcome": if error.is_none() { "delivered" } else { "failed" }, "error": error}),
+        );
+        if let Some(e) = &error {
+            tracing::error!(notifier, error = %e, digest = key, "Digest alert not delivered.");
+            return;
+        }
+        for id in ids {
+            let Some(mut q) = self.open.get(id).cloned() else {
+                continue;
+            };
+            if let Some(a) = q.alerts.iter_mut().find(|a| a.notifier == notifier) {
+                a.delivered += 1;
+                a.rolled_up_alerted = q.rolled_up;
+                a.digest = Some(key.to_owned());
+            }
+            q.touch();
+            self.open.insert(id.clone(), q.clone());
+            self.save(&q);
+        }
     }
 
     fn schedule(&self, msg: Msg, after: Duration) {
@@ -979,8 +1135,10 @@ impl Responder {
         self.save(&q);
         let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
         self.forget(id);
-        // Released: nothing will revoke it any more.
-        self.dequeue_revocation(id);
+        // Released: nothing will revoke its credentials any more.
+        for n in 0..q.credentials.len().max(1) {
+            self.dequeue_revocation(id, n);
+        }
         self.metrics.releases.inc();
         self.audit(
             "release",
@@ -992,6 +1150,25 @@ impl Responder {
             for n in &self.notifiers {
                 n.queue
                     .push(Job::Release(id.to_owned()), &self.metrics, &n.name);
+            }
+        }
+        // A digest page stands for several quarantines: resolved with the
+        // last of them.
+        for a in &q.alerts {
+            let Some(key) = &a.digest else {
+                continue;
+            };
+            let others = self.open.values().any(|o| {
+                o.alerts
+                    .iter()
+                    .any(|b| b.notifier == a.notifier && b.digest.as_ref() == Some(key))
+            });
+            if others {
+                continue;
+            }
+            if let Some(n) = self.notifiers.iter().find(|n| n.name == a.notifier) {
+                n.queue
+                    .push(Job::ResolveDigest(key.clone()), &self.metrics, &n.name);
             }
         }
         if false_positive {
@@ -1084,14 +1261,23 @@ impl Responder {
                     || false,
                 )
                 .await;
-                let _ = tx
-                    .send(Msg::Alerted {
+                let msg = match job {
+                    Job::Digest(ids) => Msg::Digested {
+                        notifier: name.clone(),
+                        dedup_key: digest_key(&ids),
+                        ids,
+                        error: done.error,
+                    },
+                    // A resolved digest belongs to no quarantine.
+                    Job::ResolveDigest(_) => continue,
+                    _ => Msg::Alerted {
                         id,
                         notifier: name.clone(),
                         attempts: done.attempts,
                         error: done.error,
-                    })
-                    .await;
+                    },
+                };
+                let _ = tx.send(msg).await;
             }
         });
     }
@@ -1120,7 +1306,16 @@ fn render_job(
             ids.len(),
             public,
             routing_key(kind),
+            &digest_key(ids),
         ));
+    }
+    if let Job::ResolveDigest(key) = job {
+        return match kind {
+            NotifierKind::PagerDuty { routing_key, .. } => {
+                Some(render::pagerduty_resolve_key(key, routing_key))
+            }
+            NotifierKind::Slack { .. } => None,
+        };
     }
     let q = board.get(job.id())?;
     let links = render::links(public, &q);
@@ -1130,13 +1325,15 @@ fn render_job(
             render::slack_update(&q, &links, what)
         }
         (NotifierKind::Slack { .. }, Job::Release(_)) => render::slack_release(&q, &links),
-        (NotifierKind::PagerDuty { routing_key, .. }, Job::Open(_) | Job::Update(..)) => {
+        (NotifierKind::PagerDuty { routing_key, .. }, Job::Open(_)) => {
             render::pagerduty_trigger(&q, routing_key, &links)
         }
+        // Never a re-trigger: it would re-open what a human resolved.
+        (NotifierKind::PagerDuty { .. }, Job::Update(..)) => return None,
         (NotifierKind::PagerDuty { routing_key, .. }, Job::Release(_)) => {
             render::pagerduty_resolve(&q, routing_key)
         }
-        (_, Job::Digest(_)) => return None,
+        (_, Job::Digest(_) | Job::ResolveDigest(_)) => return None,
     })
 }
 
@@ -1190,12 +1387,26 @@ mod tests {
         assert_eq!(q.pop(), Some(Job::Open("c".into())));
         assert_eq!(q.pop(), Some(Job::Digest(vec!["d".into(), "e".into()])));
         assert_eq!(q.pop(), None);
+        // Releases and a digest's resolve pass the bound: folded into a
+        // digest, they would page.
+        q.push(Job::Open("f".into()), &m, "slack");
+        q.push(Job::Open("g".into()), &m, "slack");
+        q.push(Job::Open("h".into()), &m, "slack");
+        q.push(Job::Open("i".into()), &m, "slack");
+        q.push(Job::Release("a".into()), &m, "slack");
+        q.push(Job::ResolveDigest("warden-digest-d".into()), &m, "slack");
+        assert_eq!(q.pop(), Some(Job::Open("f".into())));
+        assert_eq!(q.pop(), Some(Job::Open("g".into())));
+        assert_eq!(q.pop(), Some(Job::Open("h".into())));
+        assert_eq!(q.pop(), Some(Job::Release("a".into())));
+        assert_eq!(q.pop(), Some(Job::ResolveDigest("warden-digest-d".into())));
+        assert_eq!(q.pop(), Some(Job::Digest(vec!["i".into()])));
         let rolled = m
             .alerts_rolled_up
             .get_or_create(&NotifierLabel {
                 notifier: "slack".into(),
             })
             .get();
-        assert_eq!(rolled, 2);
+        assert_eq!(rolled, 3, "d, e and i; no release");
     }
 }

@@ -382,6 +382,9 @@ async fn agent_status(State(shared): State<Arc<Shared>>, Path(agent_id): Path<St
             "id": q.id,
             "state": q.state.as_str(),
             "credential": q.credential,
+            // Every credential of the agent in it, each with its own
+            // revocation state (fingerprints, or handles).
+            "credentials": q.credentials,
             "agent_instance": q.agent_instance,
             "created_at": q.created_at,
         })).collect::<Vec<_>>(),

@@ -186,6 +186,9 @@ struct Incident {
     /// "triggered", "acknowledged" or "resolved".
     state: &'static str,
     triggers: u32,
+    /// Resolved by a human ([`ContractServer::resolve_by_human`]), not
+    /// by an event.
+    resolved_by_human: bool,
 }
 
 #[derive(Default)]
@@ -207,6 +210,9 @@ struct Shared {
     faults: Mutex<Faults>,
     delay: Mutex<Duration>,
     incidents: Mutex<Vec<Incident>>,
+    /// PagerDuty: dedup keys a trigger re-opened after a human resolved
+    /// them, once per such trigger.
+    reopened: Mutex<Vec<String>>,
     revoked: Mutex<Vec<String>>,
     /// Webhook: signatures verified so far, and deliveries processed.
     seen_signatures: Mutex<HashSet<String>>,
@@ -289,6 +295,7 @@ impl ContractServer {
             faults: Mutex::default(),
             delay: Mutex::new(Duration::ZERO),
             incidents: Mutex::default(),
+            reopened: Mutex::default(),
             revoked: Mutex::default(),
             seen_signatures: Mutex::default(),
             processed_deliveries: Mutex::default(),
@@ -456,6 +463,30 @@ impl ContractServer {
             .iter()
             .map(|i| (i.dedup_key.clone(), i.state.to_owned(), i.triggers))
             .collect()
+    }
+
+    /// PagerDuty: a human resolves the open alert `dedup_key` in the web
+    /// UI, as on-call does; false when none is open.
+    pub fn resolve_by_human(&self, dedup_key: &str) -> bool {
+        let mut incidents = self.shared.incidents.lock().unwrap();
+        match incidents
+            .iter_mut()
+            .rev()
+            .find(|i| i.dedup_key == dedup_key && i.state != "resolved")
+        {
+            Some(i) => {
+                i.state = "resolved";
+                i.resolved_by_human = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PagerDuty: dedup keys that a later trigger re-opened after a human
+    /// resolved them (one entry per re-opening trigger).
+    pub fn reopened(&self) -> Vec<String> {
+        self.shared.reopened.lock().unwrap().clone()
     }
 
     /// Vault: tokens, accessors and lease ids revoked; OAuth: tokens
@@ -1069,12 +1100,21 @@ impl Shared {
             .find(|i| i.dedup_key == dedup_key && i.state != "resolved");
         match (action, open) {
             ("trigger", Some(i)) => i.triggers += 1,
-            ("trigger", None) => incidents.push(Incident {
-                dedup_key: dedup_key.clone(),
-                routing_key,
-                state: "triggered",
-                triggers: 1,
-            }),
+            ("trigger", None) => {
+                if incidents
+                    .iter()
+                    .any(|i| i.dedup_key == dedup_key && i.resolved_by_human)
+                {
+                    self.reopened.lock().unwrap().push(dedup_key.clone());
+                }
+                incidents.push(Incident {
+                    dedup_key: dedup_key.clone(),
+                    routing_key,
+                    state: "triggered",
+                    triggers: 1,
+                    resolved_by_human: false,
+                })
+            }
             // Follow-ups only apply through the routing key that opened
             // the alert; otherwise (and with no open alert) they are
             // accepted and dropped.
