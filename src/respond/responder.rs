@@ -320,6 +320,11 @@ pub struct Responder {
     open: HashMap<String, Quarantine>,
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
+    /// Open quarantines whose record lags their state in `open` by flags
+    /// rolled up since (nothing was called out for them): written once a
+    /// burst of messages is handled and before every sync, so a storm
+    /// costs one write per incident, not one per flagged call.
+    unsaved: std::collections::BTreeSet<String>,
     /// Raw credentials (quarantine id, index) whose revocation is under
     /// way (a copy of the registry's revocation queue), for the revokers
     /// only.
@@ -431,6 +436,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         open: HashMap::new(),
         by_key: HashMap::new(),
         progress: HashMap::new(),
+        unsaved: Default::default(),
         credentials: HashMap::new(),
         credential_policy: CredentialPolicy::of(cfg),
         board: board.clone(),
@@ -562,53 +568,76 @@ impl Responder {
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                Msg::Flag(f) => self.on_flag(*f),
-                Msg::Revoked {
-                    id,
-                    revoker,
-                    credential,
-                    attempts,
-                    error,
-                } => self.on_revoked(&id, &revoker, credential, attempts, error),
-                Msg::Digested {
-                    notifier,
-                    dedup_key,
-                    ids,
-                    error,
-                } => self.on_digested(&notifier, &dedup_key, &ids, error),
-                Msg::Alerted {
-                    id,
-                    notifier,
-                    attempts,
-                    error,
-                } => self.on_alerted(&id, &notifier, attempts, error),
-                Msg::AlertDue(id) => {
-                    let due = self.progress.get(&id).is_some_and(|p| !p.alerted);
-                    if due {
-                        self.queue_alert(Job::Open(id.clone()), true);
-                    }
+            self.handle(msg);
+            // Group commit: handle the whole burst, then write each
+            // incident it rolled flags into once.
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg);
+            }
+            self.save_rolled_up();
+        }
+        self.save_rolled_up();
+    }
+
+    /// Writes the open quarantines that only rolled-up flags changed.
+    fn save_rolled_up(&mut self) {
+        for id in std::mem::take(&mut self.unsaved) {
+            if let Some(q) = self.open.get(&id).cloned() {
+                self.save(&q);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Flag(f) => self.on_flag(*f),
+            Msg::Revoked {
+                id,
+                revoker,
+                credential,
+                attempts,
+                error,
+            } => self.on_revoked(&id, &revoker, credential, attempts, error),
+            Msg::Digested {
+                notifier,
+                dedup_key,
+                ids,
+                error,
+            } => self.on_digested(&notifier, &dedup_key, &ids, error),
+            Msg::Alerted {
+                id,
+                notifier,
+                attempts,
+                error,
+            } => self.on_alerted(&id, &notifier, attempts, error),
+            Msg::AlertDue(id) => {
+                let due = self.progress.get(&id).is_some_and(|p| !p.alerted);
+                if due {
+                    self.queue_alert(Job::Open(id.clone()), true);
                 }
-                Msg::UpdateDue(id) => {
-                    if let Some(p) = self.progress.get_mut(&id) {
-                        p.update_scheduled = false;
-                    }
-                    self.send_update(&id, "further flagged calls rolled up".to_owned());
+            }
+            Msg::UpdateDue(id) => {
+                if let Some(p) = self.progress.get_mut(&id) {
+                    p.update_scheduled = false;
                 }
-                Msg::Release {
-                    id,
-                    actor,
-                    reason,
-                    false_positive,
-                    reply,
-                } => {
-                    let r = self.on_release(&id, actor, reason, false_positive);
-                    let _ = reply.send(r);
-                }
-                Msg::Sync(ack) => {
-                    self.audit.flush();
-                    let _ = ack.send(());
-                }
+                self.send_update(&id, "further flagged calls rolled up".to_owned());
+            }
+            Msg::Release {
+                id,
+                actor,
+                reason,
+                false_positive,
+                reply,
+            } => {
+                let r = self.on_release(&id, actor, reason, false_positive);
+                let _ = reply.send(r);
+            }
+            Msg::Sync(ack) => {
+                // Every flag sent before is recorded before a source
+                // commits past it.
+                self.save_rolled_up();
+                self.audit.flush();
+                let _ = ack.send(());
             }
         }
     }
@@ -672,7 +701,15 @@ impl Responder {
                     self.queue_revocation(&id, n, c);
                     self.credentials.insert((id.clone(), n), c.clone());
                 }
-                self.save(&q);
+                if added.is_some() {
+                    // A new credential: recorded before it is revoked.
+                    self.save(&q);
+                } else {
+                    // Nothing is called out for it: the record follows with
+                    // the burst (see `unsaved`); the API sees it now.
+                    self.board.put(&q);
+                    self.unsaved.insert(id.clone());
+                }
                 self.open.insert(id.clone(), q.clone());
                 self.metrics.flags_rolled_up.inc();
                 let new_credential = q.credentials.len() > known;
@@ -684,7 +721,9 @@ impl Responder {
                            "credential": flag.credential, "new_credential": new_credential,
                            "rolled_up": q.rolled_up}),
                 );
-                tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
+                // One line per flag would be a line per call in a storm: the
+                // incident's updates and warden_flags_rolled_up_total say it.
+                tracing::debug!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
                     rolled_up = q.rolled_up, credentials = q.credentials.len(),
                     "Further flag rolled into an open quarantine.");
                 if let Some(n) = added {
