@@ -134,23 +134,14 @@ impl Registry {
         }
         match self {
             Self::File { dir } => {
-                for path in [
+                let paths = [
                     dir.join(format!("{id}.json")),
                     dir.join("released").join(format!("{id}.json")),
-                ] {
-                    match std::fs::read(&path) {
-                        Ok(bytes) => return parse(&bytes, &path.display().to_string()).map(Some),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(source) => {
-                            return Err(RegistryError::Io {
-                                action: "read",
-                                path,
-                                source,
-                            })
-                        }
-                    }
+                ];
+                match read_first(paths)? {
+                    Some((path, bytes)) => parse(&bytes, &path.display().to_string()).map(Some),
+                    None => Ok(None),
                 }
-                Ok(None)
             }
             Self::Redis(store) => {
                 let key = format!("{}:quarantine:{id}", store.prefix());
@@ -314,26 +305,8 @@ impl Registry {
         n: usize,
     ) -> Result<Option<SecretString>, RegistryError> {
         match self {
-            Self::File { dir } => {
-                for path in queue_files(dir, id, n) {
-                    match std::fs::read(&path) {
-                        Ok(bytes) => {
-                            return Ok(Some(SecretString::new(
-                                String::from_utf8_lossy(&bytes).into_owned(),
-                            )))
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(source) => {
-                            return Err(RegistryError::Io {
-                                action: "read",
-                                path,
-                                source,
-                            })
-                        }
-                    }
-                }
-                Ok(None)
-            }
+            Self::File { dir } => Ok(read_first(queue_files(dir, id, n))?
+                .map(|(_, bytes)| SecretString::new(String::from_utf8_lossy(&bytes).into_owned()))),
             Self::Redis(store) => {
                 let keys = queue_keys(store.prefix(), id, n);
                 let v: Option<String> = store.retry("read a queued revocation", |c| {
@@ -462,6 +435,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first of `paths` that exists, read whole; a file that is absent is
+/// skipped, any other failure is an error naming it.
+fn read_first(
+    paths: impl IntoIterator<Item = PathBuf>,
+) -> Result<Option<(PathBuf, Vec<u8>)>, RegistryError> {
+    for path in paths {
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(Some((path, bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    action: "read",
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn parse(bytes: &[u8], at: &str) -> Result<Quarantine, RegistryError> {
