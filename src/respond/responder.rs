@@ -975,18 +975,19 @@ impl Responder {
         }
     }
 
-    fn on_alerted(&mut self, id: &str, notifier: &str, attempts: u32, error: Option<String>) {
+    /// Counts one alert (or digest) delivered or given up on.
+    fn count_alert(&self, notifier: &str, delivered: bool) {
         self.metrics
             .alerts
             .get_or_create(&super::super::service::metrics::DestinationLabel {
                 destination: notifier.to_owned(),
-                outcome: if error.is_none() {
-                    "delivered"
-                } else {
-                    "failed"
-                },
+                outcome: if delivered { "delivered" } else { "failed" },
             })
             .inc();
+    }
+
+    fn on_alerted(&mut self, id: &str, notifier: &str, attempts: u32, error: Option<String>) {
+        self.count_alert(notifier, error.is_none());
         let q = self.open.get_mut(id).cloned().or_else(|| {
             self.board
                 .get(id)
@@ -1099,17 +1100,7 @@ impl Responder {
     /// A digest was delivered for `ids`: each counts as alerted there, and
     /// remembers the digest so that its release can resolve it.
     fn on_digested(&mut self, notifier: &str, key: &str, ids: &[String], error: Option<String>) {
-        self.metrics
-            .alerts
-            .get_or_create(&super::super::service::metrics::DestinationLabel {
-                destination: notifier.to_owned(),
-                outcome: if error.is_none() {
-                    "delivered"
-                } else {
-                    "failed"
-                },
-            })
-            .inc();
+        self.count_alert(notifier, error.is_none());
         self.audit(
             "alert",
             json!({"quarantine": "digest", "dedup_key": key, "quarantines": ids,
