@@ -11,6 +11,8 @@
 # mode: a fleet with no history (no --train) flags about 10% of its calls
 # while it learns, so shadow and enforce measure the response path under a
 # flag storm, and learn the same stream with no response.
+# WARDEN_BENCH_THRESHOLD=BITS fixes every agent's threshold (calibration
+# off), e.g. 8 for a storm of a badly tuned rollout with over 10% flagged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
@@ -56,6 +58,10 @@ instance-id = "bench"
 [policy]
 mode = "$mode"
 TOML
+if [ -n "${WARDEN_BENCH_THRESHOLD:-}" ]; then
+  printf 'calibrate = false\nthreshold-bits = %s\nmin-threshold-bits = %s\n' \
+    "$WARDEN_BENCH_THRESHOLD" "$WARDEN_BENCH_THRESHOLD" >> "$work/warden.toml"
+fi
 WARDEN_LOG=warn "$bin/warden" run --config "$work/warden.toml" 2> "$work/warden.log" &
 warden_pid=$!
 for _ in $(seq 1 100); do
