@@ -588,12 +588,28 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     /// The transactional id of this instance.
     pub fn transactional_id(&self) -> String {
-        let id = if self.instance_id.is_empty() {
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "warden".to_owned())
-        } else {
-            self.instance_id.clone()
-        };
-        format!("warden-{}-{id}", self.group)
+        format!("warden-{}-{}", self.group, self.instance())
+    }
+
+    /// This instance's name: `instance-id`, else the host name. (`HOSTNAME`
+    /// alone is a shell variable that services do not inherit, which made
+    /// every instance "warden".)
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "warden".to_owned())
+    }
+
+    /// Whether a quarantine's `owner` is this instance: its name, or the
+    /// transactional id that releases before this one recorded.
+    pub fn owns(&self, owner: &str) -> bool {
+        owner == self.instance() || owner == self.transactional_id()
     }
 
     pub fn dlq(&self) -> String {

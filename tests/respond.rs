@@ -591,7 +591,39 @@ fn modes_by_default_class_and_agent() {
     let (_, body) = svc.admin("GET", &format!("/v1/quarantines/agents/{agent}"), "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["quarantined"], false, "{v}");
-    svc.stop();
+    // The owner names this instance (its host), not "warden-warden-warden".
+    for q in &qs {
+        let owner = q["owner"].as_str().unwrap();
+        assert!(!owner.is_empty() && !owner.contains("warden-warden"), "{q}");
+    }
+    let logs = svc.stop();
+    // Shadow quarantines nothing, and its log line says so.
+    let opened: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("Quarantine opened") || l.contains("Would quarantine"))
+        .collect();
+    assert!(!opened.is_empty());
+    for l in opened {
+        let shadow = l.contains("state=\"shadow\"");
+        assert_eq!(
+            l.contains("Would quarantine (shadow mode): "),
+            shadow,
+            "{l}"
+        );
+    }
+    // Scores print as people write them, not as f32 noise.
+    let flagged: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("Agent flagged"))
+        .collect();
+    assert!(!flagged.is_empty());
+    for l in flagged {
+        for key in ["score", "threshold"] {
+            let v = log_field(l, key).unwrap();
+            let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 1, "{key}={v} in {l}");
+        }
+    }
 }
 
 #[test]
@@ -1110,4 +1142,73 @@ fn webhook_delivery_id_survives_a_restart() {
         assert!(before[cred].iter().all(|x| x == &d[0]), "{cred}");
     }
     assert!(counts(&b.hook.revoked()).values().all(|&n| n == 1));
+}
+
+/// `text` with every `<prefix><n hex digits>` (fingerprints, quarantine
+/// ids: they differ per deployment) replaced by `<prefix>…`.
+fn mask_ids(text: &str, prefix: &str, n: usize) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let after = &rest[at + prefix.len()..];
+        let hex = after.chars().take_while(char::is_ascii_hexdigit).count();
+        out.push_str(&rest[..at + prefix.len()]);
+        if hex == n {
+            out.push('…');
+            rest = &after[n..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_readme_example_alert_is_what_the_embedded_default_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("banking assistant to pay a new IBAN), on the embedded default:\n\n```text\n")
+        .expect("the README's example alert");
+    let example = after.split_once("```\n").unwrap().0;
+    // The embedded default but for where it listens and keeps state.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\ndata-dir = {state:?}\n"),
+    )
+    .unwrap();
+    let svc = Service::start(&config, true);
+    svc.request("POST", "/v1/events", &test_lines(0, 5000));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.metric("warden_quarantines_opened_total") < 1.0 {
+        assert!(Instant::now() < deadline, "no incident");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let logs = svc.stop();
+    // Each alert: the lines after `ALERT` up to its trailing log fields.
+    let mut alerts = Vec::new();
+    let mut alert: Option<String> = None;
+    for l in &logs {
+        if l.ends_with("WARN ALERT") {
+            alert = Some(String::new());
+        } else if let Some(a) = alert.as_mut() {
+            if l.starts_with(" quarantine=") {
+                alerts.extend(alert.take());
+            } else {
+                a.push_str(l);
+                a.push('\n');
+            }
+        }
+    }
+    let printed = alerts
+        .iter()
+        .find(|a| a.contains("bank-assist-retail") && a.contains("GB02LJSA67226446493679"))
+        .unwrap_or_else(|| panic!("no alert for the README's attack among {}", alerts.len()));
+    let mask = |t: &str| mask_ids(&mask_ids(t, "cred:", 16), "q-", 24);
+    assert_eq!(mask(printed.trim()), mask(example.trim()));
 }

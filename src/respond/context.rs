@@ -132,11 +132,16 @@ pub fn baseline(p: &Profile, recent: Vec<String>) -> Baseline {
     let gap = (p.gaps.total() > 0.0).then(|| p.gaps.quantile_edge(0.5) / 4.0);
     let days = (p.last_ts - p.first_ts) as f32 / 86_400_000.0;
     let per_day = (days >= 1.0).then(|| p.events_learned as f32 / days);
+    // Rounded as f64, so the API and alerts show `0.17`, not the f32's
+    // `0.17196567356586456`.
     Baseline {
-        usual_tools: tools,
+        usual_tools: tools
+            .into_iter()
+            .map(|(t, share)| (t, round(share, 1e4)))
+            .collect(),
         recent_resources: recent,
-        median_gap_secs: gap,
-        calls_per_day: per_day,
+        median_gap_secs: gap.map(r2),
+        calls_per_day: per_day.map(r2),
         events_learned: p.events_learned,
         sessions_learned: p.sessions_learned,
     }
@@ -167,7 +172,12 @@ pub fn summary(call: &ToolCall, score: f32, flagged: bool) -> CallSummary {
 
 /// Two decimals, as f64: what people read (no `34.27000045776367`).
 fn r2(x: f32) -> f64 {
-    (f64::from(x) * 100.0).round() / 100.0
+    round(x, 100.0)
+}
+
+/// `x` as f64, rounded to `1 / scale`.
+fn round(x: f32, scale: f64) -> f64 {
+    (f64::from(x) * scale).round() / scale
 }
 
 /// Everything the responder needs about one flagged call.
@@ -234,6 +244,30 @@ pub fn flag(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn baseline_numbers_read_as_people_write_them() {
+        use crate::test_util::{engine, train_days, Call};
+        let mut e = engine();
+        train_days(&mut e, 9, 7, |d, n, t| {
+            let s = format!("s{d}-{n}");
+            let mut calls = vec![Call::new("a", &s, "get", t)];
+            if n % 3 == 0 {
+                calls.push(Call::new("a", &s, "put", t + 7_300));
+            }
+            calls
+        });
+        let b = baseline(&e.agent("a").unwrap().profile, Vec::new());
+        let json = serde_json::to_value(&b).unwrap().to_string();
+        // Every number has at most four decimals (no f32 noise such as
+        // `0.009999999776482582`).
+        for n in json.split(|c: char| !(c.is_ascii_digit() || c == '.')) {
+            let decimals = n.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 4, "{n} in {json}");
+        }
+        assert_eq!(b.usual_tools[0].0, "get");
+        assert!(json.contains("\"calls_per_day\""), "{json}");
+    }
 
     #[test]
     fn clip_marks_cuts_on_char_boundaries() {

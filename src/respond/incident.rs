@@ -95,15 +95,15 @@ pub struct OriginInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Baseline {
     /// Most used tools with their share of calls (0..1), most used first.
-    pub usual_tools: Vec<(String, f32)>,
+    pub usual_tools: Vec<(String, f64)>,
     /// Resources of its recent unflagged calls.
     pub recent_resources: Vec<String>,
     /// Median time between calls of a session, in seconds, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub median_gap_secs: Option<f32>,
+    pub median_gap_secs: Option<f64>,
     /// Calls per day over the agent's history (decayed), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calls_per_day: Option<f32>,
+    pub calls_per_day: Option<f64>,
     pub events_learned: u64,
     pub sessions_learned: u64,
 }

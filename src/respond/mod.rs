@@ -4,11 +4,16 @@
 //! the credential through the configured brokers, alerts on-call, and
 //! writes every step to the tamper-evident audit log.
 
+pub mod alert;
 pub mod audit;
 pub mod context;
 pub mod credential;
 pub mod deliver;
 pub mod incident;
 pub mod registry;
-pub mod render;
 pub mod responder;
+pub mod retry;
+pub mod revoke;
+
+// The name the responder renders through.
+pub use alert as render;

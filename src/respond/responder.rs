@@ -430,7 +430,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
     let open = registry.open_quarantines()?;
     let mut me = Responder {
         cfg: cfg.clone(),
-        owner: cfg.kafka.transactional_id(),
+        owner: cfg.kafka.instance(),
         registry,
         audit,
         open: HashMap::new(),
@@ -473,7 +473,7 @@ impl Responder {
         let mut resumed = 0;
         for mut q in open {
             // In a group, each instance finishes its own.
-            if self.registry.is_shared() && q.owner != self.owner {
+            if self.registry.is_shared() && !self.cfg.kafka.owns(&q.owner) {
                 // Shown without the raw credential; its owner migrates it.
                 q.migrate_legacy_credential(&self.credential_policy);
                 self.board.put(&q);
@@ -553,7 +553,7 @@ impl Responder {
                         && q.revocations
                             .iter()
                             .any(|r| r.is_for(n) && r.outcome == Outcome::Pending)
-                        && (q.owner != self.owner || self.open.contains_key(&id))
+                        && (!self.cfg.kafka.owns(&q.owner) || self.open.contains_key(&id))
                 }
                 // Shared: another instance may be about to record it (or
                 // the credential it lists).
@@ -786,8 +786,14 @@ impl Responder {
                 mode: q.mode.as_str(),
             })
             .inc();
+        // Shadow opens an incident but quarantines nothing: say so.
+        let opened = if q.state == State::Shadow {
+            "Would quarantine (shadow mode)"
+        } else {
+            "Quarantine opened"
+        };
         tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, state = q.state.as_str(),
-            score = q.score, "Quarantine opened: {}", q.headline());
+            score = q.score, "{opened}: {}", q.headline());
         self.audit(
             "quarantine",
             json!({"quarantine": q.id, "key": q.key, "agent_id": q.agent_id,

@@ -851,11 +851,20 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             } else {
                 String::new()
             };
-            format!(
-                "`{tool}` to `{}` ({field}): {what}; expected for {} of calls (from {tool_calls:.0} calls of this tool){shape}",
-                v.text,
-                pct(novel_rate)
-            )
+            // A tool never called before has no calls to count from: its
+            // rate is what the tools the agent adopted met at first.
+            let expected = if tool_calls < 0.5 {
+                format!(
+                    "never called this tool before (new tools meet a new value in {} of calls)",
+                    pct(novel_rate)
+                )
+            } else {
+                format!(
+                    "expected for {} of calls (from {tool_calls:.0} calls of this tool)",
+                    pct(novel_rate)
+                )
+            };
+            format!("`{tool}` to `{}` ({field}): {what}; {expected}{shape}", v.text)
         }
         Detail::LookAlike { value, new_parents } => format!(
             "`{}` looks like a counterparty this agent knows, but is not it ({new_parents:.0} new domains seen before)",

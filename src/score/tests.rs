@@ -316,3 +316,26 @@ fn new_resource_type_for_a_tool() {
     );
     assert!(o.bits(Signal::ResourceType) > 5.0, "{:?}", o.reasons);
 }
+
+#[test]
+fn a_new_tools_resource_names_no_zero_evidence() {
+    let mut e = payments_for(30);
+    let o = live(
+        &mut e,
+        Call::new("pay", "x", "export_ledger", T0 + 31 * DAY + 10 * HOUR)
+            .resource("file", "s3://exfil.example/ledger.csv")
+            .action("read"),
+    );
+    let details: Vec<&str> = o.reasons.iter().map(|r| r.detail.as_str()).collect();
+    let resource = details
+        .iter()
+        .find(|d| d.contains("(resource_id)"))
+        .unwrap_or_else(|| panic!("no resource reason: {details:?}"));
+    assert!(
+        resource.contains("never called this tool before"),
+        "{resource}"
+    );
+    for d in &details {
+        assert!(!d.contains("from 0 calls"), "{d}");
+    }
+}

@@ -410,8 +410,9 @@ impl Worker {
                 tracing::warn!(
                     agent_id = %agent,
                     event_id = %event,
-                    score,
-                    threshold,
+                    // f32: printed as is, 30.29 would read 30.290000915527344.
+                    score = %format_args!("{score:.1}"),
+                    threshold = %format_args!("{threshold:.1}"),
                     reasons = ?top,
                     "Agent flagged: call deviates from its baseline."
                 );
