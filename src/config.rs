@@ -1560,6 +1560,24 @@ mod response_tests {
     use super::*;
 
     #[test]
+    fn an_instance_owns_records_by_its_name_and_its_former_owner_id() {
+        let mut k = KafkaConfig {
+            instance_id: "eu-1".to_owned(),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(k.instance(), "eu-1");
+        assert!(k.owns("eu-1"));
+        // What releases before this one recorded as the owner.
+        assert!(k.owns("warden-warden-eu-1"));
+        assert!(!k.owns("eu-2") && !k.owns("warden-warden-eu-2"));
+        // Unnamed: the host's name, never empty.
+        k.instance_id.clear();
+        let host = k.instance();
+        assert!(!host.is_empty() && !host.contains('\n'), "{host:?}");
+        assert!(k.owns(&host));
+    }
+
+    #[test]
     fn revokers_parse_by_kind_and_reject_unknown_keys() {
         let cfg = Config::parse(
             r#"

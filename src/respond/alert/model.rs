@@ -20,7 +20,7 @@ const CALLS_TAIL: usize = 2;
 /// Timeline calls an alert lists (the last ones).
 pub(super) const TIMELINE_MAX: usize = 15;
 /// Usual tools and recent resources an alert lists.
-pub(super) const BASELINE_ITEMS: usize = 5;
+const BASELINE_ITEMS: usize = 5;
 /// Revocation lines an alert shows (failures first).
 pub(super) const REVOCATIONS_SHOWN: usize = 10;
 /// Credentials an alert lists, first first; the rest are counted.
@@ -86,6 +86,31 @@ pub struct Normally<'q> {
     pub pace: Vec<String>,
     /// "learned from N events in M sessions".
     pub learned: String,
+}
+
+impl Normally<'_> {
+    /// "get_balance 62%, list_payees 30%": the usual tools, as `esc`
+    /// renders a name; `None` when none are known.
+    pub(super) fn tools_line(&self, esc: fn(&str, usize) -> String) -> Option<String> {
+        let tools: Vec<String> = self
+            .tools
+            .iter()
+            .take(BASELINE_ITEMS)
+            .map(|(t, pct)| format!("{} {pct:.0}%", esc(t, 80)))
+            .collect();
+        (!tools.is_empty()).then(|| tools.join(", "))
+    }
+
+    /// The recent resources, as `esc` renders each; `None` when none.
+    pub(super) fn resources_line(&self, esc: fn(&str, usize) -> String) -> Option<String> {
+        let res: Vec<String> = self
+            .resources
+            .iter()
+            .take(BASELINE_ITEMS)
+            .map(|r| esc(r, 80))
+            .collect();
+        (!res.is_empty()).then(|| res.join(", "))
+    }
 }
 
 /// The alert of one quarantine.
@@ -169,6 +194,24 @@ pub(super) fn reason_line(r: &Reason) -> String {
     format!("+{:.1} bits {}: {}", r.bits, r.signal, r.detail)
 }
 
+/// One revocation: `who` (revoker and target, as the rendering shows
+/// them), its outcome and attempts, then `error` of its last error.
+pub(super) fn revocation_line(
+    r: &Revocation,
+    who: String,
+    error: impl Fn(&str) -> String,
+) -> String {
+    let mut l = format!(
+        "{who}: {}, {}",
+        outcome_str(r.outcome),
+        attempts(r.attempts)
+    );
+    if let Some(e) = &r.last_error {
+        l.push_str(&error(e));
+    }
+    l
+}
+
 pub(super) fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Pending => "pending",
@@ -177,7 +220,7 @@ pub(super) fn outcome_str(o: Outcome) -> &'static str {
     }
 }
 
-pub(super) fn attempts(n: u32) -> String {
+fn attempts(n: u32) -> String {
     if n == 1 {
         "1 attempt".to_owned()
     } else {

@@ -15,8 +15,8 @@ use super::escape::{
     slack_width, truncate, utf16,
 };
 use super::model::{
-    attempts, call_parts, credential_lines, hhmmss, outcome_str, timeline_lines, yes_no, Alert,
-    BASELINE_ITEMS, EXCERPT_MAX, TOP_REASONS,
+    call_parts, credential_lines, hhmmss, revocation_line, timeline_lines, yes_no, Alert,
+    EXCERPT_MAX, TOP_REASONS,
 };
 use crate::respond::incident::{CallSummary, OriginInfo, Release, State};
 
@@ -131,17 +131,14 @@ fn revocation(a: &Alert) -> String {
         s => s.as_str().to_owned(),
     }];
     for r in &a.revocations {
-        let mut l = format!(
-            "• {} {}: {}, {}",
+        let who = format!(
+            "• {} {}",
             md(&r.revoker, 100),
-            md_code_opt(r.target.as_deref(), 100),
-            outcome_str(r.outcome),
-            attempts(r.attempts)
+            md_code_opt(r.target.as_deref(), 100)
         );
-        if let Some(e) = &r.last_error {
-            let _ = write!(l, ": {}", md_code(e, 200));
-        }
-        lines.push(l);
+        lines.push(revocation_line(r, who, |e| {
+            format!(": {}", md_code(e, 200))
+        }));
     }
     format!("*Revocation*\n{}", fit_lines(&lines, FIELD_MAX - 20, false))
 }
@@ -246,23 +243,11 @@ fn reasons(a: &Alert) -> String {
 fn normally(a: &Alert) -> String {
     let n = &a.normally;
     let mut lines = vec!["*What it normally does*".to_owned()];
-    if !n.tools.is_empty() {
-        let tools: Vec<String> = n
-            .tools
-            .iter()
-            .take(BASELINE_ITEMS)
-            .map(|(t, pct)| format!("{} {pct:.0}%", md_code(t, 80)))
-            .collect();
-        lines.push(format!("Tools: {}", tools.join(", ")));
+    if let Some(tools) = n.tools_line(md_code) {
+        lines.push(format!("Tools: {tools}"));
     }
-    if !n.resources.is_empty() {
-        let res: Vec<String> = n
-            .resources
-            .iter()
-            .take(BASELINE_ITEMS)
-            .map(|r| md_code(r, 80))
-            .collect();
-        lines.push(format!("Recent resources: {}", res.join(", ")));
+    if let Some(res) = n.resources_line(md_code) {
+        lines.push(format!("Recent resources: {res}"));
     }
     let mut pace = n.pace.clone();
     pace.push(n.learned.clone());

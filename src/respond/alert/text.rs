@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use super::escape::{plain, plain_opt};
 use super::model::{
-    attempts, call_parts, credential_lines, hhmmss, outcome_str, timeline_lines, yes_no, Alert,
-    BASELINE_ITEMS, EXCERPT_MAX, REVOCATIONS_SHOWN, TOP_REASONS,
+    call_parts, credential_lines, hhmmss, revocation_line, timeline_lines, yes_no, Alert,
+    EXCERPT_MAX, REVOCATIONS_SHOWN, TOP_REASONS,
 };
 use crate::decide::Mode;
 use crate::respond::incident::{CallSummary, State};
@@ -91,17 +91,12 @@ pub fn render(a: &Alert) -> String {
         .iter()
         .take(REVOCATIONS_SHOWN)
         .map(|r| {
-            let mut line = format!(
-                "{} -> {}: {}, {}",
+            let who = format!(
+                "{} -> {}",
                 plain(&r.revoker, 100),
-                plain_opt(r.target.as_deref(), 200),
-                outcome_str(r.outcome),
-                attempts(r.attempts)
+                plain_opt(r.target.as_deref(), 200)
             );
-            if let Some(e) = &r.last_error {
-                let _ = write!(line, ", last error: {}", plain(e, 300));
-            }
-            line
+            revocation_line(r, who, |e| format!(", last error: {}", plain(e, 300)))
         })
         .collect();
     let more = a.revocations.len().saturating_sub(REVOCATIONS_SHOWN);
@@ -159,23 +154,11 @@ pub fn render(a: &Alert) -> String {
 
     let n = &a.normally;
     let _ = writeln!(t, "\nNormally:");
-    if !n.tools.is_empty() {
-        let tools: Vec<String> = n
-            .tools
-            .iter()
-            .take(BASELINE_ITEMS)
-            .map(|(tool, pct)| format!("{} {pct:.0}%", plain(tool, 80)))
-            .collect();
-        let _ = writeln!(t, "  tools: {}", tools.join(", "));
+    if let Some(tools) = n.tools_line(plain) {
+        let _ = writeln!(t, "  tools: {tools}");
     }
-    if !n.resources.is_empty() {
-        let res: Vec<String> = n
-            .resources
-            .iter()
-            .take(BASELINE_ITEMS)
-            .map(|r| plain(r, 80))
-            .collect();
-        let _ = writeln!(t, "  recent resources: {}", res.join(", "));
+    if let Some(res) = n.resources_line(plain) {
+        let _ = writeln!(t, "  recent resources: {res}");
     }
     if !n.pace.is_empty() {
         let _ = writeln!(t, "  {}", n.pace.join(", "));
