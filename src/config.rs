@@ -586,14 +586,22 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// The transactional id of this instance.
+    /// The transactional id of this instance. Kept as it was (it also keys
+    /// the Redis dedup window, which a change would drop once), so without
+    /// `instance-id` and `HOSTNAME` it is `warden-<group>-warden`.
     pub fn transactional_id(&self) -> String {
-        format!("warden-{}-{}", self.group, self.instance())
+        let id = if self.instance_id.is_empty() {
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "warden".to_owned())
+        } else {
+            self.instance_id.clone()
+        };
+        format!("warden-{}-{id}", self.group)
     }
 
-    /// This instance's name: `instance-id`, else the host name. (`HOSTNAME`
-    /// alone is a shell variable that services do not inherit, which made
-    /// every instance "warden".)
+    /// This instance's name, the `owner` of the quarantines it opens:
+    /// `instance-id`, else the host name. (`HOSTNAME` alone is a shell
+    /// variable that services do not inherit, which made every owner
+    /// "warden-warden-warden".)
     pub fn instance(&self) -> String {
         if !self.instance_id.is_empty() {
             return self.instance_id.clone();
