@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! Modules in data-flow order:
-//! - [`event`]: the event contract (EVENTS.md), borrowed from the input.
+//! - [`event`]: the event contract (docs/events.md), borrowed from the input.
 //! - [`ingest`]: decoding, bounded line reading, the rejects sink, the
 //!   Kafka source.
 //! - [`pipeline`]: the seam between sources and workers: routing by agent,
