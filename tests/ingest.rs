@@ -61,6 +61,21 @@ fn ingest_answers_say_what_was_wrong_in_json() {
     )
     .unwrap();
     let svc = Service::start(&config, false);
+    // The start-up log says what is switched on, one line each.
+    for (what, field) in [
+        ("Modes:", "default=shadow"),
+        ("Sources:", "kafka=off"),
+        ("Revokers:", "revokers=none"),
+        ("Notifiers:", "notifiers=log"),
+        ("State:", "profiles="),
+    ] {
+        let line = svc.startup.iter().find(|l| l.contains(what));
+        assert!(
+            line.is_some_and(|l| l.contains(field)),
+            "{what} {field}: {:?}",
+            svc.startup
+        );
+    }
     let good = r#"{"event_id":"g1","ts":"2026-11-24T09:15:02Z","agent_id":"a","tool":"t"}"#;
     let bad = r#"{"event_id":7,"ts":"yesterday","agent_id":"a","tool":"t","action":"fly"}"#;
     let json = |body: &str| -> serde_json::Value {
