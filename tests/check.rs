@@ -194,3 +194,45 @@ fn check_reports_each_failure_and_exits_1() {
     assert!(text.contains("2 of 6 checks failed"), "{text}");
     assert!(!text.contains("s.wrong-token"), "{text}");
 }
+
+/// Not a test: stands up Slack, PagerDuty and Vault contract servers for a
+/// rehearsal of the README's production path, writes the variables that
+/// point Warden at them to `$WARDEN_REHEARSAL_ENV` (default
+/// `rehearsal.env`), and serves for `$WARDEN_REHEARSAL_SECS` (default
+/// 900), then prints what each received:
+///
+/// cargo test --test check -- --ignored --nocapture rehearsal_servers
+#[test]
+#[ignore]
+fn rehearsal_servers() {
+    let s = servers();
+    let path = std::env::var("WARDEN_REHEARSAL_ENV").unwrap_or_else(|_| "rehearsal.env".into());
+    let secs: u64 = std::env::var("WARDEN_REHEARSAL_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900);
+    std::fs::write(
+        &path,
+        format!(
+            "export WARDEN_VAULT_ADDR={}\nexport WARDEN_VAULT_TOKEN={VAULT_TOKEN}\n\
+             export WARDEN_SLACK_WEBHOOK_URL={}\nexport WARDEN_PAGERDUTY_ROUTING_KEY={ROUTING_KEY}\n\
+             export WARDEN_PAGERDUTY_EVENTS_URL={}\n",
+            s.vault.url(),
+            s.slack.url(),
+            s.pagerduty.url()
+        ),
+    )
+    .unwrap();
+    println!("contract servers up; source {path}; serving {secs} s");
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    for (name, server) in [
+        ("slack", &s.slack),
+        ("pagerduty", &s.pagerduty),
+        ("vault", &s.vault),
+    ] {
+        for r in server.requests() {
+            println!("{name}: {r}");
+        }
+    }
+    println!("vault revoked: {:?}", s.vault.revoked());
+}
