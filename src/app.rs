@@ -22,10 +22,26 @@ pub fn run(cli: Cli) -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warden: {e:#}");
+            eprintln!("warden: {}", render_error(&e));
             ExitCode::from(exit_status(&e))
         }
     }
+}
+
+/// An error and its causes, each once: many errors quote their source in
+/// their own message, which `{:#}` would then print a second time
+/// (`No such file or directory (os error 2): No such file or directory
+/// (os error 2)`).
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }
 
 /// The exit status of a failed command.
@@ -44,6 +60,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = Config::load(args.config.as_deref())?;
             check_exposure(&config)?;
+            // What `warden validate` checks too, before any port is bound.
+            config.preflight()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -120,9 +138,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Check(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            config.preflight()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let outcomes = runtime.block_on(crate::check::run(&config));
+            if outcomes.is_empty() {
+                println!("Nothing to check: no Slack, PagerDuty or revoker is configured.");
+            }
+            for o in &outcomes {
+                println!("{o}");
+            }
+            let failed = outcomes.iter().filter(|o| !o.ok).count();
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks failed", outcomes.len());
+            }
+            Ok(())
+        }
         Command::Validate(args) => {
             let mut config = Config::load(args.config.as_deref())?;
             check_exposure(&config)?;
+            config.preflight()?;
             // Secrets may come from the environment: never print them.
             config.detector.hash_key = "<redacted>".to_owned();
             config.redis.url = crate::config::redact_url(&config.redis.url);
@@ -186,5 +225,16 @@ mod tests {
             EXIT_USAGE
         );
         assert_eq!(exit_status(&anyhow::anyhow!("other")), 1);
+    }
+
+    #[test]
+    fn a_cause_quoted_by_its_error_is_printed_once() {
+        let e = Config::load(Some(std::path::Path::new("/nonexistent/warden.toml"))).unwrap_err();
+        let text = render_error(&anyhow::Error::from(e).context("loading"));
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
+        assert!(
+            text.starts_with("loading: cannot read config file"),
+            "{text}"
+        );
     }
 }

@@ -30,6 +30,13 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Check a configuration file and print it with every default filled in.
     Validate(ValidateArgs),
+    /// Prove the wiring before an incident: send a clearly marked test
+    /// alert through each configured notifier (Slack, PagerDuty: triggered
+    /// and resolved at once) and a dry run to each revoker (Vault
+    /// lookup-self, an RFC 7009 revocation of a token that never existed,
+    /// the webhook with `"test": true`), print what each answered, and
+    /// exit 1 if any failed.
+    Check(ValidateArgs),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),

@@ -24,6 +24,8 @@ use crate::decide::Mode;
 use crate::score::ScoreParams;
 use crate::state::hash_key::HashKey;
 
+mod preflight;
+
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

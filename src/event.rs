@@ -1,4 +1,4 @@
-//! The tool-call event of EVENTS.md (version 1), decoded once and borrowed.
+//! The events of docs/events.md (version 1; schemas in docs/schema/), decoded once and borrowed.
 //!
 //! Strings borrow from the input line whenever JSON needs no unescaping
 //! (`Cow::Borrowed`), so decoding a typical event allocates only for the few
@@ -31,7 +31,7 @@ impl EventKind {
     }
 }
 
-/// What a call does to its resource, per EVENTS.md; `None` is "not given".
+/// What a call does to its resource, per docs/events.md; `None` is "not given".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Action {

@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! Modules in data-flow order:
-//! - [`event`]: the event contract (EVENTS.md), borrowed from the input.
+//! - [`event`]: the event contract (docs/events.md), borrowed from the input.
 //! - [`ingest`]: decoding, bounded line reading, the rejects sink, the
 //!   Kafka source.
 //! - [`pipeline`]: the seam between sources and workers: routing by agent,
@@ -25,10 +25,13 @@
 //!   roles, workers, metrics, lifecycle.
 //! - [`replay`]: `warden replay`, the offline harness and its report.
 //! - [`generate`]: the labelled data generator behind `replay-data/`.
+//! - [`check`]: `warden check`, a test alert and a dry run through the
+//!   configured notifiers and revokers.
 //! - [`config`], [`cli`], [`app`], [`telemetry`]: the binary's plumbing.
 
 pub mod app;
 pub mod baseline;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decide;

@@ -1,4 +1,4 @@
-//! JSON decoding of one event, per EVENTS.md.
+//! JSON decoding of one event, per docs/events.md (the contract).
 //!
 //! One pass over the input: a `DeserializeSeed` visits the object's keys,
 //! remembers which field it is reading so that a type error can name it, and
@@ -183,6 +183,176 @@ fn classify(e: serde_json::Error, field: Option<&'static str>) -> DecodeError {
         field
     };
     DecodeError::new(kind, field, message)
+}
+
+/// Fields read as strings (any kind of event); `null` is absent.
+const STRING_FIELDS: [&str; 19] = [
+    "kind",
+    "event_id",
+    "ts",
+    "agent_id",
+    "agent_instance",
+    "agent_class",
+    "principal",
+    "session_id",
+    "tool",
+    "resource_type",
+    "resource_id",
+    "resource_owner",
+    "action",
+    "credential_id",
+    "trace_id",
+    "call_event_id",
+    "text",
+    "result",
+    "trust",
+];
+
+/// Fields read as JSON objects; `null` is absent.
+const OBJECT_FIELDS: [&str; 3] = ["args", "arg_sources", "origin"];
+
+/// Every top-level field the decoder reads: docs/events.md and the JSON
+/// Schemas in docs/schema/ document exactly these (tests/schema.rs).
+pub const FIELDS: [&str; 23] = {
+    let mut out = [""; 23];
+    let mut i = 0;
+    while i < STRING_FIELDS.len() {
+        out[i] = STRING_FIELDS[i];
+        i += 1;
+    }
+    while i < STRING_FIELDS.len() + OBJECT_FIELDS.len() {
+        out[i] = OBJECT_FIELDS[i - STRING_FIELDS.len()];
+        i += 1;
+    }
+    out[i] = "entities";
+    out
+};
+
+/// Every reason an input is rejected, one per invalid field, first the one
+/// [`decode_bytes`] returns (the one the rejects file and the metric count).
+/// Empty when it decodes. The fast path stops at the first problem; this
+/// second, slower pass runs only for rejected input, so that an emitter
+/// learns every invalid field from one answer.
+pub fn problems(input: &[u8], max_bytes: usize) -> Vec<DecodeError> {
+    match decode_bytes(input, max_bytes) {
+        Ok(_) => Vec::new(),
+        Err(first) => {
+            let more = more_problems(input, &first);
+            std::iter::once(first).chain(more).collect()
+        }
+    }
+}
+
+/// The problems of a rejected input besides `first` (what [`decode_bytes`]
+/// returned for it), each naming another field; it does not decode again.
+pub fn more_problems(input: &[u8], first: &DecodeError) -> Vec<DecodeError> {
+    if matches!(
+        first.kind,
+        DecodeErrorKind::TooLarge | DecodeErrorKind::NotUtf8 | DecodeErrorKind::Syntax
+    ) {
+        return Vec::new();
+    }
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(input)
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<DecodeError> = Vec::new();
+    for p in field_problems(&map) {
+        if p.field != first.field && !out.iter().any(|e| e.field == p.field) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Checks every field of a parsed object the way the fast path does.
+fn field_problems(map: &serde_json::Map<String, serde_json::Value>) -> Vec<DecodeError> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let wrong = |field: &'static str, expected: &str| {
+        DecodeError::new(
+            DecodeErrorKind::WrongType,
+            Some(field),
+            format!("expected {expected}"),
+        )
+    };
+    let text = |field: &'static str| match map.get(field) {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    for field in STRING_FIELDS {
+        if !matches!(map.get(field), None | Some(Value::String(_) | Value::Null)) {
+            out.push(wrong(field, "a string"));
+        }
+    }
+    for field in OBJECT_FIELDS {
+        match (field, map.get(field)) {
+            (_, None | Some(Value::Null)) => {}
+            ("origin", Some(Value::Object(o))) => {
+                let bad = ["kind", "ref", "excerpt"]
+                    .iter()
+                    .any(|k| !matches!(o.get(*k), None | Some(Value::String(_) | Value::Null)));
+                if bad {
+                    out.push(wrong("origin", "kind, ref and excerpt to be strings"));
+                }
+            }
+            (_, Some(Value::Object(_))) => {}
+            (_, Some(_)) => out.push(wrong(field, "a JSON object")),
+        }
+    }
+    match map.get("entities") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {}
+        Some(_) => out.push(wrong("entities", "an array of strings")),
+    }
+    let kind = match text("kind") {
+        None | Some("tool_call") => Some(EventKind::ToolCall),
+        Some("prompt") => Some(EventKind::Prompt),
+        Some("tool_result") => Some(EventKind::ToolResult),
+        Some(other) => {
+            out.push(DecodeError::new(
+                DecodeErrorKind::BadValue,
+                Some("kind"),
+                format!("unknown kind {other:?} (expected tool_call, prompt or tool_result)"),
+            ));
+            None
+        }
+    };
+    let mut required_fields = vec!["event_id", "ts", "agent_id"];
+    match kind {
+        Some(EventKind::ToolCall) => required_fields.push("tool"),
+        Some(EventKind::ToolResult) => required_fields.push("call_event_id"),
+        _ => {}
+    }
+    for field in required_fields {
+        if matches!(map.get(field), None | Some(Value::Null)) || text(field) == Some("") {
+            if let Err(e) = required(text(field).map(Cow::Borrowed), field) {
+                out.push(e);
+            }
+        }
+    }
+    if let Some(Err(e)) = text("ts").filter(|s| !s.is_empty()).map(parse_ts) {
+        out.push(e);
+    }
+    if kind == Some(EventKind::ToolCall) {
+        if let Some(a) = text("action").filter(|a| Action::parse(a).is_none()) {
+            out.push(DecodeError::new(
+                DecodeErrorKind::BadValue,
+                Some("action"),
+                format!("unknown action {a:?} (expected read, write, delete, execute or admin)"),
+            ));
+        }
+    }
+    if kind == Some(EventKind::ToolResult) {
+        if let Some(t) = text("trust").filter(|t| !matches!(*t, "trusted" | "untrusted")) {
+            out.push(DecodeError::new(
+                DecodeErrorKind::BadValue,
+                Some("trust"),
+                format!("unknown trust {t:?} (expected trusted or untrusted)"),
+            ));
+        }
+    }
+    out
 }
 
 /// Every field we read, optional at this stage; `finish` checks presence.

@@ -1,7 +1,7 @@
 //! The Kafka source of `warden run`.
 //!
 //! A message goes to the worker that owns its key (`agent_id`, per
-//! EVENTS.md) over a bounded queue: a full queue makes the consumer wait,
+//! docs/events.md) over a bounded queue: a full queue makes the consumer wait,
 //! so a slow worker slows consumption and nothing is dropped. The worker
 //! decodes it, once; only a message without a key is decoded here to find
 //! its agent. An undecodable message, or one whose key is not its

@@ -3,10 +3,14 @@
 //! Ingest listener (`server.listen`), where agents' runtimes post:
 //!
 //! - `POST /v1/events` (ingest token once any token is set): one JSON
-//!   event, a JSON array of events, or NDJSON. Answers 202 with
-//!   accepted/rejected counts and per-item errors (index, field, reason);
-//!   429 with `Retry-After` when a worker queue is full (nothing of that
-//!   request is queued); 413 past the body limit.
+//!   event, a JSON array of events, or NDJSON (`Content-Type` a JSON or
+//!   NDJSON type, or none; 415 otherwise). Answers 202 with
+//!   accepted/rejected counts and per-item errors (index, field, reason;
+//!   one per invalid field) when at least one event is accepted, 422 with
+//!   the same body when every event is rejected, 400 when the body holds
+//!   no event or is not a JSON array; 429 with `Retry-After` when a worker
+//!   queue is full (nothing of that request is queued); 413 past
+//!   `server.max-body-bytes`. Every error is JSON: `{"error", …}`.
 //! - `GET /live`: the process is up.
 //! - `GET /ready`: profiles restored, workers running and, with Kafka,
 //!   partitions assigned (503 before).
@@ -46,7 +50,7 @@ use super::auth::{require_admin, require_ingest, require_read};
 use super::rejects::Rejected;
 use super::worker::count_event;
 use super::Shared;
-use crate::ingest::decode::{decode_body, DecodeError};
+use crate::ingest::decode::{decode_body, more_problems, DecodeError};
 use crate::pipeline::Msg;
 use crate::service::metrics::KindLabel;
 
@@ -66,8 +70,10 @@ pub fn ingest_router(shared: Arc<Shared>, admin_addr: String) -> Router {
         }));
     Router::new()
         .merge(events)
-        .merge(probes())
         .merge(deprecated)
+        .fallback(not_found)
+        .layer(from_fn_with_state(limit, json_errors))
+        .merge(probes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
@@ -81,9 +87,61 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(metrics)
         .merge(quarantine_routes(&shared))
+        .fallback(not_found)
+        .layer(from_fn_with_state(limit, json_errors))
         .merge(probes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+}
+
+async fn not_found(req: Request) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Makes every error answer JSON (`{"error": …}`): axum's own rejections
+/// (body too large, bad query string, wrong method) are plain text. A body
+/// over the limit is named with its limit and key.
+async fn json_errors(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return (
+            status,
+            Json(serde_json::json!({
+                "error": format!("request body is larger than {limit} bytes (server.max-body-bytes); send fewer events per request"),
+                "limit_bytes": limit,
+                "key": "server.max-body-bytes",
+            })),
+        )
+            .into_response();
+    }
+    let (parts, body) = resp.into_parts();
+    // axum's rejection texts are short; cap what is read anyway.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut out = json_error(status, text);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 fn probes() -> Router<Arc<Shared>> {
@@ -204,11 +262,58 @@ fn split_items(body: &[u8]) -> Result<Vec<Range<usize>>, String> {
     Ok(out)
 }
 
-async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// The media types `POST /v1/events` takes: JSON (one event or an array)
+/// and the names NDJSON / JSON Lines go by. No `Content-Type` at all is
+/// taken too, the body telling which it is.
+const EVENT_TYPES: [&str; 6] = [
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+];
+
+/// Refuses a body declared as something else (curl's default
+/// `application/x-www-form-urlencoded`, say): 415, naming the types taken.
+fn refuse_content_type(headers: &axum::http::HeaderMap) -> Option<Response> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    let declared = value.to_str().unwrap_or("");
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if EVENT_TYPES.contains(&essence.as_str()) {
+        return None;
+    }
+    Some(json_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Content-Type {declared:?} is not taken: send events as application/json (one event or an array) or application/x-ndjson (one per line)"
+        ),
+    ))
+}
+
+async fn ingest(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(resp) = refuse_content_type(&headers) {
+        return resp;
+    }
     let items = match split_items(&body) {
         Ok(items) => items,
-        Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+        Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
     };
+    if items.is_empty() {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the body holds no event: send one JSON event, an array of events, or one per line",
+        );
+    }
     let max = shared.config.ingest.max_event_bytes;
     let workers = shared.router.workers();
     // Decoded once, here: the workers read the same events, borrowed from
@@ -217,6 +322,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut routed: Vec<Vec<u32>> = vec![Vec::new(); workers];
     let mut errors = Vec::new();
     let mut rejected = Vec::new();
+    let mut rejected_items = 0;
     {
         let body = decoded.backing_cart();
         for (index, (r, ev)) in decoded.get().0.iter().enumerate() {
@@ -226,13 +332,17 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                     routed[shared.router.owner(ev.agent_id())].push(index as u32);
                 }
                 Err(e) => {
-                    errors.push(ItemError {
-                        index,
-                        kind: e.kind.as_str(),
-                        field: e.field,
-                        reason: e.to_string(),
-                    });
-                    rejected.push(reject(&shared, index, &body[r.clone()], e.clone()));
+                    let raw = &body[r.clone()];
+                    rejected_items += 1;
+                    for e in std::iter::once(e.clone()).chain(more_problems(raw, e)) {
+                        errors.push(ItemError {
+                            index,
+                            kind: e.kind.as_str(),
+                            field: e.field,
+                            reason: e.to_string(),
+                        });
+                    }
+                    rejected.push(reject(&shared, index, raw, e.clone()));
                 }
             }
         }
@@ -250,15 +360,17 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             Err(TrySendError::Full(())) => {
                 shared.metrics.throttled.inc();
                 let retry = shared.config.server.retry_after_secs.to_string();
-                return (
+                let mut resp = json_error(
                     StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, retry)],
-                    "worker queue full; retry later\n",
-                )
-                    .into_response();
+                    "a worker queue is full; nothing of this request was queued: retry it after Retry-After seconds",
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return resp;
             }
             Err(TrySendError::Closed(())) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+                return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
             }
         }
     }
@@ -274,10 +386,16 @@ async fn ingest(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     let reply = IngestReply {
         accepted,
-        rejected: errors.len(),
+        rejected: rejected_items,
         errors,
     };
-    (StatusCode::ACCEPTED, Json(reply)).into_response()
+    // Nothing taken: the sender must fix the events, not retry them.
+    let status = if accepted == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(reply)).into_response()
 }
 
 fn json_error(status: StatusCode, error: impl Into<String>) -> Response {

@@ -24,6 +24,7 @@ pub mod http;
 pub mod lookup;
 pub mod metrics;
 pub mod rejects;
+pub mod startup;
 pub mod worker;
 
 use std::fs::OpenOptions;
@@ -368,6 +369,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             "The admin listener is not on loopback and no read or admin token is set: quarantines and metrics are open to whoever reaches it."
         );
     }
+    startup::log_summary(&cfg, addr, admin_addr, &shared.tokens);
     tracing::info!(%addr, %admin_addr, workers = n, "Listening; restoring profiles before ready.");
 
     // One signal stops both listeners.

@@ -1269,12 +1269,59 @@ fn pd_validate_payload(p: &Map<String, Value>, errors: &mut Vec<String>) {
 // ---------------------------------------------------------------------------
 // Vault
 
+/// `GET /v1/auth/token/lookup-self` (also `POST`, Vault's "update"): the
+/// calling token's own properties, per Vault's token auth API. An invalid
+/// token is 403 "permission denied"; the answer includes the token itself
+/// (`data.id`), as Vault's does, so a client must not print it whole.
+fn vault_lookup_self(token: &str, method: &Method, headers: &HeaderMap) -> Reply {
+    if method != Method::GET && method != Method::POST {
+        return vault_error(405, "unsupported operation");
+    }
+    let given = headers.get("x-vault-token").map(|v| v.as_bytes());
+    if !given.is_some_and(|g| bool::from(g.ct_eq(token.as_bytes()))) {
+        return vault_error(403, "permission denied");
+    }
+    Reply::json(
+        200,
+        json!({
+            "request_id": "00000000-0000-0000-0000-000000000001",
+            "lease_id": "",
+            "renewable": false,
+            "lease_duration": 0,
+            "data": {
+                "accessor": "8609694a-cdbc-db9b-d345-e782dbb562ed",
+                "creation_time": 1_700_000_000u64,
+                "creation_ttl": 2_764_800,
+                "display_name": "token-warden",
+                "entity_id": "",
+                "expire_time": null,
+                "explicit_max_ttl": 0,
+                "id": token,
+                "meta": null,
+                "num_uses": 0,
+                "orphan": true,
+                "path": "auth/token/create",
+                "policies": ["default", "warden-revoke"],
+                "renewable": true,
+                "ttl": 2_764_000,
+                "type": "service"
+            },
+            "wrap_info": null,
+            "warnings": null,
+            "auth": null
+        }),
+    )
+}
+
 fn vault_error(status: u16, msg: &str) -> Reply {
     Reply::json(status, json!({ "errors": [msg] }))
 }
 
 impl Shared {
     fn vault(&self, token: &str, method: &Method, headers: &HeaderMap, rec: &Recorded) -> Reply {
+        if rec.path == "/v1/auth/token/lookup-self" {
+            return vault_lookup_self(token, method, headers);
+        }
         // (field, error when missing, id from the URL for the legacy form)
         let (field, missing, url_id) = match rec.path.as_str() {
             "/v1/auth/token/revoke" => ("token", "missing token ID", None),
@@ -1577,6 +1624,10 @@ impl Shared {
         };
         if !self.processed_deliveries.lock().unwrap().insert(v.delivery) && replays {
             return webhook_error(409, "duplicate delivery");
+        }
+        // `warden check`: verified like any other request, revokes nothing.
+        if body.get("test") == Some(&Value::Bool(true)) {
+            return Reply::json(200, json!({ "status": "test ok" }));
         }
         if let Some(c) = body.get("credential_id").and_then(Value::as_str) {
             self.revoked.lock().unwrap().push(c.to_owned());

@@ -192,3 +192,33 @@ proptest! {
         prop_assert_eq!(c.action.map(Action::as_str), action.as_deref());
     }
 }
+
+#[test]
+fn every_invalid_field_is_named() {
+    let bad =
+        br#"{"event_id":7,"ts":"yesterday","agent_id":"a","tool":"t","action":"fly","args":[1]}"#;
+    let all = super::problems(bad, 65536);
+    let fields: Vec<_> = all.iter().map(|e| (e.kind, e.field)).collect();
+    assert_eq!(
+        fields,
+        vec![
+            (DecodeErrorKind::WrongType, Some("event_id")),
+            (DecodeErrorKind::WrongType, Some("args")),
+            (DecodeErrorKind::BadTimestamp, Some("ts")),
+            (DecodeErrorKind::BadValue, Some("action")),
+        ]
+    );
+    // The first is what the fast path reports; a valid event has none.
+    assert_eq!(all[0], err(std::str::from_utf8(bad).unwrap()));
+    assert!(super::problems(GOOD.as_bytes(), 65536).is_empty());
+    // Missing fields of a tool result are all named.
+    let all = super::problems(
+        br#"{"kind":"tool_result","ts":"2026-11-24T09:15:02Z"}"#,
+        65536,
+    );
+    let fields: Vec<_> = all.iter().map(|e| e.field).collect();
+    assert_eq!(
+        fields,
+        vec![Some("event_id"), Some("agent_id"), Some("call_event_id")]
+    );
+}
