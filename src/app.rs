@@ -18,7 +18,7 @@ pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_TEMPFAIL: u8 = 75;
 
 pub fn run(cli: Cli) -> ExitCode {
-    crate::telemetry::init(&cli.log);
+    crate::telemetry::init(&cli.log, cli.log_format);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

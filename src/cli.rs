@@ -12,8 +12,19 @@ pub struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `warden=debug`.
     #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format: `text` (human) or `json` (one object per line:
+    /// `timestamp`, `level`, `message` and the event's fields).
+    #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
