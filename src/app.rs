@@ -73,6 +73,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tune(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            let opts = crate::tune::TuneOptions {
+                train: args.train,
+                test: args.test,
+                labels: args.labels,
+                target_fp: args.target_fp,
+                out: args.out,
+                config,
+            };
+            let report = crate::tune::run(&opts).context("tune failed")?;
+            print!("{}", report.render());
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
         Command::Generate(args) => {
             let opts = GenerateOptions {
                 seed: args.seed,

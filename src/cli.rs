@@ -37,6 +37,11 @@ pub enum Command {
     /// would, writing one decision per tool call and, with labels, printing
     /// detection and false-alarm figures.
     Replay(ReplayArgs),
+    /// Sweep thresholds over labelled replay data: per agent and per class,
+    /// attacked sessions flagged, attack calls through, benign sessions
+    /// falsely flagged and incidents per agent-week; recommend thresholds
+    /// for a target false-alarm rate and write them as a config snippet.
+    Tune(TuneArgs),
     /// Write a labelled, seeded replay data set (train, test, labels).
     Generate(GenerateArgs),
     /// Check a configuration file and print it with every default filled in.
@@ -77,6 +82,32 @@ pub struct ReplayArgs {
     /// Where to write rejected input lines with their reasons (JSON Lines).
     #[arg(long, value_name = "REJECTS.jsonl")]
     pub rejects: Option<PathBuf>,
+    /// Configuration file (TOML); defaults apply to every key it omits.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+    /// Also print the report as JSON on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Benign history to learn from (JSON Lines, `.gz` allowed); repeatable.
+    #[arg(long = "train", value_name = "TRAIN.jsonl")]
+    pub train: Vec<PathBuf>,
+    /// The labelled stream to score, in order.
+    #[arg(value_name = "TEST.jsonl")]
+    pub test: PathBuf,
+    /// Labels (`{"event_id","attack"}` per line); repeatable: the replay
+    /// data's labels and the admin API's `GET /v1/feedback` export.
+    #[arg(long = "labels", value_name = "LABELS.jsonl", required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Largest share of an agent's benign sessions it may flag.
+    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    pub target_fp: f64,
+    /// Where to write the recommended thresholds (TOML snippet).
+    #[arg(long, value_name = "SNIPPET.toml")]
+    pub out: Option<PathBuf>,
     /// Configuration file (TOML); defaults apply to every key it omits.
     #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
     pub config: Option<PathBuf>,
