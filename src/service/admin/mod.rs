@@ -47,11 +47,20 @@ pub struct Admin {
     feedback_lock: tokio::sync::Mutex<()>,
 }
 
+/// Why the admin state could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("policy overrides: {0}")]
+    Policy(#[from] policy::PolicyStoreError),
+    #[error("suppressions: {0}")]
+    Suppressions(#[from] suppress::SuppressionStoreError),
+}
+
 impl Admin {
     pub fn open(
         cfg: &crate::config::Config,
         redis: Option<(redis::Client, String)>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, AdminError> {
         let dir = &cfg.server.data_dir;
         Ok(Self {
             policy: Arc::new(PolicyStore::open(dir, redis)?),
@@ -298,7 +307,7 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
     };
     let store = shared.admin.policy.clone();
     let lv = level.clone();
-    let (old, now_set) = tokio::task::spawn_blocking(move || {
+    let ((old, set), now_set) = tokio::task::spawn_blocking(move || {
         store.update(|o| {
             let old = match &lv {
                 Level::Default => o.default.take(),
@@ -312,6 +321,7 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
                 next.threshold_bits = next.threshold_bits.or(prev.threshold_bits);
                 next.mode = next.mode.or(prev.mode);
             }
+            let set = next.clone();
             match &lv {
                 Level::Default => o.default = Some(next),
                 Level::Class(c) => {
@@ -321,7 +331,7 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
                     o.agents.insert(a.clone(), next);
                 }
             }
-            Ok::<_, ApiError>(old)
+            Ok::<_, ApiError>((old, set))
         })
     })
     .await
@@ -331,7 +341,7 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
         &shared,
         "policy_set",
         json!({"actor": req.actor, "reason": req.reason, "target": level.describe(),
-               "old": old, "new": {"threshold_bits": threshold_bits, "mode": mode}}),
+               "old": old, "new": set}),
     );
     tracing::info!(actor = %req.actor, target = %level.describe(), "Policy override set.");
     Ok(
