@@ -207,6 +207,10 @@ impl Worker {
                     // with the commits.
                     if !self.shared.config.kafka.enabled {
                         let _ = self.checkpoint();
+                    } else if !self.dirty {
+                        // Nothing new since the last barrier: what is
+                        // saved is current, so the checkpoint is not stale.
+                        self.shared.metrics.checkpointed(self.index, None);
                     }
                 }
                 Msg::Barrier { ack, resume } => {
@@ -808,6 +812,8 @@ impl Worker {
     /// true when what is on disk is current.
     fn checkpoint(&mut self) -> bool {
         if !self.dirty {
+            // What is on disk is current: an idle service is not stale.
+            self.shared.metrics.checkpointed(self.index, None);
             return true;
         }
         if let Some(store) = self.store.as_mut() {
