@@ -445,6 +445,7 @@ impl Worker {
                         self.flagged_recent.pop_front();
                     }
                     let mut v = serde_json::to_value(&rec).unwrap_or_default();
+                    round_floats(&mut v);
                     v["ts"] = context::rfc3339(call.ts).into();
                     v["tool"] = call.tool.as_ref().into();
                     v["mode"] = ev.decision.mode.as_str().into();
@@ -843,6 +844,24 @@ impl Worker {
                 false
             }
         }
+    }
+}
+
+/// Two decimals for every non-integer number: f32 scores widened to f64
+/// would otherwise read `28.84000015258789`.
+fn round_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(r) = n
+                .as_f64()
+                .and_then(|x| serde_json::Number::from_f64((x * 100.0).round() / 100.0))
+            {
+                *n = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(round_floats),
+        serde_json::Value::Object(o) => o.values_mut().for_each(round_floats),
+        _ => {}
     }
 }
 
