@@ -277,6 +277,16 @@ fn a_threshold_change_applies_to_the_next_event_survives_a_restart_and_is_audite
         !e["flagged_decisions"].as_array().unwrap().is_empty(),
         "{e}"
     );
+    // Scores read as people write them, not as widened f32.
+    let score = e["flagged_decisions"][0]["score"].as_f64().unwrap();
+    assert!(
+        score
+            .to_string()
+            .split('.')
+            .nth(1)
+            .is_none_or(|d| d.len() <= 2),
+        "{score}"
+    );
     let (status, _) = read(&svc, "/v1/agents/no-such-agent/explain");
     assert_eq!(status, 404);
 
