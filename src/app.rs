@@ -18,7 +18,7 @@ pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_TEMPFAIL: u8 = 75;
 
 pub fn run(cli: Cli) -> ExitCode {
-    crate::telemetry::init(&cli.log);
+    crate::telemetry::init(&cli.log, cli.log_format);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,6 +85,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 config,
             };
             let report = replay::run(&opts).context("replay failed")?;
+            print!("{}", report.render());
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
+        Command::Tune(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            let opts = crate::tune::TuneOptions {
+                train: args.train,
+                test: args.test,
+                labels: args.labels,
+                target_fp: args.target_fp,
+                out: args.out,
+                config,
+            };
+            let report = crate::tune::run(&opts).context("tune failed")?;
             print!("{}", report.render());
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);

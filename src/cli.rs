@@ -12,8 +12,19 @@ pub struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `warden=debug`.
     #[arg(long, global = true, env = "WARDEN_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format: `text` (human) or `json` (one object per line:
+    /// `timestamp`, `level`, `message` and the event's fields).
+    #[arg(long, global = true, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +37,11 @@ pub enum Command {
     /// would, writing one decision per tool call and, with labels, printing
     /// detection and false-alarm figures.
     Replay(ReplayArgs),
+    /// Sweep thresholds over labelled replay data: per agent and per class,
+    /// attacked sessions flagged, attack calls through, benign sessions
+    /// falsely flagged and incidents per agent-week; recommend thresholds
+    /// for a target false-alarm rate and write them as a config snippet.
+    Tune(TuneArgs),
     /// Write a labelled, seeded replay data set (train, test, labels).
     Generate(GenerateArgs),
     /// Check a configuration file and print it with every default filled in.
@@ -73,6 +89,32 @@ pub struct ReplayArgs {
     /// Where to write rejected input lines with their reasons (JSON Lines).
     #[arg(long, value_name = "REJECTS.jsonl")]
     pub rejects: Option<PathBuf>,
+    /// Configuration file (TOML); defaults apply to every key it omits.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+    /// Also print the report as JSON on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Benign history to learn from (JSON Lines, `.gz` allowed); repeatable.
+    #[arg(long = "train", value_name = "TRAIN.jsonl")]
+    pub train: Vec<PathBuf>,
+    /// The labelled stream to score, in order.
+    #[arg(value_name = "TEST.jsonl")]
+    pub test: PathBuf,
+    /// Labels (`{"event_id","attack"}` per line); repeatable: the replay
+    /// data's labels and the admin API's `GET /v1/feedback` export.
+    #[arg(long = "labels", value_name = "LABELS.jsonl", required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Largest share of an agent's benign sessions it may flag.
+    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    pub target_fp: f64,
+    /// Where to write the recommended thresholds (TOML snippet).
+    #[arg(long, value_name = "SNIPPET.toml")]
+    pub out: Option<PathBuf>,
     /// Configuration file (TOML); defaults apply to every key it omits.
     #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
     pub config: Option<PathBuf>,

@@ -48,3 +48,4 @@ pub mod state;
 pub mod telemetry;
 #[cfg(test)]
 pub mod test_util;
+pub mod tune;

@@ -63,6 +63,13 @@ pub enum Msg {
         events: Vec<String>,
         session: String,
     },
+    /// The admin API asks what the worker knows of an agent (profile,
+    /// policy, last decisions); `None` when it has no profile.
+    Explain {
+        agent_id: String,
+        decisions: usize,
+        reply: tokio::sync::oneshot::Sender<Option<serde_json::Value>>,
+    },
     /// Drain is complete: checkpoint, exit.
     Stop,
 }

@@ -1,15 +1,113 @@
-//! Logging setup: structured logs to stderr, filtered by `--log`.
+//! Logging setup: structured logs to stderr, filtered by `--log`, as text
+//! or JSON lines (`--log-format json`).
+//!
+//! Levels have strict meanings: ERROR means an operator must act (a
+//! checkpoint or the audit log cannot be written, a revocation failed for
+//! good); WARN is something an operator should know about that Warden
+//! handles itself (an agent flagged, a retry, a deprecated route); INFO is
+//! the service's life cycle (start, ready, restored, shut down); DEBUG is
+//! for developers.
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(filter: &str) {
+use crate::cli::LogFormat;
+
+pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.with_ansi(false).event_format(JsonLines).try_init(),
+    };
+}
+
+/// One JSON object per event: `timestamp` (RFC 3339, UTC), `level`,
+/// `message`, then the event's fields (numbers and booleans as such,
+/// everything else as strings).
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        obj.insert("level".into(), event.metadata().level().as_str().into());
+        obj.insert(
+            "message".into(),
+            fields.message.take().unwrap_or_default().into(),
+        );
+        for (k, v) in fields.fields {
+            obj.entry(k).or_insert(v);
+        }
+        let line = serde_json::Value::Object(obj).to_string();
+        writer.write_str(&line)?;
+        writer.write_char('\n')
+    }
+}
+
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    fields: Vec<(String, serde_json::Value)>,
+}
+
+impl JsonFields {
+    fn put(&mut self, field: &Field, v: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = Some(match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.fields.push((field.name().to_owned(), v));
+        }
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
 }
 
 /// A budget of log lines per second for one producer (a worker), so that
@@ -69,9 +167,52 @@ impl LogBudget {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use super::LogBudget;
+    use super::{JsonLines, LogBudget};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_level_message_and_typed_fields() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                agent_id = "a\"1",
+                score = 31.5,
+                calls = 3u64,
+                ok = true,
+                "Agent flagged."
+            );
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["message"], "Agent flagged.");
+        assert_eq!(v["agent_id"], "a\"1");
+        assert_eq!(v["score"], 31.5);
+        assert_eq!(v["calls"], 3);
+        assert_eq!(v["ok"], true);
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
 
     #[test]
     fn a_storm_is_summarised_once_a_second() {

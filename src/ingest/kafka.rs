@@ -94,6 +94,11 @@ pub struct SourceLinks {
     pub assigned: Arc<std::sync::atomic::AtomicBool>,
     /// Counts a message rejected here, by kind of fault.
     pub count_rejected: Box<dyn Fn(&'static str) + Send + Sync>,
+    /// `warden_kafka_consumer_lag{partition}`, set at each barrier.
+    pub consumer_lag: prometheus_client::metrics::family::Family<
+        crate::service::metrics::PartitionLabel,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
 }
 
 /// The consumer's context: commits and hands agents over before
@@ -372,6 +377,7 @@ pub async fn run(
                         consumer.commit(tpl, CommitMode::Sync)
                     })
                 })?;
+                tokio::task::block_in_place(|| record_lag(&consumer, &links, &cfg.topic, &positions));
             }
             msg = consumer.recv() => {
                 if let Some(e) = consumer.context().take_fatal() {
@@ -447,6 +453,35 @@ pub async fn run(
     })?;
     tracing::info!("Kafka source stopped; offsets committed.");
     Ok(())
+}
+
+/// Sets the consumer lag of each partition consumed so far: its high
+/// watermark minus the next offset to read. Once per barrier, not per
+/// message; a broker that does not answer within 250 ms leaves the last
+/// value.
+fn record_lag<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    links: &SourceLinks,
+    topic: &str,
+    positions: &Mutex<Positions>,
+) {
+    let next: Vec<(i32, i64)> = positions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .next
+        .iter()
+        .map(|(p, o)| (*p, *o))
+        .collect();
+    for (partition, offset) in next {
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(topic, partition, Duration::from_millis(250))
+        {
+            links
+                .consumer_lag
+                .get_or_create(&crate::service::metrics::PartitionLabel { partition })
+                .set((high - offset).max(0));
+        }
+    }
 }
 
 /// Checkpoints every worker, then commits the offsets noted before: with

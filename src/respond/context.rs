@@ -97,6 +97,26 @@ impl Timeline {
             .collect()
     }
 
+    /// The last `n` calls of every session, oldest first.
+    pub fn last(&self, n: usize) -> Vec<CallSummary> {
+        let skip = self.entries.len().saturating_sub(n);
+        self.entries
+            .iter()
+            .skip(skip)
+            .map(|e| CallSummary {
+                event_id: String::new(),
+                ts: rfc3339(e.ts),
+                tool: e.tool.to_string(),
+                action: (!e.action.is_empty()).then(|| e.action.to_string()),
+                resource_type: None,
+                resource_id: (!e.resource.is_empty()).then(|| e.resource.to_string()),
+                args: None,
+                score: r2(e.score),
+                flagged: e.flagged,
+            })
+            .collect()
+    }
+
     /// Distinct resources of the recent unflagged calls, newest first.
     pub fn recent_resources(&self, n: usize) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

@@ -270,6 +270,8 @@ pub struct Handle {
     /// Embedded registries answer from the board; a shared one is asked.
     /// (client, key prefix): TLS material is read once, at start.
     pub shared_registry: Option<(redis::Client, String)>,
+    /// The audit log, for admin API changes (one chain with the rest).
+    pub audit: AuditWriter,
 }
 
 impl Handle {
@@ -412,6 +414,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         std::fs::create_dir_all(dir)?;
     }
     let audit = AuditWriter::start(AuditLog::open(&audit_path)?)?;
+    let audit_handle = audit.clone();
     let http = reqwest::Client::builder()
         .timeout(r.request_timeout)
         .connect_timeout(r.request_timeout)
@@ -461,6 +464,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
             tx,
             board,
             shared_registry,
+            audit: audit_handle,
         },
         thread,
     })
@@ -792,6 +796,13 @@ impl Responder {
         } else {
             "Quarantine opened"
         };
+        self.metrics
+            .incidents_by_class
+            .get_or_create(&super::super::service::metrics::ClassModeLabel {
+                class: q.class.clone().unwrap_or_else(|| "none".to_owned()),
+                mode: q.mode.as_str(),
+            })
+            .inc();
         tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id, state = q.state.as_str(),
             score = q.score, "{opened}: {}", q.headline());
         self.audit(

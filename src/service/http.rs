@@ -86,6 +86,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route_layer(from_fn_with_state(shared.clone(), require_read));
     Router::new()
         .merge(metrics)
+        .merge(super::admin::routes(&shared))
         .merge(quarantine_routes(&shared))
         .fallback(not_found)
         .layer(from_fn_with_state(limit, json_errors))
@@ -205,15 +206,12 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
-        .into_response()
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the
+/// Prometheus text format 0.0.4.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = shared.metrics.negotiate(accept);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[derive(Debug, Serialize)]

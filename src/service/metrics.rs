@@ -1,12 +1,38 @@
-//! The metrics `warden run` exports at `/metrics` (Prometheus text format).
-//! Handles are registered once; workers increment atomics.
+//! The metrics `warden run` exports at `/metrics`.
+//!
+//! Handles are registered once; workers increment atomics (no lock per
+//! event: per-class and per-agent handles are cached by each worker, and
+//! the score histograms are lock-free, see [`AtomicHistogram`]).
+//!
+//! Two expositions of the same registry, chosen by the `Accept` header:
+//! OpenMetrics 1.0 (`application/openmetrics-text`, what Prometheus asks
+//! for first) and the Prometheus text format 0.0.4 (everything else,
+//! `promtool check metrics` included), where a counter's HELP and TYPE
+//! carry the `_total` name of its samples. Every family is present from
+//! start: label sets known in advance are created at zero.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+/// The content type of the OpenMetrics exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text exposition.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Agents given their own `agent_id` label in
+/// `warden_flagged_calls_by_agent_total`; flags of further agents count
+/// under `agent_id="other"`, so a flag storm over many agents cannot grow
+/// the exposition without bound.
+pub const FLAGGED_AGENT_LABELS: usize = 500;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -39,7 +65,111 @@ pub struct DestinationLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    pub worker: usize,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassModeLabel {
+    pub class: String,
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassFlaggedLabel {
+    pub class: String,
+    pub flagged: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    pub agent_id: String,
+}
+
+/// The class label of an agent without one.
+pub const NO_CLASS: &str = "none";
+
 pub use crate::respond::responder::NotifierLabel;
+
+/// A histogram whose `observe` is a few relaxed atomic adds: no lock, so
+/// workers may record every call into it.
+#[derive(Clone, Debug)]
+pub struct AtomicHistogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds, ascending; the last bucket (+Inf) is implicit.
+    bounds: Box<[f64]>,
+    /// One more than `bounds`: the +Inf bucket.
+    counts: Box<[AtomicU64]>,
+    /// The sum, as f64 bits, added by compare-and-swap.
+    sum: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: impl Iterator<Item = f64>) -> Self {
+        let bounds: Box<[f64]> = bounds.collect();
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self(Arc::new(HistogramCells {
+            bounds,
+            counts,
+            sum: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+
+    pub fn observe(&self, v: f64) {
+        let c = &self.0;
+        let i = c.bounds.partition_point(|b| *b < v);
+        if let Some(n) = c.counts.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = c
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0
+            .counts
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let buckets: Vec<(f64, u64)> = c
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(c.counts.iter().map(|n| n.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = f64::from_bits(c.sum.load(Ordering::Relaxed));
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 /// Every metric the service exports.
 pub struct Metrics {
@@ -55,7 +185,34 @@ pub struct Metrics {
     /// Ingest requests answered 429 because a worker queue was full.
     pub throttled: Counter,
     /// Time to score and decide one call.
-    pub score_seconds: Histogram,
+    pub score_seconds: AtomicHistogram,
+    /// Scores of live calls, in bits.
+    pub score_bits: AtomicHistogram,
+    /// Decisions by agent class (`none` without one), flagged or not.
+    pub decisions_by_class: Family<ClassFlaggedLabel, Counter>,
+    /// Flagged calls per agent (the first [`FLAGGED_AGENT_LABELS`] agents
+    /// flagged; the rest as `other`).
+    pub flagged_by_agent: Family<AgentLabel, Counter>,
+    /// Distinct agents with their own label in `flagged_by_agent`.
+    pub flagged_agents_labelled: AtomicUsize,
+    /// Messages behind the partition's high watermark (Kafka).
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Wall clock minus the event time of the newest event a worker
+    /// decided, in seconds.
+    pub event_time_lag: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
+    /// Seconds since the stalest worker last checkpointed (set at scrape).
+    pub checkpoint_age: Gauge<f64, AtomicU64>,
+    /// Time to write one worker's checkpoint.
+    pub checkpoint_seconds: AtomicHistogram,
+    /// Unix milliseconds of each worker's last checkpoint (start time
+    /// before the first).
+    last_checkpoint_ms: Vec<AtomicI64>,
+    /// Approximate memory of the profiles, per worker, in bytes.
+    pub profile_bytes: Family<WorkerLabel, Gauge>,
+    /// Calls whose alert (or also learning) a suppression rule skipped.
+    pub suppressed: Family<KindLabel, Counter>,
+    /// Incidents opened, by agent class and mode.
+    pub incidents_by_class: Family<ClassModeLabel, Counter>,
     /// Agents with a profile.
     pub agents: Gauge,
     /// Checkpoints written, by outcome.
@@ -92,7 +249,7 @@ impl Default for Metrics {
         let decisions = Family::<FlaggedLabel, Counter>::default();
         let duplicates = Counter::default();
         let throttled = Counter::default();
-        let score_seconds = Histogram::new(exponential_buckets(1e-7, 2.0, 20));
+        let score_seconds = AtomicHistogram::new(exponential_buckets(1e-7, 2.0, 20));
         let agents = Gauge::default();
         let checkpoints = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -197,7 +354,84 @@ impl Default for Metrics {
             "Quarantines released by a human",
             releases.clone(),
         );
-        Self {
+        let score_bits = AtomicHistogram::new(
+            [
+                1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
+            ]
+            .into_iter(),
+        );
+        let decisions_by_class = Family::<ClassFlaggedLabel, Counter>::default();
+        let flagged_by_agent = Family::<AgentLabel, Counter>::default();
+        let consumer_lag = Family::<PartitionLabel, Gauge>::default();
+        let event_time_lag = Family::<WorkerLabel, Gauge<f64, AtomicU64>>::default();
+        let checkpoint_age = Gauge::<f64, AtomicU64>::default();
+        let checkpoint_seconds = AtomicHistogram::new(exponential_buckets(1e-4, 2.0, 18));
+        let profile_bytes = Family::<WorkerLabel, Gauge>::default();
+        let suppressed = Family::<KindLabel, Counter>::default();
+        let incidents_by_class = Family::<ClassModeLabel, Counter>::default();
+        registry.register(
+            "decision_score",
+            "Scores of live tool calls (unit: bits of surprise)",
+            score_bits.clone(),
+        );
+        registry.register(
+            "decisions_by_class",
+            "Decisions by agent class (none without one), flagged or not",
+            decisions_by_class.clone(),
+        );
+        registry.register(
+            "flagged_calls_by_agent",
+            "Flagged calls per agent (agents past the first 500 flagged count as other)",
+            flagged_by_agent.clone(),
+        );
+        registry.register(
+            "kafka_consumer_lag",
+            "Messages behind the partition high watermark",
+            consumer_lag.clone(),
+        );
+        registry.register(
+            "event_time_lag_seconds",
+            "Wall clock minus the event time of the newest event a worker decided",
+            event_time_lag.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Seconds since the stalest worker last checkpointed its profiles",
+            checkpoint_age.clone(),
+        );
+        registry.register(
+            "checkpoint_seconds",
+            "Time to write one worker checkpoint",
+            checkpoint_seconds.clone(),
+        );
+        registry.register(
+            "profile_bytes",
+            "Approximate memory of the profiles, per worker",
+            profile_bytes.clone(),
+        );
+        registry.register(
+            "suppressed_calls",
+            "Flagged calls a suppression rule matched, by what it skipped (alert, learning)",
+            suppressed.clone(),
+        );
+        registry.register(
+            "incidents_opened_by_class",
+            "Incidents opened, by agent class and mode",
+            incidents_by_class.clone(),
+        );
+        let m = Self {
+            score_bits,
+            decisions_by_class,
+            flagged_by_agent,
+            flagged_agents_labelled: AtomicUsize::new(0),
+            consumer_lag,
+            event_time_lag,
+            checkpoint_age,
+            checkpoint_seconds,
+            last_checkpoint_ms: Vec::new(),
+            profile_bytes,
+            suppressed,
+            incidents_by_class,
             registry,
             quarantines_opened,
             quarantines_open,
@@ -218,13 +452,182 @@ impl Default for Metrics {
             score_seconds,
             agents,
             checkpoints,
-        }
+        };
+        m.prime_fixed();
+        m
     }
 }
 
 impl Metrics {
-    /// The text exposition of every metric.
+    /// Metrics for a service of `workers` workers under `cfg`: every label
+    /// set known from the configuration exists at zero from start, so
+    /// dashboards and alert rules see the series before the first event.
+    pub fn for_service(cfg: &crate::config::Config, workers: usize) -> Self {
+        let mut m = Self::default();
+        let now = now_ms();
+        m.last_checkpoint_ms = (0..workers).map(|_| AtomicI64::new(now)).collect();
+        for worker in 0..workers {
+            let _ = m.event_time_lag.get_or_create(&WorkerLabel { worker });
+            let _ = m.profile_bytes.get_or_create(&WorkerLabel { worker });
+        }
+        let mut classes: Vec<String> = cfg.policy.classes.iter().map(|c| c.name.clone()).collect();
+        classes.push(NO_CLASS.to_owned());
+        for class in classes {
+            for flagged in ["true", "false"] {
+                let _ = m.decisions_by_class.get_or_create(&ClassFlaggedLabel {
+                    class: class.clone(),
+                    flagged,
+                });
+            }
+            for mode in ["shadow", "enforce"] {
+                let _ = m.incidents_by_class.get_or_create(&ClassModeLabel {
+                    class: class.clone(),
+                    mode,
+                });
+            }
+        }
+        let r = &cfg.response;
+        let revokers: Vec<String> = if r.revokers.is_empty() {
+            vec!["local-log".to_owned()]
+        } else {
+            r.revokers.iter().map(|v| v.name().to_owned()).collect()
+        };
+        for destination in revokers {
+            for outcome in ["ok", "retry", "refused"] {
+                let _ = m.revocation_attempts.get_or_create(&DestinationLabel {
+                    destination: destination.clone(),
+                    outcome,
+                });
+            }
+        }
+        let mut notifiers = Vec::new();
+        if !r.slack.webhook_url.is_empty() {
+            notifiers.push("slack");
+        }
+        if !r.pagerduty.routing_key.is_empty() {
+            notifiers.push("pagerduty");
+        }
+        for notifier in notifiers {
+            for outcome in ["delivered", "failed"] {
+                let _ = m.alerts.get_or_create(&DestinationLabel {
+                    destination: notifier.to_owned(),
+                    outcome,
+                });
+            }
+            for outcome in ["ok", "retry", "refused"] {
+                let _ = m.alert_attempts.get_or_create(&DestinationLabel {
+                    destination: notifier.to_owned(),
+                    outcome,
+                });
+            }
+            let n = NotifierLabel {
+                notifier: notifier.to_owned(),
+            };
+            let _ = m.alerts_rolled_up.get_or_create(&n);
+            let _ = m.alert_queue_depth.get_or_create(&n);
+        }
+        m
+    }
+
+    /// Label sets that do not depend on the configuration.
+    fn prime_fixed(&self) {
+        for kind in ["tool_call", "prompt", "tool_result"] {
+            let _ = self.events.get_or_create(&KindLabel { kind });
+        }
+        for kind in [
+            "not_utf8",
+            "too_large",
+            "syntax",
+            "not_object",
+            "missing_field",
+            "wrong_type",
+            "bad_timestamp",
+            "bad_value",
+            "duplicate_field",
+        ] {
+            let _ = self.rejected.get_or_create(&KindLabel { kind });
+        }
+        for flagged in ["true", "false"] {
+            let _ = self.decisions.get_or_create(&FlaggedLabel { flagged });
+        }
+        for outcome in ["ok", "error"] {
+            let _ = self.checkpoints.get_or_create(&OutcomeLabel { outcome });
+        }
+        for mode in ["shadow", "enforce"] {
+            let _ = self.quarantines_opened.get_or_create(&ModeLabel { mode });
+        }
+        for state in ["pending", "revoked", "revoke_failed", "shadow"] {
+            let _ = self.quarantines_open.get_or_create(&StateLabel { state });
+        }
+        for kind in ["alert", "learning"] {
+            let _ = self.suppressed.get_or_create(&KindLabel { kind });
+        }
+    }
+
+    /// Notes that worker `worker` checkpointed now, in `seconds` when the
+    /// write was timed on its own.
+    pub fn checkpointed(&self, worker: usize, seconds: Option<f64>) {
+        if let Some(s) = seconds {
+            self.checkpoint_seconds.observe(s);
+        }
+        if let Some(t) = self.last_checkpoint_ms.get(worker) {
+            t.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The counter of flagged calls for `agent_id`: its own label for the
+    /// first [`FLAGGED_AGENT_LABELS`] agents, else `other`. Callers cache
+    /// the handle per agent.
+    pub fn flagged_agent_counter(&self, agent_id: &str) -> Counter {
+        let labelled = self
+            .flagged_agents_labelled
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < FLAGGED_AGENT_LABELS).then_some(n + 1)
+            })
+            .is_ok();
+        let agent_id = if labelled { agent_id } else { "other" };
+        self.flagged_by_agent
+            .get_or_create(&AgentLabel {
+                agent_id: agent_id.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The exposition `accept` asks for, and its content type.
+    pub fn negotiate(&self, accept: Option<&str>) -> (&'static str, String) {
+        let wants_om = accept.is_some_and(|a| {
+            a.split(',').any(|part| {
+                let mut it = part.split(';').map(str::trim);
+                let ty = it.next().unwrap_or("");
+                // `q=0` means "not this one".
+                ty.eq_ignore_ascii_case("application/openmetrics-text")
+                    && !it.any(|p| p.replace(' ', "") == "q=0")
+            })
+        });
+        if wants_om {
+            (OPENMETRICS_CONTENT_TYPE, self.render_openmetrics())
+        } else {
+            (TEXT_CONTENT_TYPE, self.render())
+        }
+    }
+
+    /// The Prometheus text format 0.0.4 exposition of every metric.
     pub fn render(&self) -> String {
+        to_text_format(&self.render_openmetrics())
+    }
+
+    /// The OpenMetrics 1.0 exposition of every metric.
+    pub fn render_openmetrics(&self) -> String {
+        if !self.last_checkpoint_ms.is_empty() {
+            let oldest = self
+                .last_checkpoint_ms
+                .iter()
+                .map(|t| t.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0);
+            self.checkpoint_age
+                .set((now_ms() - oldest).max(0) as f64 / 1000.0);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -241,3 +644,54 @@ impl Metrics {
         out
     }
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Rewrites an OpenMetrics exposition as Prometheus text format 0.0.4: a
+/// counter's HELP and TYPE take the `_total` name its samples carry,
+/// `_created` samples, `# UNIT` and `# EOF` go.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    let mut counter: Option<String> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if ty == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            counter = (ty == "counter").then(|| name.clone());
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {ty}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        if let Some(c) = &counter {
+            let base = c.trim_end_matches("_total");
+            if line.starts_with(&format!("{base}_created")) {
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,7 @@
 //! period. A Kafka transaction whose outcome is unknown stops the service
 //! at once instead ([`ServiceError::KafkaTransaction`]).
 
+pub mod admin;
 pub mod auth;
 pub mod http;
 pub mod lookup;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub redis_lookup: Option<Arc<lookup::RedisLookup>>,
     /// With Kafka on: where workers send the messages they cannot decode.
     pub dead_letters: Option<crate::ingest::kafka::DeadLetters>,
+    /// Live policy overrides, suppressions and feedback (admin API).
+    pub admin: admin::Admin,
     agents: Vec<AtomicUsize>,
 }
 
@@ -318,7 +321,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::for_service(&cfg, n));
     let responder = {
         let cfg = cfg.clone();
         let metrics = metrics.clone();
@@ -340,7 +343,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let admin = {
+        let cfg = cfg.clone();
+        let redis = responder.handle.shared_registry.clone();
+        tokio::task::spawn_blocking(move || admin::Admin::open(&cfg, redis)).await??
+    };
     let shared = Arc::new(Shared {
+        admin,
         config: cfg.clone(),
         decisions_producer,
         dead_letters,
@@ -427,6 +436,26 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%addr, %admin_addr, "Ready.");
 
+    // With Redis on, overrides another instance set arrive within seconds;
+    // suppression hit counts are saved as often.
+    let admin_refresh = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(std::time::Duration::from_secs(3));
+            loop {
+                t.tick().await;
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    s.admin.policy.refresh();
+                    if let Err(e) = s.admin.suppressions.persist() {
+                        tracing::warn!(error = %e, "Cannot save suppression hit counts.");
+                    }
+                })
+                .await;
+            }
+        })
+    };
+
     // Periodic maintenance: close idle sessions, checkpoint.
     let ticker = {
         let shared = shared.clone();
@@ -452,6 +481,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("Listeners stopped; draining workers.");
     ticker.abort();
+    admin_refresh.abort();
+    let _ = shared.admin.suppressions.persist();
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     if let Some(source) = source {
@@ -505,6 +536,7 @@ fn kafka_links(shared: &Arc<Shared>) -> crate::ingest::kafka::SourceLinks {
         count_rejected: Box::new(move |kind| {
             metrics.rejected.get_or_create(&KindLabel { kind }).inc();
         }),
+        consumer_lag: shared.metrics.consumer_lag.clone(),
     }
 }
 

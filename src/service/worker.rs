@@ -96,6 +96,30 @@ pub struct Worker {
     timelines: HashMap<Box<str>, Timeline>,
     /// Flagged calls logged one by one per second; a storm is counted.
     flag_log: crate::telemetry::LogBudget,
+    /// Cached metric handles (no registry lock per event).
+    counters: WorkerCounters,
+    /// The newest event time decided since the last batch ended.
+    newest_ts: i64,
+    /// Live thresholds and modes set through the admin API.
+    overrides: super::admin::policy::PolicyReader,
+    /// Live suppression rules.
+    suppressions: super::admin::suppress::SuppressionReader,
+    /// The last flagged decisions of this worker's agents, with reasons,
+    /// for the explain route (bounded).
+    flagged_recent: VecDeque<(Box<str>, serde_json::Value)>,
+}
+
+/// Flagged decisions a worker keeps for the explain route.
+const FLAGGED_RECENT: usize = 2000;
+
+/// Metric handles a worker caches, keyed by class or agent, so that an
+/// event costs atomic adds only.
+#[derive(Default)]
+struct WorkerCounters {
+    /// Per class: (unflagged, flagged) decisions.
+    by_class: HashMap<Box<str>, [prometheus_client::metrics::counter::Counter; 2]>,
+    /// Per flagged agent.
+    flagged_by_agent: HashMap<Box<str>, prometheus_client::metrics::counter::Counter>,
 }
 
 impl Worker {
@@ -142,7 +166,6 @@ impl Worker {
         Self {
             index,
             engine,
-            shared,
             decisions,
             checkpoint_path,
             dedup,
@@ -155,6 +178,14 @@ impl Worker {
             staged_recent: None,
             timelines: HashMap::new(),
             flag_log,
+            counters: WorkerCounters::default(),
+            newest_ts: i64::MIN,
+            overrides: super::admin::policy::PolicyReader::new(shared.admin.policy.clone()),
+            suppressions: super::admin::suppress::SuppressionReader::new(
+                shared.admin.suppressions.clone(),
+            ),
+            flagged_recent: VecDeque::new(),
+            shared,
         }
     }
 
@@ -168,6 +199,7 @@ impl Worker {
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
                     self.summarise_flag_logs(Instant::now());
+                    self.measure_profiles();
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
                     }
@@ -175,6 +207,10 @@ impl Worker {
                     // with the commits.
                     if !self.shared.config.kafka.enabled {
                         let _ = self.checkpoint();
+                    } else if !self.dirty {
+                        // Nothing new since the last barrier: what is
+                        // saved is current, so the checkpoint is not stale.
+                        self.shared.metrics.checkpointed(self.index, None);
                     }
                 }
                 Msg::Barrier { ack, resume } => {
@@ -187,6 +223,13 @@ impl Worker {
                     self.settle(committed);
                 }
                 Msg::Learn { events, session } => self.learn(&events, &session),
+                Msg::Explain {
+                    agent_id,
+                    decisions,
+                    reply,
+                } => {
+                    let _ = reply.send(self.explain(&agent_id, decisions));
+                }
                 Msg::Stop => break,
             }
         }
@@ -352,7 +395,21 @@ impl Worker {
                 }
                 self.watermark = self.watermark.max(call.ts);
                 let t0 = Instant::now();
-                let ev = self.engine.evaluate(call, Phase::Live);
+                let mut ev = self.engine.evaluate(call, Phase::Live);
+                let overrides = self.overrides.get();
+                if !overrides.is_empty() {
+                    let class = self
+                        .engine
+                        .agent(&call.agent_id)
+                        .and_then(|a| a.policy.class.as_deref());
+                    overrides.apply(
+                        &self.shared.config.policy,
+                        &call.agent_id,
+                        class,
+                        &mut ev.decision,
+                        ev.score.total,
+                    );
+                }
                 self.shared
                     .metrics
                     .score_seconds
@@ -371,12 +428,32 @@ impl Worker {
                     .decisions
                     .get_or_create(&FlaggedLabel { flagged: label })
                     .inc();
+                self.newest_ts = self.newest_ts.max(call.ts);
+                self.count_decision(&call.agent_id, rec.score, rec.flagged);
                 let start = self.line.len();
                 if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
                     self.publish(&call.agent_id, start);
                     self.line.push(b'\n');
                 }
+                let suppressed = if rec.flagged {
+                    self.suppression(call, &rec.reasons)
+                } else {
+                    None
+                };
                 if rec.flagged {
+                    if self.flagged_recent.len() >= FLAGGED_RECENT {
+                        self.flagged_recent.pop_front();
+                    }
+                    let mut v = serde_json::to_value(&rec).unwrap_or_default();
+                    round_floats(&mut v);
+                    v["ts"] = context::rfc3339(call.ts).into();
+                    v["tool"] = call.tool.as_ref().into();
+                    v["mode"] = ev.decision.mode.as_str().into();
+                    v["suppressed"] = suppressed.map(|s| s.as_str()).into();
+                    self.flagged_recent
+                        .push_back((call.agent_id.as_ref().into(), v));
+                }
+                if rec.flagged && suppressed.is_none() {
                     let top: Vec<String> = rec
                         .reasons
                         .iter()
@@ -391,14 +468,163 @@ impl Worker {
                         top,
                     ));
                 }
-                self.respond(call, raw, &ev, &rec.reasons);
+                self.respond(call, raw, &ev, &rec.reasons, suppressed.is_some());
+                if suppressed == Some(super::admin::suppress::Skip::Alert) {
+                    // A known-benign pattern: learned as any unflagged call.
+                    ev.decision.flagged = false;
+                }
                 self.engine.commit(ev);
             }
         }
     }
 
+    /// Counts a decision by class and, flagged, by agent; records its
+    /// score. Handles are cached per class and agent.
+    fn count_decision(&mut self, agent_id: &str, score: f32, flagged: bool) {
+        let m = &self.shared.metrics;
+        m.score_bits.observe(f64::from(score));
+        let class = self
+            .engine
+            .agent(agent_id)
+            .and_then(|a| a.policy.class.as_deref())
+            .unwrap_or(super::metrics::NO_CLASS);
+        let pair = match self.counters.by_class.get(class) {
+            Some(p) => p,
+            None => {
+                let handle = |flagged| {
+                    m.decisions_by_class
+                        .get_or_create(&super::metrics::ClassFlaggedLabel {
+                            class: class.to_owned(),
+                            flagged,
+                        })
+                        .clone()
+                };
+                self.counters
+                    .by_class
+                    .entry(class.into())
+                    .or_insert_with(|| [handle("false"), handle("true")])
+            }
+        };
+        pair[usize::from(flagged)].inc();
+        if flagged {
+            match self.counters.flagged_by_agent.get(agent_id) {
+                Some(c) => {
+                    c.inc();
+                }
+                None => {
+                    let c = m.flagged_agent_counter(agent_id);
+                    c.inc();
+                    self.counters.flagged_by_agent.insert(agent_id.into(), c);
+                }
+            };
+        }
+    }
+
+    /// The suppression rule a flagged call matches, if any (counted).
+    fn suppression(
+        &mut self,
+        call: &ToolCall,
+        reasons: &[ExplainedReason],
+    ) -> Option<super::admin::suppress::Skip> {
+        let signals: Vec<&str> = reasons.iter().map(|r| r.signal).collect();
+        let class = self
+            .engine
+            .agent(&call.agent_id)
+            .and_then(|a| a.policy.class.as_deref());
+        let skip = self
+            .suppressions
+            .check(&super::admin::suppress::Candidate {
+                agent_id: &call.agent_id,
+                class,
+                tool: &call.tool,
+                resource: call.resource_id.as_deref(),
+                signals: &signals,
+                now_ms: chrono::Utc::now().timestamp_millis(),
+            })?;
+        self.shared
+            .metrics
+            .suppressed
+            .get_or_create(&KindLabel {
+                kind: skip.as_str(),
+            })
+            .inc();
+        Some(skip)
+    }
+
+    /// What this worker knows of an agent, for `GET /v1/agents/{id}/explain`.
+    fn explain(&mut self, agent_id: &str, n: usize) -> Option<serde_json::Value> {
+        let agent = self.engine.agent(agent_id)?;
+        let timeline = self.timelines.get(agent_id);
+        let recent = timeline.map(|t| t.recent_resources(8)).unwrap_or_default();
+        let p = &agent.profile;
+        let baseline = context::baseline(p, recent);
+        let total_hours: f32 = p.hours.iter().sum();
+        let usual_hours: Vec<usize> = (0..24)
+            .filter(|h| total_hours > 0.0 && p.hours[*h] / total_hours >= 1.0 / 48.0)
+            .collect();
+        let (threshold, basis) = self.engine.threshold_of(agent);
+        let mut d = crate::decide::decide(0.0, (threshold, basis), agent.policy.mode);
+        let class = agent.policy.class.clone();
+        let policy = self.overrides.get().apply(
+            &self.shared.config.policy,
+            agent_id,
+            class.as_deref(),
+            &mut d,
+            0.0,
+        );
+        let calls = timeline.map(|t| t.last(n)).unwrap_or_default();
+        let flagged: Vec<&serde_json::Value> = self
+            .flagged_recent
+            .iter()
+            .rev()
+            .filter(|(a, _)| a.as_ref() == agent_id)
+            .take(n)
+            .map(|(_, v)| v)
+            .collect();
+        Some(serde_json::json!({
+            "agent_id": agent_id,
+            "class": class,
+            "profile": {
+                "usual_tools": baseline.usual_tools.iter().map(|(t, s)| serde_json::json!({"tool": t, "share": (s * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
+                "recent_resources": baseline.recent_resources,
+                "median_gap_secs": baseline.median_gap_secs,
+                "calls_per_day": baseline.calls_per_day,
+                "usual_hours_utc": usual_hours,
+                "events_learned": baseline.events_learned,
+                "sessions_learned": baseline.sessions_learned,
+            },
+            "policy": policy,
+            "last_calls": calls,
+            "flagged_decisions": flagged,
+        }))
+    }
+
+    /// Sets this worker's profile memory gauge (on ticks, not per event).
+    fn measure_profiles(&self) {
+        let bytes: usize = self
+            .engine
+            .agents()
+            .iter()
+            .map(|a| a.profile.size_bytes())
+            .sum();
+        self.shared
+            .metrics
+            .profile_bytes
+            .get_or_create(&super::metrics::WorkerLabel { worker: self.index })
+            .set(bytes as i64);
+    }
+
     /// After a batch: agent counts, decisions flushed, flags logged.
     fn finish_batch(&mut self, flagged: Vec<FlaggedCall>) {
+        if self.newest_ts > i64::MIN {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            self.shared
+                .metrics
+                .event_time_lag
+                .get_or_create(&super::metrics::WorkerLabel { worker: self.index })
+                .set((now_ms - self.newest_ts) as f64 / 1000.0);
+            self.newest_ts = i64::MIN;
+        }
         self.shared
             .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
@@ -440,6 +666,7 @@ impl Worker {
         raw: &[u8],
         ev: &Evaluation,
         reasons: &[ExplainedReason],
+        suppressed: bool,
     ) {
         let cap = self.shared.config.response.timeline_calls;
         let id = call.agent_id.as_ref();
@@ -449,7 +676,7 @@ impl Worker {
         };
         let flagged = ev.decision.flagged;
         timeline.push(call, ev.score.total, flagged, cap);
-        if !flagged || ev.decision.mode == Mode::Learn {
+        if !flagged || suppressed || ev.decision.mode == Mode::Learn {
             return;
         }
         let Some(responder) = &self.shared.responder else {
@@ -530,12 +757,20 @@ impl Worker {
             self.staged_recent = Some(recent);
             return true;
         }
+        let t0 = Instant::now();
         let cp = Checkpoint::of(&self.engine, recent);
         match state::write_atomic(
             &self.checkpoint_path.with_extension("pending"),
             &state::encode(&cp),
         ) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Its age counts from the commit (settle); its cost is here.
+                self.shared
+                    .metrics
+                    .checkpoint_seconds
+                    .observe(t0.elapsed().as_secs_f64());
+                true
+            }
             Err(e) => {
                 tracing::error!(worker = self.index, error = %e, "Checkpoint failed; offsets stay uncommitted.");
                 false
@@ -571,6 +806,7 @@ impl Worker {
         self.count_checkpoint(ok);
         if ok {
             self.dirty = false;
+            self.shared.metrics.checkpointed(self.index, None);
         }
     }
 
@@ -578,6 +814,8 @@ impl Worker {
     /// true when what is on disk is current.
     fn checkpoint(&mut self) -> bool {
         if !self.dirty {
+            // What is on disk is current: an idle service is not stale.
+            self.shared.metrics.checkpointed(self.index, None);
             return true;
         }
         if let Some(store) = self.store.as_mut() {
@@ -587,13 +825,18 @@ impl Worker {
             store.save_recent(&self.recent_key, &recent);
             self.dirty = false;
             self.count_checkpoint(true);
+            self.shared.metrics.checkpointed(self.index, None);
             return true;
         }
+        let t0 = Instant::now();
         let cp = Checkpoint::of(&self.engine, self.dedup.order.iter().copied().collect());
         match state::write_atomic(&self.checkpoint_path, &state::encode(&cp)) {
             Ok(()) => {
                 self.dirty = false;
                 self.count_checkpoint(true);
+                self.shared
+                    .metrics
+                    .checkpointed(self.index, Some(t0.elapsed().as_secs_f64()));
                 true
             }
             Err(e) => {
@@ -602,6 +845,24 @@ impl Worker {
                 false
             }
         }
+    }
+}
+
+/// Two decimals for every non-integer number: f32 scores widened to f64
+/// would otherwise read `28.84000015258789`.
+fn round_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(r) = n
+                .as_f64()
+                .and_then(|x| serde_json::Number::from_f64((x * 100.0).round() / 100.0))
+            {
+                *n = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(round_floats),
+        serde_json::Value::Object(o) => o.values_mut().for_each(round_floats),
+        _ => {}
     }
 }
 

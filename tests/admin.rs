@@ -1,0 +1,493 @@
+//! The admin API against a real `warden run`: roles, validation naming the
+//! field, live thresholds that survive a restart, suppressions that stop
+//! alerts until they expire, feedback, the audit trail, and the OpenAPI
+//! document against the routers.
+#![cfg(feature = "integration-tests")]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod common;
+use common::*;
+
+const INGEST: &str = "ingest-tok-0123456789";
+const READ: &str = "read-tok-0123456789";
+const ADMIN: &str = "admin-tok-0123456789";
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("WARDEN_INGEST_TOKEN", INGEST),
+        ("WARDEN_READ_TOKEN", READ),
+        ("WARDEN_ADMIN_TOKEN", ADMIN),
+    ]
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = {:?}\n",
+            dir.join("state"),
+            dir.join("decisions.jsonl"),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn admin(svc: &Service, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN}");
+    let (status, text) = svc.admin_with(
+        method,
+        path,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        &body.to_string(),
+    );
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn read(svc: &Service, path: &str) -> (u16, Value) {
+    let (status, text) = svc.admin("GET", path, "");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A tool call of the test week's first agent, as a template.
+fn template() -> Value {
+    test_lines(0, 400)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v.get("kind").is_none_or(|k| k == "tool_call"))
+        .unwrap()
+}
+
+/// Posts `call` with a fresh event id and waits for its decision.
+fn decide(svc: &Service, dir: &Path, call: &Value, n: u32) -> Value {
+    let mut c = call.clone();
+    let id = format!("admin-test-{n}-{}", unique("e"));
+    c["event_id"] = id.clone().into();
+    let auth = format!("Bearer {INGEST}");
+    let (status, body) = svc.request_with(
+        "POST",
+        "/v1/events",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        &c.to_string(),
+    );
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(dir.join("decisions.jsonl")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(&id)) {
+            return serde_json::from_str(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no decision for {id}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn audit_records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state").join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (bounded) until the audit log has a record of `kind` matching.
+fn wait_audit(dir: &Path, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = audit_records(dir).into_iter().find(|r| {
+            let k = r["kind"].as_str().or(r["type"].as_str()).unwrap_or("");
+            k == kind && pred(r)
+        });
+        if let Some(r) = found {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} record in the audit log: {:?}",
+            audit_records(dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn admin_routes_refuse_missing_wrong_and_other_role_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    let body = r#"{"threshold_bits":20,"actor":"a","reason":"r"}"#;
+    let path = "/v1/policy/agents/some-agent";
+    let ct = ("Content-Type", "application/json");
+    let cases: [(&str, Option<&str>, u16); 4] = [
+        ("no token", None, 401),
+        ("wrong token", Some("nope"), 401),
+        ("read token", Some(READ), 403),
+        ("ingest token", Some(INGEST), 403),
+    ];
+    for (what, token, want) in cases {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![ct];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, text) = svc.admin_with("PUT", path, &headers, body);
+        assert_eq!(status, want, "{what}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["required_role"], "admin", "{what}: {text}");
+        // Nothing changed.
+        let (_, policy) = read(&svc, "/v1/policy");
+        assert_eq!(policy["overrides"]["agents"], json!({}), "{what}");
+    }
+    // Reads: the ingest token is another role, no token is none.
+    let (status, _) = svc.admin_with("GET", "/v1/suppressions", &[], "");
+    assert_eq!(status, 401);
+    let auth = format!("Bearer {INGEST}");
+    let (status, _) = svc.admin_with("GET", "/v1/suppressions", &[("Authorization", &auth)], "");
+    assert_eq!(status, 403);
+    let (status, _) = read(&svc, "/v1/suppressions");
+    assert_eq!(status, 200);
+    svc.stop();
+}
+
+#[test]
+fn validation_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    let cases = [
+        (
+            "PUT",
+            "/v1/policy/agents/a",
+            json!({"threshold_bits": 500, "actor": "me", "reason": "r"}),
+            "threshold_bits",
+        ),
+        (
+            "PUT",
+            "/v1/policy/default",
+            json!({"mode": "enforce", "reason": "r"}),
+            "actor",
+        ),
+        (
+            "PUT",
+            "/v1/policy/classes/x",
+            json!({"mode": "loud", "actor": "me", "reason": "r"}),
+            "mode",
+        ),
+        (
+            "PUT",
+            "/v1/policy/default",
+            json!({"mode": "enforce", "actor": "me", "reason": "r", "colour": 1}),
+            "body",
+        ),
+        (
+            "POST",
+            "/v1/suppressions",
+            json!({"agent": "a", "reason": "known", "actor": "me"}),
+            "expires_at",
+        ),
+        (
+            "POST",
+            "/v1/suppressions",
+            json!({"agent": "a", "actor": "me", "expires_in": "1h", "reason": ""}),
+            "reason",
+        ),
+        (
+            "POST",
+            "/v1/suppressions",
+            json!({"agent": "a", "actor": "me", "reason": "r", "expires_in": "400d"}),
+            "expires_at",
+        ),
+        (
+            "POST",
+            "/v1/suppressions",
+            json!({"agent": "a", "actor": "me", "reason": "r", "expires_in": "soon"}),
+            "expires_in",
+        ),
+        (
+            "POST",
+            "/v1/feedback",
+            json!({"verdict": "false_positive", "event_id": "e", "actor": "me"}),
+            "incident",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, v) = admin(&svc, method, path, &body);
+        assert_eq!(status, 400, "{path} {body}: {v}");
+        assert_eq!(v["field"], field, "{path} {body}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    svc.stop();
+}
+
+#[test]
+fn a_threshold_change_applies_to_the_next_event_survives_a_restart_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let svc = Service::start_env(&config, true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let before = decide(&svc, dir.path(), &call, 0);
+    assert!(before["threshold"].as_f64().unwrap() < 150.0, "{before}");
+
+    let path = format!("/v1/policy/agents/{agent}");
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &path,
+        &json!({"threshold_bits": 0.0, "mode": "learn", "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let next = decide(&svc, dir.path(), &call, 1);
+    assert_eq!(next["threshold"], 0.0, "{next}");
+    assert_eq!(next["flagged"], true, "{next}");
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &path,
+        &json!({"threshold_bits": 150.0, "actor": "bob", "reason": "too noisy"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["old"]["threshold_bits"], 0.0, "{v}");
+    let next = decide(&svc, dir.path(), &call, 2);
+    assert_eq!(next["threshold"], 150.0, "{next}");
+    assert_eq!(next["flagged"], false, "{next}");
+
+    // Explained with its source.
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain?decisions=5"));
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["policy"]["threshold_bits"], 150.0, "{e}");
+    assert_eq!(e["policy"]["threshold_source"], "api-agent", "{e}");
+    assert_eq!(e["policy"]["mode"], "learn", "{e}");
+    assert!(
+        !e["profile"]["usual_tools"].as_array().unwrap().is_empty(),
+        "{e}"
+    );
+    assert!(e["last_calls"].as_array().unwrap().len() >= 3, "{e}");
+    assert!(
+        !e["flagged_decisions"].as_array().unwrap().is_empty(),
+        "{e}"
+    );
+    // Scores read as people write them, not as widened f32.
+    let score = e["flagged_decisions"][0]["score"].as_f64().unwrap();
+    assert!(
+        score
+            .to_string()
+            .split('.')
+            .nth(1)
+            .is_none_or(|d| d.len() <= 2),
+        "{score}"
+    );
+    let (status, _) = read(&svc, "/v1/agents/no-such-agent/explain");
+    assert_eq!(status, 404);
+
+    let set = wait_audit(dir.path(), "policy_set", |r| {
+        r.to_string().contains("\"bob\"")
+    });
+    let s = set.to_string();
+    assert!(s.contains("too noisy") && s.contains(&agent), "{s}");
+    assert!(s.contains("\"old\""), "{s}");
+    svc.stop();
+
+    let svc = Service::start_env(&config, false, &env());
+    let (_, policy) = read(&svc, "/v1/policy");
+    assert_eq!(
+        policy["overrides"]["agents"][&agent]["threshold_bits"], 150.0,
+        "{policy}"
+    );
+    let after = decide(&svc, dir.path(), &call, 3);
+    assert_eq!(after["threshold"], 150.0, "{after}");
+    // Cleared: back to what the engine decides.
+    let (status, v) = admin(
+        &svc,
+        "DELETE",
+        &path,
+        &json!({"actor": "bob", "reason": "done"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let cleared = decide(&svc, dir.path(), &call, 4);
+    assert!(cleared["threshold"].as_f64().unwrap() < 150.0, "{cleared}");
+    wait_audit(dir.path(), "policy_cleared", |r| {
+        r.to_string().contains("done")
+    });
+    svc.stop();
+}
+
+#[test]
+fn a_suppression_stops_incidents_until_it_expires_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let tool = call["tool"].as_str().unwrap().to_owned();
+    // Every call of the agent is flagged (shadow mode: incidents, alerts).
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "mode": "shadow", "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, rule) = admin(
+        &svc,
+        "POST",
+        "/v1/suppressions",
+        &json!({"agent": agent, "tool": tool, "skip": "alert", "reason": "known batch job",
+                "actor": "alice", "expires_in": "4s"}),
+    );
+    assert_eq!(status, 201, "{rule}");
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let d = decide(&svc, dir.path(), &call, 0);
+    assert_eq!(d["flagged"], true, "{d}");
+    // Recorded and counted, but no incident.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, q) = read(&svc, &format!("/v1/quarantines/agents/{agent}"));
+    assert_eq!(q["quarantined"], false, "{q}");
+    assert_eq!(svc.metric("warden_quarantines_opened_total"), 0.0);
+    assert_eq!(
+        svc.metric("warden_suppressed_calls_total{kind=\"alert\"}"),
+        1.0
+    );
+    let (_, list) = read(&svc, "/v1/suppressions");
+    let r = &list["suppressions"][0];
+    assert_eq!(
+        (r["id"].as_str(), r["hits"].as_u64()),
+        (Some(id.as_str()), Some(1)),
+        "{list}"
+    );
+    assert_eq!(r["expired"], false);
+
+    // Expired: matches no more, and the next flag opens an incident.
+    std::thread::sleep(Duration::from_secs(4));
+    let d = decide(&svc, dir.path(), &call, 1);
+    assert_eq!(d["flagged"], true, "{d}");
+    svc.wait_metric("warden_quarantines_opened_total", 1.0);
+    let (_, list) = read(&svc, "/v1/suppressions");
+    assert_eq!(list["suppressions"][0]["hits"], 1, "{list}");
+    assert_eq!(list["suppressions"][0]["expired"], true, "{list}");
+
+    // Feedback on the incident: a true positive is kept as a label.
+    let (_, qs) = read(&svc, "/v1/quarantines");
+    let qid = qs["quarantines"][0]["id"].as_str().unwrap().to_owned();
+    let (status, fb) = admin(
+        &svc,
+        "POST",
+        "/v1/feedback",
+        &json!({"incident": qid, "verdict": "true_positive", "actor": "alice", "note": "confirmed"}),
+    );
+    assert_eq!(status, 200, "{fb}");
+    assert!(fb["labelled"].as_u64().unwrap() >= 1, "{fb}");
+    let (status, text) = svc.admin("GET", "/v1/feedback", "");
+    assert_eq!(status, 200);
+    let label: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(label["attack"], true, "{text}");
+    assert!(label["event_id"].as_str().is_some(), "{text}");
+
+    let (status, v) = admin(
+        &svc,
+        "DELETE",
+        &format!("/v1/suppressions/{id}"),
+        &json!({"actor": "alice", "reason": "cleanup"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_audit(dir.path(), "suppression_added", |r| {
+        r.to_string().contains("known batch job")
+    });
+    wait_audit(dir.path(), "suppression_removed", |r| {
+        r.to_string().contains("cleanup")
+    });
+    wait_audit(dir.path(), "feedback", |r| {
+        r.to_string().contains("confirmed")
+    });
+    svc.stop();
+}
+
+/// `(method, path)` of every `.route(…)` in a router source file, in
+/// OpenAPI path syntax.
+fn routes_in_source(file: &str) -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let mut out = BTreeSet::new();
+    for chunk in text.split(".route(").skip(1) {
+        let Some(path) = chunk.split('"').nth(1) else {
+            continue;
+        };
+        let body = chunk.split(".route_layer(").next().unwrap_or(chunk);
+        for method in ["get", "post", "put", "delete"] {
+            let called = body.contains(&format!("{method}("))
+                && (body.contains(&format!(" {method}("))
+                    || body.contains(&format!("({method}("))
+                    || body.contains(&format!(".{method}("))
+                    || body.contains(&format!("::{method}(")));
+            if called {
+                out.insert((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn openapi_documents_exactly_the_admin_listener_routes() {
+    let mut in_source = routes_in_source("src/service/http.rs");
+    in_source.extend(routes_in_source("src/service/admin/mod.rs"));
+    // Served on the ingest listener only.
+    in_source.remove(&("post".to_owned(), "/v1/events".to_owned()));
+    assert!(in_source.len() >= 15, "{in_source:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    let (status, doc) = read(&svc, "/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()));
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let undocumented: Vec<_> = in_source.difference(&documented).collect();
+    let missing: Vec<_> = documented.difference(&in_source).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes not in /openapi.json: {undocumented:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "documented routes not served: {missing:?}"
+    );
+    // And the running router answers each documented route (a 404 from
+    // the router has no JSON body; 404 of a handler names what is missing).
+    let auth = format!("Bearer {ADMIN}");
+    for (method, path) in &documented {
+        let concrete = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, body) = svc.admin_with(
+            &method.to_uppercase(),
+            &concrete,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            "{}",
+        );
+        assert_ne!(status, 405, "{method} {path}: {body}");
+        assert!(
+            status != 404 || body.contains("error"),
+            "{method} {path} is not routed: {status} {body}"
+        );
+    }
+    svc.stop();
+}
