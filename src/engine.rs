@@ -7,6 +7,7 @@
 //! scoring) in between: [`Engine::evaluate`] then [`Engine::commit`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START}
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{ContextEvent, Millis, ToolCall};
+use crate::fleet::features::SessionShape;
+use crate::fleet::Fleet;
 use crate::score::features::{
     entities_in, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
 };
@@ -79,6 +82,11 @@ struct SessionState {
     flagged: bool,
     /// Started after the agent's warm-up: its score calibrates thresholds.
     calibrate: bool,
+    /// Fleet hook: the session's shape for the session model. Not
+    /// checkpointed (the checkpoint format stays as it is): a restored
+    /// session's shape counts from the restore.
+    #[serde(skip)]
+    shape: SessionShape,
 }
 
 impl SessionState {
@@ -97,6 +105,7 @@ impl SessionState {
         self.max_score = 0.0;
         self.flagged = false;
         self.calibrate = calibrate;
+        self.shape = SessionShape::default();
     }
 
     fn tool_count(&self, tool: Fp) -> u32 {
@@ -172,9 +181,21 @@ pub struct AgentState {
     declared_class: Option<Box<str>>,
     /// The profile changed since it was last taken for a checkpoint.
     dirty: bool,
+    /// Fleet hook: its peer group in the loaded fleet model, if any.
+    group: Option<u16>,
 }
 
 impl AgentState {
+    /// The class its events declared (`agent_class`), if any.
+    pub fn declared_class(&self) -> Option<&str> {
+        self.declared_class.as_deref()
+    }
+
+    /// Its peer group in the loaded fleet model, if any.
+    pub fn group(&self) -> Option<u16> {
+        self.group
+    }
+
     fn snapshot(&self) -> (String, AgentSnapshot) {
         (
             self.id.to_string(),
@@ -193,6 +214,8 @@ pub struct Evaluation<'a> {
     pub obs: Observation<'a>,
     pub score: Score,
     pub decision: Decision,
+    /// The session's shape with this call counted (fleet session model).
+    pub shape: SessionShape,
     agent: u32,
     session: u32,
     ctx: SeqContext,
@@ -233,6 +256,8 @@ pub struct Engine {
     /// Closed sessions kept for reuse, so steady state allocates nothing.
     pool: Vec<SessionState>,
     pub counters: EngineCounters,
+    /// Fleet hook: peer groups and session models (`models/`), if loaded.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Engine {
@@ -249,6 +274,26 @@ impl Engine {
             agents: Vec::new(),
             pool: Vec::new(),
             counters: EngineCounters::default(),
+            fleet: None,
+        }
+    }
+
+    /// Fleet hook: uses (or, with `None`, stops using) a fleet model, and
+    /// assigns every known agent its group.
+    pub fn set_fleet(&mut self, fleet: Option<Arc<Fleet>>) {
+        self.fleet = fleet;
+        for a in &mut self.agents {
+            a.group = self
+                .fleet
+                .as_ref()
+                .and_then(|f| f.assign(&a.id, a.declared_class.as_deref(), &a.profile));
+        }
+    }
+
+    fn assign_group(&mut self, ai: usize) {
+        if let Some(f) = &self.fleet {
+            let a = &mut self.agents[ai];
+            a.group = f.assign(&a.id, a.declared_class.as_deref(), &a.profile);
         }
     }
 
@@ -286,9 +331,13 @@ impl Engine {
                     sessions,
                     declared_class,
                     dirty: false,
+                    group: None,
                 });
                 self.index.insert(id.into(), i);
             }
+        }
+        if let Some(&i) = self.index.get(id) {
+            self.assign_group(i as usize);
         }
     }
 
@@ -300,6 +349,7 @@ impl Engine {
                 agent.policy = decide::resolve(id, Some(class), &self.policy);
                 agent.declared_class = Some(class.into());
                 agent.dirty = true;
+                self.assign_group(i as usize);
             }
             return i;
         }
@@ -311,8 +361,10 @@ impl Engine {
             sessions: Vec::new(),
             declared_class: class.map(Into::into),
             dirty: true,
+            group: None,
         });
         self.index.insert(id.into(), i);
+        self.assign_group(i as usize);
         i
     }
 
@@ -347,6 +399,11 @@ impl Engine {
                 ts: s.last_ts,
             };
             agent.profile.learn_session(&summary, &self.limits);
+            // Fleet hook: an agent outside the training fleet moves to the
+            // group its growing profile resembles (at 4, 8, 16, … sessions).
+            if agent.profile.sessions_learned.is_power_of_two() {
+                self.assign_group(ai);
+            }
         }
         self.counters.sessions_closed += 1;
         self.pool.push(s);
@@ -477,7 +534,21 @@ impl Engine {
             carry: sess.carry,
         };
         let p = &agent.profile;
-        let score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        let mut score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        // Fleet hook: the peer group's session model judges the session
+        // with this call counted.
+        let shape = sess.shape.with_call(
+            obs.action,
+            call.ts,
+            view.tool_calls,
+            view.tool_calls == 0,
+            view.new_values,
+        );
+        if let (Some(fleet), Some(group)) = (&self.fleet, agent.group) {
+            if let Some((bits, detail)) = fleet.session_reason(group, &shape) {
+                score.add_session_shape(bits, detail);
+            }
+        }
         let decision = match phase {
             Phase::Train => decide::decide(
                 f32::NEG_INFINITY,
@@ -494,6 +565,7 @@ impl Engine {
             obs,
             score,
             decision,
+            shape,
             agent: ai as u32,
             session: si as u32,
             ctx,
@@ -546,6 +618,7 @@ impl Engine {
         };
         s.carry = (s.carry * decay + event_bits - allowance).clamp(0.0, self.policy.max_carry_bits);
         s.max_score = s.max_score.max(ev.score.total);
+        s.shape = ev.shape;
         s.calls += 1;
         s.last_ts = s.last_ts.max(ev.obs.ts);
         s.prev2 = s.prev1;
