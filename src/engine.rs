@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
+use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{ContextEvent, Millis, ToolCall};
@@ -258,6 +259,7 @@ pub struct Engine {
     pub counters: EngineCounters,
     /// Fleet hook: peer groups and session models (`models/`), if loaded.
     fleet: Option<Arc<Fleet>>,
+    fleet_cfg: FleetConfig,
 }
 
 impl Engine {
@@ -275,6 +277,7 @@ impl Engine {
             pool: Vec::new(),
             counters: EngineCounters::default(),
             fleet: None,
+            fleet_cfg: cfg.fleet.clone(),
         }
     }
 
@@ -544,8 +547,11 @@ impl Engine {
             view.tool_calls == 0,
             view.new_values,
         );
-        if let (Some(fleet), Some(group)) = (&self.fleet, agent.group) {
-            if let Some((bits, detail)) = fleet.session_reason(group, &shape) {
+        if let (Some(fleet), Some(group), true) =
+            (&self.fleet, agent.group, self.fleet_cfg.session_model)
+        {
+            let floor = self.fleet_cfg.session_floor_bits;
+            if let Some((bits, detail)) = fleet.session_reason(group, &shape, floor) {
                 score.add_session_shape(bits, detail);
             }
         }
@@ -557,7 +563,16 @@ impl Engine {
             ),
             Phase::Live => {
                 let inv_w = 1.0 / p.weight(call.ts, &self.limits);
-                let threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
+                let mut threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
+                // Fleet hook: a young agent starts from its group's
+                // calibration rather than warm-up and the flat default.
+                if let (Some(fleet), true, decide::Basis::WarmUp | decide::Basis::Default) =
+                    (&self.fleet, self.fleet_cfg.group_threshold, threshold.1)
+                {
+                    if let Some(t) = fleet.young_threshold(agent.group) {
+                        threshold = (t, decide::Basis::Group);
+                    }
+                }
                 decide::decide(score.total, threshold, agent.policy.mode)
             }
         };

@@ -347,6 +347,13 @@ impl ModelFile {
                     let _ = writeln!(s, "  threshold:          none calibrated");
                 }
             }
+            if let Some(t) = p.young_threshold_bits {
+                let _ = writeln!(
+                    s,
+                    "  young threshold:    {t:.1} bits (from {} sessions of members before their own calibration)",
+                    p.young_sessions
+                );
+            }
             match &g.session_model {
                 Some(m) => {
                     let _ = writeln!(

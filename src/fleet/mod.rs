@@ -37,9 +37,6 @@ use file::{ModelFile, ModelFileError, FILE_NAME};
 /// Sessions an agent outside the training fleet must have learned before
 /// its profile picks its group (fewer: no group, no session reason).
 const MIN_SESSIONS_TO_ASSIGN: u64 = 4;
-/// Rarity the session model must reach before it costs anything: only the
-/// bits beyond a share 2^-8 (0.4%) of the group's training sessions count.
-pub const SESSION_FLOOR_BITS: f64 = 8.0;
 
 /// A loaded fleet model, shared read-only by every worker.
 #[derive(Debug)]
@@ -47,6 +44,7 @@ pub struct Fleet {
     file: ModelFile,
     members: HashMap<String, u16>,
     classes: HashMap<String, u16>,
+    fallback_threshold: Option<f32>,
 }
 
 impl Fleet {
@@ -74,7 +72,14 @@ impl Fleet {
                     .map(|(g, _)| (c, g))
             })
             .collect();
+        let mut young: Vec<f32> = file
+            .groups
+            .iter()
+            .filter_map(|g| g.prior.young_threshold_bits)
+            .collect();
+        young.sort_unstable_by(f32::total_cmp);
         Self {
+            fallback_threshold: young.get(young.len() / 2).copied(),
             file,
             members,
             classes,
@@ -84,6 +89,15 @@ impl Fleet {
     /// Loads `DIR/fleet.json`.
     pub fn load_dir(dir: &Path) -> Result<Self, ModelFileError> {
         ModelFile::load(&dir.join(FILE_NAME)).map(Self::new)
+    }
+
+    /// The threshold a young agent starts from: its group's, or without a
+    /// group yet, the median of the groups'.
+    pub fn young_threshold(&self, group: Option<u16>) -> Option<f32> {
+        match group {
+            Some(g) => self.file.groups.get(g as usize)?.prior.young_threshold_bits,
+            None => self.fallback_threshold,
+        }
     }
 
     pub fn file(&self) -> &ModelFile {
@@ -125,9 +139,15 @@ impl Fleet {
             .map(|(g, _)| g)
     }
 
-    /// The session-shape reason of a session in group `group`: bits beyond
-    /// [`SESSION_FLOOR_BITS`], and its detail. No allocation.
-    pub fn session_reason(&self, group: u16, shape: &SessionShape) -> Option<(f32, Detail)> {
+    /// The session-shape reason of a session in group `group`: the bits
+    /// beyond `floor_bits` (`fleet.session-floor-bits`), and its detail. No
+    /// allocation.
+    pub fn session_reason(
+        &self,
+        group: u16,
+        shape: &SessionShape,
+        floor_bits: f32,
+    ) -> Option<(f32, Detail)> {
         let model = self
             .file
             .groups
@@ -135,7 +155,7 @@ impl Fleet {
             .session_model
             .as_ref()?;
         let s = model.surprise(&session_vector(shape));
-        let bits = s.bits - SESSION_FLOOR_BITS;
+        let bits = s.bits - floor_bits as f64;
         (bits > 0.0).then(|| {
             (
                 bits as f32,

@@ -39,6 +39,30 @@ pub struct GroupPrior {
     pub threshold_bits: Option<f32>,
     /// Members whose threshold was calibrated.
     pub calibrated_members: usize,
+    /// Threshold (bits) for a young agent of the group: the score that
+    /// `policy.target-false-alarm-rate` of the members' sessions exceeded
+    /// while the member itself was young (fewer than
+    /// `policy.calibration-min-sessions` sessions learned), plus
+    /// `policy.margin-bits`. `None` without young sessions.
+    #[serde(default)]
+    pub young_threshold_bits: Option<f32>,
+    /// Young sessions that threshold came from.
+    #[serde(default)]
+    pub young_sessions: usize,
+}
+
+/// The `1 − target-false-alarm-rate` quantile of young sessions' maximum
+/// scores, plus the margin, within the configured bounds.
+fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
+    if scores.is_empty() {
+        return None;
+    }
+    let mut v = scores.to_vec();
+    v.sort_unstable_by(f32::total_cmp);
+    let p = &cfg.policy;
+    let idx = ((v.len() as f32) * (1.0 - p.target_false_alarm_rate)).ceil() as usize;
+    let q = v[idx.saturating_sub(1).min(v.len() - 1)];
+    Some((q + p.margin_bits).clamp(p.min_threshold_bits, p.max_threshold_bits))
 }
 
 fn median(mut v: Vec<f32>) -> f32 {
@@ -51,7 +75,7 @@ fn median(mut v: Vec<f32>) -> f32 {
 
 impl GroupPrior {
     /// The prior of the profiles of a group's members.
-    pub fn of(members: &[&Profile], cfg: &Config) -> Self {
+    pub fn of(members: &[&Profile], young_scores: &[f32], cfg: &Config) -> Self {
         let n = members.len().max(1) as f32;
         let mut tools: Vec<(String, f32)> = Vec::new();
         let mut by_action_obs = [0f32; Action::COUNT];
@@ -136,6 +160,8 @@ impl GroupPrior {
                     .map(|p| p.session_fanout.quantile_edge(0.5))
                     .collect(),
             ),
+            young_threshold_bits: young_threshold(young_scores, cfg),
+            young_sessions: young_scores.len(),
             calibrated_members: thresholds.len(),
             threshold_bits: (!thresholds.is_empty()).then(|| median(thresholds)),
         }

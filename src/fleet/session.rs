@@ -23,6 +23,12 @@ const MAX_COMPONENTS: usize = 4;
 const MAX_SAMPLES: usize = 6000;
 /// Fewest training vectors a group needs for a session model.
 pub const MIN_SAMPLES: usize = 50;
+/// Least standard deviation of a raw feature (shares, logs of counts).
+const MIN_SCALE: f64 = 0.25;
+/// Added to each covariance's diagonal (standardised units): session
+/// features are counts and shares, whose many ties would otherwise give
+/// components spikes that make near neighbours of common sessions rare.
+const REG_COVARIANCE: f64 = 0.05;
 /// Surprisal reported beyond the training tail stops here.
 const MAX_BITS: f64 = 30.0;
 
@@ -99,9 +105,10 @@ impl SessionModel {
                 scale[j] += (r[j] - center[j]).powi(2) / n as f64;
             }
         }
-        // A feature constant in the group (no deletes ever) keeps a small
-        // scale, so that its first non-zero value is a large deviation.
-        scale.iter_mut().for_each(|s| *s = s.sqrt().max(0.05));
+        // A feature nearly constant in the group (no deletes ever) keeps a
+        // floor on its scale: its first non-zero value is a deviation, not
+        // an infinitely unlikely one.
+        scale.iter_mut().for_each(|s| *s = s.sqrt().max(MIN_SCALE));
         let data = Array2::from_shape_fn((n, SESSION_DIM), |(i, j)| {
             (rows[i][j] - center[j]) / scale[j]
         });
@@ -111,7 +118,7 @@ impl SessionModel {
         for k in 1..=MAX_COMPONENTS.min(n / 20).max(1) {
             let Ok(gmm) = GaussianMixtureModel::params(k)
                 .n_runs(2)
-                .reg_covariance(1e-3)
+                .reg_covariance(REG_COVARIANCE)
                 .max_n_iterations(200)
                 .fit(&dataset)
             else {
@@ -211,11 +218,16 @@ impl SessionModel {
                 i as f64 + (nll - t[i]) / span
             }
             _ => {
-                // Past the training tail: continue at the last step's slope,
-                // at most one bit per nat.
+                // Past the training tail: one more bit per doubling of the
+                // excess over the tail's last step, so that a Gaussian's
+                // quadratic growth does not turn "unusual" into "impossible".
                 let i = t.len() - 1;
-                let span = if i > 0 { t[i] - t[i - 1] } else { 1.0 };
-                i as f64 + (nll - last) / span.max(1.0)
+                let span = if i > 0 {
+                    (t[i] - t[i - 1]).max(0.5)
+                } else {
+                    1.0
+                };
+                i as f64 + (1.0 + (nll - last) / span).log2()
             }
         };
         Surprise {

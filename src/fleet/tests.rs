@@ -101,12 +101,12 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
         };
         usual = usual.with_call(action, c as i64 * 20_000, c / 2, c < 2, 1);
     }
-    assert!(fleet.session_reason(g, &usual).is_none());
+    assert!(fleet.session_reason(g, &usual, 8.0).is_none());
     let mut odd = SessionShape::default();
     for c in 0..30u32 {
         odd = odd.with_call(Action::Delete, c as i64 * 2_000, c, c == 0, 1);
     }
-    let (bits, detail) = fleet.session_reason(g, &odd).expect("unusual session");
+    let (bits, detail) = fleet.session_reason(g, &odd, 8.0).expect("unusual session");
     assert!(bits > 1.0, "{bits}");
     assert!(matches!(
         detail,

@@ -58,6 +58,9 @@ pub enum TrainError {
 struct Collected {
     engine: Engine,
     shapes: HashMap<String, Vec<[f64; SESSION_DIM]>>,
+    /// Per (agent, session): highest score, and whether the agent was young
+    /// (not yet calibrated on its own sessions) when the session started.
+    sessions: HashMap<(String, String), (f32, bool)>,
     events: u64,
     tool_calls: u64,
     rejected: u64,
@@ -70,6 +73,7 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
     let mut c = Collected {
         engine: Engine::new(cfg),
         shapes: HashMap::new(),
+        sessions: HashMap::new(),
         events: 0,
         tool_calls: 0,
         rejected: 0,
@@ -108,7 +112,20 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
                     c.tool_calls += 1;
                     c.first = c.first.min(call.ts);
                     c.last = c.last.max(call.ts);
+                    let young = c.engine.agent(&call.agent_id).is_none_or(|a| {
+                        (a.profile.sessions_learned as f32) < cfg.policy.calibration_min_sessions
+                    });
                     let e = c.engine.evaluate(call, Phase::Train);
+                    let key = (
+                        call.agent_id.to_string(),
+                        call.session_id
+                            .as_deref()
+                            .or(call.agent_instance.as_deref())
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                    let entry = c.sessions.entry(key).or_insert((0.0, young));
+                    entry.0 = entry.0.max(e.score.total);
                     let v = session_vector(&e.shape);
                     match c.shapes.get_mut(call.agent_id.as_ref()) {
                         Some(list) => list.push(v),
@@ -301,12 +318,18 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
             Err(SessionModelError::TooFewSamples { .. }) => None,
             Err(source) => return Err(TrainError::Session { group: g, source }),
         };
+        let young_scores: Vec<f32> = c
+            .sessions
+            .iter()
+            .filter(|((agent, _), (_, young))| *young && members.binary_search(agent).is_ok())
+            .map(|(_, (score, _))| *score)
+            .collect();
         groups.push(Group {
             id: g as u16,
             centroid,
             members,
             classes,
-            prior: GroupPrior::of(&profiles, cfg),
+            prior: GroupPrior::of(&profiles, &young_scores, cfg),
             session_model,
         });
     }
