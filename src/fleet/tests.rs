@@ -117,6 +117,63 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
         fleet.assign("new-agent", None, &crate::baseline::Profile::new(0)),
         None
     );
+
+    engine_hook(std::sync::Arc::new(fleet));
+}
+
+/// The engine's fleet hook: a new agent is judged against the fleet's
+/// young threshold (basis `group`) instead of warm-up, and a member's
+/// session of deletes gets a `session_shape` reason.
+fn engine_hook(fleet: std::sync::Arc<Fleet>) {
+    use crate::engine::{Engine, Phase};
+    use crate::ingest::decode::decode_str;
+    let mut cfg = Config::default();
+    cfg.fleet.group_threshold = true;
+    cfg.fleet.session_model = true;
+    cfg.fleet.session_floor_bits = 8.0;
+    let mut engine = Engine::new(&cfg);
+    engine.set_fleet(Some(fleet.clone()));
+    let line = |agent: &str, i: u32, action: &str| {
+        format!(
+            r#"{{"event_id":"x{agent}{i}","ts":"2026-10-01T10:00:{:02}.000Z","agent_id":"{agent}","session_id":"s-{agent}","tool":"drop_row","resource_id":"row-{i}","action":"{action}"}}"#,
+            i * 2
+        )
+    };
+    let text = line("newcomer", 0, "read");
+    let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
+        panic!("decodes");
+    };
+    let ev = engine.evaluate(&call, Phase::Live);
+    assert_eq!(ev.decision.basis, crate::decide::Basis::Group);
+    assert_eq!(Some(ev.decision.threshold), fleet.young_threshold(None));
+    engine.commit(ev);
+
+    let mut shaped = false;
+    for i in 0..30 {
+        let text = line("writer-0", i, "delete");
+        let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        shaped |= ev
+            .score
+            .reasons
+            .iter()
+            .any(|r| r.signal == crate::score::Signal::SessionShape);
+        engine.commit(ev);
+    }
+    assert!(
+        shaped,
+        "30 deletes in a minute never gave a session_shape reason"
+    );
+}
+
+#[test]
+fn fleet_config_names_a_bad_key() {
+    let mut cfg = Config::default();
+    cfg.fleet.session_floor_bits = -1.0;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("fleet.session-floor-bits"), "{e}");
 }
 
 #[test]
