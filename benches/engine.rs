@@ -42,7 +42,27 @@ fn tool_calls(lines: &[String]) -> Vec<&String> {
 }
 
 fn trained(train: &[String]) -> Engine {
-    let mut e = Engine::new(&Config::default());
+    trained_with(train, &Config::default(), None)
+}
+
+/// The committed fleet model (`models/fleet.json`), with its session model
+/// and group thresholds switched on.
+fn fleet() -> (Config, Option<std::sync::Arc<warden::fleet::Fleet>>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let fleet = warden::fleet::Fleet::load_dir(&dir).expect("models/fleet.json loads");
+    let mut cfg = Config::default();
+    cfg.fleet.session_model = true;
+    cfg.fleet.group_threshold = true;
+    (cfg, Some(std::sync::Arc::new(fleet)))
+}
+
+fn trained_with(
+    train: &[String],
+    cfg: &Config,
+    fleet: Option<std::sync::Arc<warden::fleet::Fleet>>,
+) -> Engine {
+    let mut e = Engine::new(cfg);
+    e.set_fleet(fleet);
     for l in train {
         if let Ok(Event::ToolCall(c)) = decode_str(l) {
             let ev = e.evaluate(&c, Phase::Train);
@@ -77,9 +97,14 @@ fn benches(c: &mut Criterion) {
         bytes as f64 / test.len() as f64
     );
 
-    // HdrHistogram over the whole stream, once, outside criterion.
-    {
-        let mut engine = trained(&train);
+    // HdrHistogram over the whole stream, once, outside criterion; without
+    // and with the fleet model.
+    let (fleet_cfg, fleet_model) = fleet();
+    for (label, cfg, model) in [
+        ("", Config::default(), None),
+        (", fleet models on", fleet_cfg.clone(), fleet_model.clone()),
+    ] {
+        let mut engine = trained_with(&train, &cfg, model);
         let mut score_h =
             Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
         let mut learn_h =
@@ -96,8 +121,8 @@ fn benches(c: &mut Criterion) {
             score_h.saturating_record((t1 - t0).as_nanos() as u64);
             learn_h.saturating_record((t2 - t0).as_nanos() as u64);
         }
-        report("score one call (hdr)", &score_h);
-        report("score + learn one call (hdr)", &learn_h);
+        report(&format!("score one call{label} (hdr)"), &score_h);
+        report(&format!("score + learn one call{label} (hdr)"), &learn_h);
     }
 
     let mut g = c.benchmark_group("engine");
@@ -116,6 +141,19 @@ fn benches(c: &mut Criterion) {
     g.bench_function("score/warmed-profiles", |b| {
         b.iter_batched_ref(
             || trained(&train),
+            |engine| {
+                for l in &calls {
+                    if let Ok(Event::ToolCall(call)) = decode_str(l) {
+                        black_box(engine.evaluate(&call, Phase::Live).score.total);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("score/warmed-profiles+fleet", |b| {
+        b.iter_batched_ref(
+            || trained_with(&train, &fleet_cfg, fleet_model.clone()),
             |engine| {
                 for l in &calls {
                     if let Ok(Event::ToolCall(call)) = decode_str(l) {

@@ -67,7 +67,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            let opts = crate::service::RunOptions { train: args.train };
+            let fleet = crate::fleet::command::resolve(&args.models)?;
+            let opts = crate::service::RunOptions {
+                train: args.train,
+                fleet,
+            };
             let result = runtime.block_on(crate::service::run(config, opts));
             // A service stopped by a failure may leave blocking work
             // behind (a parked barrier): do not wait for it forever.
@@ -83,6 +87,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 decisions: args.decisions,
                 rejects: args.rejects,
                 config,
+                fleet: crate::fleet::command::resolve(&args.models)?,
             };
             let report = replay::run(&opts).context("replay failed")?;
             print!("{}", report.render());
@@ -127,6 +132,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 s.attacked_sessions
             );
             Ok(())
+        }
+        Command::Train(args) => crate::fleet::command::train(args),
+        Command::Models(crate::cli::ModelsCommand::Inspect { file }) => {
+            crate::fleet::command::inspect(&file)
         }
         Command::Audit(crate::cli::AuditCommand::Verify { file }) => {
             let v = crate::respond::audit::verify(&file)?;

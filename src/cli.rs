@@ -44,6 +44,12 @@ pub enum Command {
     Tune(TuneArgs),
     /// Write a labelled, seeded replay data set (train, test, labels).
     Generate(GenerateArgs),
+    /// Fit the fleet model (peer groups, their priors and session models)
+    /// from benign history, and write it to `OUT/fleet.json`.
+    Train(TrainArgs),
+    /// Fleet model file tools.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Check a configuration file and print it with every default filled in.
     Validate(ValidateArgs),
     /// Prove the wiring before an incident: send a clearly marked test
@@ -95,6 +101,8 @@ pub struct ReplayArgs {
     /// Also print the report as JSON on the last line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub models: ModelsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +140,8 @@ pub struct RunArgs {
     /// repeatable). Ignored when checkpointed profiles are restored.
     #[arg(long = "train", value_name = "TRAIN.jsonl")]
     pub train: Vec<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +161,44 @@ pub struct GenerateArgs {
     /// Attacked sessions per scenario.
     #[arg(long, default_value_t = 20)]
     pub attacks_per_scenario: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Benign history (JSON Lines, `.gz` allowed); repeatable.
+    #[arg(long = "data", value_name = "FILE", num_args = 1.., required = true)]
+    pub data: Vec<PathBuf>,
+    /// Directory to write `fleet.json` to (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub out: PathBuf,
+    /// Configuration file (TOML): the detector settings profiles are
+    /// learned with, as in `warden run`.
+    #[arg(long, env = "WARDEN_CONFIG", value_name = "warden.toml")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Print what a model file holds: version, schema, training data,
+    /// groups, their sizes, priors and session models. Exits 1 naming the
+    /// problem when the file is truncated, foreign or of another version.
+    Inspect {
+        /// The model file (e.g. `models/fleet.json`).
+        file: PathBuf,
+    },
+}
+
+/// Where `warden run` and `warden replay` find the fleet model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// Directory holding `fleet.json` (peer groups and session models).
+    /// The default `models` is skipped with a note when it holds none; a
+    /// directory given explicitly must hold one.
+    #[arg(long = "models", value_name = "DIR", env = "WARDEN_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Run without fleet models.
+    #[arg(long = "no-models", conflicts_with = "models")]
+    pub no_models: bool,
 }
 
 #[derive(Debug, Subcommand)]

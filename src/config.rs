@@ -13,6 +13,8 @@
 //! mode = "enforce"
 //! ```
 
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     pub response: ResponseConfig,
+    /// Fleet models: peer groups and session models (src/config/fleet.rs).
+    pub fleet: fleet::FleetConfig,
 }
 
 /// The response path: quarantine registry, revokers, notifiers, audit log.
@@ -1394,6 +1398,7 @@ impl Config {
             }
         }
         self.response.validate()?;
+        self.fleet.validate()?;
         if self.ingest.max_event_bytes < 64 {
             return Err(invalid("ingest.max-event-bytes", "must be at least 64"));
         }

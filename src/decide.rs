@@ -42,6 +42,8 @@ pub enum Basis {
     Class,
     Calibrated,
     Default,
+    /// Fleet hook: a young agent's peer-group calibration (src/fleet).
+    Group,
 }
 
 impl Basis {
@@ -52,6 +54,7 @@ impl Basis {
             Self::Class => "class",
             Self::Calibrated => "calibrated",
             Self::Default => "default",
+            Self::Group => "group",
         }
     }
 }

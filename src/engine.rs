@@ -7,15 +7,19 @@
 //! scoring) in between: [`Engine::evaluate`] then [`Engine::commit`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
+use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{ContextEvent, Millis, ToolCall};
+use crate::fleet::features::SessionShape;
+use crate::fleet::Fleet;
 use crate::score::features::{
     entities_in, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
 };
@@ -79,6 +83,11 @@ struct SessionState {
     flagged: bool,
     /// Started after the agent's warm-up: its score calibrates thresholds.
     calibrate: bool,
+    /// Fleet hook: the session's shape for the session model. Not
+    /// checkpointed (the checkpoint format stays as it is): a restored
+    /// session's shape counts from the restore.
+    #[serde(skip)]
+    shape: SessionShape,
 }
 
 impl SessionState {
@@ -97,6 +106,7 @@ impl SessionState {
         self.max_score = 0.0;
         self.flagged = false;
         self.calibrate = calibrate;
+        self.shape = SessionShape::default();
     }
 
     fn tool_count(&self, tool: Fp) -> u32 {
@@ -172,9 +182,21 @@ pub struct AgentState {
     declared_class: Option<Box<str>>,
     /// The profile changed since it was last taken for a checkpoint.
     dirty: bool,
+    /// Fleet hook: its peer group in the loaded fleet model, if any.
+    group: Option<u16>,
 }
 
 impl AgentState {
+    /// The class its events declared (`agent_class`), if any.
+    pub fn declared_class(&self) -> Option<&str> {
+        self.declared_class.as_deref()
+    }
+
+    /// Its peer group in the loaded fleet model, if any.
+    pub fn group(&self) -> Option<u16> {
+        self.group
+    }
+
     fn snapshot(&self) -> (String, AgentSnapshot) {
         (
             self.id.to_string(),
@@ -193,6 +215,8 @@ pub struct Evaluation<'a> {
     pub obs: Observation<'a>,
     pub score: Score,
     pub decision: Decision,
+    /// The session's shape with this call counted (fleet session model).
+    pub shape: SessionShape,
     agent: u32,
     session: u32,
     ctx: SeqContext,
@@ -233,6 +257,9 @@ pub struct Engine {
     /// Closed sessions kept for reuse, so steady state allocates nothing.
     pool: Vec<SessionState>,
     pub counters: EngineCounters,
+    /// Fleet hook: peer groups and session models (`models/`), if loaded.
+    fleet: Option<Arc<Fleet>>,
+    fleet_cfg: FleetConfig,
 }
 
 impl Engine {
@@ -249,6 +276,27 @@ impl Engine {
             agents: Vec::new(),
             pool: Vec::new(),
             counters: EngineCounters::default(),
+            fleet: None,
+            fleet_cfg: cfg.fleet.clone(),
+        }
+    }
+
+    /// Fleet hook: uses (or, with `None`, stops using) a fleet model, and
+    /// assigns every known agent its group.
+    pub fn set_fleet(&mut self, fleet: Option<Arc<Fleet>>) {
+        self.fleet = fleet;
+        for a in &mut self.agents {
+            a.group = self
+                .fleet
+                .as_ref()
+                .and_then(|f| f.assign(&a.id, a.declared_class.as_deref(), &a.profile));
+        }
+    }
+
+    fn assign_group(&mut self, ai: usize) {
+        if let Some(f) = &self.fleet {
+            let a = &mut self.agents[ai];
+            a.group = f.assign(&a.id, a.declared_class.as_deref(), &a.profile);
         }
     }
 
@@ -286,9 +334,13 @@ impl Engine {
                     sessions,
                     declared_class,
                     dirty: false,
+                    group: None,
                 });
                 self.index.insert(id.into(), i);
             }
+        }
+        if let Some(&i) = self.index.get(id) {
+            self.assign_group(i as usize);
         }
     }
 
@@ -300,6 +352,7 @@ impl Engine {
                 agent.policy = decide::resolve(id, Some(class), &self.policy);
                 agent.declared_class = Some(class.into());
                 agent.dirty = true;
+                self.assign_group(i as usize);
             }
             return i;
         }
@@ -311,8 +364,10 @@ impl Engine {
             sessions: Vec::new(),
             declared_class: class.map(Into::into),
             dirty: true,
+            group: None,
         });
         self.index.insert(id.into(), i);
+        self.assign_group(i as usize);
         i
     }
 
@@ -347,6 +402,11 @@ impl Engine {
                 ts: s.last_ts,
             };
             agent.profile.learn_session(&summary, &self.limits);
+            // Fleet hook: an agent outside the training fleet moves to the
+            // group its growing profile resembles (at 4, 8, 16, … sessions).
+            if agent.profile.sessions_learned.is_power_of_two() {
+                self.assign_group(ai);
+            }
         }
         self.counters.sessions_closed += 1;
         self.pool.push(s);
@@ -477,7 +537,24 @@ impl Engine {
             carry: sess.carry,
         };
         let p = &agent.profile;
-        let score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        let mut score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        // Fleet hook: the peer group's session model judges the session
+        // with this call counted.
+        let shape = sess.shape.with_call(
+            obs.action,
+            call.ts,
+            view.tool_calls,
+            view.tool_calls == 0,
+            view.new_values,
+        );
+        if let (Some(fleet), Some(group), true) =
+            (&self.fleet, agent.group, self.fleet_cfg.session_model)
+        {
+            let floor = self.fleet_cfg.session_floor_bits;
+            if let Some((bits, detail)) = fleet.session_reason(group, &shape, floor) {
+                score.add_session_shape(bits, detail);
+            }
+        }
         let decision = match phase {
             Phase::Train => decide::decide(
                 f32::NEG_INFINITY,
@@ -486,7 +563,16 @@ impl Engine {
             ),
             Phase::Live => {
                 let inv_w = 1.0 / p.weight(call.ts, &self.limits);
-                let threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
+                let mut threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
+                // Fleet hook: a young agent starts from its group's
+                // calibration rather than warm-up and the flat default.
+                if let (Some(fleet), true, decide::Basis::WarmUp | decide::Basis::Default) =
+                    (&self.fleet, self.fleet_cfg.group_threshold, threshold.1)
+                {
+                    if let Some(t) = fleet.young_threshold(agent.group) {
+                        threshold = (t, decide::Basis::Group);
+                    }
+                }
                 decide::decide(score.total, threshold, agent.policy.mode)
             }
         };
@@ -494,6 +580,7 @@ impl Engine {
             obs,
             score,
             decision,
+            shape,
             agent: ai as u32,
             session: si as u32,
             ctx,
@@ -546,6 +633,7 @@ impl Engine {
         };
         s.carry = (s.carry * decay + event_bits - allowance).clamp(0.0, self.policy.max_carry_bits);
         s.max_score = s.max_score.max(ev.score.total);
+        s.shape = ev.shape;
         s.calls += 1;
         s.last_ts = s.last_ts.max(ev.obs.ts);
         s.prev2 = s.prev1;

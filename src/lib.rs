@@ -20,6 +20,8 @@
 //! - [`score`]: feature extraction and the explainable scorer.
 //! - [`decide`]: thresholds, classes, modes.
 //! - [`engine`]: profiles and sessions; the per-call path.
+//! - [`fleet`]: peer groups, priors and session models trained by
+//!   `warden train` (linfa), loaded from `models/`.
 //! - [`state`]: checkpoints of profiles, to files or Redis.
 //! - [`service`]: `warden run`: the ingest and admin listeners, token
 //!   roles, workers, metrics, lifecycle.
@@ -37,6 +39,7 @@ pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod event;
+pub mod fleet;
 pub mod generate;
 pub mod ingest;
 pub mod pipeline;

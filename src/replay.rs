@@ -38,6 +38,8 @@ pub struct ReplayOptions {
     pub decisions: Option<PathBuf>,
     pub rejects: Option<PathBuf>,
     pub config: Config,
+    /// Fleet model (peer groups, session models), if any.
+    pub fleet: Option<std::sync::Arc<crate::fleet::Fleet>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +263,7 @@ pub fn run(opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let cfg = &opts.config;
     let max_bytes = cfg.ingest.max_event_bytes;
     let mut engine = Engine::new(cfg);
+    engine.set_fleet(opts.fleet.clone());
     let mut rejects = RejectSink::new(opts.rejects.as_deref(), cfg.ingest.reject_sample_bytes)
         .map_err(|source| ReplayError::Write {
             path: opts.rejects.clone().unwrap_or_default(),

@@ -42,6 +42,8 @@ pub enum Signal {
     Cadence,
     Volume,
     Session,
+    /// Fleet hook: the peer group's session model (src/fleet).
+    SessionShape,
 }
 
 impl Signal {
@@ -49,7 +51,12 @@ impl Signal {
     pub const fn is_call_level(self) -> bool {
         !matches!(
             self,
-            Self::Hour | Self::Weekday | Self::Cadence | Self::Volume | Self::Session
+            Self::Hour
+                | Self::Weekday
+                | Self::Cadence
+                | Self::Volume
+                | Self::Session
+                | Self::SessionShape
         )
     }
 
@@ -69,6 +76,7 @@ impl Signal {
             Self::Cadence => "cadence",
             Self::Volume => "volume",
             Self::Session => "session",
+            Self::SessionShape => "session_shape",
         }
     }
 }
@@ -166,6 +174,15 @@ pub enum Detail {
     Carry {
         calls: u32,
     },
+    /// Fleet hook: the session so far, and the share `p` of the peer
+    /// group's training sessions at least as unlikely.
+    SessionShape {
+        calls: u32,
+        deletes: u32,
+        writes: u32,
+        secs: f32,
+        p: f32,
+    },
 }
 
 /// One contribution to a score.
@@ -212,6 +229,16 @@ impl Score {
                 bits,
                 detail,
             });
+        }
+    }
+
+    /// Fleet hook: adds the session model's bits (src/fleet) as a level of
+    /// the session, like volume: it persists by itself and is not carried.
+    pub fn add_session_shape(&mut self, bits: f32, detail: Detail) {
+        if bits > 0.0 && bits.is_finite() && !self.reasons.is_full() {
+            self.push(Signal::SessionShape, bits, detail);
+            self.session_bits += bits;
+            self.total += bits;
         }
     }
 
@@ -958,6 +985,16 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
         Detail::Carry { calls } => format!(
             "the session's {calls} earlier calls were already surprising ({:.1} bits above usual)",
             r.bits
+        ),
+        Detail::SessionShape {
+            calls,
+            deletes,
+            writes,
+            secs,
+            p,
+        } => format!(
+            "session shape: {calls} calls ({deletes} deletes, {writes} writes) in {secs:.0} s, unlike the sessions of its peer group (p = {})",
+            pct(p)
         ),
     }
 }

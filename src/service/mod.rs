@@ -107,6 +107,8 @@ impl Shared {
 pub struct RunOptions {
     /// Benign history to learn before serving, when no checkpoint exists.
     pub train: Vec<PathBuf>,
+    /// Fleet model (peer groups, session models) every engine uses.
+    pub fleet: Option<std::sync::Arc<crate::fleet::Fleet>>,
 }
 
 /// Engines restored from checkpoints (or trained from files), and the
@@ -118,7 +120,13 @@ struct Restored {
 
 /// Builds the engines: restored from checkpoints, or trained from files.
 fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Restored> {
-    let mut engines: Vec<Engine> = (0..n).map(|_| Engine::new(cfg)).collect();
+    let mut engines: Vec<Engine> = (0..n)
+        .map(|_| {
+            let mut e = Engine::new(cfg);
+            e.set_fleet(opts.fleet.clone());
+            e
+        })
+        .collect();
     if cfg.redis.enabled {
         // Profiles load lazily from Redis as agents show up; train only an
         // empty store.

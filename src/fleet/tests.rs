@@ -1,0 +1,284 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::features::SessionShape;
+use super::file::{ModelFile, ModelFileError, FORMAT_VERSION, LINFA_VERSION};
+use super::train::{train, TrainError};
+use super::Fleet;
+use crate::config::Config;
+use crate::event::Action;
+
+/// A small fleet: readers (short read sessions) and writers (longer
+/// write sessions), `per_kind` agents of each, 40 sessions each.
+fn fleet_file(dir: &Path, per_kind: usize) -> PathBuf {
+    let path = dir.join("train.jsonl");
+    let mut f = std::fs::File::create(&path).expect("create");
+    let day0 = 1_790_000_000_000i64;
+    let mut n = 0;
+    for kind in ["reader", "writer"] {
+        for a in 0..per_kind {
+            for s in 0..40 {
+                let start = day0 + s * 3_600_000 + a as i64 * 60_000;
+                let calls = if kind == "reader" { 4 } else { 8 };
+                for c in 0..calls {
+                    n += 1;
+                    let (tool, action) = match (kind, c % 2) {
+                        ("reader", _) => ("get_doc", "read"),
+                        (_, 0) => ("update_row", "write"),
+                        _ => ("read_row", "read"),
+                    };
+                    let ts = chrono::DateTime::from_timestamp_millis(start + c * 20_000)
+                        .expect("ts")
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    writeln!(
+                        f,
+                        r#"{{"event_id":"e{n}","ts":"{ts}","agent_id":"{kind}-{a}","session_id":"s-{kind}-{a}-{s}","tool":"{tool}","resource_type":"doc","resource_id":"doc-{}","action":"{action}"}}"#,
+                        (s * 7 + c) % 23
+                    )
+                    .expect("write");
+                }
+            }
+        }
+    }
+    path
+}
+
+#[test]
+fn trains_groups_priors_and_session_models_and_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fleet_file(dir.path(), 3);
+    let cfg = Config::default();
+    let model = train(&[data], &cfg).expect("trains");
+    assert_eq!(model.training.agents, 6);
+    assert_eq!(model.training.tool_calls, 3 * 40 * 4 + 3 * 40 * 8);
+    assert!(model.training.digest.starts_with("sha256:"));
+    assert!(
+        model.training.clustering.contains("silhouette"),
+        "{}",
+        model.training.clustering
+    );
+    // Readers and writers do not share a group.
+    let group_of = |id: &str| {
+        model
+            .groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == id))
+            .map(|g| g.id)
+    };
+    assert_ne!(group_of("reader-0"), group_of("writer-0"));
+    assert_eq!(group_of("reader-0"), group_of("reader-2"));
+    let writers = &model.groups[group_of("writer-0").expect("grouped") as usize];
+    assert!(writers.session_model.is_some());
+    assert!(writers
+        .prior
+        .shared_tools
+        .iter()
+        .any(|(t, share)| t == "update_row" && *share == 1.0));
+
+    let path = dir.path().join("fleet.json");
+    model.save(&path).expect("saves");
+    let back = ModelFile::load(&path).expect("loads");
+    assert_eq!(back.groups.len(), model.groups.len());
+    let text = back.describe();
+    assert!(
+        text.contains("format:        warden-fleet-model version 1"),
+        "{text}"
+    );
+    assert!(text.contains("members"), "{text}");
+
+    // The session model judges a writer session of 30 deletes in a minute
+    // as unlike its group, and an ordinary one as usual.
+    let fleet = Fleet::new(back);
+    let g = fleet
+        .assign("writer-1", None, &crate::baseline::Profile::new(0))
+        .expect("a training member keeps its group");
+    let mut usual = SessionShape::default();
+    for c in 0..4u32 {
+        let action = if c % 2 == 0 {
+            Action::Write
+        } else {
+            Action::Read
+        };
+        usual = usual.with_call(action, c as i64 * 20_000, c / 2, c < 2, 1);
+    }
+    assert!(fleet.session_reason(g, &usual, 8.0).is_none());
+    let mut odd = SessionShape::default();
+    for c in 0..30u32 {
+        odd = odd.with_call(Action::Delete, c as i64 * 2_000, c, c == 0, 1);
+    }
+    let (bits, detail) = fleet.session_reason(g, &odd, 8.0).expect("unusual session");
+    assert!(bits > 1.0, "{bits}");
+    assert!(matches!(
+        detail,
+        crate::score::Detail::SessionShape { deletes: 30, .. }
+    ));
+    // An unknown agent with no class and no history has no group yet.
+    assert_eq!(
+        fleet.assign("new-agent", None, &crate::baseline::Profile::new(0)),
+        None
+    );
+
+    engine_hook(std::sync::Arc::new(fleet));
+}
+
+/// The engine's fleet hook: a new agent is judged against the fleet's
+/// young threshold (basis `group`) instead of warm-up, and a member's
+/// session of deletes gets a `session_shape` reason.
+fn engine_hook(fleet: std::sync::Arc<Fleet>) {
+    use crate::engine::{Engine, Phase};
+    use crate::ingest::decode::decode_str;
+    let mut cfg = Config::default();
+    cfg.fleet.group_threshold = true;
+    cfg.fleet.session_model = true;
+    cfg.fleet.session_floor_bits = 8.0;
+    let mut engine = Engine::new(&cfg);
+    engine.set_fleet(Some(fleet.clone()));
+    let line = |agent: &str, i: u32, action: &str| {
+        format!(
+            r#"{{"event_id":"x{agent}{i}","ts":"2026-10-01T10:00:{:02}.000Z","agent_id":"{agent}","session_id":"s-{agent}","tool":"drop_row","resource_id":"row-{i}","action":"{action}"}}"#,
+            i * 2
+        )
+    };
+    let text = line("newcomer", 0, "read");
+    let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
+        panic!("decodes");
+    };
+    let ev = engine.evaluate(&call, Phase::Live);
+    assert_eq!(ev.decision.basis, crate::decide::Basis::Group);
+    assert_eq!(Some(ev.decision.threshold), fleet.young_threshold(None));
+    engine.commit(ev);
+
+    let mut shaped = false;
+    for i in 0..30 {
+        let text = line("writer-0", i, "delete");
+        let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        shaped |= ev
+            .score
+            .reasons
+            .iter()
+            .any(|r| r.signal == crate::score::Signal::SessionShape);
+        engine.commit(ev);
+    }
+    assert!(
+        shaped,
+        "30 deletes in a minute never gave a session_shape reason"
+    );
+}
+
+#[test]
+fn fleet_config_names_a_bad_key() {
+    let mut cfg = Config::default();
+    cfg.fleet.session_floor_bits = -1.0;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("fleet.session-floor-bits"), "{e}");
+}
+
+#[test]
+fn empty_training_set_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("empty.jsonl");
+    std::fs::write(&path, "not json\n\n{\"kind\":\"prompt\"}\n").expect("write");
+    let err = train(&[path], &Config::default()).unwrap_err();
+    assert!(
+        matches!(err, TrainError::EmptyTrainingSet { rejected: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("empty.jsonl"), "{err}");
+    assert!(matches!(
+        train(&[], &Config::default()),
+        Err(TrainError::NoInput)
+    ));
+}
+
+#[test]
+fn single_agent_fleet_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fleet_file(dir.path(), 1);
+    let text = std::fs::read_to_string(&data).expect("read");
+    let one: String = text
+        .lines()
+        .filter(|l| l.contains("reader-0"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&data, one).expect("write");
+    let err = train(&[data], &Config::default()).unwrap_err();
+    assert!(
+        matches!(err, TrainError::SingleAgent { ref agent } if agent == "reader-0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_training_file_names_it() {
+    let err = train(&[PathBuf::from("/nonexistent/t.jsonl")], &Config::default()).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/t.jsonl"), "{err}");
+}
+
+fn trained_text() -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fleet_file(dir.path(), 2);
+    let model = train(&[data], &Config::default()).expect("trains");
+    serde_json::to_string_pretty(&model).expect("json")
+}
+
+#[test]
+fn bad_model_files_fail_with_the_mismatch_named() {
+    let text = trained_text();
+    let p = Path::new("models/fleet.json");
+    let load = |t: &str| ModelFile::from_slice(p, t.as_bytes()).unwrap_err();
+
+    let e = load(&text[..text.len() / 2]);
+    assert!(matches!(e, ModelFileError::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("truncated"), "{e}");
+    assert!(matches!(load(""), ModelFileError::Truncated { len: 0, .. }));
+
+    let e = load("PK\u{3}\u{4} zip archive");
+    assert!(matches!(e, ModelFileError::Foreign { .. }), "{e}");
+    let e = load(r#"{"format":"onnx","format_version":1}"#);
+    assert!(e.to_string().contains("\"onnx\""), "{e}");
+    let e = load(r#"{"weights":[1,2,3]}"#);
+    assert!(matches!(e, ModelFileError::Foreign { .. }), "{e}");
+
+    let older = text.replacen(
+        &format!("\"format_version\": {FORMAT_VERSION}"),
+        "\"format_version\": 0",
+        1,
+    );
+    let e = load(&older);
+    assert!(
+        matches!(
+            e,
+            ModelFileError::Version {
+                found: 0,
+                expected: FORMAT_VERSION,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("warden train"), "{e}");
+
+    let renamed = text.replacen("\"ln_tools\"", "\"n_tools\"", 1);
+    let e = load(&renamed);
+    assert!(
+        matches!(e, ModelFileError::Schema { which: "agent", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("n_tools"), "{e}");
+
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["agent_scale"] = serde_json::json!([1.0]);
+    let e = load(&v.to_string());
+    assert!(matches!(e, ModelFileError::Corrupt { .. }), "{e}");
+}
+
+#[test]
+fn recorded_linfa_version_matches_the_lock_file() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+        .expect("Cargo.lock");
+    let entry = format!("name = \"linfa\"\nversion = \"{LINFA_VERSION}\"");
+    assert!(lock.contains(&entry), "Cargo.lock has no {entry}");
+}

@@ -1,0 +1,364 @@
+//! `warden train`: fits the fleet model from benign history.
+//!
+//! The history is streamed through the same [`Engine`] the service runs (as
+//! training, nothing flagged), so the profiles clustered here and the
+//! session shapes modelled here are computed exactly as they are live.
+//! Then:
+//! 1. agents are clustered into peer groups with linfa k-means on their
+//!    standardised profile features ([`super::features::AGENT_FEATURES`]),
+//!    k from 2 to 8 chosen by the highest mean silhouette (a fleet of two
+//!    or three agents is one group);
+//! 2. each group gets its prior ([`GroupPrior`]) and, given enough
+//!    sessions, its session model ([`SessionModel`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use ndarray::Array2;
+use sha2::{Digest, Sha256};
+
+use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
+use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
+use super::prior::GroupPrior;
+use super::session::{SessionModel, SessionModelError};
+use crate::config::Config;
+use crate::engine::{Engine, Phase};
+use crate::event::{Event, Millis};
+use crate::ingest::decode::decode_bytes;
+use crate::ingest::file::{JsonlReader, Line};
+
+/// Most groups tried.
+const MAX_GROUPS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("cannot read training data {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("no training data given: pass --data FILE (JSON Lines, .gz allowed)")]
+    NoInput,
+    #[error(
+        "the training set is empty: no tool call decoded from {inputs} ({rejected} lines rejected)"
+    )]
+    EmptyTrainingSet { inputs: String, rejected: u64 },
+    #[error("the training set holds one agent ({agent}): peer groups need a fleet of at least two agents")]
+    SingleAgent { agent: String },
+    #[error("clustering agents into peer groups failed: {0}")]
+    Cluster(String),
+    #[error("group {group}: session model: {source}")]
+    Session {
+        group: usize,
+        source: SessionModelError,
+    },
+}
+
+/// Everything the training pass collects.
+struct Collected {
+    engine: Engine,
+    shapes: HashMap<String, Vec<[f64; SESSION_DIM]>>,
+    /// Per (agent, session): highest score, and whether the agent was young
+    /// (not yet calibrated on its own sessions) when the session started.
+    sessions: HashMap<(String, String), (f32, bool)>,
+    events: u64,
+    tool_calls: u64,
+    rejected: u64,
+    first: Millis,
+    last: Millis,
+    digest: Sha256,
+}
+
+fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
+    let mut c = Collected {
+        engine: Engine::new(cfg),
+        shapes: HashMap::new(),
+        sessions: HashMap::new(),
+        events: 0,
+        tool_calls: 0,
+        rejected: 0,
+        first: Millis::MAX,
+        last: Millis::MIN,
+        digest: Sha256::new(),
+    };
+    let max = cfg.ingest.max_event_bytes;
+    let mut buf = Vec::with_capacity(4096);
+    for path in data {
+        let read_err = |source| TrainError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut reader = JsonlReader::open(path, max).map_err(read_err)?;
+        while let Some(line) = reader.next_line(&mut buf).map_err(read_err)? {
+            c.digest.update(&buf);
+            c.digest.update(b"\n");
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let ev = match line {
+                Line::Data => decode_bytes(&buf, max),
+                Line::TooLong(_) => {
+                    c.rejected += 1;
+                    continue;
+                }
+            };
+            let Ok(ev) = ev else {
+                c.rejected += 1;
+                continue;
+            };
+            c.events += 1;
+            match &ev {
+                Event::ToolCall(call) => {
+                    c.tool_calls += 1;
+                    c.first = c.first.min(call.ts);
+                    c.last = c.last.max(call.ts);
+                    let young = c.engine.agent(&call.agent_id).is_none_or(|a| {
+                        (a.profile.sessions_learned as f32) < cfg.policy.calibration_min_sessions
+                    });
+                    let e = c.engine.evaluate(call, Phase::Train);
+                    let key = (
+                        call.agent_id.to_string(),
+                        call.session_id
+                            .as_deref()
+                            .or(call.agent_instance.as_deref())
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                    let entry = c.sessions.entry(key).or_insert((0.0, young));
+                    entry.0 = entry.0.max(e.score.total);
+                    let v = session_vector(&e.shape);
+                    match c.shapes.get_mut(call.agent_id.as_ref()) {
+                        Some(list) => list.push(v),
+                        None => {
+                            c.shapes.insert(call.agent_id.to_string(), vec![v]);
+                        }
+                    }
+                    c.engine.commit(e);
+                }
+                Event::Context(ctx) => c.engine.observe_context(ctx),
+            }
+        }
+    }
+    c.engine.close_all();
+    Ok(c)
+}
+
+fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Mean silhouette of a clustering (Euclidean), 0 for singletons.
+fn silhouette(x: &Array2<f64>, labels: &[usize], k: usize) -> f64 {
+    let n = x.nrows();
+    let dist = |i: usize, j: usize| -> f64 {
+        x.row(i)
+            .iter()
+            .zip(x.row(j).iter())
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let mut total = 0.0;
+    for i in 0..n {
+        let mut sum = vec![0.0; k];
+        let mut count = vec![0usize; k];
+        for j in 0..n {
+            if i != j {
+                sum[labels[j]] += dist(i, j);
+                count[labels[j]] += 1;
+            }
+        }
+        let own = labels[i];
+        if count[own] == 0 {
+            continue;
+        }
+        let a = sum[own] / count[own] as f64;
+        let b = (0..k)
+            .filter(|c| *c != own && count[*c] > 0)
+            .map(|c| sum[c] / count[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        if b.is_finite() {
+            total += (b - a) / a.max(b).max(1e-12);
+        }
+    }
+    total / n as f64
+}
+
+/// Clusters standardised agent features: labels, k and the words saying how.
+fn cluster(x: &Array2<f64>) -> Result<(Vec<usize>, usize, String), TrainError> {
+    let n = x.nrows();
+    if n < 4 {
+        return Ok((
+            vec![0; n],
+            1,
+            format!("one group: {n} agents are too few to cluster (k-means needs at least 4)"),
+        ));
+    }
+    let dataset = DatasetBase::from(x.clone());
+    let mut best: Option<(f64, Vec<usize>, usize)> = None;
+    let mut tried = Vec::new();
+    for k in 2..=MAX_GROUPS.min(n - 1) {
+        let model = KMeans::params(k)
+            .n_runs(10)
+            .max_n_iterations(300)
+            .tolerance(1e-6)
+            .fit(&dataset)
+            .map_err(|e| TrainError::Cluster(e.to_string()))?;
+        let labels: Vec<usize> = model.predict(x).to_vec();
+        // Relabel densely, in order of first appearance, so that empty
+        // clusters leave no gap and group ids are stable.
+        let mut map: Vec<Option<usize>> = vec![None; k];
+        let mut next = 0;
+        let labels: Vec<usize> = labels
+            .iter()
+            .map(|&l| {
+                *map[l].get_or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let s = silhouette(x, &labels, next);
+        tried.push(format!("k={k}: {s:.3}"));
+        if best.as_ref().is_none_or(|(b, _, _)| s > *b + 1e-9) {
+            best = Some((s, labels, next));
+        }
+    }
+    let Some((s, labels, k)) = best else {
+        return Err(TrainError::Cluster("no k tried".into()));
+    };
+    Ok((
+        labels,
+        k,
+        format!(
+            "linfa k-means (k-means++, 10 runs) on {AGENT_DIM} standardised profile features; k = {k} by the highest mean silhouette ({s:.3}; {})",
+            tried.join(", ")
+        ),
+    ))
+}
+
+/// Trains a fleet model on replay-format files.
+pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
+    if data.is_empty() {
+        return Err(TrainError::NoInput);
+    }
+    let c = collect(data, cfg)?;
+    let agents: Vec<_> = c
+        .engine
+        .agents()
+        .iter()
+        .filter(|a| a.profile.events_learned > 0)
+        .collect();
+    match agents.len() {
+        0 => {
+            return Err(TrainError::EmptyTrainingSet {
+                inputs: data
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rejected: c.rejected,
+            })
+        }
+        1 => {
+            return Err(TrainError::SingleAgent {
+                agent: agents[0].id.to_string(),
+            })
+        }
+        _ => {}
+    }
+    let raw: Vec<[f64; AGENT_DIM]> = agents.iter().map(|a| agent_features(&a.profile)).collect();
+    let n = raw.len() as f64;
+    let mut center = vec![0.0; AGENT_DIM];
+    let mut scale = vec![0.0; AGENT_DIM];
+    for r in &raw {
+        for j in 0..AGENT_DIM {
+            center[j] += r[j] / n;
+        }
+    }
+    for r in &raw {
+        for j in 0..AGENT_DIM {
+            scale[j] += (r[j] - center[j]).powi(2) / n;
+        }
+    }
+    scale.iter_mut().for_each(|s| *s = s.sqrt().max(1e-3));
+    let x = Array2::from_shape_fn((raw.len(), AGENT_DIM), |(i, j)| {
+        (raw[i][j] - center[j]) / scale[j]
+    });
+    let (labels, k, how) = cluster(&x)?;
+
+    let mut groups = Vec::with_capacity(k);
+    for g in 0..k {
+        let idx: Vec<usize> = (0..agents.len()).filter(|i| labels[*i] == g).collect();
+        let mut centroid = vec![0.0; AGENT_DIM];
+        for &i in &idx {
+            for (j, c) in centroid.iter_mut().enumerate() {
+                *c += x[[i, j]] / idx.len() as f64;
+            }
+        }
+        let profiles: Vec<_> = idx.iter().map(|&i| &agents[i].profile).collect();
+        let mut members: Vec<String> = idx.iter().map(|&i| agents[i].id.to_string()).collect();
+        members.sort();
+        let mut classes: Vec<String> = idx
+            .iter()
+            .filter_map(|&i| agents[i].declared_class().map(str::to_owned))
+            .collect();
+        classes.sort();
+        classes.dedup();
+        let vectors: Vec<[f64; SESSION_DIM]> = members
+            .iter()
+            .filter_map(|m| c.shapes.get(m))
+            .flatten()
+            .copied()
+            .collect();
+        let session_model = match SessionModel::fit(&vectors) {
+            Ok(m) => Some(m),
+            Err(SessionModelError::TooFewSamples { .. }) => None,
+            Err(source) => return Err(TrainError::Session { group: g, source }),
+        };
+        let young_scores: Vec<f32> = c
+            .sessions
+            .iter()
+            .filter(|((agent, _), (_, young))| *young && members.binary_search(agent).is_ok())
+            .map(|(_, (score, _))| *score)
+            .collect();
+        groups.push(Group {
+            id: g as u16,
+            centroid,
+            members,
+            classes,
+            prior: GroupPrior::of(&profiles, &young_scores, cfg),
+            session_model,
+        });
+    }
+
+    Ok(ModelFile {
+        format: FORMAT.to_owned(),
+        format_version: FORMAT_VERSION,
+        schema: Schema::current(),
+        training: TrainingInfo {
+            digest: format!("sha256:{}", hex::encode(c.digest.finalize())),
+            inputs: data.iter().map(|p| file_name(p)).collect(),
+            events: c.events,
+            tool_calls: c.tool_calls,
+            rejected: c.rejected,
+            agents: agents.len(),
+            sessions: c.engine.counters.sessions_closed,
+            first_event: rfc3339(c.first),
+            last_event: rfc3339(c.last),
+            linfa_version: LINFA_VERSION.to_owned(),
+            clustering: how,
+        },
+        agent_center: center,
+        agent_scale: scale,
+        groups,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
