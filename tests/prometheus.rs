@@ -313,6 +313,33 @@ fn dashboards_and_alert_rules_return_data_from_a_real_prometheus() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // More traffic while Prometheus watches, over HTTP this time, so that
+    // the rates the panels show are not all zero.
+    let more = test_lines(800, 600);
+    let (status, body) = svc.request_with(
+        "POST",
+        "/v1/events",
+        &[("Content-Type", "application/x-ndjson")],
+        &more,
+    );
+    assert_eq!(status, 202, "{body}");
+    let decided = calls + tool_calls(&more) as f64;
+    svc.wait_metric_for("warden_decisions_total", decided, Duration::from_secs(120));
+    loop {
+        let (_, r) = api.query("sum(rate(warden_decisions_total[5m]))");
+        let rate: f64 = r["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if rate > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "Prometheus sees no decisions: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (_, up) = api.query("up{job=\"warden\"}");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 
