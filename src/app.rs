@@ -105,6 +105,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 target_fp: args.target_fp,
                 out: args.out,
                 config,
+                fleet: crate::fleet::command::resolve(&args.models)?,
             };
             let report = crate::tune::run(&opts).context("tune failed")?;
             print!("{}", report.render());

@@ -129,6 +129,9 @@ pub struct TuneArgs {
     /// Also print the report as JSON on the last line.
     #[arg(long)]
     pub json: bool,
+    /// Tune against the same fleet model `warden run` would load.
+    #[command(flatten)]
+    pub models: ModelsArgs,
 }
 
 #[derive(Debug, Args)]

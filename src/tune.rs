@@ -33,6 +33,8 @@ pub struct TuneOptions {
     pub target_fp: f64,
     pub out: Option<PathBuf>,
     pub config: Config,
+    /// The fleet model replays score with, as `warden replay` would.
+    pub fleet: Option<std::sync::Arc<crate::fleet::Fleet>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,7 @@ fn replay_scores(
         decisions: Some(path.clone()),
         rejects: None,
         config,
+        fleet: opts.fleet.clone(),
     };
     let result = replay::run(&r).map_err(|e| TuneError::Replay(e.to_string()));
     let text = std::fs::read_to_string(&path);
