@@ -276,6 +276,9 @@ struct Person {
     pays: Vec<String>,
     /// Another principal sharing these records (household, family account).
     partner: Option<usize>,
+    /// Has been served at least once (attackers name known customers'
+    /// objects: ids that circulate).
+    served: bool,
 }
 
 /// The principals of one agent, growing day by day.
@@ -303,6 +306,7 @@ fn new_person(rng: &mut Rand, cat: &Cat) -> Person {
         objects,
         pays,
         partner: None,
+        served: false,
     }
 }
 
@@ -510,7 +514,8 @@ fn customer_session(
         out,
     };
     s.out.sessions += 1;
-    let obj = p.objects[rng.gen_range(0..p.objects.len())].clone();
+    // A principal's first record is the one they ask about most.
+    let obj = p.objects[zipf(&mut rng, p.objects.len(), 1.5)].clone();
     let pay = p.pays[rng.gen_range(0..p.pays.len())].clone();
     let item = pop.shared[zipf(&mut rng, pop.shared.len(), 1.0)].clone();
     let mention = chance(&mut rng, 0.5);
@@ -548,7 +553,8 @@ fn customer_session(
     let other = |rng: &mut Rand| -> usize {
         loop {
             let j = rng.gen_range(0..pop.people.len());
-            if j != who && p.partner != Some(j) && pop.people[j].partner != Some(who) {
+            let q = &pop.people[j];
+            if j != who && q.served && p.partner != Some(j) && q.partner != Some(who) {
                 return j;
             }
         }
@@ -969,6 +975,7 @@ fn customers_agent(out: &mut Out, cat: &Cat, opts: &GenerateOptions, attacks: &[
                 }
             }
             customer_session(out, cat, &pop, who, start, test, day, None, seed);
+            pop.people[who].served = true;
         }
         for i in 0..super::util::poisson(&mut rng, cat.sessions_per_day / 4.0) {
             let start = EPOCH_MS + day * DAY + 8 * HOUR + rng.gen_range(0..9 * HOUR);
