@@ -121,6 +121,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 train_days: args.train_days,
                 test_days: args.test_days,
                 attacks_per_scenario: args.attacks_per_scenario,
+                suite: args.suite,
             };
             let s = generate::generate(&opts).context("generate failed")?;
             println!(

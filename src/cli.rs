@@ -164,6 +164,10 @@ pub struct GenerateArgs {
     /// Attacked sessions per scenario.
     #[arg(long, default_value_t = 20)]
     pub attacks_per_scenario: u32,
+    /// Data set: `fleet` (27 agents), `customers` (multi-customer retail and
+    /// airline agents) or `heldout` (the generalisation split).
+    #[arg(long, default_value = "fleet")]
+    pub suite: crate::generate::Suite,
 }
 
 #[derive(Debug, Args)]

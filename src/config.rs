@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod binding;
+pub use binding::BindingConfig;
+
 use crate::baseline::ProfileLimits;
 use crate::decide::Mode;
 use crate::score::ScoreParams;
@@ -861,6 +864,8 @@ pub struct DetectorConfig {
     pub tools_per_agent: usize,
     /// Entries of each tool-sequence table of an agent.
     pub sequence_entries: usize,
+    /// Principal binding (`[detector.binding]`).
+    pub binding: BindingConfig,
 }
 
 impl Default for DetectorConfig {
@@ -882,6 +887,7 @@ impl Default for DetectorConfig {
             parents_per_agent: l.parents_per_agent,
             tools_per_agent: l.tools_per_agent,
             sequence_entries: l.sequence_entries,
+            binding: BindingConfig::default(),
         }
     }
 }
@@ -1298,6 +1304,7 @@ impl Config {
         if d.half_life < Duration::from_secs(60) {
             return Err(invalid("detector.half-life", "must be at least 1m"));
         }
+        d.binding.validate()?;
         if d.session_timeout.is_zero() {
             return Err(invalid("detector.session-timeout", "must be positive"));
         }

@@ -12,14 +12,16 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::binding::{principal_tag, KeyClass};
 use crate::baseline::tables::Fp;
-use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionSummary, START};
+use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionId, SessionSummary, START};
 use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{ContextEvent, Millis, ToolCall};
 use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
+use crate::score::binding::{BindingView, IdView};
 use crate::score::features::{
     entities_in, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
 };
@@ -40,6 +42,8 @@ const SESSION_DISTINCT_CAP: usize = 1024;
 const SESSION_PENDING_CAP: usize = 512;
 /// Values a session's provenance index holds per source.
 const SESSION_SOURCE_CAP: usize = 512;
+/// Distinct other principals a session remembers touching.
+const SESSION_PRINCIPALS_CAP: usize = 64;
 
 fn insert_sorted(set: &mut Vec<Fp>, fp: Fp, cap: usize) {
     if set.len() < cap {
@@ -57,6 +61,9 @@ struct Pending {
     tool_name: Option<Box<str>>,
     ctx: SeqContext,
     bits: f32,
+    /// Bit i: id i reached the session only through output other than the
+    /// principal's own records.
+    tainted: u8,
 }
 
 /// An open session of one agent. Checkpointed with the profile, so that a
@@ -81,6 +88,18 @@ struct SessionState {
     carry: f32,
     max_score: f32,
     flagged: bool,
+    /// Tag of the principal the session acts for (0 = none given).
+    principal: u32,
+    /// Sorted fingerprints of ids that came from the principal's own
+    /// records (results of calls on their own things).
+    own: Vec<Fp>,
+    /// Values of untrusted results, sorted, with the tool that returned them.
+    sources: Vec<(Fp, Fp)>,
+    /// Other principals whose things the session touched.
+    others: Vec<u32>,
+    /// Hash of the last call's event id, and whether it was on the
+    /// principal's own record (its result lists their things).
+    last_call: (u64, bool),
     /// Started after the agent's warm-up: its score calibrates thresholds.
     calibrate: bool,
     /// Fleet hook: the session's shape for the session model. Not
@@ -107,6 +126,11 @@ impl SessionState {
         self.flagged = false;
         self.calibrate = calibrate;
         self.shape = SessionShape::default();
+        self.principal = 0;
+        self.own.clear();
+        self.sources.clear();
+        self.others.clear();
+        self.last_call = (0, false);
     }
 
     fn tool_count(&self, tool: Fp) -> u32 {
@@ -224,6 +248,12 @@ pub struct Evaluation<'a> {
     new_values: ArrayVec<Fp, MAX_VALUES>,
     /// Bit i: value i came into the session only through tool output.
     untrusted_only: u8,
+    bind: BindingView,
+    /// The call acts on the principal's own record.
+    on_own: bool,
+    /// Keyed hash of the call's event id (results name their call by it).
+    event_key: u64,
+    tainted_ids: u8,
 }
 
 /// A reason as it leaves the engine: signal, text, bits.
@@ -241,6 +271,11 @@ pub struct EngineCounters {
     pub context_events: u64,
     pub flagged: u64,
     pub sessions_closed: u64,
+    /// Calls the binding channel abstained on: no principal given.
+    pub binding_abstained: u64,
+    /// Calls whose `resource_owner` contradicted a learned binding (the
+    /// emitter's word was used).
+    pub owner_contradictions: u64,
 }
 
 /// Per-agent state for one worker.
@@ -252,6 +287,8 @@ pub struct Engine {
     key_id: u64,
     session_timeout_ms: i64,
     max_sessions: usize,
+    binding: bool,
+    binding_cap: usize,
     index: HashMap<Box<str>, u32>,
     agents: Vec<AgentState>,
     /// Closed sessions kept for reuse, so steady state allocates nothing.
@@ -272,6 +309,8 @@ impl Engine {
             key_id: cfg.detector.hash_key().id(),
             session_timeout_ms: cfg.detector.session_timeout.as_millis() as i64,
             max_sessions: cfg.detector.max_sessions_per_agent,
+            binding: cfg.detector.binding.enabled,
+            binding_cap: cfg.detector.binding.values_per_agent,
             index: HashMap::new(),
             agents: Vec::new(),
             pool: Vec::new(),
@@ -402,6 +441,33 @@ impl Engine {
                 ts: s.last_ts,
             };
             agent.profile.learn_session(&summary, &self.limits);
+            if self.binding && s.principal != 0 {
+                let mut ids: Vec<SessionId> = Vec::new();
+                for pending in &s.pending {
+                    for (i, id) in pending.sample.ids.iter().enumerate() {
+                        if ids.iter().any(|x| x.id.value == id.value) {
+                            continue;
+                        }
+                        ids.push(SessionId {
+                            id: *id,
+                            principal: if pending.sample.owner != 0 {
+                                pending.sample.owner
+                            } else {
+                                s.principal
+                            },
+                            tainted: pending.tainted & (1 << i) != 0,
+                            owner_foreign: i == 0
+                                && pending.sample.owner != 0
+                                && pending.sample.owner != s.principal,
+                            ts: pending.sample.ts,
+                            day: pending.sample.day,
+                        });
+                    }
+                }
+                agent
+                    .profile
+                    .learn_bindings(&ids, self.binding_cap, &self.limits);
+            }
             // Fleet hook: an agent outside the training fleet moves to the
             // group its growing profile resembles (at 4, 8, 16, … sessions).
             if agent.profile.sessions_learned.is_power_of_two() {
@@ -412,7 +478,6 @@ impl Engine {
         self.pool.push(s);
     }
 
-    /// Finds (or opens) the call's session, closing idle ones on the way.
     /// Finds (or opens) the call's session. Closing idle sessions (which
     /// learns them) is left to [`Engine::sweep_idle`], after the decision, so
     /// that scoring stays short; only this very session, resumed after its
@@ -473,16 +538,38 @@ impl Engine {
         let key = self.session_key(ev.session_id.as_deref(), ev.agent_instance.as_deref());
         let si = self.session_index(ai, key, ev.ts);
         let fp = self.fp;
-        let s = &mut self.agents[ai].sessions[si];
+        let agent = &mut self.agents[ai];
+        let bindings = &agent.profile.binding;
+        let s = &mut agent.sessions[si];
         s.last_ts = s.last_ts.max(ev.ts);
-        let set = if ev.trusted {
-            &mut s.trusted
-        } else {
-            &mut s.untrusted
-        };
+        // A result of a call on the principal's own record lists their
+        // things: those ids are theirs, whatever else the text says.
+        let own_result = ev
+            .call_event_id
+            .as_deref()
+            .is_some_and(|c| s.last_call.1 && s.last_call.0 == fp.session(c));
+        let tool = ev.tool.as_deref().map_or(0, |t| fp.tool(t));
         let text_entities = ev.text.as_deref().into_iter().flat_map(entities_in);
         for e in ev.entities.iter().map(|e| e.as_ref()).chain(text_entities) {
-            insert_sorted(set, fp.value(e), SESSION_SOURCE_CAP);
+            let v = fp.value(e);
+            if ev.trusted {
+                insert_sorted(&mut s.trusted, v, SESSION_SOURCE_CAP);
+                continue;
+            }
+            insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
+            // Text an attacker may write can sit in one's own record (an
+            // order note): an id bound to someone else stays theirs.
+            let elsewhere = || {
+                let o = bindings.owners(v, s.principal);
+                o.others > 0 && !o.mine
+            };
+            if own_result && !elsewhere() {
+                insert_sorted(&mut s.own, v, SESSION_SOURCE_CAP);
+            } else if s.sources.len() < SESSION_SOURCE_CAP {
+                if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
+                    s.sources.insert(at, (v, tool));
+                }
+            }
         }
         self.sweep_idle(ai, ev.ts);
     }
@@ -527,6 +614,90 @@ impl Engine {
                 untrusted_only |= 1 << i;
             }
         }
+        let mut bind = BindingView::default();
+        let mut on_own = false;
+        let mut tainted_ids = 0u8;
+        if self.binding {
+            let me = if obs.principal == 0 {
+                0
+            } else {
+                principal_tag(obs.principal)
+            };
+            let b = &agent.profile.binding;
+            bind.principal = me;
+            bind.principals = sess.others.len() as u32;
+            let mut new_other = 0u32;
+            for (i, id) in obs.ids.iter().enumerate() {
+                let from_user = sess.trusted.binary_search(&id.value).is_ok();
+                let from_own = sess.own.binary_search(&id.value).is_ok();
+                let source = sess
+                    .sources
+                    .binary_search_by_key(&id.value, |(x, _)| *x)
+                    .ok()
+                    .map(|j| sess.sources[j].1);
+                let tainted = !from_user && !from_own && source.is_some();
+                if tainted {
+                    tainted_ids |= 1 << i;
+                }
+                if me == 0 {
+                    continue;
+                }
+                let class = b.class(id.key);
+                let owners = b.owners(id.value, me);
+                let identity = class == KeyClass::Identity && id.names_principal;
+                let owner = (i == 0 && obs.owner != 0).then(|| principal_tag(obs.owner));
+                // The principal's own record is their identity record (a
+                // profile that lists their things), not any object of
+                // theirs: an order's notes are text anyone may write.
+                if identity || id.names_principal || owner == Some(me) || from_user {
+                    on_own = true;
+                }
+                if !matches!(class, KeyClass::Owned | KeyClass::Identity) && owner.is_none() {
+                    continue;
+                }
+                let learned_foreign = owners.others > 0 && !owners.mine && !identity;
+                let foreign = match owner {
+                    // The emitter's word wins; a disagreement is counted.
+                    Some(o) => o != me,
+                    None => learned_foreign && !from_user && !from_own,
+                };
+                let by_owner = owner.is_some_and(|o| o != me);
+                let _ = bind.ids.try_push(IdView {
+                    id: i as u8,
+                    foreign,
+                    others: owners.others,
+                    other_sessions: owners.other_sessions,
+                    top: if by_owner {
+                        owner.unwrap_or(0)
+                    } else {
+                        owners.top
+                    },
+                    by_owner,
+                    tainted,
+                    source_tool: source.unwrap_or(0),
+                });
+                if foreign {
+                    let who = if by_owner {
+                        owner.unwrap_or(0)
+                    } else {
+                        owners.top
+                    };
+                    if who != 0 && new_other == 0 && !sess.others.contains(&who) {
+                        new_other = who;
+                    }
+                }
+            }
+            if new_other != 0 {
+                bind.principals += 1;
+            }
+            // A look-up by what the user typed (their e-mail address) is a
+            // look-up of their own record too.
+            on_own |= me != 0
+                && obs
+                    .values
+                    .iter()
+                    .any(|v| sess.trusted.binary_search(&v.key.fp).is_ok());
+        }
         let view = SessionView {
             calls: sess.calls,
             tool_calls: sess.tool_count(obs.tool),
@@ -537,7 +708,15 @@ impl Engine {
             carry: sess.carry,
         };
         let p = &agent.profile;
-        let mut score = score::score(p, &obs, &ctx, &view, &self.params, self.limits.half_life_ms);
+        let mut score = score::score(
+            p,
+            &obs,
+            &ctx,
+            &view,
+            &bind,
+            &self.params,
+            self.limits.half_life_ms,
+        );
         // Fleet hook: the peer group's session model judges the session
         // with this call counted.
         let shape = sess.shape.with_call(
@@ -586,6 +765,10 @@ impl Engine {
             ctx,
             new_values,
             untrusted_only,
+            bind,
+            on_own,
+            tainted_ids,
+            event_key: self.fp.session(&call.event_id),
         }
     }
 
@@ -642,6 +825,41 @@ impl Engine {
             Some((_, c)) => *c += 1,
             None => s.tool_counts.push((ev.obs.tool, 1)),
         }
+        if self.binding {
+            match ev.obs.principal {
+                0 => self.counters.binding_abstained += 1,
+                p => s.principal = principal_tag(p),
+            }
+            if ev.obs.owner != 0 && s.principal != 0 {
+                // resource_owner against what was learned of the resource.
+                if let Some(id) = ev.obs.ids.first() {
+                    let owners = agent
+                        .profile
+                        .binding
+                        .owners(id.value, principal_tag(ev.obs.owner));
+                    if !owners.mine && owners.others > 0 {
+                        self.counters.owner_contradictions += 1;
+                        tracing::debug!(
+                            agent_id = %agent.id,
+                            "A resource_owner contradicted a learned binding; the event's owner was used."
+                        );
+                    }
+                }
+            }
+            for id in &ev.bind.ids {
+                if id.foreign
+                    && id.top != 0
+                    && s.others.len() < SESSION_PRINCIPALS_CAP
+                    && !s.others.contains(&id.top)
+                {
+                    s.others.push(id.top);
+                }
+            }
+            s.last_call = (ev.event_key, ev.on_own);
+            if let Some(name) = ev.obs.principal_name {
+                agent.profile.binding.note_name(s.principal, name);
+            }
+        }
         for fp in &ev.new_values {
             if s.distinct.len() < SESSION_DISTINCT_CAP {
                 if let Err(at) = s.distinct.binary_search(fp) {
@@ -664,6 +882,7 @@ impl Engine {
                 tool_name,
                 ctx: ev.ctx,
                 bits: event_bits,
+                tainted: ev.tainted_ids,
             });
         }
         self.sweep_idle(ev.agent as usize, ev.obs.ts);

@@ -6,7 +6,10 @@ use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
-use warden::generate::{generate, GenerateError, GenerateOptions, SCENARIOS};
+use warden::generate::{
+    generate, GenerateError, GenerateOptions, Suite, ASSISTANT_SCENARIOS, CUSTOMER_SCENARIOS,
+    SCENARIOS,
+};
 
 const SLUGS: &[&str] = &[
     "exfil-new-recipient",
@@ -32,6 +35,7 @@ fn small(seed: u64, dir: &Path) -> GenerateOptions {
         train_days: 3,
         test_days: 2,
         attacks_per_scenario: 2,
+        suite: Suite::Fleet,
     }
 }
 
@@ -258,19 +262,93 @@ fn invalid_options_are_errors_not_panics() {
 fn committed_replay_sets_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-data");
     let regenerate = std::env::var_os("WARDEN_REGENERATE").is_some();
-    for seed in [7u64, 11] {
-        let committed = root.join(format!("seed-{seed}"));
+    for (dir, seed, suite) in [
+        ("seed-7", 7u64, Suite::Fleet),
+        ("seed-11", 11, Suite::Fleet),
+        ("customers-11", 11, Suite::Customers),
+        ("heldout-13", 13, Suite::Heldout),
+    ] {
+        let committed = root.join(dir);
+        let opts = |out: &Path| GenerateOptions {
+            suite,
+            ..GenerateOptions::with_defaults(seed, out)
+        };
         if regenerate {
-            generate(&GenerateOptions::with_defaults(seed, &committed)).expect("generate");
+            generate(&opts(&committed)).expect("generate");
             continue;
         }
         let fresh = tempfile::tempdir().expect("tempdir");
-        generate(&GenerateOptions::with_defaults(seed, fresh.path())).expect("generate");
+        generate(&opts(fresh.path())).expect("generate");
         for f in FILES {
             assert!(
                 read_bytes(&committed.join(f)) == read_bytes(&fresh.path().join(f)),
-                "replay-data/seed-{seed}/{f} is stale: run WARDEN_REGENERATE=1 cargo test --test generate -- --ignored"
+                "replay-data/{dir}/{f} is stale: run WARDEN_REGENERATE=1 cargo test --test generate -- --ignored"
             );
+        }
+    }
+}
+
+/// The multi-customer and held-out suites: deterministic, every call has a
+/// principal, hundreds of principals per customer-facing agent, new ones
+/// every test day, and every scenario of the suite present.
+#[test]
+fn customer_suites_serve_many_principals() {
+    for (suite, scenarios) in [
+        (Suite::Customers, CUSTOMER_SCENARIOS.to_vec()),
+        (
+            Suite::Heldout,
+            [CUSTOMER_SCENARIOS, ASSISTANT_SCENARIOS].concat(),
+        ),
+    ] {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let opts = |dir: &Path| GenerateOptions {
+            suite,
+            ..GenerateOptions::with_defaults(5, dir)
+        };
+        generate(&opts(a.path())).expect("generate");
+        generate(&opts(b.path())).expect("generate");
+        for f in FILES {
+            assert!(
+                read_bytes(&a.path().join(f)) == read_bytes(&b.path().join(f)),
+                "{f} differs between two runs of one seed"
+            );
+        }
+        let train = read_gz_lines(&a.path().join("train.jsonl.gz"));
+        let test = read_gz_lines(&a.path().join("test.jsonl.gz"));
+        let mut principals: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for e in train.iter().chain(&test).filter(|e| kind(e) == "tool_call") {
+            principals
+                .entry(str_field(e, "agent_id"))
+                .or_default()
+                .insert(str_field(e, "principal"));
+        }
+        let busiest = principals.values().map(BTreeSet::len).max().unwrap_or(0);
+        assert!(
+            busiest >= 300,
+            "{suite:?}: at most {busiest} principals per agent"
+        );
+        let train_principals: BTreeSet<&str> = train
+            .iter()
+            .filter_map(|e| e.get("principal").and_then(Value::as_str))
+            .collect();
+        let new_in_test = test
+            .iter()
+            .filter_map(|e| e.get("principal").and_then(Value::as_str))
+            .filter(|p| !train_principals.contains(p))
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert!(
+            new_in_test >= 100,
+            "{suite:?}: {new_in_test} new principals in test"
+        );
+        let labels = parse_lines(
+            &String::from_utf8(read_bytes(&a.path().join("labels.jsonl"))).expect("utf-8"),
+            &a.path().join("labels.jsonl"),
+        );
+        let seen: BTreeSet<&str> = labels.iter().map(|l| str_field(l, "scenario")).collect();
+        for sc in scenarios {
+            assert!(seen.contains(sc), "{suite:?}: no {sc} attack");
         }
     }
 }

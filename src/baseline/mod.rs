@@ -7,6 +7,7 @@
 //! a configurable half-life (see [`tables`]), every set is capped, so a
 //! profile follows legitimate change and stays in the kilobytes.
 
+pub mod binding;
 pub mod tables;
 
 use serde::{Deserialize, Serialize};
@@ -243,6 +244,8 @@ pub struct Profile {
     pub session_scores: ScoreHist,
     /// Per-call bits of unflagged calls (the session carry's allowance).
     pub event_bits: ScoreHist,
+    /// Which keys name a principal's own things, and whose they are.
+    pub binding: binding::Bindings,
 }
 
 /// Rebase once the decay weight passes this (≈ 10 half-lives).
@@ -293,6 +296,7 @@ impl Profile {
             session_fanout: LogHist::default(),
             session_scores: ScoreHist::default(),
             event_bits: ScoreHist::default(),
+            binding: binding::Bindings::default(),
         }
     }
 
@@ -365,6 +369,7 @@ impl Profile {
         self.session_fanout.scale(f);
         self.session_scores.scale(f);
         self.event_bits.scale(f);
+        self.binding.scale(f);
     }
 
     /// Moves the calls-per-minute rate to a call at `ts` (every call, flagged
@@ -567,7 +572,74 @@ impl Profile {
             + self.values.heap_bytes()
             + self.parents.heap_bytes()
             + self.skeletons.heap_bytes()
+            + self.binding.heap_bytes()
             + 2 * 128 * 4
+    }
+}
+
+/// One id a clean session used, as binding learns it.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionId {
+    pub id: crate::score::features::IdKey,
+    /// The principal it was used for: the call's `resource_owner` when
+    /// given, else the session's principal.
+    pub principal: u32,
+    /// It reached the session only through output other than the
+    /// principal's own records.
+    pub tainted: bool,
+    /// The event's `resource_owner` named someone other than the principal
+    /// the session acted for (a staff desk working customers' tickets).
+    pub owner_foreign: bool,
+    pub ts: Millis,
+    pub day: u16,
+}
+
+impl Profile {
+    /// Learns the ids of a clean session (each once): bindings, key
+    /// classes, and how often this agent legitimately acts on other
+    /// principals' things or on ids it only read in tool output.
+    pub fn learn_bindings(&mut self, ids: &[SessionId], cap: usize, limits: &ProfileLimits) {
+        let Some(last) = ids.last() else {
+            return;
+        };
+        self.rebase_if_needed(last.ts, limits);
+        let w = self.weight(last.ts, limits);
+        let mut foreign: arrayvec::ArrayVec<u32, 64> = arrayvec::ArrayVec::new();
+        for s in ids {
+            let class = self.binding.class(s.id.key);
+            let before = self.binding.learn(
+                s.id.key,
+                s.id.value,
+                s.principal,
+                s.id.names_principal,
+                w,
+                s.day,
+                cap,
+            );
+            let owned = matches!(
+                class,
+                binding::KeyClass::Owned | binding::KeyClass::Identity
+            );
+            if owned || s.owner_foreign {
+                self.binding.owned_ops += w;
+                let learned = owned && before.others > 0 && !before.mine;
+                if s.owner_foreign || learned {
+                    self.binding.foreign_ops += w;
+                    let who = if s.owner_foreign {
+                        s.principal
+                    } else {
+                        before.top
+                    };
+                    if !foreign.contains(&who) {
+                        let _ = foreign.try_push(who);
+                    }
+                }
+                if s.tainted {
+                    self.binding.tainted_ops += w;
+                }
+            }
+        }
+        self.binding.session_principals.add(foreign.len() as f32, w);
     }
 }
 

@@ -205,6 +205,12 @@ impl LogHist {
         }
     }
 
+    /// P(X ≥ x), empirical only, with half a pseudo-observation.
+    pub fn at_least(&self, x: f32, inv_w: f32) -> f32 {
+        let above: f32 = self.buckets[Self::bucket(x)..].iter().sum::<f32>() * inv_w;
+        ((above + 0.5) / (self.total * inv_w + 1.0)).min(1.0)
+    }
+
     /// P(X ≤ x), mirrored: the empirical lower tail, and below the 10th
     /// percentile a tail `0.1 · (x / q10)`.
     pub fn lower_tail(&self, x: f32, inv_w: f32) -> f32 {

@@ -9,6 +9,7 @@
 //! replay-data/README.md for what the data contains and why.
 
 mod benign;
+pub mod customers;
 mod layout;
 mod model;
 mod scenarios;
@@ -23,6 +24,7 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use customers::{Suite, ASSISTANT_SCENARIOS, CUSTOMER_SCENARIOS};
 pub use scenarios::SCENARIOS;
 pub use writer::{LABELS_FILE, TEST_FILE, TRAIN_FILE};
 
@@ -46,6 +48,9 @@ pub struct GenerateOptions {
     pub test_days: u32,
     /// Attacked sessions injected per scenario.
     pub attacks_per_scenario: u32,
+    /// Which data set: the fleet, the multi-customer agents, or the
+    /// held-out generalisation split.
+    pub suite: Suite,
 }
 
 impl GenerateOptions {
@@ -62,6 +67,7 @@ impl GenerateOptions {
             train_days: Self::DEFAULT_TRAIN_DAYS,
             test_days: Self::DEFAULT_TEST_DAYS,
             attacks_per_scenario: Self::DEFAULT_ATTACKS_PER_SCENARIO,
+            suite: Suite::Fleet,
         }
     }
 
@@ -140,6 +146,9 @@ impl Plan {
 /// Generate the data set described by `opts` into `opts.out_dir`.
 pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary, GenerateError> {
     opts.validate()?;
+    if opts.suite != Suite::Fleet {
+        return customers::generate(opts, opts.suite);
+    }
     let plan = Plan::new(opts.seed, opts.train_days, opts.test_days);
     let mut world = world::World::build(&mut sub_rng(opts.seed, &["world"]), plan.total_days);
 

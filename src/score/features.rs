@@ -24,6 +24,11 @@ use crate::state::hash_key::HashKey;
 pub const MAX_VALUES: usize = 8;
 /// Most numeric argument features kept per call.
 pub const MAX_NUMBERS: usize = 6;
+/// Most id-valued arguments kept per call (resource id first), for the
+/// principal-binding channel.
+pub const MAX_IDS: usize = 4;
+/// Longest string read as an id; longer ones are text, not identifiers.
+pub const MAX_ID_LEN: usize = 128;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -38,6 +43,7 @@ enum Salt {
     Skeleton = 0x7005,
     ArgKey = 0x7006,
     Session = 0x7007,
+    Principal = 0x7008,
 }
 
 /// Keyed hashing of names and values into fingerprints: SipHash-1-3 (a
@@ -116,6 +122,11 @@ impl Fingerprinter {
 
     pub fn session(&self, id: &str) -> u64 {
         self.raw(Salt::Session, id.as_bytes()) | 1
+    }
+
+    /// Fingerprint of a principal (or a resource owner: same space).
+    pub fn principal(&self, name: &str) -> Fp {
+        Self::fold(self.raw(Salt::Principal, name.trim().as_bytes()))
     }
 
     fn arg_key(&self, name: &str) -> Fp {
@@ -212,6 +223,29 @@ pub struct ValueKey {
     pub shape: Shape,
 }
 
+/// An id-valued argument (an order, a booking, a payment method, a user):
+/// what principal binding judges.
+#[derive(Debug, Clone)]
+pub struct IdRef<'a> {
+    /// Fingerprint of the argument key, or of the resource type for
+    /// `resource_id`.
+    pub key: Fp,
+    pub key_name: Cow<'a, str>,
+    /// Fingerprint of the value (as values and context entities are hashed).
+    pub value: Fp,
+    pub text: Cow<'a, str>,
+    /// The value names the principal itself (`customer:u_81` and `u_81`).
+    pub names_principal: bool,
+}
+
+/// An id as learning keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdKey {
+    pub key: Fp,
+    pub value: Fp,
+    pub names_principal: bool,
+}
+
 /// A numeric argument as learning keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NumKey {
@@ -239,6 +273,9 @@ pub struct Sample {
     /// Bit i: value i reached the session only through untrusted tool
     /// output (provenance).
     pub untrusted_only: u8,
+    pub ids: ArrayVec<IdKey, MAX_IDS>,
+    /// Tag of `resource_owner` when the event gave one (0 = none).
+    pub owner: u32,
 }
 
 /// Everything the profile scores and learns from one tool call.
@@ -260,6 +297,13 @@ pub struct Observation<'a> {
     pub origin_excerpt: Option<&'a str>,
     pub values: ArrayVec<Value<'a>, MAX_VALUES>,
     pub numbers: ArrayVec<Number<'a>, MAX_NUMBERS>,
+    pub ids: ArrayVec<IdRef<'a>, MAX_IDS>,
+    /// Fingerprint of the principal (0 when absent or empty).
+    pub principal: Fp,
+    pub principal_name: Option<&'a str>,
+    /// Fingerprint of `resource_owner` (0 when absent or empty).
+    pub owner: Fp,
+    pub owner_name: Option<&'a str>,
 }
 
 impl<'a> Observation<'a> {
@@ -285,6 +329,20 @@ impl<'a> Observation<'a> {
                 .collect(),
             rate,
             untrusted_only,
+            ids: self
+                .ids
+                .iter()
+                .map(|i| IdKey {
+                    key: i.key,
+                    value: i.value,
+                    names_principal: i.names_principal,
+                })
+                .collect(),
+            owner: if self.owner == 0 {
+                0
+            } else {
+                crate::baseline::binding::principal_tag(self.owner)
+            },
         }
     }
 
@@ -305,9 +363,26 @@ impl<'a> Observation<'a> {
             origin_excerpt: call.origin.as_ref().and_then(|o| o.excerpt.as_deref()),
             values: ArrayVec::new(),
             numbers: ArrayVec::new(),
+            ids: ArrayVec::new(),
+            principal_name: call.principal.as_deref().filter(|p| !p.trim().is_empty()),
+            principal: 0,
+            owner_name: call
+                .resource_owner
+                .as_deref()
+                .filter(|p| !p.trim().is_empty()),
+            owner: 0,
         };
+        obs.principal = obs.principal_name.map_or(0, |p| fp.principal(p));
+        obs.owner = obs.owner_name.map_or(0, |p| fp.principal(p));
         if let Some(rid) = call.resource_id.as_deref().filter(|s| !s.is_empty()) {
             obs.push_value(fp, Cow::Borrowed(rid), ValueFrom::ResourceId);
+            if is_id(rid) {
+                let (key, name) = match call.resource_type.as_deref() {
+                    Some(rt) => (obs.rtype, rt),
+                    None => (fp.arg_key("resource_id"), "resource_id"),
+                };
+                obs.push_id(fp, key, Cow::Borrowed(name), Cow::Borrowed(rid));
+            }
         }
         if let Some(args) = call.args {
             let mut de = serde_json::Deserializer::from_str(args.get());
@@ -344,6 +419,26 @@ impl<'a> Observation<'a> {
             },
             text,
             from,
+        });
+    }
+
+    fn push_id(&mut self, fp: &Fingerprinter, key: Fp, key_name: Cow<'a, str>, text: Cow<'a, str>) {
+        if self.ids.is_full() {
+            return;
+        }
+        let value = fp.lower(Salt::Value, &text);
+        if self.ids.iter().any(|i| i.value == value) {
+            return;
+        }
+        let names_principal = self
+            .principal_name
+            .is_some_and(|p| p.len() > text.len() && p.ends_with(text.as_ref()));
+        self.ids.push(IdRef {
+            key,
+            key_name,
+            value,
+            text,
+            names_principal,
         });
     }
 
@@ -388,6 +483,16 @@ pub fn is_entity(s: &str) -> bool {
         return true;
     }
     is_iban(s)
+}
+
+/// Is this argument string an identifier worth binding to principals (an
+/// order, booking or account id)? Short, no spaces, at least one digit, and
+/// not already a counterparty (entities are values of their own).
+pub fn is_id(s: &str) -> bool {
+    (3..=MAX_ID_LEN).contains(&s.len())
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && !s.contains(char::is_whitespace)
+        && !is_entity(s)
 }
 
 /// Case-insensitive prefix test on bytes (never slices inside a character).
@@ -567,6 +672,11 @@ impl<'a> ArgSeed<'_, 'a, '_> {
         if is_entity(&s) {
             let from = ValueFrom::Arg(self.key.unwrap_or(Cow::Borrowed("?")));
             self.obs.push_value(self.fp, s, from);
+        } else if is_id(&s) {
+            if let Some(key) = self.key {
+                let key_fp = self.fp.arg_key(&key);
+                self.obs.push_id(self.fp, key_fp, key, s);
+            }
         }
     }
 
@@ -614,7 +724,7 @@ impl<'de> Visitor<'de> for ArgSeed<'_, 'de, '_> {
         Ok(())
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if is_entity(v) {
+        if is_entity(v) || is_id(v) {
             self.string(Cow::Owned(v.to_owned()));
         }
         Ok(())

@@ -16,6 +16,7 @@
 //! [`score`] allocates nothing: reasons are fixed-size and hold numbers; the
 //! text a person reads is rendered later by [`render_detail`].
 
+pub mod binding;
 pub mod features;
 
 use arrayvec::ArrayVec;
@@ -44,6 +45,7 @@ pub enum Signal {
     Session,
     /// Fleet hook: the peer group's session model (src/fleet).
     SessionShape,
+    Binding,
 }
 
 impl Signal {
@@ -77,6 +79,7 @@ impl Signal {
             Self::Volume => "volume",
             Self::Session => "session",
             Self::SessionShape => "session_shape",
+            Self::Binding => "binding",
         }
     }
 }
@@ -182,6 +185,18 @@ pub enum Detail {
         writes: u32,
         secs: f32,
         p: f32,
+    },
+    Binding {
+        id: u8,
+        foreign: bool,
+        by_owner: bool,
+        tainted: bool,
+        others: u8,
+        sessions: u16,
+        top: u32,
+        source_tool: Fp,
+        principals: u32,
+        has_id: bool,
     },
 }
 
@@ -293,6 +308,12 @@ pub struct SessionView {
     pub carry: f32,
 }
 
+impl Default for Detail {
+    fn default() -> Self {
+        Detail::Carry { calls: 0 }
+    }
+}
+
 /// P(category `i` | tool) with Witten–Bell escape to the agent's
 /// distribution, and for a category the agent never used, its escape times
 /// `risk`; for a new tool, a category new to the agent has probability
@@ -347,6 +368,7 @@ pub fn score(
     obs: &Observation,
     ctx: &SeqContext,
     sess: &SessionView,
+    bind: &binding::BindingView,
     params: &ScoreParams,
     half_life_ms: f64,
 ) -> Score {
@@ -695,6 +717,12 @@ pub fn score(
             s.push(Signal::Argument, b, d);
         }
     }
+    // Principal binding: whose things this call touches.
+    if !bind.ids.is_empty() || bind.principals >= 2 {
+        if let Some((b, d)) = binding::score(p, obs, bind, inv_w, params.min_history / 2.0) {
+            s.push(Signal::Binding, b, d);
+        }
+    }
     s.event_bits = s.reasons.iter().map(|r| r.bits).sum();
 
     // Session level: when, how fast, how much.
@@ -981,6 +1009,53 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             };
             let basis = if kind == VolumeKind::Rate { "of the time" } else { "of its sessions" };
             format!("{count:.0} {what}; 90% {basis} stay under {usual:.0}, {} reach this", pct(p))
+        }
+        Detail::Binding {
+            id,
+            foreign,
+            by_owner,
+            tainted,
+            others,
+            sessions,
+            top,
+            source_tool,
+            principals,
+            has_id,
+        } => {
+            let me = obs.principal_name.unwrap_or("the principal");
+            let mut out = String::new();
+            if has_id {
+                if let Some(i) = obs.ids.get(id as usize) {
+                    out = format!("`{tool}` on {} `{}`", i.key_name, i.text);
+                }
+                if foreign {
+                    let whom = if by_owner {
+                        format!("owned by {} (resource_owner)", obs.owner_name.unwrap_or("another principal"))
+                    } else {
+                        let name = p.binding.name(top).unwrap_or("another principal");
+                        let more = if others > 1 { format!(" and {} more", others - 1) } else { String::new() };
+                        format!("bound to {name}{more} ({sessions} earlier sessions)")
+                    };
+                    out.push_str(&format!(", {whom}, while acting for {me}"));
+                }
+                if tainted {
+                    let from = if source_tool == 0 {
+                        "a tool's output".to_owned()
+                    } else {
+                        format!("the output of {}", tool_name(source_tool))
+                    };
+                    out.push_str(&format!("; the id came from {from}, not from {me}'s records or request"));
+                }
+            }
+            if principals >= 2 {
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                out.push_str(&format!(
+                    "the session has touched the things of {principals} other principals"
+                ));
+            }
+            out
         }
         Detail::Carry { calls } => format!(
             "the session's {calls} earlier calls were already surprising ({:.1} bits above usual)",

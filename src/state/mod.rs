@@ -22,7 +22,8 @@ const MAGIC: &[u8; 8] = b"WARDENCP";
 /// Version of the encoding of [`Checkpoint`] and [`Profile`]; bump it with
 /// any change to either.
 /// Version 2: 64-bit keyed fingerprints, the key's id, open sessions.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: principal bindings in profiles, binding state in sessions.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The profiles one worker holds.
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,0 +1,125 @@
+//! The principal-binding channel: a call for principal P on an owned id
+//! bound to other principals and never to P; an owned id that reached the
+//! call only through tool output that is not P's own records; a session
+//! that touches more principals' things than this agent's sessions do.
+//!
+//! Every price is learned from the agent's own clean sessions: how often it
+//! legitimately acts on another principal's things (a staff desk does it
+//! all day, a customer assistant never) and on ids it only read in tool
+//! output. Cost grows with the consequence of the call (read < write <
+//! delete or a write that moves money) and with how exclusively the value
+//! belongs to someone else. A separate signal with its own reason and bits,
+//! so that later models compose with it.
+
+use arrayvec::ArrayVec;
+
+use crate::baseline::tables::Fp;
+use crate::baseline::Profile;
+use crate::event::Action;
+
+use super::features::{NumKind, Observation, MAX_IDS};
+use super::{bits, Detail};
+
+/// What the session knows of one id of the call (filled by the engine).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IdView {
+    /// Index into the observation's ids.
+    pub id: u8,
+    /// Bound to other principals and never to this one (or the event's
+    /// `resource_owner` names another principal).
+    pub foreign: bool,
+    /// Other principals it is bound to, their clean sessions, and the one
+    /// with the most (0 when unknown).
+    pub others: u8,
+    pub other_sessions: u16,
+    pub top: u32,
+    /// The emitter's `resource_owner` decided it.
+    pub by_owner: bool,
+    /// Reached the session only through output other than the principal's
+    /// own records, and the tool whose output brought it (0 = unknown).
+    pub tainted: bool,
+    pub source_tool: Fp,
+}
+
+/// The channel's input for one call.
+#[derive(Debug, Clone, Default)]
+pub struct BindingView {
+    /// Tag of the principal the call acts for.
+    pub principal: u32,
+    /// Ids of owned or identity keys, as the session sees them.
+    pub ids: ArrayVec<IdView, MAX_IDS>,
+    /// Distinct other principals whose things the session touched,
+    /// this call included.
+    pub principals: u32,
+}
+
+/// How much harm a call can do, as a weight on its bits: reads expose,
+/// writes change, deletions and writes that move money are hard to undo.
+fn consequence(obs: &Observation) -> f32 {
+    match obs.action {
+        Action::Read | Action::None => 0.5,
+        Action::Write if obs.numbers.iter().any(|n| n.kind == NumKind::Magnitude) => 1.0,
+        Action::Write => 0.75,
+        Action::Delete | Action::Execute | Action::Admin => 1.0,
+    }
+}
+
+/// The channel's bits for one call, with the detail that explains them.
+pub fn score(
+    p: &Profile,
+    obs: &Observation,
+    v: &BindingView,
+    inv_w: f32,
+    min_sessions: f32,
+) -> Option<(f32, Detail)> {
+    let b = &p.binding;
+    let n = b.owned_ops * inv_w;
+    let foreign_bits = bits((b.foreign_ops * inv_w + 0.5) / (n + 1.0));
+    let taint_bits = bits((b.tainted_ops * inv_w + 0.5) / (n + 1.0));
+    let c = consequence(obs);
+    let mut best: Option<(f32, IdView)> = None;
+    for id in &v.ids {
+        let exclusive = if id.by_owner {
+            1.0
+        } else {
+            let s = id.other_sessions as f32;
+            s / (s + 1.0)
+        };
+        let mut x = 0.0;
+        if id.foreign {
+            x += exclusive * foreign_bits;
+        }
+        if id.tainted {
+            x += taint_bits;
+        }
+        let x = x * c;
+        if x > 0.0 && best.is_none_or(|(y, _)| x > y) {
+            best = Some((x, *id));
+        }
+    }
+    // The session's reach: the second distinct principal whose things it
+    // touched, and beyond, against how many this agent's sessions touch.
+    let mut fan = 0.0;
+    let hist = &b.session_principals;
+    if v.principals >= 2 && hist.total() * inv_w >= min_sessions {
+        let above = hist.at_least(v.principals as f32, inv_w);
+        fan = bits(above);
+    }
+    let (id_bits, id) = best.unwrap_or_default();
+    let total = id_bits + fan;
+    (total > 0.0).then_some((
+        total,
+        Detail::Binding {
+            id: id.id,
+            foreign: id.foreign,
+            by_owner: id.by_owner,
+            tainted: id.tainted,
+            others: id.others,
+            sessions: id.other_sessions,
+            top: id.top,
+            source_tool: id.source_tool,
+            principals: v.principals,
+            has_id: id_bits > 0.0,
+        },
+    ))
+}
