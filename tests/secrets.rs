@@ -483,11 +483,10 @@ fn no_planted_secret_leaves(mode: &str) {
     // Nothing is left in the revocation queue once every revocation has
     // its outcome, so the data directory is scanned whole.
     let state = dir.path().join("state");
-    let queued: Vec<_> = std::fs::read_dir(state.join("quarantines"))
+    let queued = warden::respond::registry::Registry::file(&state)
         .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "revoke"))
-        .collect();
+        .queued_revocations()
+        .unwrap();
     assert!(
         queued.is_empty(),
         "revocation queue not emptied: {queued:?}"

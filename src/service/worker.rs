@@ -96,6 +96,8 @@ pub struct Worker {
     timelines: HashMap<Box<str>, Timeline>,
     /// Flagged calls logged one by one per second; a storm is counted.
     flag_log: crate::telemetry::LogBudget,
+    /// Flags for the responder, held back while its queue is full.
+    outbox: Option<crate::respond::responder::Outbox>,
 }
 
 impl Worker {
@@ -139,7 +141,12 @@ impl Worker {
             shared.config.server.flagged_log_per_second,
             Instant::now(),
         );
+        let outbox = shared
+            .responder
+            .clone()
+            .map(|h| crate::respond::responder::Outbox::new(h, shared.metrics.clone()));
         Self {
+            outbox,
             index,
             engine,
             shared,
@@ -167,6 +174,9 @@ impl Worker {
                 Msg::Message(m) => self.process_message(&m),
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
+                    if let Some(o) = &mut self.outbox {
+                        o.drain();
+                    }
                     self.summarise_flag_logs(Instant::now());
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
@@ -189,6 +199,9 @@ impl Worker {
                 Msg::Learn { events, session } => self.learn(&events, &session),
                 Msg::Stop => break,
             }
+        }
+        if let Some(o) = &mut self.outbox {
+            o.flush_blocking();
         }
         // Open sessions are checkpointed, not closed: after a restart they
         // continue with their context and surprise, as after a crash.
@@ -403,6 +416,9 @@ impl Worker {
             .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
         self.flush_decisions();
+        if let Some(o) = &mut self.outbox {
+            o.drain();
+        }
         let now = Instant::now();
         self.summarise_flag_logs(now);
         for (agent, event, score, threshold, top) in flagged {
@@ -451,7 +467,7 @@ impl Worker {
         if !flagged || ev.decision.mode == Mode::Learn {
             return;
         }
-        let Some(responder) = &self.shared.responder else {
+        let Some(outbox) = &mut self.outbox else {
             return;
         };
         let agent = self.engine.agent(id);
@@ -465,7 +481,7 @@ impl Worker {
             timeline,
             agent.map(|a| &a.profile),
         );
-        responder.flag_blocking(flag, &self.shared.metrics);
+        outbox.send(flag);
     }
 
     /// Sends the decision serialised at `self.line[start..]` to the
@@ -512,8 +528,8 @@ impl Worker {
     /// Phase one of a barrier: flags recorded by the responder, profiles
     /// saved, dedup window held back.
     fn stage(&mut self) -> bool {
-        if let Some(r) = &self.shared.responder {
-            r.sync_blocking();
+        if let Some(o) = &mut self.outbox {
+            o.sync_blocking();
         }
         // Offsets of dead-lettered messages commit only once the letters
         // are written.
