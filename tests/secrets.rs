@@ -584,6 +584,9 @@ fn redis_revocation_queue_is_one_key_and_goes() {
         .unwrap();
     reg.queue_revocation(id, 1, &SecretString::new(second.clone()))
         .unwrap();
+    // Staged until the group commit, then both in one pipeline.
+    assert!(keys().is_empty());
+    reg.commit().unwrap();
     let mut k = keys();
     k.sort();
     assert_eq!(
@@ -606,9 +609,11 @@ fn redis_revocation_queue_is_one_key_and_goes() {
     );
     // Each credential goes once its own revocation settles.
     reg.dequeue_revocation(id, 0).unwrap();
+    reg.commit().unwrap();
     assert_eq!(keys(), [format!("{prefix}:revoke:{id}:1")]);
     assert_eq!(reg.queued_revocation(id, 0).unwrap(), None);
     reg.dequeue_revocation(id, 1).unwrap();
+    reg.commit().unwrap();
     assert!(keys().is_empty());
     assert!(reg.queued_revocations().unwrap().is_empty());
     assert_eq!(reg.queued_revocation(id, 1).unwrap(), None);
