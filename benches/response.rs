@@ -14,6 +14,11 @@
 //! fast a backlog of quarantines drains instead.
 //!
 //! `cargo bench --bench response` (prints p50/p99/max and counts).
+//!
+//! First, the burst case: how many incidents the embedded registry records
+//! per second when a burst opens them together (each with its queued
+//! credential, committed once per burst of 1,000 as the responder does).
+//! `WARDEN_BENCH_CASE=burst` runs only that.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,9 +90,97 @@ fn post(addr: &str, body: &str) {
     assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
 }
 
+/// A flag of agent `i` as a worker would hand it over.
+fn burst_flag(i: usize) -> warden::respond::incident::Flag {
+    use warden::respond::incident::{CallSummary, Flag, Reason};
+    let call = CallSummary {
+        event_id: format!("e-{i}"),
+        ts: "2026-03-01T12:03:04.500Z".into(),
+        tool: "send_payment".into(),
+        action: Some("write".into()),
+        resource_type: Some("bank_account".into()),
+        resource_id: Some(format!("GB02LJSA{i:014}")),
+        args: Some(r#"{"amount":32.07,"currency":"EUR"}"#.into()),
+        score: 31.3,
+        flagged: true,
+    };
+    Flag {
+        agent_id: format!("agent-{i}"),
+        agent_instance: Some(format!("agent-{i}-a")),
+        principal: Some("customer:c-1".into()),
+        credential_id: Some(warden::respond::credential::SecretString::new(format!(
+            "tok-{i}"
+        ))),
+        credential: Some(warden::respond::credential::Credential {
+            fingerprint: format!("cred:{i:016x}"),
+            handle: None,
+        }),
+        session_id: Some(format!("sess-{i}")),
+        trace_id: None,
+        class: None,
+        mode: warden::decide::Mode::Enforce,
+        score: 31.3,
+        threshold: 14.0,
+        basis: "calibrated",
+        reasons: vec![Reason {
+            signal: "origin".into(),
+            detail: "first call instructed by tool_output".into(),
+            bits: 15.1,
+        }],
+        raw: format!(r#"{{"event_id":"e-{i}","agent_id":"agent-{i}"}}"#),
+        timeline: vec![call.clone(); 8],
+        call,
+        origin: None,
+        baseline: Default::default(),
+        flagged_at: Instant::now(),
+        folded: 0,
+    }
+}
+
+/// Incidents recorded per second in bursts of 1,000 (queued credential,
+/// record, one commit per burst), into an hdrhistogram of burst times.
+fn burst_case() {
+    use warden::respond::incident::Quarantine;
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = warden::respond::registry::Registry::file(dir.path()).unwrap();
+    let revokers = [("vault".to_owned(), None)];
+    let notifiers = ["slack".to_owned(), "pagerduty".to_owned()];
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let (bursts, size) = (20, 1000);
+    let qs: Vec<_> = (0..bursts * size)
+        .map(|i| {
+            let f = burst_flag(i);
+            (Quarantine::open(&f, &revokers, &notifiers, "bench"), f)
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in qs.chunks(size) {
+        let t0 = Instant::now();
+        for (q, f) in chunk {
+            reg.queue_revocation(&q.id, 0, f.credential_id.as_ref().unwrap())
+                .unwrap();
+            reg.save(q).unwrap();
+        }
+        reg.commit().unwrap();
+        h.record(t0.elapsed().as_micros() as u64).unwrap();
+    }
+    let total = started.elapsed().as_secs_f64();
+    println!(
+        "burst: {} incidents recorded in {total:.2} s: {:.0} incidents/s; per burst of {size}: p50 {:.1} ms, p99 {:.1} ms",
+        bursts * size,
+        (bursts * size) as f64 / total,
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+    );
+}
+
 fn main() {
     // `cargo test --benches` runs benches once as tests: nothing to check.
     if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    burst_case();
+    if std::env::var("WARDEN_BENCH_CASE").is_ok_and(|c| c == "burst") {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -13,6 +13,8 @@
 # flag storm, and learn the same stream with no response.
 # WARDEN_BENCH_THRESHOLD=BITS fixes every agent's threshold (calibration
 # off), e.g. 8 for a storm of a badly tuned rollout with over 10% flagged.
+# WARDEN_BENCH_PERF=FILE records a perf profile of Warden
+# while the load runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
@@ -34,8 +36,12 @@ cleanup() {
 trap cleanup EXIT
 
 mode="${WARDEN_BENCH_MODE:-shadow}"
-bin="${CARGO_TARGET_DIR:-target}/release"
+# The target directory cargo really uses (a wrapper may set its own).
+bin="$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)[\"target_directory\"])")/release"
 cargo build --release --locked --bin warden --example kafka_load
+# Run copies: engineers sharing a target directory may rebuild meanwhile.
+cp "$bin/warden" "$bin/examples/kafka_load" "$work/"
+bin="$work"
 topic="bench-$(date +%s)"
 port=18099
 admin_port=18098
@@ -68,9 +74,17 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
   sleep 0.2
 done
-"$bin/examples/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
+perf_pid=""
+if [ -n "${WARDEN_BENCH_PERF:-}" ]; then
+  perf record -o "$WARDEN_BENCH_PERF" -p "$warden_pid" 2>/dev/null &
+  perf_pid=$!
+fi
+"$bin/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
+[ -n "$perf_pid" ] && kill -INT "$perf_pid" && wait "$perf_pid" || true
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$warden_pid/status")
 n_agents=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^warden_agents / {print $2}')
 echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
 curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count)|quarantines_opened_total|flags_rolled_up_total|revocation_attempts_total)'
+echo "warden peak resident memory: $((hwm_kb / 1024)) MiB"
 echo "mode $mode; warden log lines: $(wc -l < "$work/warden.log")"

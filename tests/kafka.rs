@@ -131,11 +131,13 @@ fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     // credential is listed twice.
     let mut keys = std::collections::HashMap::new();
     let mut credentials = std::collections::HashMap::new();
-    for entry in std::fs::read_dir(dir.path().join("state/quarantines")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let q: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let open = warden::respond::registry::Registry::file(&dir.path().join("state"))
+        .unwrap()
+        .open_quarantines()
+        .unwrap();
+    for q in open {
+        {
+            let q = serde_json::to_value(&q).unwrap();
             let key = q["key"].as_str().unwrap().to_owned();
             let want = format!(
                 "{}/instance/{}",

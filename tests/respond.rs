@@ -455,20 +455,20 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     svc.child.wait().unwrap();
     // Each pending revocation's credential waits in the revocation queue,
     // readable by the owner only.
-    let queue = dir.path().join("state/quarantines");
-    let queued = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&queue)
+    let state = dir.path().join("state");
+    let queued = || {
+        warden::respond::registry::Registry::file(&state)
             .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "revoke"))
-            .collect()
+            .queued_revocations()
+            .unwrap()
     };
     assert_eq!(queued().len(), pending.len());
     #[cfg(unix)]
-    for p in queued() {
+    {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+        let journal = dir.path().join("state/quarantines/revocations.jsonl");
+        let mode = std::fs::metadata(&journal).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", journal.display());
     }
 
     // The broker comes back; the restarted Warden finishes the job.
@@ -483,6 +483,12 @@ fn killed_between_record_and_revocation_resumes_exactly_once() {
     assert!(qs.iter().all(|q| q["state"] == "revoked"), "{qs:?}");
     svc.stop();
     assert!(queued().is_empty(), "revoked: nothing left in the queue");
+    let queue_file = state.join("quarantines/revocations.jsonl");
+    assert_eq!(
+        std::fs::metadata(&queue_file).map_or(0, |m| m.len()),
+        0,
+        "no raw credential stays on disk"
+    );
     // A further restart repeats nothing.
     let svc = Service::start_env(&config, false, &env());
     std::thread::sleep(Duration::from_secs(2));
@@ -849,17 +855,16 @@ fn killed_before_revoking_a_second_credential_resumes_it_once() {
     svc.child.wait().unwrap();
     // Each pending credential waits in the revocation queue on its own;
     // the revoked ones left it.
-    let queue = dir.path().join("state/quarantines");
-    let queued = || -> Vec<String> {
-        std::fs::read_dir(&queue)
+    let state = dir.path().join("state");
+    let queued = || {
+        warden::respond::registry::Registry::file(&state)
             .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".revoke"))
-            .collect()
+            .queued_revocations()
+            .unwrap()
     };
     assert_eq!(queued().len(), pending.len(), "{:?}", queued());
     assert!(
-        queued().iter().any(|n| !n.ends_with(".0.revoke")),
+        queued().iter().any(|(_, n)| *n > 0),
         "a second credential is queued: {:?}",
         queued()
     );

@@ -483,11 +483,10 @@ fn no_planted_secret_leaves(mode: &str) {
     // Nothing is left in the revocation queue once every revocation has
     // its outcome, so the data directory is scanned whole.
     let state = dir.path().join("state");
-    let queued: Vec<_> = std::fs::read_dir(state.join("quarantines"))
+    let queued = warden::respond::registry::Registry::file(&state)
         .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "revoke"))
-        .collect();
+        .queued_revocations()
+        .unwrap();
     assert!(
         queued.is_empty(),
         "revocation queue not emptied: {queued:?}"
@@ -585,6 +584,9 @@ fn redis_revocation_queue_is_one_key_and_goes() {
         .unwrap();
     reg.queue_revocation(id, 1, &SecretString::new(second.clone()))
         .unwrap();
+    // Staged until the group commit, then both in one pipeline.
+    assert!(keys().is_empty());
+    reg.commit().unwrap();
     let mut k = keys();
     k.sort();
     assert_eq!(
@@ -607,9 +609,11 @@ fn redis_revocation_queue_is_one_key_and_goes() {
     );
     // Each credential goes once its own revocation settles.
     reg.dequeue_revocation(id, 0).unwrap();
+    reg.commit().unwrap();
     assert_eq!(keys(), [format!("{prefix}:revoke:{id}:1")]);
     assert_eq!(reg.queued_revocation(id, 0).unwrap(), None);
     reg.dequeue_revocation(id, 1).unwrap();
+    reg.commit().unwrap();
     assert!(keys().is_empty());
     assert!(reg.queued_revocations().unwrap().is_empty());
     assert_eq!(reg.queued_revocation(id, 1).unwrap(), None);

@@ -240,10 +240,16 @@ impl AuditWriter {
 
     /// Returns once everything queued before is on disk.
     pub fn flush(&self) {
+        let _ = self.flush_begin().recv();
+    }
+
+    /// Asks for everything queued before to be made durable; the answer
+    /// comes on the returned channel (or it closes), so that the caller
+    /// can sync something else meanwhile.
+    pub fn flush_begin(&self) -> std::sync::mpsc::Receiver<()> {
         let (ack, done) = std::sync::mpsc::channel();
-        if self.tx.send(Op::Flush(ack)).is_ok() {
-            let _ = done.recv();
-        }
+        let _ = self.tx.send(Op::Flush(ack));
+        done
     }
 }
 

@@ -258,6 +258,7 @@ pub fn flag(
             .map(|p| baseline(p, timeline.recent_resources(5)))
             .unwrap_or_default(),
         flagged_at: std::time::Instant::now(),
+        folded: 0,
     }
 }
 

@@ -137,6 +137,10 @@ pub struct Flag {
     pub baseline: Baseline,
     /// When the worker handed it over (monotonic), for latency metrics.
     pub flagged_at: std::time::Instant,
+    /// Further flags of the same agent (instance) and credential that a
+    /// worker folded into this one while the responder's queue was full:
+    /// counted as rolled up, never dropped unseen.
+    pub folded: u32,
 }
 
 impl Flag {
@@ -152,6 +156,17 @@ impl Flag {
             policy.credential(&SecretString::new(c)).shown().to_owned()
         });
         self.credential = Some(cred);
+    }
+
+    /// As [`seal`](Self::seal), for a flag whose raw event will not be
+    /// kept (its quarantine already holds [`MAX_FLAGGED_CALLS`]): the raw
+    /// event is dropped rather than redacted, which would cost a parse per
+    /// flag in a storm.
+    pub fn seal_dropping_raw(&mut self, policy: &CredentialPolicy) {
+        self.raw = String::new();
+        if let Some(raw) = &self.credential_id {
+            self.credential = Some(policy.credential(raw));
+        }
     }
 
     /// One quarantine per agent instance, else per agent: runtimes that
@@ -395,7 +410,7 @@ impl Quarantine {
             max_score: flag.score,
             flagged_calls: vec![flag.call.clone()],
             flagged_events: vec![flag.raw.clone()],
-            rolled_up: 0,
+            rolled_up: flag.folded,
             seen_events: vec![event_hash(&flag.call.event_id)],
             timeline: flag.timeline.clone(),
             origin: flag.origin.clone(),
@@ -462,6 +477,13 @@ impl Quarantine {
     /// Rolls a further flag into this quarantine; false when that very
     /// event is already in it (a redelivery).
     pub fn attach(&mut self, flag: &Flag) -> bool {
+        self.roll_in(&mut flag.clone())
+    }
+
+    /// As [`attach`](Self::attach), taking the flag's raw event, timeline
+    /// and origin rather than copying them (the responder, once per
+    /// flagged call in a storm).
+    pub fn roll_in(&mut self, flag: &mut Flag) -> bool {
         let h = event_hash(&flag.call.event_id);
         if self.seen_events.contains(&h) {
             return false;
@@ -469,17 +491,17 @@ impl Quarantine {
         if self.seen_events.len() < MAX_SEEN_EVENTS {
             self.seen_events.push(h);
         }
-        self.rolled_up += 1;
+        self.rolled_up += 1 + flag.folded;
         self.max_score = self.max_score.max(flag.score);
         if self.flagged_calls.len() < MAX_FLAGGED_CALLS {
             self.flagged_calls.push(flag.call.clone());
-            self.flagged_events.push(flag.raw.clone());
+            self.flagged_events.push(std::mem::take(&mut flag.raw));
         }
         if self.origin.is_none() {
-            self.origin = flag.origin.clone();
+            self.origin = flag.origin.take();
         }
         // The latest session view is the most useful to whoever reads it.
-        self.timeline = flag.timeline.clone();
+        self.timeline = std::mem::take(&mut flag.timeline);
         self.touch();
         true
     }
@@ -712,6 +734,7 @@ pub(crate) mod fixtures {
                 sessions_learned: 56,
             },
             flagged_at: std::time::Instant::now(),
+            folded: 0,
         }
     }
 }
@@ -738,7 +761,7 @@ mod tests {
         );
         assert_eq!(q.state, State::Pending);
         assert!(!q.attach(&f));
-        assert!(q.attach(&flag("e2", Mode::Enforce)));
+        assert!(q.roll_in(&mut flag("e2", Mode::Enforce)));
         assert_eq!((q.rolled_up, q.flags(), q.version), (1, 2, 2));
     }
 

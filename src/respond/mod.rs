@@ -10,6 +10,7 @@ pub mod context;
 pub mod credential;
 pub mod deliver;
 pub mod incident;
+pub mod journal;
 pub mod registry;
 pub mod responder;
 pub mod retry;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::audit::{AuditLog, AuditWriter};
 use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
-use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State};
+use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
 use super::registry::Registry;
 use super::render;
 use crate::config::Config;
@@ -195,6 +195,9 @@ struct Notifier {
     queue: Arc<AlertQueue>,
 }
 
+/// Messages handled between two group commits (see `Responder::run`).
+const MAX_BURST: usize = 4096;
+
 /// Quarantines the board holds in memory before released ones are dropped
 /// from it.
 const BOARD_CAP: usize = 20_000;
@@ -275,21 +278,6 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Hands a flag over; waits only while the queue is full (a flag is
-    /// never dropped). Called from worker threads.
-    pub fn flag_blocking(&self, flag: Flag, metrics: &Metrics) {
-        match self.tx.try_send(Msg::Flag(Box::new(flag))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                metrics.response_queue_full.inc();
-                let _ = self.tx.blocking_send(msg);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!("Responder stopped; a flag was not acted on.");
-            }
-        }
-    }
-
     /// Blocks until the responder has handled everything sent before
     /// (flags recorded): a barrier commits offsets only after this.
     pub fn sync_blocking(&self) {
@@ -298,6 +286,156 @@ impl Handle {
             let _ = rx.recv();
         }
     }
+}
+
+/// Flags a worker holds back while the responder's queue is full, before
+/// it folds further flags of the same agent (instance) and credential into
+/// one (see [`Flag::folded`]).
+const OUTBOX_FOLD_AT: usize = 1024;
+
+/// A worker's end of the flag queue. Scoring never waits on the
+/// responder: a flag that does not fit in its queue waits here and is
+/// handed over after the next batch; past [`OUTBOX_FOLD_AT`] held back,
+/// flags of an agent and credential already held are folded into that one
+/// and counted (a storm rolls up into its open incident anyway). Nothing
+/// is dropped: a barrier hands everything over before a commit.
+pub struct Outbox {
+    handle: Handle,
+    metrics: Arc<Metrics>,
+    held: VecDeque<Flag>,
+    /// (incident key, raw credential) of held flags, once folding.
+    index: HashMap<(String, Option<String>), usize>,
+}
+
+impl Outbox {
+    pub fn new(handle: Handle, metrics: Arc<Metrics>) -> Self {
+        Self {
+            handle,
+            metrics,
+            held: VecDeque::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Hands `flag` over, or holds it back when the queue is full.
+    pub fn send(&mut self, flag: Flag) {
+        if self.held.is_empty() {
+            match self.handle.tx.try_send(Msg::Flag(Box::new(flag))) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(Msg::Flag(f))) => return self.hold(*f),
+                Err(_) => {
+                    tracing::error!("Responder stopped; a flag was not acted on.");
+                    return;
+                }
+            }
+        }
+        self.hold(flag);
+    }
+
+    fn hold(&mut self, flag: Flag) {
+        self.metrics.response_queue_full.inc();
+        if self.held.len() < OUTBOX_FOLD_AT {
+            self.held.push_back(flag);
+            return;
+        }
+        if self.index.is_empty() {
+            self.reindex();
+        }
+        let k = (
+            flag.key(),
+            flag.credential_id.as_ref().map(|c| c.expose().to_owned()),
+        );
+        match self.index.get(&k).and_then(|&i| self.held.get_mut(i)) {
+            Some(into) => {
+                into.folded += 1 + flag.folded;
+                if flag.score > into.score {
+                    into.score = flag.score;
+                }
+            }
+            None => {
+                self.index.insert(k, self.held.len());
+                self.held.push_back(flag);
+            }
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .held
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                (
+                    (
+                        f.key(),
+                        f.credential_id.as_ref().map(|c| c.expose().to_owned()),
+                    ),
+                    i,
+                )
+            })
+            .collect();
+    }
+
+    /// Hands over what was held back, as far as the queue takes it.
+    pub fn drain(&mut self) {
+        let mut sent = false;
+        while let Some(f) = self.held.pop_front() {
+            match self.handle.tx.try_send(Msg::Flag(Box::new(f))) {
+                Ok(()) => sent = true,
+                Err(mpsc::error::TrySendError::Full(Msg::Flag(f))) => {
+                    self.held.push_front(*f);
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!("Responder stopped; held flags were not acted on.");
+                    self.held.clear();
+                }
+            }
+        }
+        if sent {
+            // Positions moved: rebuilt when folding starts again.
+            self.index.clear();
+        }
+    }
+
+    /// Hands over everything held back, waiting for room: before a
+    /// barrier commits past these flags, and at shutdown.
+    pub fn flush_blocking(&mut self) {
+        self.index.clear();
+        while let Some(f) = self.held.pop_front() {
+            if self
+                .handle
+                .tx
+                .blocking_send(Msg::Flag(Box::new(f)))
+                .is_err()
+            {
+                tracing::error!("Responder stopped; held flags were not acted on.");
+                self.held.clear();
+            }
+        }
+    }
+
+    /// Hands everything over, then waits until the responder has recorded
+    /// it (see [`Handle::sync_blocking`]).
+    pub fn sync_blocking(&mut self) {
+        self.flush_blocking();
+        self.handle.sync_blocking();
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+/// A call out, waiting for the group commit of its burst.
+enum Outbound {
+    Revoke {
+        id: String,
+        revoker: String,
+        credential: Option<usize>,
+    },
+    /// A job for the notifier at this index.
+    Alert(usize, Job),
 }
 
 /// Per quarantine, what the responder tracks in memory only.
@@ -327,6 +465,14 @@ pub struct Responder {
     /// burst of messages is handled and before every sync, so a storm
     /// costs one write per incident, not one per flagged call.
     unsaved: std::collections::BTreeSet<String>,
+    /// Per open quarantine, the flags rolled into it since its last audit
+    /// record (see `audit_rolled`).
+    rolled: HashMap<String, Vec<serde_json::Value>>,
+    /// The gauges need setting at the end of the burst.
+    gauges_dirty: bool,
+    /// Calls out decided in this burst, made once its registry writes are
+    /// committed and its audit records on disk (see `end_burst`).
+    outbound: Vec<Outbound>,
     /// Raw credentials (quarantine id, index) whose revocation is under
     /// way (a copy of the registry's revocation queue), for the revokers
     /// only.
@@ -440,6 +586,9 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         by_key: HashMap::new(),
         progress: HashMap::new(),
         unsaved: Default::default(),
+        rolled: HashMap::new(),
+        gauges_dirty: false,
+        outbound: Vec::new(),
         credentials: HashMap::new(),
         credential_policy: CredentialPolicy::of(cfg),
         board: board.clone(),
@@ -528,7 +677,7 @@ impl Responder {
             }
             resumed += 1;
         }
-        self.update_gauges();
+        self.end_burst();
         if resumed > 0 {
             tracing::info!(quarantines = resumed, "Resumed open quarantines.");
         }
@@ -573,22 +722,62 @@ impl Responder {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
             self.handle(msg);
-            // Group commit: handle the whole burst, then write each
-            // incident it rolled flags into once.
-            while let Ok(msg) = rx.try_recv() {
+            // Group commit: handle a burst, then write each incident it
+            // rolled flags into once. Bounded, so that under a steady storm
+            // the API and the registry still catch up every few ms.
+            let mut n = 1;
+            while n < MAX_BURST {
+                let Ok(msg) = rx.try_recv() else {
+                    break;
+                };
                 self.handle(msg);
+                n += 1;
             }
-            self.save_rolled_up();
+            self.end_burst();
         }
-        self.save_rolled_up();
+        self.end_burst();
     }
 
-    /// Writes the open quarantines that only rolled-up flags changed.
-    fn save_rolled_up(&mut self) {
+    /// Once per burst: writes the open quarantines that only rolled-up
+    /// flags changed, with one audit record each for those flags, and
+    /// sets the gauges.
+    fn end_burst(&mut self) {
         for id in std::mem::take(&mut self.unsaved) {
-            if let Some(q) = self.open.get(&id).cloned() {
-                self.save(&q);
+            self.save_open(&id);
+            self.audit_rolled(&id);
+        }
+        // Flags rolled into a quarantine released meanwhile.
+        for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
+            self.audit_rolled(&id);
+        }
+        // Group commit: every record of the burst in one write, then the
+        // calls out it decided.
+        let audited = (!self.outbound.is_empty()).then(|| self.audit.flush_begin());
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self.registry.commit() {
+            tracing::error!(error = %e, "Cannot commit quarantine records; retrying.");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if let Some(done) = audited {
+            let _ = done.recv();
+        }
+        for o in std::mem::take(&mut self.outbound) {
+            match o {
+                Outbound::Revoke {
+                    id,
+                    revoker,
+                    credential,
+                } => self.start_revocation(&id, &revoker, credential),
+                Outbound::Alert(i, job) => {
+                    if let Some(n) = self.notifiers.get(i) {
+                        n.queue.push(job, &self.metrics, &n.name);
+                    }
+                }
             }
+        }
+        if std::mem::take(&mut self.gauges_dirty) {
+            self.publish_gauges();
         }
     }
 
@@ -634,12 +823,14 @@ impl Responder {
                 reply,
             } => {
                 let r = self.on_release(&id, actor, reason, false_positive);
+                // Answered once the release is committed.
+                self.end_burst();
                 let _ = reply.send(r);
             }
             Msg::Sync(ack) => {
                 // Every flag sent before is recorded before a source
                 // commits past it.
-                self.save_rolled_up();
+                self.end_burst();
                 self.audit.flush();
                 let _ = ack.send(());
             }
@@ -687,70 +878,15 @@ impl Responder {
     }
 
     fn on_flag(&mut self, mut flag: Flag) {
-        flag.seal(&self.credential_policy);
         let key = flag.key();
         if let Some(id) = self.by_key.get(&key).cloned() {
             self.refresh(&id);
-            if let Some(mut q) = self.open.get(&id).cloned() {
-                let known = q.credentials.len();
-                if !q.attach(&flag) {
-                    return;
-                }
-                let targets = self.targets(&flag);
-                let before = q.state;
-                let added = q.add_credential(&flag, &targets);
-                if let (Some(n), Some(c)) = (added, &flag.credential_id) {
-                    // Queued before the record that lists it, as for the
-                    // first credential.
-                    self.queue_revocation(&id, n, c);
-                    self.credentials.insert((id.clone(), n), c.clone());
-                }
-                if added.is_some() {
-                    // A new credential: recorded before it is revoked.
-                    self.save(&q);
-                } else {
-                    // Nothing is called out for it: the record follows with
-                    // the burst (see `unsaved`); the API sees it now.
-                    self.board.put(&q);
-                    self.unsaved.insert(id.clone());
-                }
-                self.open.insert(id.clone(), q.clone());
-                self.metrics.flags_rolled_up.inc();
-                let new_credential = q.credentials.len() > known;
-                self.audit(
-                    "flag",
-                    json!({"quarantine": q.id, "agent_id": q.agent_id,
-                           "event_id": flag.call.event_id, "score": flag.score,
-                           "threshold": flag.threshold, "reasons": flag.reasons,
-                           "credential": flag.credential, "new_credential": new_credential,
-                           "rolled_up": q.rolled_up}),
-                );
-                // One line per flag would be a line per call in a storm: the
-                // incident's updates and warden_flags_rolled_up_total say it.
-                tracing::debug!(quarantine = %q.id, agent_id = %q.agent_id, event_id = %flag.call.event_id,
-                    rolled_up = q.rolled_up, credentials = q.credentials.len(),
-                    "Further flag rolled into an open quarantine.");
-                if let Some(n) = added {
-                    if let Some(p) = self.progress.get_mut(&id) {
-                        p.flagged_at.get_or_insert(flag.flagged_at);
-                    }
-                    for r in q
-                        .revocations
-                        .iter()
-                        .filter(|r| r.is_for(n))
-                        .map(|r| r.revoker.clone())
-                        .collect::<Vec<_>>()
-                    {
-                        self.spawn_revocation(&id, &r, Some(n));
-                    }
-                    if before != q.state {
-                        self.update_gauges();
-                    }
-                }
-                self.rate_limited_update(&q.id, new_credential);
+            if self.open.contains_key(&id) {
+                self.roll_up(&id, flag);
                 return;
             }
         }
+        flag.seal(&self.credential_policy);
         let id = flag.quarantine_id();
         // The very event that opened a quarantine, redelivered after that
         // quarantine was released, opens nothing.
@@ -822,6 +958,117 @@ impl Responder {
         self.update_gauges();
     }
 
+    /// Rolls a further flag into open quarantine `id`, in place: in a storm
+    /// this runs once per flagged call, so it copies no incident. Its
+    /// record, the board and the audit record of its flags follow once per
+    /// burst (see `unsaved`, `rolled`), unless it brings a new credential:
+    /// that is recorded, and audited, before its revocation is called.
+    fn roll_up(&mut self, id: &str, mut flag: Flag) {
+        let Some(q) = self.open.get(id) else {
+            return;
+        };
+        if q.flagged_calls.len() < MAX_FLAGGED_CALLS {
+            flag.seal(&self.credential_policy);
+        } else {
+            flag.seal_dropping_raw(&self.credential_policy);
+        }
+        let new_credential = flag.credential.as_ref().is_some_and(|c| {
+            !q.credentials
+                .iter()
+                .any(|e| e.credential.fingerprint == c.fingerprint)
+        });
+        let targets = if new_credential {
+            self.targets(&flag)
+        } else {
+            Vec::new()
+        };
+        let Some(q) = self.open.get_mut(id) else {
+            return;
+        };
+        if !q.roll_in(&mut flag) {
+            return;
+        }
+        let before = q.state;
+        let added = q.add_credential(&flag, &targets);
+        let state_changed = before != q.state;
+        let rolled_up = q.rolled_up;
+        let credentials = q.credentials.len();
+        let revokers: Vec<String> = added.map_or_else(Vec::new, |n| {
+            q.revocations
+                .iter()
+                .filter(|r| r.is_for(n))
+                .map(|r| r.revoker.clone())
+                .collect()
+        });
+        self.metrics
+            .flags_rolled_up
+            .inc_by(1 + u64::from(flag.folded));
+        self.rolled.entry(id.to_owned()).or_default().push(json!({
+            "event_id": flag.call.event_id, "score": flag.score,
+            "credential": flag.credential, "new_credential": new_credential,
+            "folded": flag.folded}));
+        // One line per flag would be a line per call in a storm: the
+        // incident's updates and warden_flags_rolled_up_total say it.
+        tracing::debug!(quarantine = %id, event_id = %flag.call.event_id,
+            rolled_up, credentials, "Further flag rolled into an open quarantine.");
+        match (added, flag.credential_id.take()) {
+            (Some(n), Some(c)) => {
+                // Queued before the record that lists it, as for the first
+                // credential, and both before the revokers are called.
+                self.queue_revocation(id, n, &c);
+                self.credentials.insert((id.to_owned(), n), c);
+                self.unsaved.remove(id);
+                self.save_open(id);
+                self.audit_rolled(id);
+                if let Some(p) = self.progress.get_mut(id) {
+                    p.flagged_at.get_or_insert(flag.flagged_at);
+                }
+                for r in revokers {
+                    self.spawn_revocation(id, &r, Some(n));
+                }
+                if state_changed {
+                    self.update_gauges();
+                }
+            }
+            _ => {
+                self.unsaved.insert(id.to_owned());
+            }
+        }
+        self.rate_limited_update(id, new_credential);
+    }
+
+    /// Writes the audit record of the flags rolled into `id` since its
+    /// last one: one record per incident and burst, not one per call.
+    fn audit_rolled(&mut self, id: &str) {
+        let Some(flags) = self.rolled.remove(id) else {
+            return;
+        };
+        let (agent_id, rolled_up) = self
+            .open
+            .get(id)
+            .map_or((None, 0), |q| (Some(q.agent_id.clone()), q.rolled_up));
+        self.audit(
+            "flags",
+            json!({"quarantine": id, "agent_id": agent_id, "flags": flags,
+                   "rolled_up": rolled_up}),
+        );
+    }
+
+    /// Records open quarantine `id` as it stands (retrying as `save`
+    /// does) and shows it on the board, without copying it first.
+    fn save_open(&mut self, id: &str) {
+        let Some(q) = self.open.get(id) else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self.registry.save(q) {
+            tracing::error!(quarantine = %q.id, error = %e, "Cannot record a quarantine; retrying.");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        self.board.put(q);
+    }
+
     /// Each revoker's name and what it would revoke of the flag's
     /// credential, as it may be shown.
     fn targets(&self, flag: &Flag) -> Vec<(String, Option<String>)> {
@@ -862,7 +1109,17 @@ impl Responder {
         }
     }
 
-    fn spawn_revocation(&self, id: &str, revoker_name: &str, n: Option<usize>) {
+    /// Revokes credential `n` of `id` through `revoker` once the burst is
+    /// committed.
+    fn spawn_revocation(&mut self, id: &str, revoker: &str, n: Option<usize>) {
+        self.outbound.push(Outbound::Revoke {
+            id: id.to_owned(),
+            revoker: revoker.to_owned(),
+            credential: n,
+        });
+    }
+
+    fn start_revocation(&self, id: &str, revoker_name: &str, n: Option<usize>) {
         let Some(q) = self.open.get(id).cloned() else {
             return;
         };
@@ -1092,7 +1349,7 @@ impl Responder {
             }
         }
         let q = self.open.get(job.id());
-        for n in &self.notifiers {
+        for (i, n) in self.notifiers.iter().enumerate() {
             let pagerduty = matches!(n.kind, NotifierKind::PagerDuty { .. });
             // One page per incident: updates go to Slack and the API only,
             // so a PagerDuty incident a human resolved stays resolved.
@@ -1109,7 +1366,7 @@ impl Responder {
             if delivered && matches!(job, Job::Open(_)) {
                 continue;
             }
-            n.queue.push(job.clone(), &self.metrics, &n.name);
+            self.outbound.push(Outbound::Alert(i, job.clone()));
         }
         self.update_gauges();
     }
@@ -1194,9 +1451,9 @@ impl Responder {
         );
         tracing::info!(quarantine = %id, agent_id = %q.agent_id, actor, false_positive, "Quarantine released.");
         if alerted {
-            for n in &self.notifiers {
-                n.queue
-                    .push(Job::Release(id.to_owned()), &self.metrics, &n.name);
+            for i in 0..self.notifiers.len() {
+                self.outbound
+                    .push(Outbound::Alert(i, Job::Release(id.to_owned())));
             }
         }
         // A digest page stands for several quarantines: resolved with the
@@ -1213,9 +1470,9 @@ impl Responder {
             if others {
                 continue;
             }
-            if let Some(n) = self.notifiers.iter().find(|n| n.name == a.notifier) {
-                n.queue
-                    .push(Job::ResolveDigest(key.clone()), &self.metrics, &n.name);
+            if let Some(i) = self.notifiers.iter().position(|n| n.name == a.notifier) {
+                self.outbound
+                    .push(Outbound::Alert(i, Job::ResolveDigest(key.clone())));
             }
         }
         if false_positive {
@@ -1229,7 +1486,13 @@ impl Responder {
         Ok(q)
     }
 
-    fn update_gauges(&self) {
+    /// The gauges are set once per burst: counting every open quarantine
+    /// per flag or alert would cost a pass over all of them each time.
+    fn update_gauges(&mut self) {
+        self.gauges_dirty = true;
+    }
+
+    fn publish_gauges(&self) {
         let mut counts: HashMap<&'static str, i64> = HashMap::new();
         for q in self.open.values() {
             *counts.entry(q.state.as_str()).or_default() += 1;

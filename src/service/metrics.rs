@@ -223,7 +223,8 @@ pub struct Metrics {
     pub quarantines_open: Family<StateLabel, Gauge>,
     /// Flags rolled into an already open quarantine.
     pub flags_rolled_up: Counter,
-    /// Times a worker found the responder's queue full and waited.
+    /// Flags a worker held back (never waiting) because the responder's
+    /// queue was full.
     pub response_queue_full: Counter,
     /// Revocation attempts by revoker and outcome (ok, retry, refused).
     pub revocation_attempts: Family<DestinationLabel, Counter>,
@@ -316,7 +317,7 @@ impl Default for Metrics {
         );
         registry.register(
             "response_queue_full",
-            "Times a worker waited on a full responder queue",
+            "Flags a worker held back, without waiting, because the responder queue was full",
             response_queue_full.clone(),
         );
         registry.register(

@@ -107,6 +107,8 @@ pub struct Worker {
     /// The last flagged decisions of this worker's agents, with reasons,
     /// for the explain route (bounded).
     flagged_recent: VecDeque<(Box<str>, serde_json::Value)>,
+    /// Flags for the responder, held back while its queue is full.
+    outbox: Option<crate::respond::responder::Outbox>,
 }
 
 /// Flagged decisions a worker keeps for the explain route.
@@ -163,7 +165,12 @@ impl Worker {
             shared.config.server.flagged_log_per_second,
             Instant::now(),
         );
+        let outbox = shared
+            .responder
+            .clone()
+            .map(|h| crate::respond::responder::Outbox::new(h, shared.metrics.clone()));
         Self {
+            outbox,
             index,
             engine,
             decisions,
@@ -198,6 +205,9 @@ impl Worker {
                 Msg::Message(m) => self.process_message(&m),
                 Msg::Evict(partitions) => self.evict(&partitions),
                 Msg::Tick => {
+                    if let Some(o) = &mut self.outbox {
+                        o.drain();
+                    }
                     self.summarise_flag_logs(Instant::now());
                     self.measure_profiles();
                     if self.watermark > i64::MIN {
@@ -232,6 +242,9 @@ impl Worker {
                 }
                 Msg::Stop => break,
             }
+        }
+        if let Some(o) = &mut self.outbox {
+            o.flush_blocking();
         }
         // Open sessions are checkpointed, not closed: after a restart they
         // continue with their context and surprise, as after a crash.
@@ -629,6 +642,9 @@ impl Worker {
             .set_agents(self.index, self.engine.agents().len());
         self.shared.metrics.agents.set(self.shared.agent_count());
         self.flush_decisions();
+        if let Some(o) = &mut self.outbox {
+            o.drain();
+        }
         let now = Instant::now();
         self.summarise_flag_logs(now);
         for (agent, event, score, threshold, top) in flagged {
@@ -679,7 +695,7 @@ impl Worker {
         if !flagged || suppressed || ev.decision.mode == Mode::Learn {
             return;
         }
-        let Some(responder) = &self.shared.responder else {
+        let Some(outbox) = &mut self.outbox else {
             return;
         };
         let agent = self.engine.agent(id);
@@ -693,7 +709,7 @@ impl Worker {
             timeline,
             agent.map(|a| &a.profile),
         );
-        responder.flag_blocking(flag, &self.shared.metrics);
+        outbox.send(flag);
     }
 
     /// Sends the decision serialised at `self.line[start..]` to the
@@ -740,8 +756,8 @@ impl Worker {
     /// Phase one of a barrier: flags recorded by the responder, profiles
     /// saved, dedup window held back.
     fn stage(&mut self) -> bool {
-        if let Some(r) = &self.shared.responder {
-            r.sync_blocking();
+        if let Some(o) = &mut self.outbox {
+            o.sync_blocking();
         }
         // Offsets of dead-lettered messages commit only once the letters
         // are written.

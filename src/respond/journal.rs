@@ -1,0 +1,626 @@
+//! The embedded registry's journal: append-only files instead of one
+//! fsynced file per quarantine and per outcome.
+//!
+//! `<data-dir>/quarantines/journal.jsonl` holds one entry a line: the
+//! newest record of an open quarantine (`save`) or a quarantine released
+//! (`close`; its record moves to `released/<id>.json`, so a start-up reads
+//! only what is open however long the history grows). The revocation
+//! queue, the only place raw credentials are kept, is apart in
+//! `revocations.jsonl` (mode 0600): a credential `queue`d or `dequeue`d;
+//! emptied as soon as nothing is queued, so a settled deployment keeps no
+//! raw credential on disk. Writes are buffered; [`commit`] makes everything
+//! written so far durable (the queue first), one fsync per file for a
+//! whole burst of incidents (group commit). The responder commits before
+//! it calls anything out, so what it acts on is always recorded.
+//!
+//! On start the journal is read from the top; the newest record of each
+//! quarantine wins. A last line without its newline was torn by a crash
+//! before its commit returned (nothing was called out for it) and is cut
+//! off. Once the file is several times larger than what is live, it is
+//! rewritten with only the live entries (compacted) and renamed into place.
+//!
+//! [`commit`]: Journal::commit
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::credential::SecretString;
+use super::incident::Quarantine;
+use super::registry::RegistryError;
+
+/// The journal is compacted once it holds more than this many bytes...
+const COMPACT_MIN_BYTES: u64 = 16 << 20;
+/// ...and more than this many times the bytes still live.
+const COMPACT_RATIO: u64 = 4;
+
+/// One line, as read back.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Entry {
+    Save {
+        q: Box<Quarantine>,
+    },
+    Queue {
+        id: String,
+        n: usize,
+        credential: String,
+    },
+    Dequeue {
+        id: String,
+        n: usize,
+    },
+    Close {
+        id: String,
+    },
+}
+
+/// An append-only file, written through a buffer.
+struct Appender {
+    path: PathBuf,
+    file: BufWriter<File>,
+    /// Bytes in the file, buffered ones included.
+    len: u64,
+    /// Written since the last commit.
+    dirty: bool,
+}
+
+impl Appender {
+    /// Opens `path`, cutting off a torn last line; returns its lines.
+    fn open(path: PathBuf) -> Result<(Self, Vec<u8>), RegistryError> {
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes).map_err(io("read", &path))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read", &path)(e)),
+        }
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if keep < bytes.len() {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io("open", &path))?;
+            f.set_len(keep as u64).map_err(io("truncate", &path))?;
+            f.sync_all().map_err(io("sync", &path))?;
+            tracing::warn!(path = %path.display(), bytes = bytes.len() - keep,
+                "Cut off a torn last journal entry (a crash before its commit).");
+            bytes.truncate(keep);
+        }
+        let file = BufWriter::with_capacity(1 << 20, open_append(&path)?);
+        let me = Self {
+            path,
+            file,
+            len: keep as u64,
+            dirty: false,
+        };
+        Ok((me, bytes))
+    }
+
+    fn append(&mut self, line: &[u8]) -> Result<u64, RegistryError> {
+        let at = self.len;
+        self.file
+            .write_all(line)
+            .map_err(io("append to", &self.path))?;
+        self.len += line.len() as u64;
+        self.dirty = true;
+        Ok(at)
+    }
+
+    fn commit(&mut self) -> Result<(), RegistryError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.file.flush().map_err(io("append to", &self.path))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(io("sync", &self.path))?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Replaces the file by `lines`, through a renamed temporary file: a
+    /// crash leaves either the old file or the new one.
+    fn rewrite(&mut self, lines: impl Iterator<Item = Vec<u8>>) -> Result<(), RegistryError> {
+        self.file.flush().map_err(io("append to", &self.path))?;
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut out = BufWriter::new(opts.open(&tmp).map_err(io("create", &tmp))?);
+        let mut len = 0u64;
+        for line in lines {
+            out.write_all(&line).map_err(io("write", &tmp))?;
+            len += line.len() as u64;
+        }
+        let f = out
+            .into_inner()
+            .map_err(|e| io("write", &tmp)(e.into_error()))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(io("rename into", &self.path))?;
+        if let Some(d) = self.path.parent().and_then(|d| File::open(d).ok()) {
+            let _ = d.sync_all();
+        }
+        self.file = BufWriter::with_capacity(1 << 20, open_append(&self.path)?);
+        self.len = len;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Where the newest record of an open quarantine is in the file.
+#[derive(Clone, Copy)]
+struct Span {
+    offset: u64,
+    len: u64,
+    version: u64,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    records: Appender,
+    queue_file: Appender,
+    open: HashMap<String, Span>,
+    queue: HashMap<(String, usize), SecretString>,
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RegistryError + 'a {
+    move |source| RegistryError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, RegistryError> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true).read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // It holds the raw credentials of pending revocations.
+        opts.mode(0o600);
+    }
+    opts.open(path).map_err(io("open", path))
+}
+
+impl Journal {
+    /// Opens the journal under `dir` (the `quarantines` directory),
+    /// replaying it.
+    pub fn open(dir: &Path) -> Result<Self, RegistryError> {
+        let (records, bytes) = Appender::open(dir.join("journal.jsonl"))?;
+        let (queue_file, queued) = Appender::open(dir.join("revocations.jsonl"))?;
+        let mut open: HashMap<String, Span> = HashMap::new();
+        let mut queue = HashMap::new();
+        for (path, bytes) in [(&records.path, &bytes), (&queue_file.path, &queued)] {
+            let mut offset = 0u64;
+            for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+                let span_len = line.len() as u64;
+                match serde_json::from_slice::<Entry>(line) {
+                    Ok(Entry::Save { q }) => {
+                        let newer = open.get(&q.id).is_none_or(|s| q.version >= s.version);
+                        if newer {
+                            let span = Span {
+                                offset,
+                                len: span_len,
+                                version: q.version,
+                            };
+                            open.insert(q.id, span);
+                        }
+                    }
+                    Ok(Entry::Queue { id, n, credential }) => {
+                        queue.insert((id, n), SecretString::new(credential));
+                    }
+                    Ok(Entry::Dequeue { id, n }) => {
+                        queue.remove(&(id, n));
+                    }
+                    Ok(Entry::Close { id }) => {
+                        open.remove(&id);
+                    }
+                    // One bad line must not hide the others.
+                    Err(e) => tracing::error!(path = %path.display(), line = i + 1, error = %e,
+                        "Skipping an unreadable journal entry."),
+                }
+                offset += span_len;
+            }
+        }
+        let mut me = Self {
+            dir: dir.to_owned(),
+            records,
+            queue_file,
+            open,
+            queue,
+        };
+        me.migrate_files()?;
+        Ok(me)
+    }
+
+    /// Moves what an earlier release kept in one file per quarantine
+    /// (`<id>.json`) and per queued credential (`<id>.<n>.revoke`,
+    /// `<id>.revoke`) into the journal, then removes those files. A crash
+    /// in between only migrates them again.
+    fn migrate_files(&mut self) -> Result<(), RegistryError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io("list", &self.dir))?;
+        let mut moved = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(".json") {
+                if !super::registry::is_id(id) {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+                match serde_json::from_slice::<Quarantine>(&bytes) {
+                    Ok(q) => {
+                        let newer = self.open.get(&q.id).is_none_or(|s| q.version > s.version);
+                        if q.state.is_open() && newer {
+                            self.save(&q)?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "Skipping an unreadable quarantine.");
+                        continue;
+                    }
+                }
+                moved.push(path);
+            } else if let Some(entry) = name.strip_suffix(".revoke") {
+                let Some((id, n)) = super::registry::split_entry(entry, '.') else {
+                    continue;
+                };
+                let raw = std::fs::read(&path).map_err(io("read", &path))?;
+                let c = SecretString::new(String::from_utf8_lossy(&raw).into_owned());
+                if !self.queue.contains_key(&(id.clone(), n)) {
+                    self.queue_revocation(&id, n, &c)?;
+                }
+                moved.push(path);
+            }
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        self.commit()?;
+        for path in &moved {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!(
+            files = moved.len(),
+            "Moved quarantine files into the registry journal."
+        );
+        Ok(())
+    }
+
+    /// Records `q` (durable at the next [`commit`](Self::commit)). A
+    /// released one is written to `released/<id>.json` at once.
+    pub fn save(&mut self, q: &Quarantine) -> Result<(), RegistryError> {
+        if !q.state.is_open() {
+            let path = self.dir.join("released").join(format!("{}.json", q.id));
+            let json = serde_json::to_vec(q).expect("quarantine serialises");
+            crate::state::write_atomic(&path, &json).map_err(|e| RegistryError::Io {
+                action: "write",
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            if self.open.remove(&q.id).is_some() {
+                let line = serde_json::to_vec(&serde_json::json!({"op": "close", "id": q.id}))
+                    .expect("entry serialises");
+                self.records.append(&[line.as_slice(), b"\n"].concat())?;
+            }
+            return Ok(());
+        }
+        let mut line = Vec::with_capacity(4096);
+        line.extend_from_slice(br#"{"op":"save","q":"#);
+        serde_json::to_writer(&mut line, q).expect("quarantine serialises");
+        line.extend_from_slice(b"}\n");
+        let offset = self.records.append(&line)?;
+        self.open.insert(
+            q.id.clone(),
+            Span {
+                offset,
+                len: line.len() as u64,
+                version: q.version,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: one fsync per file for
+    /// all of it, the queue before the records that list its credentials.
+    pub fn commit(&mut self) -> Result<(), RegistryError> {
+        if self.queue.is_empty() && self.queue_file.len > 0 {
+            // Nothing left to revoke: no raw credential stays on disk.
+            self.queue_file.rewrite(std::iter::empty())?;
+        } else if self.queue_file.len > COMPACT_MIN_BYTES / 16
+            && self.queue_file.len > COMPACT_RATIO * self.queued_bytes()
+        {
+            let lines: Vec<Vec<u8>> = self
+                .queue
+                .iter()
+                .map(|((id, n), c)| queue_line(id, *n, c))
+                .collect();
+            self.queue_file.rewrite(lines.into_iter())?;
+        }
+        self.queue_file.commit()?;
+        self.records.commit()?;
+        let live: u64 = self.open.values().map(|s| s.len).sum();
+        if self.records.len > COMPACT_MIN_BYTES && self.records.len > COMPACT_RATIO * live {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn queued_bytes(&self) -> u64 {
+        self.queue
+            .iter()
+            .map(|((id, _), c)| id.len() as u64 + c.expose().len() as u64 + 48)
+            .sum()
+    }
+
+    /// Rewrites the records with only the newest of each open quarantine.
+    fn compact(&mut self) -> Result<(), RegistryError> {
+        let mut spans: Vec<(String, Span)> =
+            self.open.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        spans.sort_by_key(|(_, s)| s.offset);
+        let mut lines = Vec::with_capacity(spans.len());
+        let mut open = HashMap::with_capacity(spans.len());
+        let mut len = 0u64;
+        for (id, span) in spans {
+            lines.push(self.read_span(span)?);
+            open.insert(
+                id,
+                Span {
+                    offset: len,
+                    ..span
+                },
+            );
+            len += span.len;
+        }
+        let before = self.records.len;
+        self.records.rewrite(lines.into_iter())?;
+        self.open = open;
+        tracing::info!(before, after = len, "Compacted the registry journal.");
+        Ok(())
+    }
+
+    fn read_span(&mut self, span: Span) -> Result<Vec<u8>, RegistryError> {
+        let path = &self.records.path;
+        // A record still in the buffer is read back from the file.
+        self.records.file.flush().map_err(io("append to", path))?;
+        let mut f = File::open(path).map_err(io("open", path))?;
+        f.seek(SeekFrom::Start(span.offset))
+            .map_err(io("read", path))?;
+        let mut buf = vec![0; span.len as usize];
+        f.read_exact(&mut buf).map_err(io("read", path))?;
+        Ok(buf)
+    }
+
+    fn read_open(&mut self, id: &str) -> Result<Option<Quarantine>, RegistryError> {
+        let Some(span) = self.open.get(id).copied() else {
+            return Ok(None);
+        };
+        let line = self.read_span(span)?;
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(Entry::Save { q }) => Ok(Some(*q)),
+            Ok(_) => Ok(None),
+            Err(source) => Err(RegistryError::Corrupt {
+                at: format!("{}@{}", self.records.path.display(), span.offset),
+                source,
+            }),
+        }
+    }
+
+    /// One quarantine by id: open ones from the journal, released ones
+    /// from their file.
+    pub fn get(&mut self, id: &str) -> Result<Option<Quarantine>, RegistryError> {
+        if let Some(q) = self.read_open(id)? {
+            return Ok(Some(q));
+        }
+        let path = self.dir.join("released").join(format!("{id}.json"));
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| RegistryError::Corrupt {
+                        at: path.display().to_string(),
+                        source,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    /// Every open quarantine, oldest first.
+    pub fn open_quarantines(&mut self) -> Result<Vec<Quarantine>, RegistryError> {
+        let ids: Vec<String> = self.open.keys().cloned().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.read_open(&id) {
+                Ok(Some(q)) => out.push(q),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "Skipping an unreadable quarantine."),
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(out)
+    }
+
+    pub fn queue_revocation(
+        &mut self,
+        id: &str,
+        n: usize,
+        credential: &SecretString,
+    ) -> Result<(), RegistryError> {
+        let line = queue_line(id, n, credential);
+        self.queue_file.append(&line)?;
+        self.queue.insert((id.to_owned(), n), credential.clone());
+        Ok(())
+    }
+
+    pub fn queued_revocation(&self, id: &str, n: usize) -> Option<SecretString> {
+        self.queue.get(&(id.to_owned(), n)).cloned()
+    }
+
+    pub fn queued_revocations(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<_> = self.queue.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn dequeue_revocation(&mut self, id: &str, n: usize) -> Result<(), RegistryError> {
+        if self.queue.remove(&(id.to_owned(), n)).is_none() {
+            return Ok(());
+        }
+        let line = serde_json::to_vec(&serde_json::json!({"op": "dequeue", "id": id, "n": n}))
+            .expect("entry serialises");
+        self.queue_file.append(&[line.as_slice(), b"\n"].concat())?;
+        Ok(())
+    }
+
+    /// The revocation queue's file (for tests and operators).
+    pub fn queue_path(&self) -> &Path {
+        &self.queue_file.path
+    }
+}
+
+fn queue_line(id: &str, n: usize, credential: &SecretString) -> Vec<u8> {
+    let mut line = serde_json::to_vec(
+        &serde_json::json!({"op": "queue", "id": id, "n": n, "credential": credential.expose()}),
+    )
+    .expect("entry serialises");
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Mode;
+    use crate::respond::incident::{fixtures, State};
+
+    fn quarantine(event: &str) -> Quarantine {
+        Quarantine::open(
+            &fixtures::flag(event, Mode::Enforce, 30.0),
+            &[("vault".into(), None)],
+            &["slack".into()],
+            "w1",
+        )
+    }
+
+    #[test]
+    fn replays_the_newest_record_and_the_queue_after_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let mut a = quarantine("e1");
+        let b = quarantine("e2");
+        j.queue_revocation(&a.id, 0, &SecretString::new("tok-a"))
+            .unwrap();
+        j.save(&a).unwrap();
+        j.save(&b).unwrap();
+        a.rolled_up = 7;
+        a.touch();
+        j.save(&a).unwrap();
+        j.queue_revocation(&b.id, 0, &SecretString::new("tok-b"))
+            .unwrap();
+        j.dequeue_revocation(&b.id, 0).unwrap();
+        j.commit().unwrap();
+        // A crash mid-append of an entry never committed.
+        drop(j);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("journal.jsonl"))
+            .unwrap();
+        f.write_all(br#"{"op":"save","q":{"id":"#).unwrap();
+        drop(f);
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.get(&a.id).unwrap().unwrap().rolled_up, 7);
+        assert_eq!(j.open_quarantines().unwrap().len(), 2);
+        assert_eq!(j.queued_revocations(), vec![(a.id.clone(), 0)]);
+        assert_eq!(
+            j.queued_revocation(&a.id, 0),
+            Some(SecretString::new("tok-a"))
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(j.queue_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Released: out of the journal, into its own file.
+        a.state = State::Released;
+        a.touch();
+        j.save(&a).unwrap();
+        j.commit().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.open_quarantines().unwrap().len(), 1);
+        assert_eq!(j.get(&a.id).unwrap().unwrap().state, State::Released);
+    }
+
+    #[test]
+    fn compaction_keeps_only_what_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let mut a = quarantine("e1");
+        let b = quarantine("e2");
+        j.save(&b).unwrap();
+        j.queue_revocation(&b.id, 0, &SecretString::new("tok-b"))
+            .unwrap();
+        while j.records.len <= COMPACT_MIN_BYTES {
+            a.rolled_up += 1;
+            a.touch();
+            j.save(&a).unwrap();
+        }
+        j.commit().unwrap();
+        assert!(
+            j.records.len < 1 << 20,
+            "compacted to {} bytes",
+            j.records.len
+        );
+        assert_eq!(j.get(&a.id).unwrap().unwrap().rolled_up, a.rolled_up);
+        a.rolled_up += 1;
+        a.touch();
+        j.save(&a).unwrap();
+        j.commit().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.get(&a.id).unwrap().unwrap().rolled_up, a.rolled_up);
+        assert_eq!(j.get(&b.id).unwrap().unwrap().id, b.id);
+        assert_eq!(j.queued_revocations(), vec![(b.id.clone(), 0)]);
+    }
+
+    #[test]
+    fn files_of_an_earlier_release_move_into_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = quarantine("e1");
+        std::fs::write(
+            dir.path().join(format!("{}.json", a.id)),
+            serde_json::to_vec(&a).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(format!("{}.revoke", a.id)), "old").unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.open_quarantines().unwrap()[0].id, a.id);
+        assert_eq!(
+            j.queued_revocation(&a.id, 0),
+            Some(SecretString::new("old"))
+        );
+        assert!(!dir.path().join(format!("{}.json", a.id)).exists());
+        assert!(!dir.path().join(format!("{}.revoke", a.id)).exists());
+    }
+}
