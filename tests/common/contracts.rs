@@ -490,8 +490,8 @@ impl ContractServer {
     }
 
     /// Vault: tokens, accessors and lease ids revoked; OAuth: tokens
-    /// revoked; webhook: the `credential_id` of accepted bodies. In order,
-    /// duplicates kept.
+    /// revoked; webhook: the `credential_id` of accepted bodies, once per
+    /// delivery id. In order, duplicates kept.
     pub fn revoked(&self) -> Vec<String> {
         self.shared.revoked.lock().unwrap().clone()
     }
@@ -1622,7 +1622,10 @@ impl Shared {
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&rec.body) else {
             return webhook_error(400, "body must be a JSON object");
         };
-        if !self.processed_deliveries.lock().unwrap().insert(v.delivery) && replays {
+        // A receiver acts on a delivery once: a retry of one it already
+        // processed (Warden timed out waiting) revokes nothing again.
+        let fresh_delivery = self.processed_deliveries.lock().unwrap().insert(v.delivery);
+        if !fresh_delivery && replays {
             return webhook_error(409, "duplicate delivery");
         }
         // `warden check`: verified like any other request, revokes nothing.
@@ -1630,7 +1633,9 @@ impl Shared {
             return Reply::json(200, json!({ "status": "test ok" }));
         }
         if let Some(c) = body.get("credential_id").and_then(Value::as_str) {
-            self.revoked.lock().unwrap().push(c.to_owned());
+            if fresh_delivery {
+                self.revoked.lock().unwrap().push(c.to_owned());
+            }
         }
         Reply::json(200, json!({ "status": "revoked" }))
     }
