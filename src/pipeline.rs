@@ -161,9 +161,23 @@ impl Router {
             acks.push(ack_rx);
             barrier.resumes.push(resume_tx);
         }
-        for rx in acks {
-            if rx.recv() != Ok(true) {
+        for (w, rx) in acks.into_iter().enumerate() {
+            // A worker waits on its queue's earlier messages, the responder
+            // and the dead-letter flush: never silently, however long.
+            let waited = std::time::Instant::now();
+            let ack = loop {
+                match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                        worker = w,
+                        waited_s = waited.elapsed().as_secs(),
+                        "Commit barrier still waits for a worker to checkpoint (queued events, responder sync or dead-letter flush); Kafka offsets are not committed meanwhile."
+                    ),
+                    other => break other.ok(),
+                }
+            };
+            if ack != Some(true) {
                 tracing::warn!(
+                    worker = w,
                     "A worker could not checkpoint; nothing is committed until the next barrier."
                 );
                 return None;

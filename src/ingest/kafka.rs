@@ -99,6 +99,9 @@ pub struct SourceLinks {
         crate::service::metrics::PartitionLabel,
         prometheus_client::metrics::gauge::Gauge,
     >,
+    /// `warden_kafka_slow_commits_total`: commit rounds slower than
+    /// `kafka.commit-interval`.
+    pub slow_commits: prometheus_client::metrics::counter::Counter,
 }
 
 /// The consumer's context: commits and hands agents over before
@@ -372,12 +375,31 @@ pub async fn run(
             _ = stop.changed() => break,
             _ = tick.tick() => {
                 let group = consumer.group_metadata();
+                let t0 = std::time::Instant::now();
                 tokio::task::block_in_place(|| {
                     barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
                         consumer.commit(tpl, CommitMode::Sync)
                     })
                 })?;
+                let committed = t0.elapsed();
                 tokio::task::block_in_place(|| record_lag(&consumer, &links, &cfg.topic, &positions));
+                let round = t0.elapsed();
+                // The tick arm wins the biased select over `recv`: a round
+                // slower than the interval (a dead-letter flush, lag queries
+                // queued behind fetches) would leave the next tick already
+                // due, round after round, and no message would be read
+                // again. A full interval of consuming follows every round.
+                tick.reset();
+                if round > cfg.commit_interval {
+                    // Consuming waits while a round runs: say which part was slow.
+                    links.slow_commits.inc();
+                    tracing::warn!(
+                        barrier_and_commit_ms = committed.as_millis() as u64,
+                        lag_query_ms = (round - committed).as_millis() as u64,
+                        commit_interval_ms = cfg.commit_interval.as_millis() as u64,
+                        "Kafka commit round slower than kafka.commit-interval; consuming waited for it."
+                    );
+                }
             }
             msg = consumer.recv() => {
                 if let Some(e) = consumer.context().take_fatal() {

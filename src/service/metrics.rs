@@ -197,6 +197,9 @@ pub struct Metrics {
     pub flagged_agents_labelled: AtomicUsize,
     /// Messages behind the partition's high watermark (Kafka).
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Kafka commit rounds (barrier, commit, lag) slower than
+    /// `kafka.commit-interval`.
+    pub kafka_slow_commits: Counter,
     /// Wall clock minus the event time of the newest event a worker
     /// decided, in seconds.
     pub event_time_lag: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
@@ -364,6 +367,7 @@ impl Default for Metrics {
         let decisions_by_class = Family::<ClassFlaggedLabel, Counter>::default();
         let flagged_by_agent = Family::<AgentLabel, Counter>::default();
         let consumer_lag = Family::<PartitionLabel, Gauge>::default();
+        let kafka_slow_commits = Counter::default();
         let event_time_lag = Family::<WorkerLabel, Gauge<f64, AtomicU64>>::default();
         let checkpoint_age = Gauge::<f64, AtomicU64>::default();
         let checkpoint_seconds = AtomicHistogram::new(exponential_buckets(1e-4, 2.0, 18));
@@ -389,6 +393,11 @@ impl Default for Metrics {
             "kafka_consumer_lag",
             "Messages behind the partition high watermark",
             consumer_lag.clone(),
+        );
+        registry.register(
+            "kafka_slow_commits",
+            "Kafka commit rounds (barrier, commit, lag) slower than kafka.commit-interval",
+            kafka_slow_commits.clone(),
         );
         registry.register(
             "event_time_lag_seconds",
@@ -426,6 +435,7 @@ impl Default for Metrics {
             flagged_by_agent,
             flagged_agents_labelled: AtomicUsize::new(0),
             consumer_lag,
+            kafka_slow_commits,
             event_time_lag,
             checkpoint_age,
             checkpoint_seconds,

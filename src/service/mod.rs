@@ -545,6 +545,7 @@ fn kafka_links(shared: &Arc<Shared>) -> crate::ingest::kafka::SourceLinks {
             metrics.rejected.get_or_create(&KindLabel { kind }).inc();
         }),
         consumer_lag: shared.metrics.consumer_lag.clone(),
+        slow_commits: shared.metrics.kafka_slow_commits.clone(),
     }
 }
 
