@@ -18,7 +18,6 @@
 
 use std::time::{Duration, Instant};
 
-use hmac::{KeyInit, Mac};
 use serde_json::json;
 
 use crate::config::{ClientAuth, Config, RevokerConfig};
@@ -334,7 +333,12 @@ async fn revoker(client: &reqwest::Client, r: &RevokerConfig) -> Result<String, 
             .unwrap_or_default();
             let ts = chrono::Utc::now().timestamp_millis().to_string();
             let delivery = random_id();
-            let sig = sign(&secret.unwrap_or_default(), &ts, &delivery, &body);
+            let sig = crate::respond::revoke::webhook::sign(
+                &secret.unwrap_or_default(),
+                &ts,
+                &delivery,
+                &body,
+            );
             let resp = client
                 .post(&w.url)
                 .header("Content-Type", "application/json")
@@ -370,21 +374,6 @@ fn random_id() -> String {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
-}
-
-/// `X-Warden-Signature`: hex HMAC-SHA256(secret, "<ts>.<delivery>.<body>"),
-/// the README's webhook contract.
-fn sign(secret: &str, ts: &str, delivery: &str, body: &[u8]) -> String {
-    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-    else {
-        return String::new();
-    };
-    mac.update(ts.as_bytes());
-    mac.update(b".");
-    mac.update(delivery.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
