@@ -28,6 +28,23 @@ struct Entry {
     flagged: bool,
 }
 
+impl Entry {
+    /// The call as alerts and the explain route show it.
+    fn summary(&self) -> CallSummary {
+        CallSummary {
+            event_id: String::new(),
+            ts: rfc3339(self.ts),
+            tool: self.tool.to_string(),
+            action: (!self.action.is_empty()).then(|| self.action.to_string()),
+            resource_type: None,
+            resource_id: (!self.resource.is_empty()).then(|| self.resource.to_string()),
+            args: None,
+            score: r2(self.score),
+            flagged: self.flagged,
+        }
+    }
+}
+
 fn clip<const N: usize>(s: &str) -> ArrayString<N> {
     let mut out = ArrayString::new();
     for c in s.chars() {
@@ -83,38 +100,14 @@ impl Timeline {
         self.entries
             .iter()
             .filter(|e| e.session == session)
-            .map(|e| CallSummary {
-                event_id: String::new(),
-                ts: rfc3339(e.ts),
-                tool: e.tool.to_string(),
-                action: (!e.action.is_empty()).then(|| e.action.to_string()),
-                resource_type: None,
-                resource_id: (!e.resource.is_empty()).then(|| e.resource.to_string()),
-                args: None,
-                score: r2(e.score),
-                flagged: e.flagged,
-            })
+            .map(Entry::summary)
             .collect()
     }
 
     /// The last `n` calls of every session, oldest first.
     pub fn last(&self, n: usize) -> Vec<CallSummary> {
         let skip = self.entries.len().saturating_sub(n);
-        self.entries
-            .iter()
-            .skip(skip)
-            .map(|e| CallSummary {
-                event_id: String::new(),
-                ts: rfc3339(e.ts),
-                tool: e.tool.to_string(),
-                action: (!e.action.is_empty()).then(|| e.action.to_string()),
-                resource_type: None,
-                resource_id: (!e.resource.is_empty()).then(|| e.resource.to_string()),
-                args: None,
-                score: r2(e.score),
-                flagged: e.flagged,
-            })
-            .collect()
+        self.entries.iter().skip(skip).map(Entry::summary).collect()
     }
 
     /// Distinct resources of the recent unflagged calls, newest first.
