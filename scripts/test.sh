@@ -22,4 +22,4 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo test --locked --features integration-tests "$@"
+cargo test --locked --no-fail-fast --features integration-tests "$@"

@@ -9,9 +9,11 @@
 //! Embedded, it is an append-only journal under `<data-dir>/quarantines`
 //! (see [`super::journal`]). With Redis on, it is the key
 //! `<prefix>:quarantine:<id>` (JSON), with the set `<prefix>:quarantines:open`
-//! of open ids and `<prefix>:quarantines:agent:<agent_id>` of each agent's
-//! ids, so every instance of a group answers the broker's "is this agent
-//! quarantined?" the same way.
+//! of open ids, `<prefix>:quarantines:agent:<agent_id>` of each agent's
+//! ids and `<prefix>:quarantines:released` of released ones, so every
+//! instance of a group answers the broker's "is this agent quarantined?"
+//! the same way. A release is final: a record is saved by a script that
+//! refuses to re-open a released one, whichever instance released it.
 //!
 //! The raw credentials of an enforced quarantine are not in its record:
 //! each is in the revocation queue under its index `n` in the quarantine's
@@ -57,8 +59,31 @@ pub enum Registry {
     Redis {
         store: Box<RedisStore>,
         pending: Vec<RedisWrite>,
+        /// Open records a commit refused because another instance had
+        /// released them meanwhile (see [`Registry::take_superseded`]).
+        superseded: Vec<String>,
     },
 }
+
+/// Saves one quarantine record unless it would re-open a released one: a
+/// release is final, whichever instance of a group made it, and an
+/// instance still rolling flags into its copy must not undo it.
+/// KEYS: record, open set, agent's set, released set. ARGV: id, JSON,
+/// open ("1" or "0"). Answers 1 if written, 0 if refused.
+const SAVE_SCRIPT: &str = r#"
+if ARGV[3] == "1" and redis.call("SISMEMBER", KEYS[4], ARGV[1]) == 1 then
+  return 0
+end
+redis.call("SET", KEYS[1], ARGV[2])
+if ARGV[3] == "1" then
+  redis.call("SADD", KEYS[2], ARGV[1])
+else
+  redis.call("SREM", KEYS[2], ARGV[1])
+  redis.call("SADD", KEYS[4], ARGV[1])
+end
+redis.call("SADD", KEYS[3], ARGV[1])
+return 1
+"#;
 
 /// A write to the Redis registry, waiting for the next commit.
 pub enum RedisWrite {
@@ -94,6 +119,7 @@ impl Registry {
         Ok(Self::Redis {
             store: Box::new(RedisStore::open(cfg)?),
             pending: Vec::new(),
+            superseded: Vec::new(),
         })
     }
 
@@ -102,6 +128,7 @@ impl Registry {
         Self::Redis {
             store: Box::new(RedisStore::with_client(client, prefix)),
             pending: Vec::new(),
+            superseded: Vec::new(),
         }
     }
 
@@ -128,13 +155,24 @@ impl Registry {
     pub fn commit(&mut self) -> Result<(), RegistryError> {
         match self {
             Self::File(j) => j.commit(),
-            Self::Redis { store, pending } => {
+            Self::Redis {
+                store,
+                pending,
+                superseded,
+            } => {
                 if pending.is_empty() {
                     return Ok(());
                 }
                 let p = store.prefix().to_owned();
                 let writes = std::mem::take(pending);
-                store.retry("record quarantines", |c| {
+                let saves: Vec<&str> = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        RedisWrite::Save { id, .. } => Some(id.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let written: Vec<i64> = store.retry("record quarantines", |c| {
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     for w in &writes {
@@ -145,15 +183,16 @@ impl Registry {
                                 open,
                                 json,
                             } => {
-                                pipe.set(format!("{p}:quarantine:{id}"), json).ignore();
-                                let set = format!("{p}:quarantines:open");
-                                if *open {
-                                    pipe.sadd(&set, id).ignore();
-                                } else {
-                                    pipe.srem(&set, id).ignore();
-                                }
-                                pipe.sadd(format!("{p}:quarantines:agent:{agent_id}"), id)
-                                    .ignore();
+                                pipe.cmd("EVAL")
+                                    .arg(SAVE_SCRIPT)
+                                    .arg(4)
+                                    .arg(format!("{p}:quarantine:{id}"))
+                                    .arg(format!("{p}:quarantines:open"))
+                                    .arg(format!("{p}:quarantines:agent:{agent_id}"))
+                                    .arg(format!("{p}:quarantines:released"))
+                                    .arg(id)
+                                    .arg(json.as_slice())
+                                    .arg(if *open { "1" } else { "0" });
                             }
                             RedisWrite::Queue { id, n, credential } => {
                                 pipe.set(format!("{p}:revoke:{id}:{n}"), credential.expose())
@@ -164,10 +203,25 @@ impl Registry {
                             }
                         }
                     }
-                    pipe.query::<()>(c)
+                    pipe.query::<Vec<i64>>(c)
                 });
+                for (id, ok) in saves.iter().zip(written) {
+                    if ok == 0 && !superseded.iter().any(|s| s == id) {
+                        superseded.push((*id).to_owned());
+                    }
+                }
                 Ok(())
             }
+        }
+    }
+
+    /// The open quarantines whose record a commit refused since the last
+    /// call, because another instance released them: the caller drops its
+    /// copy (and the calls out it planned for them). Always empty embedded.
+    pub fn take_superseded(&mut self) -> Vec<String> {
+        match self {
+            Self::File(_) => Vec::new(),
+            Self::Redis { superseded, .. } => std::mem::take(superseded),
         }
     }
 
@@ -465,5 +519,50 @@ mod tests {
         reg.dequeue_revocation(&q.id, 1).unwrap();
         assert!(reg.queued_revocations().unwrap().is_empty());
         reg.dequeue_revocation(&q.id, 0).unwrap();
+    }
+
+    /// Two instances of a group on one Redis: the one still rolling flags
+    /// into its open copy cannot undo the other's release, and learns of
+    /// it from the commit.
+    #[cfg(feature = "integration-tests")]
+    #[test]
+    fn a_release_elsewhere_is_final() {
+        let cfg = crate::config::RedisConfig {
+            url: std::env::var("WARDEN_TEST_REDIS")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            key_prefix: format!("warden-final-{}", std::process::id()),
+            ..Default::default()
+        };
+        let mut a = Registry::redis(&cfg).unwrap();
+        let mut b = Registry::redis(&cfg).unwrap();
+        let mut q = quarantine("e1");
+        a.save(&q).unwrap();
+        a.commit().unwrap();
+        assert!(a.take_superseded().is_empty());
+
+        let mut released = b.get(&q.id).unwrap().unwrap();
+        released.state = State::Released;
+        released.touch();
+        b.save(&released).unwrap();
+        b.commit().unwrap();
+        assert!(b.take_superseded().is_empty());
+
+        // A's copy moved on meanwhile (a higher version than B's).
+        q.touch();
+        q.touch();
+        a.save(&q).unwrap();
+        a.save(&quarantine("e2")).unwrap();
+        a.commit().unwrap();
+        assert_eq!(a.take_superseded(), vec![q.id.clone()]);
+        assert!(a.take_superseded().is_empty());
+        assert_eq!(a.get(&q.id).unwrap().unwrap().state, State::Released);
+        let open: Vec<String> = a
+            .open_quarantines()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.id)
+            .collect();
+        assert_eq!(open, vec![quarantine("e2").id]);
+        assert_eq!(a.of_agent(&q.agent_id).unwrap().len(), 2);
     }
 }

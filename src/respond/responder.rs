@@ -438,6 +438,18 @@ enum Outbound {
     Alert(usize, Job),
 }
 
+impl Outbound {
+    /// The quarantine a revocation or an open/update alert acts on.
+    fn quarantine(&self) -> Option<&str> {
+        match self {
+            Self::Revoke { id, .. } | Self::Alert(_, Job::Open(id) | Job::Update(id, _)) => {
+                Some(id)
+            }
+            Self::Alert(..) => None,
+        }
+    }
+}
+
 /// Per quarantine, what the responder tracks in memory only.
 #[derive(Default)]
 struct Progress {
@@ -762,7 +774,14 @@ impl Responder {
         if let Some(done) = audited {
             let _ = done.recv();
         }
+        let superseded = self.drop_superseded();
         for o in std::mem::take(&mut self.outbound) {
+            if superseded
+                .iter()
+                .any(|id| o.quarantine() == Some(id.as_str()))
+            {
+                continue;
+            }
             match o {
                 Outbound::Revoke {
                     id,
@@ -1086,10 +1105,12 @@ impl Responder {
         let Ok(Some(stored)) = self.registry.get(id) else {
             return;
         };
+        // A release elsewhere is final, however many flags this copy
+        // rolled in since it last read the record.
         let newer = self
             .open
             .get(id)
-            .is_some_and(|q| stored.version > q.version);
+            .is_some_and(|q| stored.version > q.version || !stored.state.is_open());
         if newer {
             if stored.state.is_open() {
                 self.open.insert(id.to_owned(), stored);
@@ -1098,6 +1119,38 @@ impl Responder {
                 self.forget(id);
             }
         }
+    }
+
+    /// Drops the copies of open quarantines that another instance of the
+    /// group released while this one rolled flags into them (their record
+    /// refused the save): shown as released, no further revocation or
+    /// alert, and their queued credentials removed. Later flags of the
+    /// agent open a new incident.
+    fn drop_superseded(&mut self) -> Vec<String> {
+        let ids = self.registry.take_superseded();
+        for id in &ids {
+            let Some(q) = self.open.get(id) else {
+                continue;
+            };
+            let credentials = q.credentials.len().max(1);
+            let agent_id = q.agent_id.clone();
+            if let Ok(Some(stored)) = self.registry.get(id) {
+                self.board.put(&stored);
+            }
+            self.forget(id);
+            for n in 0..credentials {
+                self.dequeue_revocation(id, n);
+            }
+            self.rolled.remove(id);
+            self.gauges_dirty = true;
+            tracing::info!(quarantine = %id, %agent_id,
+                "Quarantine released by another instance; its further flags are dropped from it.");
+        }
+        if !ids.is_empty() {
+            // The dequeues above.
+            let _ = self.registry.commit();
+        }
+        ids
     }
 
     fn forget(&mut self, id: &str) {
