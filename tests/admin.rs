@@ -411,6 +411,167 @@ fn a_suppression_stops_incidents_until_it_expires_and_is_audited() {
     svc.stop();
 }
 
+/// Posts NDJSON to the ingest listener and waits until `calls` more
+/// decisions are written.
+fn post_and_wait(svc: &Service, dir: &Path, ndjson: &str, calls: usize) {
+    let before = std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let auth = format!("Bearer {INGEST}");
+    let (status, body) = svc.request_with(
+        "POST",
+        "/v1/events",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        ndjson,
+    );
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < before + calls
+    {
+        assert!(Instant::now() < deadline, "decisions not written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn explain_names_resource_types_transitions_and_where_values_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let svc = Service::start_env(&config, true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    let p = &e["profile"];
+    // Learned from the training history: transitions from the session's
+    // start, resource types by name, instruction origins.
+    let t = p["transitions"].as_array().unwrap();
+    assert_eq!(t[0]["from"], "(session start)", "{p}");
+    assert!(!t[0]["next"].as_array().unwrap().is_empty(), "{p}");
+    assert!(t.len() >= 2, "transitions from its tools too: {p}");
+    let rtypes: Vec<&str> = p["habits"]["resource_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource_type"].as_str())
+        .collect();
+    if let Some(rt) = call["resource_type"].as_str() {
+        assert!(rtypes.contains(&rt), "{rt} in {rtypes:?}");
+    }
+    assert!(!rtypes.is_empty(), "{p}");
+    assert!(
+        !p["habits"]["top_resources"].as_array().unwrap().is_empty(),
+        "{p}"
+    );
+    assert!(
+        !p["habits"]["argument_sources"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{p}"
+    );
+    assert!(
+        !p["instruction_origins"].as_object().unwrap().is_empty(),
+        "{p}"
+    );
+
+    // A session whose values come from the user, from a tool's output, and
+    // from nothing it read. Nothing flags (threshold 200), so it is learned.
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 200.0, "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let usual = p["usual_tools"][0]["tool"].as_str().unwrap().to_owned();
+    let session = unique("sess-explain");
+    let ts = call["ts"].as_str().unwrap();
+    let base = json!({"agent_id": agent, "session_id": session, "ts": ts});
+    let with = |extra: Value| {
+        let mut v = base.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v.to_string()
+    };
+    let read_id = unique("e-read");
+    let events = [
+        with(
+            json!({"kind": "prompt", "event_id": unique("e-p"), "text": "Pay the vendor, copy my boss.",
+                    "entities": ["boss.lead@example-corp.com"]}),
+        ),
+        with(json!({"event_id": read_id, "tool": usual, "resource_type": "explain-test-doc"})),
+        with(
+            json!({"kind": "tool_result", "event_id": unique("e-r"), "call_event_id": read_id, "tool": usual,
+                    "result": "payee: payee.7731@vendor-example.com", "entities": ["payee.7731@vendor-example.com"],
+                    "trust": "untrusted"}),
+        ),
+        with(
+            json!({"event_id": unique("e-send"), "tool": "explain_test_send", "resource_type": "explain-test-mail",
+                    "args": {"to": "payee.7731@vendor-example.com", "cc": "boss.lead@example-corp.com",
+                             "bcc": "archive@example-corp.com"}}),
+        ),
+    ];
+    post_and_wait(&svc, dir.path(), &(events.join("\n") + "\n"), 2);
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    let habits = &e["profile"]["habits"];
+    let arg = |name: &str| {
+        habits["argument_sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["tool"] == "explain_test_send" && a["argument"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {habits}"))
+    };
+    let to = arg("to");
+    assert_eq!(to["tool_output"][0]["tool"], usual.as_str(), "{to}");
+    assert_eq!(to["tool_output"][0]["share"], 1.0, "{to}");
+    assert!(
+        to["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the output of {usual} 100%")),
+        "{to}"
+    );
+    assert_eq!(arg("cc")["user"], 1.0, "{habits}");
+    assert_eq!(arg("bcc")["not_from_input"], 1.0, "{habits}");
+    let names: Vec<&str> = habits["resource_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource_type"].as_str())
+        .collect();
+    assert!(names.contains(&"explain-test-mail"), "{names:?}");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&e["profile"]).unwrap_or_default()
+    );
+
+    // Saved with the worker's state: a restart explains the same.
+    svc.stop();
+    let svc = Service::start_env(&config, false, &env());
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    assert!(
+        e["profile"]["habits"]["argument_sources"]
+            .to_string()
+            .contains("explain_test_send"),
+        "{e}"
+    );
+    svc.stop();
+}
+
 /// `(method, path)` of every `.route(…)` in a router source file, in
 /// OpenAPI path syntax.
 fn routes_in_source(file: &str) -> BTreeSet<(String, String)> {

@@ -15,6 +15,7 @@
 //! - `POST /v1/feedback` (admin); `GET /v1/feedback` (read): labelled
 //!   examples as JSON Lines, for `warden replay --labels`.
 
+pub mod habits;
 pub mod openapi;
 pub mod policy;
 pub mod suppress;
