@@ -572,6 +572,69 @@ fn explain_names_resource_types_transitions_and_where_values_come_from() {
     svc.stop();
 }
 
+#[test]
+fn enforce_without_a_revoker_is_refused_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    for path in [
+        "/v1/policy/default",
+        "/v1/policy/classes/pay-*",
+        "/v1/policy/agents/pay-1",
+    ] {
+        let (status, v) = admin(
+            &svc,
+            "PUT",
+            path,
+            &json!({"mode": "enforce", "actor": "mallory", "reason": "go live"}),
+        );
+        assert_eq!(status, 409, "{path}: {v}");
+        assert_eq!(v["field"], "mode", "{v}");
+        assert!(v["error"].as_str().unwrap().contains("no revoker"), "{v}");
+    }
+    // Nothing changed; shadow and learn are still allowed.
+    let (_, policy) = read(&svc, "/v1/policy");
+    assert!(
+        policy["overrides"]["agents"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{policy}"
+    );
+    assert!(policy["overrides"].get("default").is_none(), "{policy}");
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        "/v1/policy/agents/pay-1",
+        &json!({"mode": "shadow", "actor": "mallory", "reason": "rehearse"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let refused = wait_audit(dir.path(), "policy_refused", |r| {
+        r.to_string().contains("pay-1")
+    });
+    let s = refused.to_string();
+    assert!(s.contains("mallory") && s.contains("no revoker"), "{s}");
+    svc.stop();
+
+    // With a revoker (the local log, configured), enforce is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[[response.revokers]]\nkind = \"log\"\npath = {:?}\n",
+        dir.path().join("revocations.jsonl")
+    ));
+    std::fs::write(&config, text).unwrap();
+    let svc = Service::start_env(&config, false, &env());
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        "/v1/policy/agents/pay-1",
+        &json!({"mode": "enforce", "actor": "alice", "reason": "go live"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    svc.stop();
+}
+
 /// `(method, path)` of every `.route(…)` in a router source file, in
 /// OpenAPI path syntax.
 fn routes_in_source(file: &str) -> BTreeSet<(String, String)> {

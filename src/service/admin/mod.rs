@@ -113,6 +113,12 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    /// The change cannot be made in this deployment (409).
+    #[error("{message}")]
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -130,6 +136,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, field) = match &self {
             Self::Invalid { field, .. } => (StatusCode::BAD_REQUEST, Some(*field)),
+            Self::Conflict { field, .. } => (StatusCode::CONFLICT, Some(*field)),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
@@ -269,6 +276,30 @@ async fn get_policy(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
+/// Why this deployment cannot enforce, if it cannot: enforce without a
+/// revoker would quarantine on paper only (the config's own enforce is
+/// refused at start for the same open-ingest reason).
+fn enforce_refusal(shared: &Shared) -> Option<&'static str> {
+    if shared.config.response.revokers.is_empty() {
+        return Some(
+            "no revoker is configured (response.revokers): enforce would revoke nothing; \
+             configure one (Vault, OAuth, webhook or kind = \"log\") and restart",
+        );
+    }
+    let mut cfg = shared.config.clone();
+    cfg.policy.mode = Mode::Enforce;
+    if cfg
+        .check_exposure(!shared.tokens.ingest.is_empty())
+        .is_err()
+    {
+        return Some(
+            "HTTP ingest is off loopback without an ingest token (server.ingest-tokens-env): \
+             anyone reaching it could get credentials revoked",
+        );
+    }
+    None
+}
+
 async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Response, ApiError> {
     let req: SettingRequest = parse(&body)?;
     check_actor_reason(&req.actor, &req.reason)?;
@@ -291,6 +322,21 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
         },
     };
     let mode = req.mode.as_deref().map(parse_mode).transpose()?;
+    if mode == Some(Mode::Enforce) {
+        if let Some(why) = enforce_refusal(&shared) {
+            audit(
+                &shared,
+                "policy_refused",
+                json!({"actor": req.actor, "reason": req.reason, "target": level.describe(),
+                       "requested": {"mode": "enforce", "threshold_bits": threshold_bits}, "refused": why}),
+            );
+            tracing::warn!(actor = %req.actor, target = %level.describe(), refused = why, "Switch to enforce refused.");
+            return Err(ApiError::Conflict {
+                field: "mode",
+                message: why.to_owned(),
+            });
+        }
+    }
     if let Level::Class(c) | Level::Agent(c) = &level {
         if c.is_empty() || c.len() > 256 {
             return Err(invalid(
