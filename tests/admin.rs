@@ -635,6 +635,137 @@ fn enforce_without_a_revoker_is_refused_and_audited() {
     svc.stop();
 }
 
+fn redis_url() -> String {
+    std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn redis_config(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    let config = write_config(dir);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[redis]\nenabled = true\nurl = {:?}\nkey-prefix = {:?}\n",
+        redis_url(),
+        prefix
+    ));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Waits (bounded) until `GET /v1/suppressions` on `svc` satisfies `pred`.
+fn wait_rules(svc: &Service, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = read(svc, "/v1/suppressions");
+        if pred(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Needs the Redis of scripts/redis.sh; run under
+/// `flock -o /tmp/warden-broker.lock`.
+#[test]
+fn suppressions_and_feedback_are_shared_through_redis() {
+    let prefix = unique("warden-admin-test");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Service::start_env(&redis_config(a_dir.path(), &prefix), true, &env());
+    let b = Service::start_env(&redis_config(b_dir.path(), &prefix), false, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    // Every call of the agent flags (the override is shared too).
+    let (status, v) = admin(
+        &a,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "mode": "shadow", "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, rule) = admin(
+        &a,
+        "POST",
+        "/v1/suppressions",
+        &json!({"agent": agent, "skip": "alert", "reason": "shared batch job",
+                "actor": "alice", "expires_in": "25s"}),
+    );
+    assert_eq!(status, 201, "{rule}");
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(rule["expires_at"].as_str().unwrap()).unwrap();
+    // Created on A, it reaches B.
+    wait_rules(&b, "rule reaches B", |l| l.to_string().contains(&id));
+    let policy_on_b =
+        || read(&b, "/v1/policy").1["overrides"]["agents"][&agent]["threshold_bits"] == 0.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !policy_on_b() {
+        assert!(Instant::now() < deadline, "override reaches B");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A flag on each: suppressed on both, hits summed on both.
+    let d = decide(&b, b_dir.path(), &call, 0);
+    assert_eq!(d["flagged"], true, "{d}");
+    let d = decide(&a, a_dir.path(), &call, 1);
+    assert_eq!(d["flagged"], true, "{d}");
+    for (name, svc) in [("A", &a), ("B", &b)] {
+        assert_eq!(
+            svc.metric("warden_suppressed_calls_total{kind=\"alert\"}"),
+            1.0,
+            "{name}"
+        );
+        wait_rules(svc, &format!("hits summed on {name}"), |l| {
+            l["suppressions"][0]["hits"] == 2
+        });
+    }
+    assert_eq!(a.metric("warden_quarantines_opened_total"), 0.0);
+    assert_eq!(b.metric("warden_quarantines_opened_total"), 0.0);
+
+    // Feedback given on A is exported by B.
+    let (status, fb) = admin(
+        &a,
+        "POST",
+        "/v1/feedback",
+        &json!({"event_id": "shared-label-1", "verdict": "true_positive", "actor": "alice", "note": "confirmed"}),
+    );
+    assert_eq!(status, 200, "{fb}");
+    let (status, text) = b.admin("GET", "/v1/feedback", "");
+    assert_eq!(status, 200);
+    assert!(text.contains("shared-label-1"), "{text}");
+
+    // Expired: it stops matching on B too; its hits stay.
+    while chrono::Utc::now() < expires {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let d = decide(&b, b_dir.path(), &call, 2);
+    assert_eq!(d["flagged"], true, "{d}");
+    b.wait_metric("warden_quarantines_opened_total", 1.0);
+    assert_eq!(
+        b.metric("warden_suppressed_calls_total{kind=\"alert\"}"),
+        1.0
+    );
+
+    // A restart (B, on a fresh data dir) finds rules, hits and labels in Redis.
+    b.stop();
+    let c_dir = tempfile::tempdir().unwrap();
+    let c = Service::start_env(&redis_config(c_dir.path(), &prefix), false, &env());
+    let list = wait_rules(&c, "rule after restart", |l| l.to_string().contains(&id));
+    assert_eq!(list["suppressions"][0]["hits"], 2, "{list}");
+    assert_eq!(list["suppressions"][0]["expired"], true, "{list}");
+    let (_, text) = c.admin("GET", "/v1/feedback", "");
+    assert!(text.contains("shared-label-1"), "{text}");
+    // Removed on C: gone on A.
+    let (status, v) = admin(
+        &c,
+        "DELETE",
+        &format!("/v1/suppressions/{id}"),
+        &json!({"actor": "alice", "reason": "cleanup"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_rules(&a, "removal reaches A", |l| !l.to_string().contains(&id));
+    a.stop();
+    c.stop();
+}
+
 /// `(method, path)` of every `.route(…)` in a router source file, in
 /// OpenAPI path syntax.
 fn routes_in_source(file: &str) -> BTreeSet<(String, String)> {

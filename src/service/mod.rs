@@ -461,8 +461,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%addr, %admin_addr, "Ready.");
 
-    // With Redis on, overrides another instance set arrive within seconds;
-    // suppression hit counts are saved as often.
+    // With Redis on, overrides and suppressions another instance set arrive
+    // within seconds; suppression hit counts are saved (shared) as often.
     let admin_refresh = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -472,8 +472,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     s.admin.policy.refresh();
-                    if let Err(e) = s.admin.suppressions.persist() {
-                        tracing::warn!(error = %e, "Cannot save suppression hit counts.");
+                    if let Err(e) = s.admin.suppressions.sync() {
+                        tracing::warn!(error = %e, "Cannot sync suppression rules and hit counts; retrying in 3 s.");
                     }
                 })
                 .await;
@@ -507,7 +507,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!("Listeners stopped; draining workers.");
     ticker.abort();
     admin_refresh.abort();
-    let _ = shared.admin.suppressions.persist();
+    if let Err(e) = shared.admin.suppressions.sync() {
+        tracing::warn!(error = %e, "Cannot save suppression hit counts at shutdown.");
+    }
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     if let Some(source) = source {

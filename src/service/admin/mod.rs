@@ -44,6 +44,9 @@ pub struct Admin {
     pub suppressions: Arc<SuppressionStore>,
     /// Labelled examples from feedback (JSON Lines).
     pub feedback_path: std::path::PathBuf,
+    /// With Redis on: the shared list of labelled examples
+    /// (`<prefix>:feedback`), which any instance exports.
+    feedback_redis: Option<(redis::Client, String)>,
     /// Serialises appends to the feedback file.
     feedback_lock: tokio::sync::Mutex<()>,
 }
@@ -64,8 +67,11 @@ impl Admin {
     ) -> Result<Self, AdminError> {
         let dir = &cfg.server.data_dir;
         Ok(Self {
+            feedback_redis: redis
+                .clone()
+                .map(|(c, prefix)| (c, format!("{prefix}:feedback"))),
+            suppressions: Arc::new(SuppressionStore::open(dir, redis.clone())?),
             policy: Arc::new(PolicyStore::open(dir, redis)?),
-            suppressions: Arc::new(SuppressionStore::open(dir)?),
             feedback_path: dir.join("feedback.jsonl"),
             feedback_lock: tokio::sync::Mutex::new(()),
         })
@@ -574,6 +580,7 @@ async fn add_suppression(
         expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         expires_ms: expires.timestamp_millis(),
         hits: Default::default(),
+        unsynced: Default::default(),
     };
     let store = shared.admin.suppressions.clone();
     let rule = tokio::task::spawn_blocking(move || store.add(rule))
@@ -736,7 +743,30 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
         lines.push_str(&rec.to_string());
         lines.push('\n');
     }
-    {
+    if let Some((client, key)) = shared.admin.feedback_redis.clone() {
+        let items: Vec<String> = lines.lines().map(str::to_owned).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut con = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            redis::pipe()
+                .cmd("RPUSH")
+                .arg(&key)
+                .arg(items)
+                .ignore()
+                // Bounded: labels are for tuning, not an archive.
+                .cmd("LTRIM")
+                .arg(&key)
+                .arg(-(FEEDBACK_KEPT as i64))
+                .arg(-1)
+                .ignore()
+                .query::<()>(&mut con)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("cannot store feedback in Redis: {e}")))?;
+    } else {
         let _g = shared.admin.feedback_lock.lock().await;
         use tokio::io::AsyncWriteExt;
         let mut f = tokio::fs::OpenOptions::new()
@@ -781,7 +811,31 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
     )
 }
 
+/// Labelled examples kept in Redis (the newest).
+const FEEDBACK_KEPT: usize = 100_000;
+
 async fn export_feedback(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    if let Some((client, key)) = shared.admin.feedback_redis.clone() {
+        let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+            let mut con = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut con)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("cannot read feedback from Redis: {e}")))?;
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response());
+    }
     let text = match tokio::fs::read_to_string(&shared.admin.feedback_path).await {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

@@ -180,7 +180,7 @@ pub struct PolicyStore {
 
 /// The Redis key of the shared overrides, under the registry's prefix.
 pub fn redis_key(prefix: &str) -> String {
-    format!("{prefix}policy:overrides")
+    format!("{prefix}:policy:overrides")
 }
 
 impl PolicyStore {
