@@ -635,6 +635,81 @@ fn enforce_without_a_revoker_is_refused_and_audited() {
     svc.stop();
 }
 
+#[test]
+fn tune_apply_is_a_dry_run_until_yes_and_is_audited_as_warden_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    let test = dir.path().join("test.jsonl");
+    std::fs::write(&test, test_lines(0, 6000)).unwrap();
+    let url = format!("http://{}", svc.admin_addr);
+    let tune = |extra: &[&str], token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.args(["tune", "--train", &data("train.jsonl.gz")])
+            .arg(&test)
+            .args(["--labels", &data("labels.jsonl"), "--target-fp", "0.01"])
+            .args(["--apply", &url])
+            .args(extra)
+            .env_remove("WARDEN_ADMIN_TOKEN");
+        if let Some(t) = token {
+            cmd.env("WARDEN_ADMIN_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // No token in the environment: refused, naming the variable.
+    let (ok, text) = tune(&[], None);
+    assert!(!ok && text.contains("WARDEN_ADMIN_TOKEN"), "{text}");
+    // A read token cannot change the policy.
+    let (ok, text) = tune(&["--yes"], Some(READ));
+    assert!(!ok && text.contains("403"), "{text}");
+    // Dry run: printed, nothing changed.
+    let (ok, text) = tune(&[], Some(ADMIN));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Would set") && text.contains("Dry run"),
+        "{text}"
+    );
+    let (_, policy) = read(&svc, "/v1/policy");
+    assert!(
+        policy["overrides"]["agents"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{policy}"
+    );
+    // Applied: every recommended threshold is live, audited as warden-tune.
+    let (ok, text) = tune(&["--yes"], Some(ADMIN));
+    assert!(ok, "{text}");
+    println!("{text}");
+    assert!(!text.contains(ADMIN), "the token is never printed");
+    let set: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Set "))
+        .collect();
+    assert!(!set.is_empty(), "{text}");
+    let (_, policy) = read(&svc, "/v1/policy");
+    let agents = policy["overrides"]["agents"].as_object().unwrap();
+    assert_eq!(agents.len(), set.len(), "{policy}");
+    for (id, s) in agents {
+        assert_eq!(s["set_by"], "warden-tune", "{id}: {s}");
+        assert!(s["threshold_bits"].as_f64().is_some(), "{id}: {s}");
+    }
+    wait_audit(dir.path(), "policy_set", |r| {
+        r.to_string().contains("\"warden-tune\"")
+    });
+    // Applied again: nothing left to change.
+    let (ok, text) = tune(&["--yes"], Some(ADMIN));
+    assert!(ok && text.contains("Applied: 0 agent"), "{text}");
+    svc.stop();
+}
+
 fn redis_url() -> String {
     std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
