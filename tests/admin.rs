@@ -572,6 +572,93 @@ fn explain_names_resource_types_transitions_and_where_values_come_from() {
     svc.stop();
 }
 
+/// The agent's events learned so far, as explain reports them.
+fn events_learned(svc: &Service, agent: &str) -> u64 {
+    let (status, e) = read(svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    e["profile"]["events_learned"].as_u64().unwrap()
+}
+
+#[test]
+fn skip_learning_keeps_suppressed_sessions_out_of_the_profile_and_skip_alert_learns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let t0 = chrono::DateTime::parse_from_rfc3339(call["ts"].as_str().unwrap()).unwrap();
+    let at = |hours: i64| {
+        (t0 + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    // A session is learned when it closes: a later event of the agent
+    // closes the idle ones (event time), before explain is answered (one
+    // worker queue, in order).
+    let session_at = |hours: i64, n: u32| {
+        let mut c = call.clone();
+        c["session_id"] = unique("sess-skip").into();
+        c["ts"] = at(hours).into();
+        let d = decide(&svc, dir.path(), &c, n);
+        assert_eq!(d["flagged"], true, "{d}");
+        let prompt = json!({"kind": "prompt", "event_id": unique("e-p"), "agent_id": agent,
+                            "session_id": unique("sess-closer"), "ts": at(hours + 2), "text": "next"});
+        let auth = format!("Bearer {INGEST}");
+        let (status, body) = svc.request_with(
+            "POST",
+            "/v1/events",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &prompt.to_string(),
+        );
+        assert_eq!(status, 202, "{body}");
+    };
+    let rule = |skip: &str| {
+        let (status, r) = admin(
+            &svc,
+            "POST",
+            "/v1/suppressions",
+            &json!({"agent": agent, "skip": skip, "reason": "known job", "actor": "alice", "expires_in": "1h"}),
+        );
+        assert_eq!(status, 201, "{r}");
+        r["id"].as_str().unwrap().to_owned()
+    };
+    let e0 = events_learned(&svc, &agent);
+
+    // skip = alert: no incident, and the session is learned as benign.
+    let id = rule("alert");
+    session_at(1, 0);
+    assert_eq!(events_learned(&svc, &agent), e0 + 1, "skip alert learns");
+    let (status, _) = admin(
+        &svc,
+        "DELETE",
+        &format!("/v1/suppressions/{id}"),
+        &json!({"actor": "alice", "reason": "next"}),
+    );
+    assert_eq!(status, 200);
+
+    // skip = learning: no incident, and the session is not learned.
+    rule("learning");
+    session_at(5, 1);
+    assert_eq!(
+        events_learned(&svc, &agent),
+        e0 + 1,
+        "skip learning keeps the session out of the profile"
+    );
+    assert_eq!(svc.metric("warden_quarantines_opened_total"), 0.0);
+    assert_eq!(
+        svc.metric("warden_suppressed_calls_total{kind=\"learning\"}"),
+        1.0
+    );
+    svc.stop();
+}
+
 #[test]
 fn enforce_without_a_revoker_is_refused_and_audited() {
     let dir = tempfile::tempdir().unwrap();
