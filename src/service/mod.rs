@@ -467,16 +467,18 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(std::time::Duration::from_secs(3));
+            let mut log = admin::SyncLog::default();
             loop {
                 t.tick().await;
                 let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    s.admin.policy.refresh();
-                    if let Err(e) = s.admin.suppressions.sync() {
-                        tracing::warn!(error = %e, "Cannot sync suppression rules and hit counts; retrying in 3 s.");
-                    }
+                let errors = tokio::task::spawn_blocking(move || {
+                    let policy = s.admin.policy.refresh().err().map(|e| e.to_string());
+                    let rules = s.admin.suppressions.sync().err().map(|e| e.to_string());
+                    policy.into_iter().chain(rules).collect::<Vec<_>>()
                 })
-                .await;
+                .await
+                .unwrap_or_default();
+                log.record(&errors, std::time::Instant::now());
             }
         })
     };

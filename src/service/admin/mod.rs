@@ -78,6 +78,77 @@ impl Admin {
     }
 }
 
+/// Warns about a failing admin sync (Redis) once, then at most once a
+/// minute while it lasts, and says when it recovers: a Redis outage must
+/// not print a line every 3 s.
+#[derive(Debug, Default)]
+pub struct SyncLog {
+    failing_since: Option<std::time::Instant>,
+    last_warned: Option<std::time::Instant>,
+}
+
+impl SyncLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Logs what this round's outcome calls for; returns what it logged.
+    pub fn record(&mut self, errors: &[String], now: std::time::Instant) -> Option<&'static str> {
+        if errors.is_empty() {
+            let since = self.failing_since.take()?;
+            self.last_warned = None;
+            tracing::info!(
+                failed_for_secs = now.duration_since(since).as_secs(),
+                "Admin state in sync with Redis again."
+            );
+            return Some("recovered");
+        }
+        let since = *self.failing_since.get_or_insert(now);
+        if self
+            .last_warned
+            .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
+        {
+            self.last_warned = Some(now);
+            tracing::warn!(
+                errors = ?errors,
+                failing_for_secs = now.duration_since(since).as_secs(),
+                "Cannot sync policy overrides or suppressions with Redis; the last ones stay in force and hits are kept for the next sync."
+            );
+            return Some("warned");
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SyncLog;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_sync_outage_warns_once_a_minute_and_says_when_it_ends() {
+        let mut log = SyncLog::default();
+        let t0 = Instant::now();
+        let err = vec!["Redis: connection refused".to_owned()];
+        assert_eq!(log.record(&[], t0), None);
+        assert_eq!(log.record(&err, t0), Some("warned"));
+        for s in (3..60).step_by(3) {
+            assert_eq!(log.record(&err, t0 + Duration::from_secs(s)), None, "{s}");
+        }
+        assert_eq!(
+            log.record(&err, t0 + Duration::from_secs(60)),
+            Some("warned")
+        );
+        assert_eq!(
+            log.record(&[], t0 + Duration::from_secs(63)),
+            Some("recovered")
+        );
+        assert_eq!(log.record(&[], t0 + Duration::from_secs(66)), None);
+        assert_eq!(
+            log.record(&err, t0 + Duration::from_secs(69)),
+            Some("warned")
+        );
+    }
+}
+
 /// The admin API routes, each behind the role it needs.
 pub fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
     let reads = Router::new()
