@@ -109,6 +109,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::tune::run(&opts).context("tune failed")?;
             print!("{}", report.render());
+            if let Some(url) = &args.apply {
+                let reason = format!(
+                    "warden tune: at most {:.1}% of benign sessions flagged on {}",
+                    args.target_fp * 100.0,
+                    opts.test.display()
+                );
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the async runtime")?;
+                let applied = runtime
+                    .block_on(crate::tune::apply::apply(
+                        &report,
+                        url,
+                        &args.admin_token_env,
+                        !args.yes,
+                        &reason,
+                    ))
+                    .context("--apply failed")?;
+                print!("\n{}", applied.render());
+            }
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             }

@@ -129,6 +129,19 @@ pub struct TuneArgs {
     /// Also print the report as JSON on the last line.
     #[arg(long)]
     pub json: bool,
+    /// Set the recommended thresholds on a running service through its
+    /// admin API (the admin listener's URL, e.g. `http://127.0.0.1:9090`),
+    /// audited as `warden-tune`. A dry run that prints the changes unless
+    /// `--yes` is given.
+    #[arg(long, value_name = "URL")]
+    pub apply: Option<String>,
+    /// With `--apply`: make the changes (without it, only print them).
+    #[arg(long, requires = "apply")]
+    pub yes: bool,
+    /// With `--apply`: the environment variable holding the admin token
+    /// (never the token itself on the command line).
+    #[arg(long, default_value = "WARDEN_ADMIN_TOKEN", value_name = "VAR")]
+    pub admin_token_env: String,
     /// Tune against the same fleet model `warden run` would load.
     #[command(flatten)]
     pub models: ModelsArgs,

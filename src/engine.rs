@@ -988,3 +988,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+mod sources;
+pub use sources::ValueSource;

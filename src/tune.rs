@@ -15,6 +15,8 @@
 //! Labels are JSON Lines `{"event_id","attack"}`: the replay data's
 //! `labels.jsonl`, and the admin API's `GET /v1/feedback` export.
 
+pub mod apply;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;

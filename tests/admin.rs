@@ -411,6 +411,523 @@ fn a_suppression_stops_incidents_until_it_expires_and_is_audited() {
     svc.stop();
 }
 
+/// Posts NDJSON to the ingest listener and waits until `calls` more
+/// decisions are written.
+fn post_and_wait(svc: &Service, dir: &Path, ndjson: &str, calls: usize) {
+    let before = std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let auth = format!("Bearer {INGEST}");
+    let (status, body) = svc.request_with(
+        "POST",
+        "/v1/events",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        ndjson,
+    );
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(dir.join("decisions.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < before + calls
+    {
+        assert!(Instant::now() < deadline, "decisions not written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn explain_names_resource_types_transitions_and_where_values_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let svc = Service::start_env(&config, true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    let p = &e["profile"];
+    // Learned from the training history: transitions from the session's
+    // start, resource types by name, instruction origins.
+    let t = p["transitions"].as_array().unwrap();
+    assert_eq!(t[0]["from"], "(session start)", "{p}");
+    assert!(!t[0]["next"].as_array().unwrap().is_empty(), "{p}");
+    assert!(t.len() >= 2, "transitions from its tools too: {p}");
+    let rtypes: Vec<&str> = p["habits"]["resource_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource_type"].as_str())
+        .collect();
+    if let Some(rt) = call["resource_type"].as_str() {
+        assert!(rtypes.contains(&rt), "{rt} in {rtypes:?}");
+    }
+    assert!(!rtypes.is_empty(), "{p}");
+    assert!(
+        !p["habits"]["top_resources"].as_array().unwrap().is_empty(),
+        "{p}"
+    );
+    assert!(
+        !p["habits"]["argument_sources"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{p}"
+    );
+    assert!(
+        !p["instruction_origins"].as_object().unwrap().is_empty(),
+        "{p}"
+    );
+
+    // A session whose values come from the user, from a tool's output, and
+    // from nothing it read. Nothing flags (threshold 200), so it is learned.
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 200.0, "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let usual = p["usual_tools"][0]["tool"].as_str().unwrap().to_owned();
+    let session = unique("sess-explain");
+    let ts = call["ts"].as_str().unwrap();
+    let base = json!({"agent_id": agent, "session_id": session, "ts": ts});
+    let with = |extra: Value| {
+        let mut v = base.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v.to_string()
+    };
+    let read_id = unique("e-read");
+    let events = [
+        with(
+            json!({"kind": "prompt", "event_id": unique("e-p"), "text": "Pay the vendor, copy my boss.",
+                    "entities": ["boss.lead@example-corp.com"]}),
+        ),
+        with(json!({"event_id": read_id, "tool": usual, "resource_type": "explain-test-doc"})),
+        with(
+            json!({"kind": "tool_result", "event_id": unique("e-r"), "call_event_id": read_id, "tool": usual,
+                    "result": "payee: payee.7731@vendor-example.com", "entities": ["payee.7731@vendor-example.com"],
+                    "trust": "untrusted"}),
+        ),
+        with(
+            json!({"event_id": unique("e-send"), "tool": "explain_test_send", "resource_type": "explain-test-mail",
+                    "args": {"to": "payee.7731@vendor-example.com", "cc": "boss.lead@example-corp.com",
+                             "bcc": "archive@example-corp.com"}}),
+        ),
+    ];
+    post_and_wait(&svc, dir.path(), &(events.join("\n") + "\n"), 2);
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    let habits = &e["profile"]["habits"];
+    let arg = |name: &str| {
+        habits["argument_sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["tool"] == "explain_test_send" && a["argument"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {habits}"))
+    };
+    let to = arg("to");
+    assert_eq!(to["tool_output"][0]["tool"], usual.as_str(), "{to}");
+    assert_eq!(to["tool_output"][0]["share"], 1.0, "{to}");
+    assert!(
+        to["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the output of {usual} 100%")),
+        "{to}"
+    );
+    assert_eq!(arg("cc")["user"], 1.0, "{habits}");
+    assert_eq!(arg("bcc")["not_from_input"], 1.0, "{habits}");
+    let names: Vec<&str> = habits["resource_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource_type"].as_str())
+        .collect();
+    assert!(names.contains(&"explain-test-mail"), "{names:?}");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&e["profile"]).unwrap_or_default()
+    );
+
+    // Saved with the worker's state: a restart explains the same.
+    svc.stop();
+    let svc = Service::start_env(&config, false, &env());
+    let (status, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    assert!(
+        e["profile"]["habits"]["argument_sources"]
+            .to_string()
+            .contains("explain_test_send"),
+        "{e}"
+    );
+    svc.stop();
+}
+
+/// The agent's events learned so far, as explain reports them.
+fn events_learned(svc: &Service, agent: &str) -> u64 {
+    let (status, e) = read(svc, &format!("/v1/agents/{agent}/explain"));
+    assert_eq!(status, 200, "{e}");
+    e["profile"]["events_learned"].as_u64().unwrap()
+}
+
+#[test]
+fn skip_learning_keeps_suppressed_sessions_out_of_the_profile_and_skip_alert_learns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let t0 = chrono::DateTime::parse_from_rfc3339(call["ts"].as_str().unwrap()).unwrap();
+    let at = |hours: i64| {
+        (t0 + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    // A session is learned when it closes: a later event of the agent
+    // closes the idle ones (event time), before explain is answered (one
+    // worker queue, in order).
+    let session_at = |hours: i64, n: u32| {
+        let mut c = call.clone();
+        c["session_id"] = unique("sess-skip").into();
+        c["ts"] = at(hours).into();
+        let d = decide(&svc, dir.path(), &c, n);
+        assert_eq!(d["flagged"], true, "{d}");
+        let prompt = json!({"kind": "prompt", "event_id": unique("e-p"), "agent_id": agent,
+                            "session_id": unique("sess-closer"), "ts": at(hours + 2), "text": "next"});
+        let auth = format!("Bearer {INGEST}");
+        let (status, body) = svc.request_with(
+            "POST",
+            "/v1/events",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &prompt.to_string(),
+        );
+        assert_eq!(status, 202, "{body}");
+    };
+    let rule = |skip: &str| {
+        let (status, r) = admin(
+            &svc,
+            "POST",
+            "/v1/suppressions",
+            &json!({"agent": agent, "skip": skip, "reason": "known job", "actor": "alice", "expires_in": "1h"}),
+        );
+        assert_eq!(status, 201, "{r}");
+        r["id"].as_str().unwrap().to_owned()
+    };
+    let e0 = events_learned(&svc, &agent);
+
+    // skip = alert: no incident, and the session is learned as benign.
+    let id = rule("alert");
+    session_at(1, 0);
+    assert_eq!(events_learned(&svc, &agent), e0 + 1, "skip alert learns");
+    let (status, _) = admin(
+        &svc,
+        "DELETE",
+        &format!("/v1/suppressions/{id}"),
+        &json!({"actor": "alice", "reason": "next"}),
+    );
+    assert_eq!(status, 200);
+
+    // skip = learning: no incident, and the session is not learned.
+    rule("learning");
+    session_at(5, 1);
+    assert_eq!(
+        events_learned(&svc, &agent),
+        e0 + 1,
+        "skip learning keeps the session out of the profile"
+    );
+    assert_eq!(svc.metric("warden_quarantines_opened_total"), 0.0);
+    assert_eq!(
+        svc.metric("warden_suppressed_calls_total{kind=\"learning\"}"),
+        1.0
+    );
+    svc.stop();
+}
+
+#[test]
+fn enforce_without_a_revoker_is_refused_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    for path in [
+        "/v1/policy/default",
+        "/v1/policy/classes/pay-*",
+        "/v1/policy/agents/pay-1",
+    ] {
+        let (status, v) = admin(
+            &svc,
+            "PUT",
+            path,
+            &json!({"mode": "enforce", "actor": "mallory", "reason": "go live"}),
+        );
+        assert_eq!(status, 409, "{path}: {v}");
+        assert_eq!(v["field"], "mode", "{v}");
+        assert!(v["error"].as_str().unwrap().contains("no revoker"), "{v}");
+    }
+    // Nothing changed; shadow and learn are still allowed.
+    let (_, policy) = read(&svc, "/v1/policy");
+    assert!(
+        policy["overrides"]["agents"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{policy}"
+    );
+    assert!(policy["overrides"].get("default").is_none(), "{policy}");
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        "/v1/policy/agents/pay-1",
+        &json!({"mode": "shadow", "actor": "mallory", "reason": "rehearse"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let refused = wait_audit(dir.path(), "policy_refused", |r| {
+        r.to_string().contains("pay-1")
+    });
+    let s = refused.to_string();
+    assert!(s.contains("mallory") && s.contains("no revoker"), "{s}");
+    svc.stop();
+
+    // With a revoker (the local log, configured), enforce is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[[response.revokers]]\nkind = \"log\"\npath = {:?}\n",
+        dir.path().join("revocations.jsonl")
+    ));
+    std::fs::write(&config, text).unwrap();
+    let svc = Service::start_env(&config, false, &env());
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        "/v1/policy/agents/pay-1",
+        &json!({"mode": "enforce", "actor": "alice", "reason": "go live"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    svc.stop();
+}
+
+#[test]
+fn tune_apply_is_a_dry_run_until_yes_and_is_audited_as_warden_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), false, &env());
+    let test = dir.path().join("test.jsonl");
+    std::fs::write(&test, test_lines(0, 6000)).unwrap();
+    let url = format!("http://{}", svc.admin_addr);
+    let tune = |extra: &[&str], token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.args(["tune", "--train", &data("train.jsonl.gz")])
+            .arg(&test)
+            .args(["--labels", &data("labels.jsonl"), "--target-fp", "0.01"])
+            .args(["--apply", &url])
+            .args(extra)
+            .env_remove("WARDEN_ADMIN_TOKEN");
+        if let Some(t) = token {
+            cmd.env("WARDEN_ADMIN_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // No token in the environment: refused, naming the variable.
+    let (ok, text) = tune(&[], None);
+    assert!(!ok && text.contains("WARDEN_ADMIN_TOKEN"), "{text}");
+    // A read token cannot change the policy.
+    let (ok, text) = tune(&["--yes"], Some(READ));
+    assert!(!ok && text.contains("403"), "{text}");
+    // Dry run: printed, nothing changed.
+    let (ok, text) = tune(&[], Some(ADMIN));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Would set") && text.contains("Dry run"),
+        "{text}"
+    );
+    let (_, policy) = read(&svc, "/v1/policy");
+    assert!(
+        policy["overrides"]["agents"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{policy}"
+    );
+    // Applied: every recommended threshold is live, audited as warden-tune.
+    let (ok, text) = tune(&["--yes"], Some(ADMIN));
+    assert!(ok, "{text}");
+    println!("{text}");
+    assert!(!text.contains(ADMIN), "the token is never printed");
+    let set: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Set "))
+        .collect();
+    assert!(!set.is_empty(), "{text}");
+    let (_, policy) = read(&svc, "/v1/policy");
+    let agents = policy["overrides"]["agents"].as_object().unwrap();
+    assert_eq!(agents.len(), set.len(), "{policy}");
+    for (id, s) in agents {
+        assert_eq!(s["set_by"], "warden-tune", "{id}: {s}");
+        assert!(s["threshold_bits"].as_f64().is_some(), "{id}: {s}");
+    }
+    wait_audit(dir.path(), "policy_set", |r| {
+        r.to_string().contains("\"warden-tune\"")
+    });
+    // Applied again: nothing left to change.
+    let (ok, text) = tune(&["--yes"], Some(ADMIN));
+    assert!(ok && text.contains("Applied: 0 agent"), "{text}");
+    svc.stop();
+}
+
+fn redis_url() -> String {
+    std::env::var("WARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn redis_config(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    let config = write_config(dir);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[redis]\nenabled = true\nurl = {:?}\nkey-prefix = {:?}\n",
+        redis_url(),
+        prefix
+    ));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Waits (bounded) until `GET /v1/suppressions` on `svc` satisfies `pred`.
+fn wait_rules(svc: &Service, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = read(svc, "/v1/suppressions");
+        if pred(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Needs the Redis of scripts/redis.sh; run under
+/// `flock -o /tmp/warden-broker.lock`.
+#[test]
+fn suppressions_and_feedback_are_shared_through_redis() {
+    let prefix = unique("warden-admin-test");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Service::start_env(&redis_config(a_dir.path(), &prefix), true, &env());
+    let b = Service::start_env(&redis_config(b_dir.path(), &prefix), false, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    // Every call of the agent flags (the override is shared too).
+    let (status, v) = admin(
+        &a,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "mode": "shadow", "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, rule) = admin(
+        &a,
+        "POST",
+        "/v1/suppressions",
+        &json!({"agent": agent, "skip": "alert", "reason": "shared batch job",
+                "actor": "alice", "expires_in": "25s"}),
+    );
+    assert_eq!(status, 201, "{rule}");
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(rule["expires_at"].as_str().unwrap()).unwrap();
+    // Created on A, it reaches B.
+    wait_rules(&b, "rule reaches B", |l| l.to_string().contains(&id));
+    let policy_on_b =
+        || read(&b, "/v1/policy").1["overrides"]["agents"][&agent]["threshold_bits"] == 0.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !policy_on_b() {
+        assert!(Instant::now() < deadline, "override reaches B");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A flag on each: suppressed on both, hits summed on both.
+    let d = decide(&b, b_dir.path(), &call, 0);
+    assert_eq!(d["flagged"], true, "{d}");
+    let d = decide(&a, a_dir.path(), &call, 1);
+    assert_eq!(d["flagged"], true, "{d}");
+    for (name, svc) in [("A", &a), ("B", &b)] {
+        assert_eq!(
+            svc.metric("warden_suppressed_calls_total{kind=\"alert\"}"),
+            1.0,
+            "{name}"
+        );
+        wait_rules(svc, &format!("hits summed on {name}"), |l| {
+            l["suppressions"][0]["hits"] == 2
+        });
+    }
+    assert_eq!(a.metric("warden_quarantines_opened_total"), 0.0);
+    assert_eq!(b.metric("warden_quarantines_opened_total"), 0.0);
+
+    // Feedback given on A is exported by B.
+    let (status, fb) = admin(
+        &a,
+        "POST",
+        "/v1/feedback",
+        &json!({"event_id": "shared-label-1", "verdict": "true_positive", "actor": "alice", "note": "confirmed"}),
+    );
+    assert_eq!(status, 200, "{fb}");
+    let (status, text) = b.admin("GET", "/v1/feedback", "");
+    assert_eq!(status, 200);
+    assert!(text.contains("shared-label-1"), "{text}");
+
+    // Expired: it stops matching on B too; its hits stay.
+    while chrono::Utc::now() < expires {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let d = decide(&b, b_dir.path(), &call, 2);
+    assert_eq!(d["flagged"], true, "{d}");
+    b.wait_metric("warden_quarantines_opened_total", 1.0);
+    assert_eq!(
+        b.metric("warden_suppressed_calls_total{kind=\"alert\"}"),
+        1.0
+    );
+
+    // A restart (B, on a fresh data dir) finds rules, hits and labels in Redis.
+    b.stop();
+    let c_dir = tempfile::tempdir().unwrap();
+    let c = Service::start_env(&redis_config(c_dir.path(), &prefix), false, &env());
+    let list = wait_rules(&c, "rule after restart", |l| l.to_string().contains(&id));
+    assert_eq!(list["suppressions"][0]["hits"], 2, "{list}");
+    assert_eq!(list["suppressions"][0]["expired"], true, "{list}");
+    let (_, text) = c.admin("GET", "/v1/feedback", "");
+    assert!(text.contains("shared-label-1"), "{text}");
+    // Removed on C: gone on A.
+    let (status, v) = admin(
+        &c,
+        "DELETE",
+        &format!("/v1/suppressions/{id}"),
+        &json!({"actor": "alice", "reason": "cleanup"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_rules(&a, "removal reaches A", |l| !l.to_string().contains(&id));
+    a.stop();
+    c.stop();
+}
+
 /// `(method, path)` of every `.route(…)` in a router source file, in
 /// OpenAPI path syntax.
 fn routes_in_source(file: &str) -> BTreeSet<(String, String)> {

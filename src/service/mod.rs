@@ -116,6 +116,8 @@ pub struct RunOptions {
 struct Restored {
     engines: Vec<Engine>,
     recent_events: Vec<u64>,
+    /// Each worker's agents' habits in names (explain).
+    habits: Vec<admin::habits::Habits>,
 }
 
 /// Builds the engines: restored from checkpoints, or trained from files.
@@ -139,6 +141,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
             return Ok(Restored {
                 engines,
                 recent_events: Vec::new(),
+                habits: admin::habits::Habits::load_all(&cfg.server.data_dir, n),
             });
         }
         let trained = train(cfg, n, opts, engines)?;
@@ -178,6 +181,7 @@ fn build_engines(cfg: &Config, n: usize, opts: &RunOptions) -> anyhow::Result<Re
         return Ok(Restored {
             engines,
             recent_events,
+            habits: admin::habits::Habits::load_all(&cfg.server.data_dir, n),
         });
     }
     let trained = train(cfg, n, opts, engines)?;
@@ -225,6 +229,8 @@ fn train(
     opts: &RunOptions,
     mut engines: Vec<Engine>,
 ) -> anyhow::Result<Restored> {
+    let mut habits: Vec<admin::habits::Habits> =
+        (0..n).map(|_| admin::habits::Habits::default()).collect();
     for path in &opts.train {
         let mut reader = JsonlReader::open(path, cfg.ingest.max_event_bytes)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -236,8 +242,10 @@ fn train(
             }
             match decode_bytes(&buf, cfg.ingest.max_event_bytes) {
                 Ok(Event::ToolCall(call)) => {
-                    let e = &mut engines[route(&call.agent_id, n)];
+                    let w = route(&call.agent_id, n);
+                    let e = &mut engines[w];
                     let ev = e.evaluate(&call, Phase::Train);
+                    admin::habits::note_call(&mut habits[w], e, &call, &ev);
                     e.commit(ev);
                     calls += 1;
                 }
@@ -251,6 +259,7 @@ fn train(
     Ok(Restored {
         engines,
         recent_events: Vec::new(),
+        habits,
     })
 }
 
@@ -417,9 +426,17 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     };
     let recent = restored.recent_events;
     let mut handles = Vec::with_capacity(n);
-    for (i, (engine, rx)) in restored.engines.into_iter().zip(receivers).enumerate() {
+    let engines = restored.engines.into_iter().zip(restored.habits);
+    for (i, ((engine, habits), rx)) in engines.zip(receivers).enumerate() {
         shared.set_agents(i, engine.agents().len());
-        let w = Worker::new(i, engine, &recent, shared.clone(), decisions.clone());
+        let w = Worker::new(
+            i,
+            engine,
+            &recent,
+            habits,
+            shared.clone(),
+            decisions.clone(),
+        );
         handles.push(
             std::thread::Builder::new()
                 .name(format!("warden-worker-{i}"))
@@ -444,22 +461,24 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%addr, %admin_addr, "Ready.");
 
-    // With Redis on, overrides another instance set arrive within seconds;
-    // suppression hit counts are saved as often.
+    // With Redis on, overrides and suppressions another instance set arrive
+    // within seconds; suppression hit counts are saved (shared) as often.
     let admin_refresh = {
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(std::time::Duration::from_secs(3));
+            let mut log = admin::SyncLog::default();
             loop {
                 t.tick().await;
                 let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    s.admin.policy.refresh();
-                    if let Err(e) = s.admin.suppressions.persist() {
-                        tracing::warn!(error = %e, "Cannot save suppression hit counts.");
-                    }
+                let errors = tokio::task::spawn_blocking(move || {
+                    let policy = s.admin.policy.refresh().err().map(|e| e.to_string());
+                    let rules = s.admin.suppressions.sync().err().map(|e| e.to_string());
+                    policy.into_iter().chain(rules).collect::<Vec<_>>()
                 })
-                .await;
+                .await
+                .unwrap_or_default();
+                log.record(&errors, std::time::Instant::now());
             }
         })
     };
@@ -490,7 +509,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!("Listeners stopped; draining workers.");
     ticker.abort();
     admin_refresh.abort();
-    let _ = shared.admin.suppressions.persist();
+    if let Err(e) = shared.admin.suppressions.sync() {
+        tracing::warn!(error = %e, "Cannot save suppression hit counts at shutdown.");
+    }
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     if let Some(source) = source {

@@ -109,6 +109,8 @@ pub struct Worker {
     flagged_recent: VecDeque<(Box<str>, serde_json::Value)>,
     /// Flags for the responder, held back while its queue is full.
     outbox: Option<crate::respond::responder::Outbox>,
+    /// Its agents' habits in names, for the explain route.
+    habits: super::admin::habits::Habits,
 }
 
 /// Flagged decisions a worker keeps for the explain route.
@@ -131,6 +133,7 @@ impl Worker {
         index: usize,
         engine: Engine,
         recent: &[u64],
+        habits: super::admin::habits::Habits,
         shared: Arc<Shared>,
         decisions: DecisionSink,
     ) -> Self {
@@ -192,6 +195,7 @@ impl Worker {
                 shared.admin.suppressions.clone(),
             ),
             flagged_recent: VecDeque::new(),
+            habits,
             shared,
         }
     }
@@ -210,6 +214,7 @@ impl Worker {
                     }
                     self.summarise_flag_logs(Instant::now());
                     self.measure_profiles();
+                    self.save_habits();
                     if self.watermark > i64::MIN {
                         self.engine.sweep_all(self.watermark);
                     }
@@ -250,6 +255,7 @@ impl Worker {
         // continue with their context and surprise, as after a crash.
         self.dirty = true;
         let _ = self.checkpoint();
+        self.save_habits();
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
     }
 
@@ -486,6 +492,9 @@ impl Worker {
                     // A known-benign pattern: learned as any unflagged call.
                     ev.decision.flagged = false;
                 }
+                if !ev.decision.flagged {
+                    super::admin::habits::note_call(&mut self.habits, &self.engine, call, &ev);
+                }
                 self.engine.commit(ev);
             }
         }
@@ -586,6 +595,11 @@ impl Worker {
             0.0,
         );
         let calls = timeline.map(|t| t.last(n)).unwrap_or_default();
+        // Resource types, top resources, argument sources, by name.
+        let habits = self
+            .habits
+            .get(agent_id)
+            .map_or(serde_json::Value::Null, |h| h.view());
         let flagged: Vec<&serde_json::Value> = self
             .flagged_recent
             .iter()
@@ -605,11 +619,25 @@ impl Worker {
                 "usual_hours_utc": usual_hours,
                 "events_learned": baseline.events_learned,
                 "sessions_learned": baseline.sessions_learned,
+                "transitions": super::admin::habits::transitions(p),
+                "instruction_origins": super::admin::habits::instruction_origins(p),
+                "habits": habits,
             },
             "policy": policy,
             "last_calls": calls,
             "flagged_decisions": flagged,
         }))
+    }
+
+    /// Saves the habits the explain route names, when they changed (on
+    /// ticks: they explain, they decide nothing, so no barrier waits on
+    /// them).
+    fn save_habits(&mut self) {
+        let path =
+            super::admin::habits::Habits::path(&self.shared.config.server.data_dir, self.index);
+        if let Err(e) = self.habits.save(&path) {
+            tracing::warn!(worker = self.index, error = %e, "Cannot save agent habits; explain keeps them in memory.");
+        }
     }
 
     /// Sets this worker's profile memory gauge (on ticks, not per event).

@@ -15,6 +15,7 @@
 //! - `POST /v1/feedback` (admin); `GET /v1/feedback` (read): labelled
 //!   examples as JSON Lines, for `warden replay --labels`.
 
+pub mod habits;
 pub mod openapi;
 pub mod policy;
 pub mod suppress;
@@ -43,6 +44,9 @@ pub struct Admin {
     pub suppressions: Arc<SuppressionStore>,
     /// Labelled examples from feedback (JSON Lines).
     pub feedback_path: std::path::PathBuf,
+    /// With Redis on: the shared list of labelled examples
+    /// (`<prefix>:feedback`), which any instance exports.
+    feedback_redis: Option<(redis::Client, String)>,
     /// Serialises appends to the feedback file.
     feedback_lock: tokio::sync::Mutex<()>,
 }
@@ -63,11 +67,85 @@ impl Admin {
     ) -> Result<Self, AdminError> {
         let dir = &cfg.server.data_dir;
         Ok(Self {
+            feedback_redis: redis
+                .clone()
+                .map(|(c, prefix)| (c, format!("{prefix}:feedback"))),
+            suppressions: Arc::new(SuppressionStore::open(dir, redis.clone())?),
             policy: Arc::new(PolicyStore::open(dir, redis)?),
-            suppressions: Arc::new(SuppressionStore::open(dir)?),
             feedback_path: dir.join("feedback.jsonl"),
             feedback_lock: tokio::sync::Mutex::new(()),
         })
+    }
+}
+
+/// Warns about a failing admin sync (Redis) once, then at most once a
+/// minute while it lasts, and says when it recovers: a Redis outage must
+/// not print a line every 3 s.
+#[derive(Debug, Default)]
+pub struct SyncLog {
+    failing_since: Option<std::time::Instant>,
+    last_warned: Option<std::time::Instant>,
+}
+
+impl SyncLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Logs what this round's outcome calls for; returns what it logged.
+    pub fn record(&mut self, errors: &[String], now: std::time::Instant) -> Option<&'static str> {
+        if errors.is_empty() {
+            let since = self.failing_since.take()?;
+            self.last_warned = None;
+            tracing::info!(
+                failed_for_secs = now.duration_since(since).as_secs(),
+                "Admin state in sync with Redis again."
+            );
+            return Some("recovered");
+        }
+        let since = *self.failing_since.get_or_insert(now);
+        if self
+            .last_warned
+            .is_none_or(|t| now.duration_since(t) >= Self::EVERY)
+        {
+            self.last_warned = Some(now);
+            tracing::warn!(
+                errors = ?errors,
+                failing_for_secs = now.duration_since(since).as_secs(),
+                "Cannot sync policy overrides or suppressions with Redis; the last ones stay in force and hits are kept for the next sync."
+            );
+            return Some("warned");
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SyncLog;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_sync_outage_warns_once_a_minute_and_says_when_it_ends() {
+        let mut log = SyncLog::default();
+        let t0 = Instant::now();
+        let err = vec!["Redis: connection refused".to_owned()];
+        assert_eq!(log.record(&[], t0), None);
+        assert_eq!(log.record(&err, t0), Some("warned"));
+        for s in (3..60).step_by(3) {
+            assert_eq!(log.record(&err, t0 + Duration::from_secs(s)), None, "{s}");
+        }
+        assert_eq!(
+            log.record(&err, t0 + Duration::from_secs(60)),
+            Some("warned")
+        );
+        assert_eq!(
+            log.record(&[], t0 + Duration::from_secs(63)),
+            Some("recovered")
+        );
+        assert_eq!(log.record(&[], t0 + Duration::from_secs(66)), None);
+        assert_eq!(
+            log.record(&err, t0 + Duration::from_secs(69)),
+            Some("warned")
+        );
     }
 }
 
@@ -112,6 +190,12 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    /// The change cannot be made in this deployment (409).
+    #[error("{message}")]
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -129,6 +213,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, field) = match &self {
             Self::Invalid { field, .. } => (StatusCode::BAD_REQUEST, Some(*field)),
+            Self::Conflict { field, .. } => (StatusCode::CONFLICT, Some(*field)),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
@@ -268,6 +353,30 @@ async fn get_policy(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
+/// Why this deployment cannot enforce, if it cannot: enforce without a
+/// revoker would quarantine on paper only (the config's own enforce is
+/// refused at start for the same open-ingest reason).
+fn enforce_refusal(shared: &Shared) -> Option<&'static str> {
+    if shared.config.response.revokers.is_empty() {
+        return Some(
+            "no revoker is configured (response.revokers): enforce would revoke nothing; \
+             configure one (Vault, OAuth, webhook or kind = \"log\") and restart",
+        );
+    }
+    let mut cfg = shared.config.clone();
+    cfg.policy.mode = Mode::Enforce;
+    if cfg
+        .check_exposure(!shared.tokens.ingest.is_empty())
+        .is_err()
+    {
+        return Some(
+            "HTTP ingest is off loopback without an ingest token (server.ingest-tokens-env): \
+             anyone reaching it could get credentials revoked",
+        );
+    }
+    None
+}
+
 async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Response, ApiError> {
     let req: SettingRequest = parse(&body)?;
     check_actor_reason(&req.actor, &req.reason)?;
@@ -290,6 +399,21 @@ async fn set_level(shared: Arc<Shared>, level: Level, body: Bytes) -> Result<Res
         },
     };
     let mode = req.mode.as_deref().map(parse_mode).transpose()?;
+    if mode == Some(Mode::Enforce) {
+        if let Some(why) = enforce_refusal(&shared) {
+            audit(
+                &shared,
+                "policy_refused",
+                json!({"actor": req.actor, "reason": req.reason, "target": level.describe(),
+                       "requested": {"mode": "enforce", "threshold_bits": threshold_bits}, "refused": why}),
+            );
+            tracing::warn!(actor = %req.actor, target = %level.describe(), refused = why, "Switch to enforce refused.");
+            return Err(ApiError::Conflict {
+                field: "mode",
+                message: why.to_owned(),
+            });
+        }
+    }
     if let Level::Class(c) | Level::Agent(c) = &level {
         if c.is_empty() || c.len() > 256 {
             return Err(invalid(
@@ -527,6 +651,7 @@ async fn add_suppression(
         expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         expires_ms: expires.timestamp_millis(),
         hits: Default::default(),
+        unsynced: Default::default(),
     };
     let store = shared.admin.suppressions.clone();
     let rule = tokio::task::spawn_blocking(move || store.add(rule))
@@ -689,7 +814,30 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
         lines.push_str(&rec.to_string());
         lines.push('\n');
     }
-    {
+    if let Some((client, key)) = shared.admin.feedback_redis.clone() {
+        let items: Vec<String> = lines.lines().map(str::to_owned).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut con = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            redis::pipe()
+                .cmd("RPUSH")
+                .arg(&key)
+                .arg(items)
+                .ignore()
+                // Bounded: labels are for tuning, not an archive.
+                .cmd("LTRIM")
+                .arg(&key)
+                .arg(-(FEEDBACK_KEPT as i64))
+                .arg(-1)
+                .ignore()
+                .query::<()>(&mut con)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("cannot store feedback in Redis: {e}")))?;
+    } else {
         let _g = shared.admin.feedback_lock.lock().await;
         use tokio::io::AsyncWriteExt;
         let mut f = tokio::fs::OpenOptions::new()
@@ -734,7 +882,31 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
     )
 }
 
+/// Labelled examples kept in Redis (the newest).
+const FEEDBACK_KEPT: usize = 100_000;
+
 async fn export_feedback(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    if let Some((client, key)) = shared.admin.feedback_redis.clone() {
+        let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+            let mut con = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut con)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("cannot read feedback from Redis: {e}")))?;
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response());
+    }
     let text = match tokio::fs::read_to_string(&shared.admin.feedback_path).await {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

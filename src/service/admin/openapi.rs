@@ -79,6 +79,9 @@ pub fn document() -> Value {
         if route.role == "none" {
             op["security"] = json!([]);
         }
+        if route.method == "put" && route.path.starts_with("/v1/policy/") {
+            op["responses"]["409"] = json!({"$ref": "#/components/responses/Conflict"});
+        }
         if matches!(route.method, "put" | "post" | "delete") {
             op["requestBody"] = json!({
                 "required": true,
@@ -115,6 +118,7 @@ pub fn document() -> Value {
             "responses": {
                 "Invalid": {"description": "Invalid request; `field` names the field.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "Unauthorized": {"description": "No token, or an unknown one.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Conflict": {"description": "Not possible in this deployment: enforce with no revoker configured, or with HTTP ingest open off loopback; `field` is `mode`. The attempt is audited (`policy_refused`).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "Forbidden": {"description": "A token of another role.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         },

@@ -180,7 +180,7 @@ pub struct PolicyStore {
 
 /// The Redis key of the shared overrides, under the registry's prefix.
 pub fn redis_key(prefix: &str) -> String {
-    format!("{prefix}policy:overrides")
+    format!("{prefix}:policy:overrides")
 }
 
 impl PolicyStore {
@@ -295,24 +295,20 @@ impl PolicyStore {
         Ok(Ok((out, next)))
     }
 
-    /// With Redis on: picks up what another instance wrote. Blocking.
-    pub fn refresh(&self) {
+    /// With Redis on: picks up what another instance wrote; on failure
+    /// the last overrides stay in force. Blocking.
+    pub fn refresh(&self) -> Result<(), PolicyStoreError> {
         if self.redis.is_none() {
-            return;
+            return Ok(());
         }
-        match self.read_redis() {
-            Ok(Some(o)) => {
-                let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
-                if **cur != o {
-                    *cur = Arc::new(o);
-                    self.version.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot refresh policy overrides from Redis; keeping the last ones.")
+        if let Some(o) = self.read_redis()? {
+            let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+            if **cur != o {
+                *cur = Arc::new(o);
+                self.version.fetch_add(1, Ordering::AcqRel);
             }
         }
+        Ok(())
     }
 }
 

@@ -9,7 +9,11 @@
 //!
 //! Workers read the rules through a versioned snapshot, as for the
 //! policy overrides; each rule counts its hits with an atomic.
-//! Rules persist to `<data-dir>/suppressions.json`.
+//! Rules persist to `<data-dir>/suppressions.json`; with Redis on, to the
+//! hash `<prefix>:suppressions`, with hit counts summed over instances in
+//! `<prefix>:suppressions:hits`, so a rule added on one instance matches
+//! on all within a sync (3 s) and shows every instance's hits. Expiry is
+//! checked against each call's wall clock, so it holds everywhere.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,9 +64,13 @@ pub struct Rule {
     pub expires_at: String,
     /// `expires_at` in Unix milliseconds.
     pub expires_ms: i64,
-    /// Flagged calls it suppressed.
+    /// Flagged calls it suppressed (with Redis: on every instance, as of
+    /// the last sync, plus this instance's since).
     #[serde(default)]
     pub hits: AtomicU64,
+    /// Hits counted here and not yet added to the shared total (Redis).
+    #[serde(skip)]
+    pub unsynced: AtomicU64,
 }
 
 /// What a flagged call offers to the matcher.
@@ -103,36 +111,83 @@ pub enum SuppressionStoreError {
     Write { path: String, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
+    #[error("Redis: {0}")]
+    Redis(String),
+}
+
+fn redis_err(e: redis::RedisError) -> SuppressionStoreError {
+    SuppressionStoreError::Redis(e.to_string())
+}
+
+/// Where rules live: a file of this instance, or Redis shared by all.
+enum Backend {
+    File(PathBuf),
+    /// `<prefix>:suppressions` (id → rule JSON) and
+    /// `<prefix>:suppressions:hits` (id → total hits of every instance).
+    Redis {
+        client: redis::Client,
+        rules_key: String,
+        hits_key: String,
+    },
 }
 
 /// The rules: written by the API, read by workers.
 pub struct SuppressionStore {
     rules: RwLock<Arc<Vec<Arc<Rule>>>>,
     version: AtomicU64,
-    path: PathBuf,
+    backend: Backend,
 }
 
 impl SuppressionStore {
-    pub fn open(data_dir: &std::path::Path) -> Result<Self, SuppressionStoreError> {
-        let path = data_dir.join("suppressions.json");
-        let rules: Vec<Rule> = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| SuppressionStoreError::Read {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(SuppressionStoreError::Read {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })
-            }
+    /// Loads the rules: from `<data-dir>/suppressions.json`, or with
+    /// `redis` (client, key prefix) from Redis, where every instance finds
+    /// the rules any of them added.
+    pub fn open(
+        data_dir: &std::path::Path,
+        redis: Option<(redis::Client, String)>,
+    ) -> Result<Self, SuppressionStoreError> {
+        let backend = match redis {
+            Some((client, prefix)) => Backend::Redis {
+                client,
+                rules_key: format!("{prefix}:suppressions"),
+                hits_key: format!("{prefix}:suppressions:hits"),
+            },
+            None => Backend::File(data_dir.join("suppressions.json")),
         };
-        Ok(Self {
-            rules: RwLock::new(Arc::new(rules.into_iter().map(Arc::new).collect())),
+        let store = Self {
+            rules: RwLock::new(Arc::default()),
             version: AtomicU64::new(1),
-            path,
-        })
+            backend,
+        };
+        match &store.backend {
+            Backend::File(path) => {
+                let rules: Vec<Rule> = match std::fs::read(path) {
+                    Ok(b) => {
+                        serde_json::from_slice(&b).map_err(|e| SuppressionStoreError::Read {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        })?
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => {
+                        return Err(SuppressionStoreError::Read {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        })
+                    }
+                };
+                *store.rules.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(rules.into_iter().map(Arc::new).collect());
+            }
+            Backend::Redis { .. } => store.sync()?,
+        }
+        Ok(store)
+    }
+
+    fn connection(client: &redis::Client) -> Result<redis::Connection, SuppressionStoreError> {
+        client
+            .get_connection_with_timeout(std::time::Duration::from_secs(2))
+            .map_err(redis_err)
     }
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<Rule>>> {
@@ -143,20 +198,120 @@ impl SuppressionStore {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Writes the rules (with their hit counts) to disk.
-    pub fn persist(&self) -> Result<(), SuppressionStoreError> {
-        let rules = self.snapshot();
-        let list: Vec<&Rule> = rules.iter().map(|r| &**r).collect();
-        let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
-        crate::state::write_atomic(&self.path, &body).map_err(|e| SuppressionStoreError::Write {
-            path: self.path.display().to_string(),
-            reason: e.to_string(),
-        })
+    /// Saves hit counts and picks up other instances' changes: the file is
+    /// rewritten; with Redis, this instance's new hits are added to the
+    /// shared totals, and rules another instance added or removed are taken
+    /// in. Blocking; run every few seconds and at shutdown.
+    pub fn sync(&self) -> Result<(), SuppressionStoreError> {
+        let (client, rules_key, hits_key) = match &self.backend {
+            Backend::File(path) => {
+                let rules = self.snapshot();
+                let list: Vec<&Rule> = rules.iter().map(|r| &**r).collect();
+                let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
+                return crate::state::write_atomic(path, &body).map_err(|e| {
+                    SuppressionStoreError::Write {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                });
+            }
+            Backend::Redis {
+                client,
+                rules_key,
+                hits_key,
+            } => (client, rules_key, hits_key),
+        };
+        let mut con = Self::connection(client)?;
+        // Hits counted here since the last sync go to the shared totals; on
+        // failure they are put back for the next round.
+        let current = self.snapshot();
+        let deltas: Vec<(&Arc<Rule>, u64)> = current
+            .iter()
+            .map(|r| (r, r.unsynced.swap(0, Ordering::AcqRel)))
+            .filter(|(_, d)| *d > 0)
+            .collect();
+        if !deltas.is_empty() {
+            let mut pipe = redis::pipe();
+            for (r, d) in &deltas {
+                pipe.cmd("HINCRBY")
+                    .arg(hits_key)
+                    .arg(&r.id)
+                    .arg(*d)
+                    .ignore();
+            }
+            if let Err(e) = pipe.query::<()>(&mut con) {
+                for (r, d) in &deltas {
+                    r.unsynced.fetch_add(*d, Ordering::AcqRel);
+                }
+                return Err(redis_err(e));
+            }
+        }
+        let (stored, totals): (
+            std::collections::HashMap<String, String>,
+            std::collections::HashMap<String, u64>,
+        ) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(rules_key)
+            .cmd("HGETALL")
+            .arg(hits_key)
+            .query(&mut con)
+            .map_err(redis_err)?;
+        let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let same = cur.len() == stored.len() && cur.iter().all(|r| stored.contains_key(&r.id));
+        let mut next: Vec<Arc<Rule>> = if same {
+            (**cur).clone()
+        } else {
+            let mut list: Vec<Arc<Rule>> = stored
+                .iter()
+                .filter_map(|(id, json)| {
+                    // A rule already held keeps its counters.
+                    cur.iter().find(|r| &r.id == id).cloned().or_else(|| {
+                        match serde_json::from_str::<Rule>(json) {
+                            Ok(r) => Some(Arc::new(r)),
+                            Err(e) => {
+                                tracing::warn!(id = %id, error = %e, "Unreadable suppression rule in Redis; skipped.");
+                                None
+                            }
+                        }
+                    })
+                })
+                .collect();
+            list.sort_by(|a, b| {
+                a.created_at
+                    .cmp(&b.created_at)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            list
+        };
+        for r in &mut next {
+            let total = totals.get(&r.id).copied().unwrap_or(0);
+            r.hits.store(
+                total + r.unsynced.load(Ordering::Acquire),
+                Ordering::Release,
+            );
+        }
+        if !same {
+            *cur = Arc::new(next);
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
-    /// Adds a rule and persists.
+    /// Adds a rule and persists (with Redis: for every instance).
     pub fn add(&self, rule: Rule) -> Result<Arc<Rule>, SuppressionStoreError> {
         let rule = Arc::new(rule);
+        if let Backend::Redis {
+            client, rules_key, ..
+        } = &self.backend
+        {
+            let json = serde_json::to_string(&*rule).unwrap_or_default();
+            redis::cmd("HSET")
+                .arg(rules_key)
+                .arg(&rule.id)
+                .arg(json)
+                .query::<()>(&mut Self::connection(client)?)
+                .map_err(redis_err)?;
+        }
         {
             let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
             let mut next: Vec<Arc<Rule>> = (**cur).clone();
@@ -164,12 +319,37 @@ impl SuppressionStore {
             *cur = Arc::new(next);
             self.version.fetch_add(1, Ordering::AcqRel);
         }
-        self.persist()?;
+        if let Backend::File(_) = &self.backend {
+            self.sync()?;
+        }
         Ok(rule)
     }
 
     /// Removes a rule by id and persists; `None` when unknown.
     pub fn remove(&self, id: &str) -> Result<Option<Arc<Rule>>, SuppressionStoreError> {
+        if let Backend::Redis {
+            client,
+            rules_key,
+            hits_key,
+        } = &self.backend
+        {
+            // Another instance may have added it: take the shared set first.
+            self.sync()?;
+            let removed: u32 = redis::pipe()
+                .cmd("HDEL")
+                .arg(rules_key)
+                .arg(id)
+                .cmd("HDEL")
+                .arg(hits_key)
+                .arg(id)
+                .ignore()
+                .query::<(u32,)>(&mut Self::connection(client)?)
+                .map_err(redis_err)?
+                .0;
+            if removed == 0 {
+                return Ok(None);
+            }
+        }
         let removed = {
             let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
             let Some(at) = cur.iter().position(|r| r.id == id) else {
@@ -181,7 +361,9 @@ impl SuppressionStore {
             self.version.fetch_add(1, Ordering::AcqRel);
             removed
         };
-        self.persist()?;
+        if let Backend::File(_) = &self.backend {
+            self.sync()?;
+        }
         Ok(Some(removed))
     }
 }
@@ -211,6 +393,7 @@ impl SuppressionReader {
         }
         let rule = self.cached.iter().find(|r| r.matches(c))?;
         rule.hits.fetch_add(1, Ordering::Relaxed);
+        rule.unsynced.fetch_add(1, Ordering::Relaxed);
         Some(rule.skip)
     }
 }
@@ -233,6 +416,7 @@ mod tests {
             expires_at: String::new(),
             expires_ms,
             hits: AtomicU64::new(0),
+            unsynced: AtomicU64::new(0),
         }
     }
 
@@ -270,7 +454,7 @@ mod tests {
     #[test]
     fn rules_persist_with_hits_and_readers_count() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SuppressionStore::open(dir.path()).unwrap());
+        let store = Arc::new(SuppressionStore::open(dir.path(), None).unwrap());
         let mut reader = SuppressionReader::new(store.clone());
         assert_eq!(
             reader.check(&cand("mail-1", "a@example.com", &["resource"], 0)),
@@ -281,8 +465,8 @@ mod tests {
             reader.check(&cand("mail-1", "a@example.com", &[], 0)),
             Some(Skip::Alert)
         );
-        store.persist().unwrap();
-        let again = SuppressionStore::open(dir.path()).unwrap();
+        store.sync().unwrap();
+        let again = SuppressionStore::open(dir.path(), None).unwrap();
         assert_eq!(again.snapshot()[0].hits.load(Ordering::Relaxed), 1);
         assert!(store.remove("s-1").unwrap().is_some());
         assert_eq!(reader.check(&cand("mail-1", "a@example.com", &[], 0)), None);
