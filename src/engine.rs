@@ -594,6 +594,7 @@ impl Engine {
         let mut new_values = ArrayVec::new();
         let mut untrusted_only = 0u8;
         let mut seen_in_session = 0u8;
+        let mut from_user = 0u8;
         let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
         for (i, v) in obs.values.iter().enumerate() {
             if sess.distinct.binary_search(&v.key.fp).is_err() {
@@ -612,6 +613,12 @@ impl Engine {
             });
             if only_untrusted {
                 untrusted_only |= 1 << i;
+            }
+            // Only the user's own words: a principal's record holds text
+            // others can write (an address line), so an address found there
+            // is no request.
+            if sess.trusted.binary_search(&v.key.fp).is_ok() {
+                from_user |= 1 << i;
             }
         }
         let mut bind = BindingView::default();
@@ -705,6 +712,7 @@ impl Engine {
             new_values: new_values.len() as u32,
             untrusted_only,
             seen_in_session,
+            from_user,
             carry: sess.carry,
         };
         let p = &agent.profile;
@@ -775,14 +783,32 @@ impl Engine {
     /// The reasons of an evaluation as text, largest first.
     pub fn explain(&self, ev: &Evaluation) -> Vec<ExplainedReason> {
         let p = &self.agents[ev.agent as usize].profile;
+        let mut said = false;
         ev.score
             .sorted_reasons()
             .iter()
             .filter(|r| r.bits >= 0.01)
-            .map(|r| ExplainedReason {
-                signal: r.signal.as_str(),
-                detail: render_detail(r, &ev.obs, p),
-                bits: (r.bits * 100.0).round() / 100.0,
+            .map(|r| {
+                let mut detail = render_detail(r, &ev.obs, p);
+                // The first (largest) novelty reason says how novelty was
+                // discounted, once.
+                if let (Some(d), true, false) =
+                    (ev.score.novelty, score::is_novelty(r.signal), said)
+                {
+                    said = true;
+                    detail.push_str(&format!(
+                        "; the new tool's novelty counted {:.1} of its {:.1} bits: little else backs it, and this agent's `{}` calls meet new values in {:.0}% of cases",
+                        d.kept,
+                        d.raw,
+                        ev.obs.action.as_str(),
+                        d.routine * 100.0
+                    ));
+                }
+                ExplainedReason {
+                    signal: r.signal.as_str(),
+                    detail,
+                    bits: (r.bits * 100.0).round() / 100.0,
+                }
             })
             .collect()
     }
