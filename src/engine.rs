@@ -289,6 +289,8 @@ pub struct Engine {
     max_sessions: usize,
     binding: bool,
     binding_cap: usize,
+    /// Configured principal groups (`detector.binding.groups`).
+    binding_groups: crate::config::BindingConfig,
     index: HashMap<Box<str>, u32>,
     agents: Vec<AgentState>,
     /// Closed sessions kept for reuse, so steady state allocates nothing.
@@ -311,6 +313,7 @@ impl Engine {
             max_sessions: cfg.detector.max_sessions_per_agent,
             binding: cfg.detector.binding.enabled,
             binding_cap: cfg.detector.binding.values_per_agent,
+            binding_groups: cfg.detector.binding.clone(),
             index: HashMap::new(),
             agents: Vec::new(),
             pool: Vec::new(),
@@ -578,7 +581,19 @@ impl Engine {
     ///
     /// [`commit`]: Engine::commit
     pub fn evaluate<'a>(&mut self, call: &'a ToolCall<'a>, phase: Phase) -> Evaluation<'a> {
-        let obs = Observation::extract(call, &self.fp);
+        let mut obs = Observation::extract(call, &self.fp);
+        if !self.binding_groups.groups.is_empty() {
+            // A configured group is one party: its members share a tag.
+            if let Some(g) = obs
+                .principal_name
+                .and_then(|n| self.binding_groups.group_of(n))
+            {
+                obs.principal = self.fp.principal(g);
+            }
+            if let Some(g) = obs.owner_name.and_then(|n| self.binding_groups.group_of(n)) {
+                obs.owner = self.fp.principal(g);
+            }
+        }
         let ai = self.agent_index(&call.agent_id, call.ts, call.agent_class.as_deref()) as usize;
         let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
@@ -663,12 +678,17 @@ impl Engine {
                     continue;
                 }
                 let learned_foreign = owners.others > 0 && !owners.mine && !identity;
+                // An object neither bound to anyone nor read in this
+                // session's tool output is being made now (a booking for a
+                // colleague): delegation, not reaching into someone else's
+                // things. Neither is an object the user named.
+                let known_object = owners.mine || owners.others > 0 || source.is_some();
                 let foreign = match owner {
                     // The emitter's word wins; a disagreement is counted.
-                    Some(o) => o != me,
+                    Some(o) => o != me && known_object && !from_user,
                     None => learned_foreign && !from_user && !from_own,
                 };
-                let by_owner = owner.is_some_and(|o| o != me);
+                let by_owner = foreign && owner.is_some();
                 let _ = bind.ids.try_push(IdView {
                     id: i as u8,
                     foreign,
