@@ -289,6 +289,8 @@ pub struct Engine {
     max_sessions: usize,
     binding: bool,
     binding_cap: usize,
+    /// Configured principal groups (`detector.binding.groups`).
+    binding_groups: crate::config::BindingConfig,
     index: HashMap<Box<str>, u32>,
     agents: Vec<AgentState>,
     /// Closed sessions kept for reuse, so steady state allocates nothing.
@@ -311,6 +313,7 @@ impl Engine {
             max_sessions: cfg.detector.max_sessions_per_agent,
             binding: cfg.detector.binding.enabled,
             binding_cap: cfg.detector.binding.values_per_agent,
+            binding_groups: cfg.detector.binding.clone(),
             index: HashMap::new(),
             agents: Vec::new(),
             pool: Vec::new(),
@@ -578,7 +581,19 @@ impl Engine {
     ///
     /// [`commit`]: Engine::commit
     pub fn evaluate<'a>(&mut self, call: &'a ToolCall<'a>, phase: Phase) -> Evaluation<'a> {
-        let obs = Observation::extract(call, &self.fp);
+        let mut obs = Observation::extract(call, &self.fp);
+        if !self.binding_groups.groups.is_empty() {
+            // A configured group is one party: its members share a tag.
+            if let Some(g) = obs
+                .principal_name
+                .and_then(|n| self.binding_groups.group_of(n))
+            {
+                obs.principal = self.fp.principal(g);
+            }
+            if let Some(g) = obs.owner_name.and_then(|n| self.binding_groups.group_of(n)) {
+                obs.owner = self.fp.principal(g);
+            }
+        }
         let ai = self.agent_index(&call.agent_id, call.ts, call.agent_class.as_deref()) as usize;
         let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
@@ -594,6 +609,7 @@ impl Engine {
         let mut new_values = ArrayVec::new();
         let mut untrusted_only = 0u8;
         let mut seen_in_session = 0u8;
+        let mut from_user = 0u8;
         let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
         for (i, v) in obs.values.iter().enumerate() {
             if sess.distinct.binary_search(&v.key.fp).is_err() {
@@ -612,6 +628,12 @@ impl Engine {
             });
             if only_untrusted {
                 untrusted_only |= 1 << i;
+            }
+            // Only the user's own words: a principal's record holds text
+            // others can write (an address line), so an address found there
+            // is no request.
+            if sess.trusted.binary_search(&v.key.fp).is_ok() {
+                from_user |= 1 << i;
             }
         }
         let mut bind = BindingView::default();
@@ -656,12 +678,17 @@ impl Engine {
                     continue;
                 }
                 let learned_foreign = owners.others > 0 && !owners.mine && !identity;
+                // An object neither bound to anyone nor read in this
+                // session's tool output is being made now (a booking for a
+                // colleague): delegation, not reaching into someone else's
+                // things. Neither is an object the user named.
+                let known_object = owners.mine || owners.others > 0 || source.is_some();
                 let foreign = match owner {
                     // The emitter's word wins; a disagreement is counted.
-                    Some(o) => o != me,
+                    Some(o) => o != me && known_object && !from_user,
                     None => learned_foreign && !from_user && !from_own,
                 };
-                let by_owner = owner.is_some_and(|o| o != me);
+                let by_owner = foreign && owner.is_some();
                 let _ = bind.ids.try_push(IdView {
                     id: i as u8,
                     foreign,
@@ -705,6 +732,7 @@ impl Engine {
             new_values: new_values.len() as u32,
             untrusted_only,
             seen_in_session,
+            from_user,
             carry: sess.carry,
         };
         let p = &agent.profile;
@@ -775,14 +803,32 @@ impl Engine {
     /// The reasons of an evaluation as text, largest first.
     pub fn explain(&self, ev: &Evaluation) -> Vec<ExplainedReason> {
         let p = &self.agents[ev.agent as usize].profile;
+        let mut said = false;
         ev.score
             .sorted_reasons()
             .iter()
             .filter(|r| r.bits >= 0.01)
-            .map(|r| ExplainedReason {
-                signal: r.signal.as_str(),
-                detail: render_detail(r, &ev.obs, p),
-                bits: (r.bits * 100.0).round() / 100.0,
+            .map(|r| {
+                let mut detail = render_detail(r, &ev.obs, p);
+                // The first (largest) novelty reason says how novelty was
+                // discounted, once.
+                if let (Some(d), true, false) =
+                    (ev.score.novelty, score::is_novelty(r.signal), said)
+                {
+                    said = true;
+                    detail.push_str(&format!(
+                        "; the new tool's novelty counted {:.1} of its {:.1} bits: little else backs it, and this agent's `{}` calls meet new values in {:.0}% of cases",
+                        d.kept,
+                        d.raw,
+                        ev.obs.action.as_str(),
+                        d.routine * 100.0
+                    ));
+                }
+                ExplainedReason {
+                    signal: r.signal.as_str(),
+                    detail,
+                    bits: (r.bits * 100.0).round() / 100.0,
+                }
             })
             .collect()
     }

@@ -70,7 +70,7 @@ fn replay_on_the_report_split() {
         }
     }
 
-    // Detection figures (measured 94.2% / 0 / 1 / 0.00% / 4.3% on this split).
+    // Detection figures (measured 94.2% / 0 / 1 / 0.08% / 0.61% on this split).
     let attack = &report["attack"];
     let sessions = attack["sessions"].as_f64().unwrap();
     let detected = attack["detected"].as_f64().unwrap();
@@ -81,10 +81,10 @@ fn replay_on_the_report_split() {
     let rate =
         |k: &str| report[k]["flagged"].as_f64().unwrap() / report[k]["sessions"].as_f64().unwrap();
     assert!(rate("benign_known") <= 0.01, "{}", report["benign_known"]);
-    // Binding adds false alarms on unseen delegate work (a travel desk
-    // booking for colleagues whose `resource_owner` it was never given in
-    // training): 11/163 with binding on, 7/163 off.
-    assert!(rate("benign_unseen") <= 0.08, "{}", report["benign_unseen"]);
+    // Unseen task types: 1/163 since a new tool's lone novelty no longer
+    // pages and delegation (an object made now for a colleague) is not
+    // foreign; the target is 3%.
+    assert!(rate("benign_unseen") <= 0.03, "{}", report["benign_unseen"]);
     let scenarios = report["scenarios"].as_object().unwrap();
     assert_eq!(scenarios.len(), 12, "every scenario reported");
     for s in [

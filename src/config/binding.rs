@@ -17,6 +17,13 @@ pub struct BindingConfig {
     /// Exact bindings (value → principal) kept per agent; beyond, the least
     /// recently used spill into a fixed 4 KB sketch. About 24 bytes each.
     pub values_per_agent: usize,
+    /// Principal groups: patterns on principal names (`*` matches any
+    /// run), e.g. `"user:*@acme-corp.com"`. Principals (and resource
+    /// owners) matching the same pattern are one party for binding: a
+    /// travel desk booking for colleagues, a family sharing an account, a
+    /// team sharing tickets. The first matching pattern wins. Empty by
+    /// default: every principal is their own party.
+    pub groups: Vec<String>,
 }
 
 const fn default_values_per_agent() -> usize {
@@ -28,6 +35,7 @@ impl Default for BindingConfig {
         Self {
             enabled: true,
             values_per_agent: default_values_per_agent(),
+            groups: Vec::new(),
         }
     }
 }
@@ -40,6 +48,22 @@ impl BindingConfig {
                 "must be between 16 and 1000000",
             ));
         }
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.trim().is_empty() || g.trim() == "*" {
+                return Err(invalid(
+                    &format!("detector.binding.groups[{i}]"),
+                    "must name a group of principals, not be empty or match everyone",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The group a principal belongs to: the first pattern it matches.
+    pub fn group_of(&self, principal: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|g| crate::decide::glob_match(g, principal))
+            .map(String::as_str)
     }
 }

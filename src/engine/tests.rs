@@ -484,11 +484,11 @@ fn resource_owner_is_used_as_given_and_contradictions_are_counted() {
     );
     assert_eq!(o.bits(Signal::Binding), 0.0, "{:?}", o.reasons);
     assert_eq!(e.counters.owner_contradictions, 1);
-    // And it names another owner: foreign, however new the order.
+    // It names another owner of an order the agent knows: foreign.
     let o = feed(
         &mut e,
         &Call::new("shop", "w", "cancel_order", t + 5_000)
-            .resource("order", "#W99999")
+            .resource("order", "#W00042")
             .set("principal", json!("customer:u_0003"))
             .set("resource_owner", json!("customer:u_0042"))
             .action("delete"),
@@ -503,6 +503,60 @@ fn resource_owner_is_used_as_given_and_contradictions_are_counted() {
         r.detail.contains("owned by customer:u_0042"),
         "{}",
         r.detail
+    );
+    // An object nobody met before, made now for someone else (a booking for
+    // a colleague), is delegation: no binding bits.
+    let o = feed(
+        &mut e,
+        &Call::new("shop", "v", "cancel_order", t + 9_000)
+            .resource("order", "#W99999")
+            .set("principal", json!("customer:u_0003"))
+            .set("resource_owner", json!("customer:u_0042"))
+            .action("delete"),
+        Phase::Live,
+    );
+    assert_eq!(o.bits(Signal::Binding), 0.0, "{:?}", o.reasons);
+}
+
+#[test]
+fn configured_principal_groups_are_one_party() {
+    let cfg = crate::config::Config::parse("[detector.binding]\ngroups = [\"customer:u_00*\"]")
+        .expect("config");
+    let mut e = Engine::new(&cfg);
+    let mut plain = shop();
+    {
+        train_days(&mut e, 30, 8, |d, n, t| {
+            let k = (d * 8 + n) % 90;
+            let s = format!("s{d}-{n}");
+            let who = format!("customer:u_{k:04}");
+            let order = format!("#W{k:05}");
+            vec![Call::new("shop", &s, "cancel_order", t)
+                .resource("order", &order)
+                .set("principal", json!(who))
+                .set("args", json!({"order_id": order}))
+                .action("delete")]
+        });
+    }
+    let t = T0 + 31 * DAY + 10 * HOUR;
+    // u_0003 acting on u_0042's order: the same group, so not foreign;
+    // without the group, foreign.
+    let call = Call::new("shop", "g", "cancel_order", t)
+        .resource("order", "#W00042")
+        .set("principal", json!("customer:u_0003"))
+        .set("resource_owner", json!("customer:u_0042"))
+        .action("delete");
+    let grouped = feed(&mut e, &call, Phase::Live);
+    assert_eq!(grouped.bits(Signal::Binding), 0.0, "{:?}", grouped.reasons);
+    let alone = feed(&mut plain, &call, Phase::Live);
+    assert!(alone.bits(Signal::Binding) > 1.0, "{:?}", alone.reasons);
+    // A pattern matching everyone is refused, naming the key.
+    let err = crate::config::Config::parse("[detector.binding]\ngroups = [\"*\"]")
+        .expect("parses")
+        .validate()
+        .expect_err("matches everyone");
+    assert!(
+        err.to_string().contains("detector.binding.groups[0]"),
+        "{err}"
     );
 }
 

@@ -222,6 +222,20 @@ pub struct Score {
     pub carry_bits: f32,
     pub total: f32,
     pub reasons: ArrayVec<Reason, MAX_REASONS>,
+    /// Set when lone novelty was counted for less than its bits: nothing
+    /// else about the call backed it (see [`corroborate`]).
+    pub novelty: Option<NoveltyDiscount>,
+}
+
+/// How lone novelty was discounted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoveltyDiscount {
+    /// Bits of the novelty reasons before and after.
+    pub raw: f32,
+    pub kept: f32,
+    /// How often this agent's calls of the same kind of action meet new
+    /// values.
+    pub routine: f32,
 }
 
 impl Score {
@@ -305,6 +319,9 @@ pub struct SessionView {
     pub untrusted_only: u8,
     /// Bit i: value i was already touched earlier in this session.
     pub seen_in_session: u8,
+    /// Bit i: value i came with the user's request (a prompt, a trusted
+    /// result): new to the agent, but asked for.
+    pub from_user: u8,
     pub carry: f32,
 }
 
@@ -625,7 +642,12 @@ pub fn score(
             let e = e_p.min(e_t);
             (bits(e), Novelty::NewParent, e)
         };
-        let b = b + shape_bits;
+        let mut b = b + shape_bits;
+        if sess.from_user & (1 << i) != 0 {
+            // The user named it: new, but asked for. It costs at most one bit, what a coin
+            // flip between "asked" and "not asked" would.
+            b = b.min(1.0);
+        }
         if best.is_none_or(|(x, _)| b > x) {
             best = Some((
                 b,
@@ -820,8 +842,73 @@ pub fn score(
             Detail::Carry { calls: sess.calls },
         );
     }
+    // Lone novelty: taking up a tool is new on several facets at once (the
+    // tool, the kind of resource it brings), and the chain rule prices each
+    // as if the agent's history could have foretold it. For an agent whose
+    // work of this kind routinely meets new things that is double counting,
+    // so a new tool's novelty is believed beyond the routine rate only as
+    // far as other evidence (its values, consequence, taint, binding,
+    // origin, range, timing, the session's carry) backs it. A known tool's
+    // values are already priced by that tool's own rate.
+    if tool.is_none() {
+        if let Some(d) = corroborate(&mut s.reasons, routine_novelty(p, obs.action, inv_w)) {
+            s.event_bits -= d.raw - d.kept;
+            s.novelty = Some(d);
+        }
+    }
     s.total = s.event_bits + s.session_bits + s.carry_bits;
     s
+}
+
+/// How often this agent's calls of this kind of action (read, write,
+/// delete…) meet a new value: its tools' Good–Turing rates, each weighted
+/// by the share of its calls that are of this kind. One pseudo-observation
+/// of a known value keeps an agent without such calls at no routine
+/// novelty: it is credited only with what its own history shows, so a
+/// first delete or admin call is never "routine".
+fn routine_novelty(p: &Profile, action: Action, inv_w: f32) -> f32 {
+    let a = action as usize;
+    let (mut n1, mut n) = (0.0f32, 0.0f32);
+    for t in &p.tools {
+        if t.calls > 0.0 {
+            let share = t.actions[a] / t.calls;
+            n1 += t.value_n1 * share;
+            n += t.value_obs * share;
+        }
+    }
+    n1 * inv_w / (n * inv_w + 1.0)
+}
+
+/// Signals that only say the agent took up a tool: the tool and the kind
+/// of resource it brings. The values it touches stay priced as they are
+/// (a new counterparty, a new domain, is what exfiltration looks like).
+pub const fn is_novelty(signal: Signal) -> bool {
+    matches!(signal, Signal::Tool | Signal::ResourceType)
+}
+
+/// Caps the novelty reasons at `bits(routine)` plus the bits of every other
+/// reason (scaling them down together), and says by how much.
+pub fn corroborate(
+    reasons: &mut ArrayVec<Reason, MAX_REASONS>,
+    routine: f32,
+) -> Option<NoveltyDiscount> {
+    let (mut raw, mut backing) = (0.0f32, 0.0f32);
+    for r in reasons.iter() {
+        if is_novelty(r.signal) {
+            raw += r.bits;
+        } else {
+            backing += r.bits;
+        }
+    }
+    let kept = bits(routine) + backing;
+    if raw <= kept || raw <= 0.0 {
+        return None;
+    }
+    let f = kept / raw;
+    for r in reasons.iter_mut().filter(|r| is_novelty(r.signal)) {
+        r.bits *= f;
+    }
+    Some(NoveltyDiscount { raw, kept, routine })
 }
 
 const WEEKDAYS: [&str; 7] = [

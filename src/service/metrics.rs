@@ -243,6 +243,10 @@ pub struct Metrics {
     pub alert_queue_depth: Family<NotifierLabel, Gauge>,
     /// Quarantines released by a human.
     pub releases: Counter,
+    /// Tool calls the binding channel abstained on (no principal given).
+    pub binding_abstained: Counter,
+    /// Tool calls whose `resource_owner` contradicted a learned binding.
+    pub owner_contradictions: Counter,
 }
 
 impl Default for Metrics {
@@ -358,6 +362,18 @@ impl Default for Metrics {
             "Quarantines released by a human",
             releases.clone(),
         );
+        let binding_abstained = Counter::default();
+        let owner_contradictions = Counter::default();
+        registry.register(
+            "binding_abstained",
+            "Tool calls the principal-binding channel abstained on because they named no principal",
+            binding_abstained.clone(),
+        );
+        registry.register(
+            "owner_contradictions",
+            "Tool calls whose resource_owner contradicted a learned binding; the event's owner was used",
+            owner_contradictions.clone(),
+        );
         let score_bits = AtomicHistogram::new(
             [
                 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0, 48.0, 64.0,
@@ -455,6 +471,8 @@ impl Default for Metrics {
             alerts_rolled_up,
             alert_queue_depth,
             releases,
+            binding_abstained,
+            owner_contradictions,
             events,
             rejected,
             decisions,

@@ -100,6 +100,8 @@ pub struct Worker {
     counters: WorkerCounters,
     /// The newest event time decided since the last batch ended.
     newest_ts: i64,
+    /// Engine binding counters already exported (abstained, contradictions).
+    binding_exported: (u64, u64),
     /// Live thresholds and modes set through the admin API.
     overrides: super::admin::policy::PolicyReader,
     /// Live suppression rules.
@@ -190,6 +192,7 @@ impl Worker {
             flag_log,
             counters: WorkerCounters::default(),
             newest_ts: i64::MIN,
+            binding_exported: (0, 0),
             overrides: super::admin::policy::PolicyReader::new(shared.admin.policy.clone()),
             suppressions: super::admin::suppress::SuppressionReader::new(
                 shared.admin.suppressions.clone(),
@@ -496,8 +499,24 @@ impl Worker {
                     super::admin::habits::note_call(&mut self.habits, &self.engine, call, &ev);
                 }
                 self.engine.commit(ev);
+                self.export_binding_counters();
             }
         }
+    }
+
+    /// Moves the engine's binding counters to their Prometheus counters.
+    fn export_binding_counters(&mut self) {
+        let c = self.engine.counters;
+        let (abstained, contradictions) = self.binding_exported;
+        let m = &self.shared.metrics;
+        if c.binding_abstained > abstained {
+            m.binding_abstained.inc_by(c.binding_abstained - abstained);
+        }
+        if c.owner_contradictions > contradictions {
+            m.owner_contradictions
+                .inc_by(c.owner_contradictions - contradictions);
+        }
+        self.binding_exported = (c.binding_abstained, c.owner_contradictions);
     }
 
     /// Counts a decision by class and, flagged, by agent; records its

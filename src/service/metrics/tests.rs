@@ -142,3 +142,19 @@ fn flagged_agents_beyond_the_cap_share_one_label() {
         FLAGGED_AGENT_LABELS + 1
     );
 }
+
+#[test]
+fn binding_counters_are_present_at_zero_with_help() {
+    let m = Metrics::default();
+    let text = m.render();
+    for name in [
+        "warden_binding_abstained_total",
+        "warden_owner_contradictions_total",
+    ] {
+        assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+        assert!(text.contains(&format!("# TYPE {name} counter")), "{text}");
+        assert!(text.contains(&format!("\n{name} 0\n")), "{text}");
+    }
+    m.binding_abstained.inc_by(3);
+    assert!(m.render().contains("\nwarden_binding_abstained_total 3\n"));
+}
