@@ -243,6 +243,8 @@ pub struct Metrics {
     pub alert_queue_depth: Family<NotifierLabel, Gauge>,
     /// Quarantines released by a human.
     pub releases: Counter,
+    /// Incident expiry, the memory cap and alert pacing (respond::limits).
+    pub limits: crate::respond::limits::LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -429,7 +431,9 @@ impl Default for Metrics {
             "Incidents opened, by agent class and mode",
             incidents_by_class.clone(),
         );
+        let limits = crate::respond::limits::LimitMetrics::register(&mut registry);
         let m = Self {
+            limits,
             score_bits,
             decisions_by_class,
             flagged_by_agent,
