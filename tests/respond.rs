@@ -45,6 +45,11 @@ fn env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Pacing well above what any test sends: only the storm and week tests
+/// are about pacing, and replace it.
+const PACING_FAST: &str = "[response.pacing]\nslack-per-second = 100\nslack-burst = 100\n\
+                           pagerduty-per-minute = 6000\npagerduty-burst = 100\n";
+
 /// A config in enforce mode; `revokers` is TOML for `[[response.revokers]]`.
 fn write_config(
     dir: &Path,
@@ -76,7 +81,7 @@ request-timeout = "1s"
 initial-backoff = "200ms"
 max-backoff = "2s"
 give-up-after = "60s"
-[response.slack]
+{PACING_FAST}[response.slack]
 webhook-url = "{slack}"
 [response.pagerduty]
 routing-key = "{PAGERDUTY_ROUTING_KEY}"
@@ -1259,9 +1264,9 @@ fn a_storm_pages_each_incident_once_within_the_rate_limits() {
             "[policy]\ncalibrate = false\nthreshold-bits = 8\nmin-threshold-bits = 8\n",
         )
         .replace(
-            "[response.slack]\n",
+            PACING_FAST,
             "[response.pacing]\nslack-per-second = 16\nslack-burst = 4\n\
-             pagerduty-per-minute = 960\npagerduty-burst = 4\n[response.slack]\n",
+             pagerduty-per-minute = 960\npagerduty-burst = 4\n",
         );
     std::fs::write(&config, text).unwrap();
     // Slack: above Warden's pacing. PagerDuty: below it.
@@ -1364,6 +1369,7 @@ fn four_agent_week_makes_one_incident_and_one_page_per_agent() {
             .unwrap()
             .replace("mode = \"enforce\"", &format!("mode = \"{mode}\""))
             // The default pacing and update interval, as deployed.
+            .replace(PACING_FAST, "")
             .replace("update-interval = \"2s\"\n", "");
         std::fs::write(&config, text).unwrap();
         let svc = Service::start_env(&config, true, &env());

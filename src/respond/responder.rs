@@ -74,6 +74,8 @@ pub enum Msg {
     },
     /// Time to expire released incidents past `response.incident-retention`.
     Sweep,
+    /// Time to commit what bursts without calls out deferred.
+    Commit,
     /// Answered once every message sent before it is handled: flags sent
     /// before are then in the registry, and their audit records on disk.
     Sync(std::sync::mpsc::Sender<()>),
@@ -198,39 +200,48 @@ struct Notifier {
     queue: Arc<AlertQueue>,
 }
 
-/// `ALERT` blocks the log notifier prints a minute; past it, one line a
-/// minute counts the rest.
-const LOG_BLOCKS_PER_MINUTE: u32 = 10;
+/// The log notifier's multi-line `ALERT` blocks: the first
+/// [`LOG_BLOCKS_BURST`] back to back (a demo, a few incidents at once),
+/// then one a second; one line a minute counts those not printed.
+const LOG_BLOCKS_BURST: u32 = 100;
 
-/// Paces the log notifier's multi-line `ALERT` blocks.
+/// Paces the log notifier's `ALERT` blocks.
 struct LogBlocks {
-    window: Instant,
-    printed: u32,
+    bucket: TokenBucket,
     skipped: u32,
+    since: Instant,
 }
 
 impl LogBlocks {
-    fn allow(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window) >= Duration::from_secs(60) {
-            if self.skipped > 0 {
-                tracing::warn!(skipped = self.skipped,
-                    "ALERT blocks not logged in the last minute (over {LOG_BLOCKS_PER_MINUTE} a minute); each incident's \"opened\" line was, and GET /v1/quarantines lists them.");
-            }
-            *self = Self {
-                window: now,
-                printed: 0,
-                skipped: 0,
-            };
-        }
-        if self.printed < LOG_BLOCKS_PER_MINUTE {
-            self.printed += 1;
-            true
-        } else {
-            self.skipped += 1;
-            false
+    fn new() -> Self {
+        Self {
+            bucket: TokenBucket::new(1.0, LOG_BLOCKS_BURST),
+            skipped: 0,
+            since: Instant::now(),
         }
     }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        if self.skipped > 0 && now.duration_since(self.since) >= Duration::from_secs(60) {
+            tracing::warn!(skipped = self.skipped,
+                "ALERT blocks not logged (over one a second after {LOG_BLOCKS_BURST}); each incident's \"opened\" line was, and GET /v1/quarantines lists them.");
+            self.skipped = 0;
+            self.since = now;
+        }
+        if self.bucket.take(now).is_ok() {
+            return true;
+        }
+        if self.skipped == 0 {
+            self.since = now;
+        }
+        self.skipped += 1;
+        false
+    }
 }
+
+/// Longest a burst that calls nothing out leaves its writes uncommitted
+/// (see `Responder::end_burst_deferring`).
+const COMMIT_DEFER: Duration = Duration::from_millis(50);
 
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
@@ -605,6 +616,8 @@ pub struct Responder {
     /// Where released false positives are sent to be learned.
     learn: Learner,
     log_blocks: LogBlocks,
+    /// A deferred commit is scheduled (see `end_burst_deferring`).
+    commit_due: bool,
 }
 
 /// Hands the raw events of a released false positive, with the session
@@ -719,11 +732,8 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         policy: RetryPolicy::of(r),
         metrics,
         learn,
-        log_blocks: LogBlocks {
-            window: Instant::now(),
-            printed: 0,
-            skipped: 0,
-        },
+        log_blocks: LogBlocks::new(),
+        commit_due: false,
     };
     for n in &me.notifiers {
         me.spawn_notifier(n);
@@ -847,6 +857,8 @@ impl Responder {
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
+            // A deferred commit alone leaves nothing to defer again.
+            let mut work = !matches!(msg, Msg::Commit);
             self.handle(msg);
             // Group commit: handle a burst, then write each incident it
             // rolled flags into once. Bounded, so that under a steady storm
@@ -856,18 +868,55 @@ impl Responder {
                 let Ok(msg) = rx.try_recv() else {
                     break;
                 };
+                work |= !matches!(msg, Msg::Commit);
                 self.handle(msg);
                 n += 1;
             }
-            self.end_burst();
+            if work {
+                self.end_burst_deferring();
+            }
         }
         self.end_burst();
+    }
+
+    /// Ends a burst that revokes nothing (an outcome recorded, flags rolled
+    /// into open incidents, alerts queued) without waiting for its fsyncs:
+    /// they are committed, and its alerts handed to the notifiers, with
+    /// the next burst that revokes, by a sync or release, or
+    /// [`COMMIT_DEFER`] later, whichever comes first. So a new flag never
+    /// waits behind the commit of the previous incident's outcome. A
+    /// revocation still waits for its record; a crash in the window only
+    /// repeats an idempotent revocation or an alert (PagerDuty dedups by
+    /// the incident's id).
+    fn end_burst_deferring(&mut self) {
+        if self
+            .outbound
+            .iter()
+            .any(|o| matches!(o, Outbound::Revoke { .. }))
+        {
+            return self.end_burst();
+        }
+        for id in std::mem::take(&mut self.unsaved) {
+            self.save_open(&id);
+            self.audit_rolled(&id);
+        }
+        for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
+            self.audit_rolled(&id);
+        }
+        if !self.commit_due {
+            self.commit_due = true;
+            self.schedule(Msg::Commit, COMMIT_DEFER);
+        }
+        if std::mem::take(&mut self.gauges_dirty) {
+            self.publish_gauges();
+        }
     }
 
     /// Once per burst: writes the open quarantines that only rolled-up
     /// flags changed, with one audit record each for those flags, and
     /// sets the gauges.
     fn end_burst(&mut self) {
+        self.commit_due = false;
         for id in std::mem::take(&mut self.unsaved) {
             self.save_open(&id);
             self.audit_rolled(&id);
@@ -959,6 +1008,11 @@ impl Responder {
                 // Answered once the release is committed.
                 self.end_burst();
                 let _ = reply.send(r);
+            }
+            Msg::Commit => {
+                if self.commit_due {
+                    self.end_burst();
+                }
             }
             Msg::Sweep => {
                 self.expire();
