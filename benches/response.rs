@@ -9,7 +9,8 @@
 //! attacks is posted in batches, untimed. Latencies go into hdrhistograms.
 //!
 //! Attacks are sent one at a time (the next after the previous revocation
-//! arrived, or 200 ms): the latency of the path, not of a backlog. Set
+//! arrived, or 200 ms), each once the benign calls before it are decided:
+//! the latency of the path, not of a backlog. Set
 //! `WARDEN_BENCH_BURST=1` to post them without waiting, which measures how
 //! fast a backlog of quarantines drains instead.
 //!
@@ -215,7 +216,7 @@ fn main() {
             let _ = tx.send(l);
         }
     });
-    let addr = wait_ready(&rx);
+    let (addr, admin) = wait_ready(&rx);
 
     let labels: HashSet<String> = std::fs::read_to_string(data("labels.jsonl"))
         .unwrap()
@@ -230,9 +231,13 @@ fn main() {
     let mut batch = String::new();
     let started = Instant::now();
     let mut events = 0usize;
+    let mut calls = 0u64;
     for (i, line) in lines.map_while(Result::ok).enumerate() {
         events += 1;
         let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["kind"].as_str().is_none_or(|k| k == "tool_call") {
+            calls += 1;
+        }
         let attack = v["event_id"].as_str().is_some_and(|id| labels.contains(id));
         if !attack {
             batch.push_str(&line);
@@ -246,6 +251,9 @@ fn main() {
         if !batch.is_empty() {
             post(&addr, &batch);
             batch.clear();
+        }
+        if !burst {
+            wait_decided(&admin, calls - 1);
         }
         let cred = format!("bench-cred-{i}");
         v["credential_id"] = cred.clone().into();
@@ -310,18 +318,60 @@ fn report(what: &str, h: &hdrhistogram::Histogram<u64>) {
     );
 }
 
-fn wait_ready(rx: &std::sync::mpsc::Receiver<String>) -> String {
+/// The ingest and admin addresses, once `warden run` is ready.
+fn wait_ready(rx: &std::sync::mpsc::Receiver<String>) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut addr = None;
+    let field = |line: &str, name: &str| -> Option<String> {
+        let at = line.find(&format!(" {name}="))?;
+        let rest = &line[at + name.len() + 2..];
+        Some(rest.split_whitespace().next()?.to_owned())
+    };
+    let (mut addr, mut admin) = (None, None);
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("warden logs Ready within 120 s");
-        if let Some(at) = line.find("addr=") {
-            addr = Some(line[at + 5..].split_whitespace().next().unwrap().to_owned());
-        }
+        addr = addr.or_else(|| field(&line, "addr"));
+        admin = admin.or_else(|| field(&line, "admin_addr"));
         if line.contains("Ready.") {
-            return addr.expect("listening address logged");
+            return (
+                addr.expect("listening address logged"),
+                admin.expect("admin address logged"),
+            );
         }
+    }
+}
+
+/// Tool calls done with so far: decided, skipped as duplicates or
+/// rejected.
+fn decided(admin: &str) -> u64 {
+    let mut s = TcpStream::connect(admin).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.lines()
+        .filter(|l| {
+            [
+                "warden_decisions_total",
+                "warden_duplicates_total",
+                "warden_rejected_total",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits (bounded) until every tool call posted so far is decided: an
+/// attack is timed on an idle path, not behind the benign batch before it.
+fn wait_decided(admin: &str, calls: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while decided(admin) < calls && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(500));
     }
 }

@@ -30,6 +30,8 @@ use crate::score::ScoreParams;
 use crate::state::hash_key::HashKey;
 
 mod preflight;
+mod response_limits;
+pub use response_limits::PacingConfig;
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,15 @@ pub struct ResponseConfig {
     /// deployment's events carry a non-secret handle (a Vault accessor or
     /// lease id, a token's `jti`), which may then be shown as it is.
     pub credential_id: CredentialIdMode,
+    /// Released incidents expire from the registry and memory this long
+    /// after their release (src/config/response_limits.rs).
+    #[serde(with = "humantime_serde")]
+    pub incident_retention: Duration,
+    /// Incidents held in memory for the API; past it the oldest released
+    /// ones are dropped from memory (open ones never are).
+    pub max_incidents_in_memory: usize,
+    /// Alert pacing per Slack webhook and PagerDuty routing key.
+    pub pacing: PacingConfig,
     pub revokers: Vec<RevokerConfig>,
     pub slack: SlackConfig,
     pub pagerduty: PagerDutyConfig,
@@ -133,6 +144,9 @@ impl Default for ResponseConfig {
             read_tokens_env: None,
             timeline_calls: 8,
             credential_id: CredentialIdMode::Secret,
+            incident_retention: response_limits::default_incident_retention(),
+            max_incidents_in_memory: response_limits::default_max_incidents_in_memory(),
+            pacing: PacingConfig::default(),
             revokers: Vec::new(),
             slack: SlackConfig::default(),
             pagerduty: PagerDutyConfig::default(),
@@ -1109,6 +1123,8 @@ impl ResponseConfig {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        response_limits::validate_retention(self.incident_retention, self.max_incidents_in_memory)?;
+        self.pacing.validate()?;
         if self.request_timeout < Duration::from_millis(10) {
             return Err(invalid("response.request-timeout", "must be at least 10ms"));
         }

@@ -45,6 +45,11 @@ fn env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Pacing well above what any test sends: only the storm and week tests
+/// are about pacing, and replace it.
+const PACING_FAST: &str = "[response.pacing]\nslack-per-second = 100\nslack-burst = 100\n\
+                           pagerduty-per-minute = 6000\npagerduty-burst = 100\n";
+
 /// A config in enforce mode; `revokers` is TOML for `[[response.revokers]]`.
 fn write_config(
     dir: &Path,
@@ -76,7 +81,7 @@ request-timeout = "5s"
 initial-backoff = "200ms"
 max-backoff = "2s"
 give-up-after = "60s"
-[response.slack]
+{PACING_FAST}[response.slack]
 webhook-url = "{slack}"
 [response.pagerduty]
 routing-key = "{PAGERDUTY_ROUTING_KEY}"
@@ -186,6 +191,22 @@ fn wait_pages(pd: &ContractServer, ids: &[&str]) -> BTreeMap<String, usize> {
             "pages missing: {t:?} for {ids:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (bounded, generous for a loaded CI) until `calls` tool calls
+/// are decided or skipped as duplicates: `settled` alone may look while
+/// a worker is still behind.
+fn all_decided(svc: &Service, calls: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = || svc.metric("warden_decisions_total") + svc.metric("warden_duplicates_total");
+    while done() < calls as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {calls} calls decided",
+            done()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -1221,4 +1242,203 @@ fn the_readme_example_alert_is_what_the_embedded_default_prints() {
         .unwrap_or_else(|| panic!("no alert for the README's attack among {}", alerts.len()));
     let mask = |t: &str| mask_ids(&mask_ids(t, "cred:", 16), "q-", 24);
     assert_eq!(mask(printed.trim()), mask(example.trim()));
+}
+
+/// A storm: many agents flagged at once (every threshold fixed low), with
+/// Slack and PagerDuty enforcing rate limits as the real services do.
+/// Warden paces Slack under its limit: no 429 at all. PagerDuty is set
+/// stricter than Warden's pacing, so it answers 429: each is retried
+/// after its Retry-After and nothing is lost. Every incident gets exactly
+/// one page, and the flags rolled into open incidents reach Slack as a few
+/// coalesced updates, not one message per flag.
+#[test]
+fn a_storm_pages_each_incident_once_within_the_rate_limits() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "[policy]\n",
+            "[policy]\ncalibrate = false\nthreshold-bits = 8\nmin-threshold-bits = 8\n",
+        )
+        .replace(
+            PACING_FAST,
+            "[response.pacing]\nslack-per-second = 16\nslack-burst = 4\n\
+             pagerduty-per-minute = 960\npagerduty-burst = 4\n",
+        );
+    std::fs::write(&config, text).unwrap();
+    // Slack: above Warden's pacing. PagerDuty: below it.
+    b.slack.rate_limit(20.0, 5);
+    b.pd.rate_limit(5.0, 2);
+    let svc = Service::start_env(&config, true, &env());
+    let lines = test_lines(0, 3000);
+    assert_eq!(svc.request("POST", "/v1/events", &lines).0, 202);
+    all_decided(&svc, tool_calls(&lines));
+    let qs = settled(&svc, Duration::from_secs(90));
+    assert!(qs.len() >= 10, "a storm of incidents: {}", qs.len());
+    let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
+    // Paced at 5 a second by PagerDuty's 429s: generous for a loaded CI.
+    let deadline = Instant::now() + Duration::from_secs(30 + 2 * ids.len() as u64);
+    while !ids.iter().all(|id| triggers(&b.pd).contains_key(*id)) {
+        assert!(
+            Instant::now() < deadline,
+            "pages missing: {:?} for {ids:?}",
+            triggers(&b.pd)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Late retries or updates would show up here.
+    std::thread::sleep(Duration::from_secs(3));
+    let want: BTreeMap<String, usize> = ids.iter().map(|id| ((*id).to_owned(), 1)).collect();
+    assert_eq!(triggers(&b.pd), want, "one page per incident");
+    assert_eq!(b.pd.incidents().len(), ids.len());
+    assert!(b.pd.throttled() > 0, "PagerDuty's limit was reached");
+    assert!(svc.metric("warden_alerts_throttled_total{notifier=\"pagerduty\"}") > 0.0);
+    assert_eq!(
+        svc.metric("warden_alerts_total{destination=\"pagerduty\",outcome=\"failed\"}"),
+        0.0,
+        "nothing given up"
+    );
+
+    assert_eq!(b.slack.throttled(), 0, "Slack was paced under its limit");
+    let opened = b
+        .slack
+        .successes()
+        .iter()
+        .filter(|r| ids.iter().any(|id| r.text().contains(id)))
+        .count();
+    assert!(opened >= ids.len(), "every incident reached Slack");
+    let rolled = svc.metric("warden_flags_rolled_up_total");
+    let messages = b.slack.successes().len() as f64;
+    assert!(
+        rolled > 2.0 * messages,
+        "{rolled} flags rolled up into {messages} Slack messages"
+    );
+    svc.stop();
+}
+
+/// The issue's four-agent week: one week (seed 11) of the four busiest
+/// agents' traffic, one credential per session, posted to `warden run` in
+/// shadow and then (a fresh start) in enforce mode, with the stand-ins'
+/// rate limits on. Before incidents were per agent, the same kind of week
+/// made one incident, one page and one Slack message per flagged session
+/// (684 each in the issue). Now: one incident and one page per agent
+/// instance, and a flagged session of an open incident is an update.
+/// Prints the figures (`--nocapture`).
+#[test]
+fn four_agent_week_makes_one_incident_and_one_page_per_agent() {
+    const AGENTS: [&str; 4] = [
+        "support-triage-us",
+        "support-triage-eu",
+        "travel-concierge-roamly",
+        "bank-assist-retail",
+    ];
+    let all = test_lines(0, usize::MAX);
+    let week: Vec<String> = per_session_credentials(&all)
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            AGENTS.iter().any(|a| v["agent_id"] == *a)
+        })
+        .map(str::to_owned)
+        .collect();
+    let sessions: std::collections::BTreeSet<String> = week
+        .iter()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some(format!("{}/{}", v["agent_id"], v["session_id"].as_str()?))
+        })
+        .collect();
+    for mode in ["shadow", "enforce"] {
+        let b = Brokers::start();
+        // Slack: about one a second per webhook, short bursts tolerated;
+        // PagerDuty: 120 events a minute per routing key.
+        b.slack.rate_limit(1.0, 5);
+        b.pd.rate_limit(2.0, 10);
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &b.vault.base_url(),
+            "",
+            &b.slack.url(),
+            &b.pd.url(),
+        );
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("mode = \"enforce\"", &format!("mode = \"{mode}\""))
+            // The default pacing and update interval, as deployed.
+            .replace(PACING_FAST, "")
+            .replace("update-interval = \"2s\"\n", "");
+        std::fs::write(&config, text).unwrap();
+        let svc = Service::start_env(&config, true, &env());
+        for chunk in week.chunks(1000) {
+            let body = chunk.join("\n") + "\n";
+            assert_eq!(svc.request("POST", "/v1/events", &body).0, 202);
+        }
+        all_decided(&svc, tool_calls(&(week.join("\n") + "\n")));
+        let qs = settled(&svc, Duration::from_secs(120));
+        let ids: Vec<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ids.iter().all(|id| triggers(&b.pd).contains_key(*id)) {
+            assert!(
+                Instant::now() < deadline,
+                "pages missing: {:?}",
+                triggers(&b.pd)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // Slack is paced at one a second: every incident's opening there.
+        b.slack
+            .wait_until(Duration::from_secs(60 + 2 * ids.len() as u64), |rs| {
+                rs.iter().filter(|r| r.ok()).count() >= ids.len()
+            });
+        std::thread::sleep(Duration::from_secs(3));
+        let flagged_sessions: usize = qs
+            .iter()
+            .map(|q| q["credentials"].as_array().map_or(0, Vec::len))
+            .sum();
+        let slack = b.slack.successes().len();
+        let pages = b.pd.incidents().len();
+        println!(
+            "four-agent week, {mode}: {} events, {} sessions; {} incidents, {pages} PagerDuty incidents, \
+             {slack} Slack messages, {flagged_sessions} flagged session credentials listed, \
+             {} flags rolled up; 429s: Slack {}, PagerDuty {}",
+            week.len(),
+            sessions.len(),
+            qs.len(),
+            svc.metric("warden_flags_rolled_up_total"),
+            b.slack.throttled(),
+            b.pd.throttled(),
+        );
+        // One incident per agent instance, each paged once.
+        let mut keys: Vec<&str> = qs.iter().map(|q| q["key"].as_str().unwrap()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), qs.len(), "two incidents for one agent instance");
+        assert_eq!(
+            pages,
+            qs.len(),
+            "one page per incident: {:?} for {ids:?}",
+            b.pd.incidents()
+        );
+        assert!(qs.len() <= 4 * 4, "{} incidents for four agents", qs.len());
+        assert!(
+            slack <= 3 * qs.len(),
+            "{slack} Slack messages for {} incidents",
+            qs.len()
+        );
+        assert_eq!(
+            b.slack.throttled() + b.pd.throttled(),
+            0,
+            "paced under the limits"
+        );
+        svc.stop();
+    }
 }

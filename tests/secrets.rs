@@ -178,6 +178,12 @@ request-timeout = "1s"
 initial-backoff = "200ms"
 max-backoff = "2s"
 give-up-after = "60s"
+# Fast: this test is about secrets; tests/respond.rs covers pacing.
+[response.pacing]
+slack-per-second = 100
+slack-burst = 100
+pagerduty-per-minute = 6000
+pagerduty-burst = 100
 [response.pagerduty]
 events-url = "{pd}"
 [[response.revokers]]

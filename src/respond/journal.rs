@@ -491,6 +491,41 @@ impl Journal {
         Ok(())
     }
 
+    /// Removes released records last written before `cutoff`
+    /// (`response.incident-retention`); returns how many. Open ones live
+    /// in the journal and never expire; released ones left it at release.
+    pub fn expire_released(&mut self, cutoff: std::time::SystemTime) -> Result<u64, RegistryError> {
+        let dir = self.dir.join("released");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let mut expired = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ours = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(super::registry::is_id)
+                && path.extension().is_some_and(|e| e == "json");
+            // Written once at release (and when a late alert outcome is
+            // recorded): its modification time is its last update.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if ours && old {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => expired += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("remove", &path)(e)),
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     /// The revocation queue's file (for tests and operators).
     pub fn queue_path(&self) -> &Path {
         &self.queue_file.path
@@ -571,6 +606,27 @@ mod tests {
         let mut j = Journal::open(dir.path()).unwrap();
         assert_eq!(j.open_quarantines().unwrap().len(), 1);
         assert_eq!(j.get(&a.id).unwrap().unwrap().state, State::Released);
+    }
+
+    #[test]
+    fn released_records_expire_open_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let mut a = quarantine("e1");
+        let b = quarantine("e2");
+        j.save(&b).unwrap();
+        a.state = State::Released;
+        a.touch();
+        j.save(&a).unwrap();
+        j.commit().unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(j.expire_released(past).unwrap(), 0, "not old enough yet");
+        assert!(j.get(&a.id).unwrap().is_some());
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(j.expire_released(future).unwrap(), 1);
+        assert_eq!(j.get(&a.id).unwrap(), None);
+        assert_eq!(j.get(&b.id).unwrap().unwrap().id, b.id, "open: kept");
+        assert_eq!(j.expire_released(future).unwrap(), 0);
     }
 
     #[test]

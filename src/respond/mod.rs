@@ -11,6 +11,7 @@ pub mod credential;
 pub mod deliver;
 pub mod incident;
 pub mod journal;
+pub mod limits;
 pub mod registry;
 pub mod responder;
 pub mod retry;

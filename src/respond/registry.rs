@@ -293,6 +293,61 @@ impl Registry {
     pub fn is_shared(&self) -> bool {
         matches!(self, Self::Redis { .. })
     }
+
+    /// Removes released quarantines last updated before `cutoff`
+    /// (`response.incident-retention`), with their ids in the released and
+    /// per-agent sets; returns how many. Open ones never expire. Once
+    /// expired, a redelivery of the event that opened one could open it
+    /// again: retention is meant to outlast any redelivery.
+    pub fn expire_released(&mut self, cutoff: std::time::SystemTime) -> Result<u64, RegistryError> {
+        match self {
+            Self::File(j) => j.expire_released(cutoff),
+            Self::Redis { store, .. } => {
+                let p = store.prefix().to_owned();
+                let cutoff = chrono::DateTime::<chrono::Utc>::from(cutoff)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let released = format!("{p}:quarantines:released");
+                let ids: Vec<String> =
+                    store.retry("list released quarantines", |c| c.smembers(&released));
+                let mut expired = 0;
+                for chunk in ids.chunks(500) {
+                    let keys: Vec<String> = chunk
+                        .iter()
+                        .map(|id| format!("{p}:quarantine:{id}"))
+                        .collect();
+                    let values: Vec<Option<Vec<u8>>> = store
+                        .retry("read released quarantines", |c| {
+                            redis::cmd("MGET").arg(&keys).query(c)
+                        });
+                    let mut pipe = redis::pipe();
+                    let mut n = 0;
+                    for ((id, key), v) in chunk.iter().zip(&keys).zip(values) {
+                        let agent = match v.map(|b| parse(&b, key)) {
+                            // Compared as text: every timestamp is RFC 3339 UTC
+                            // with milliseconds (`now_rfc3339`).
+                            Some(Ok(q)) if q.state.is_open() || q.updated_at >= cutoff => continue,
+                            Some(Ok(q)) => Some(q.agent_id),
+                            // Unreadable: left for a human, never deleted unseen.
+                            Some(Err(_)) => continue,
+                            // Gone already: only the set entry is left.
+                            None => None,
+                        };
+                        pipe.del(key).ignore();
+                        pipe.srem(&released, id).ignore();
+                        if let Some(a) = agent {
+                            pipe.srem(format!("{p}:quarantines:agent:{a}"), id).ignore();
+                        }
+                        n += 1;
+                    }
+                    if n > 0 {
+                        store.retry("expire released quarantines", |c| pipe.query::<()>(c));
+                        expired += n;
+                    }
+                }
+                Ok(expired)
+            }
+        }
+    }
 }
 
 /// Reads one quarantine from Redis once, without the retries of
@@ -564,5 +619,16 @@ mod tests {
             .collect();
         assert_eq!(open, vec![quarantine("e2").id]);
         assert_eq!(a.of_agent(&q.agent_id).unwrap().len(), 2);
+
+        // Retention: the released one expires with its set entries; the
+        // open one stays.
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(a.expire_released(past).unwrap(), 0);
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(a.expire_released(future).unwrap(), 1);
+        assert_eq!(a.get(&q.id).unwrap(), None);
+        assert_eq!(a.of_agent(&q.agent_id).unwrap().len(), 1);
+        assert_eq!(a.open_quarantines().unwrap().len(), 1);
+        assert_eq!(a.expire_released(future).unwrap(), 0);
     }
 }

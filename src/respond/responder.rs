@@ -27,6 +27,7 @@ use super::audit::{AuditLog, AuditWriter};
 use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
 use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
+use super::limits::{LimitMetrics, TokenBucket};
 use super::registry::Registry;
 use super::render;
 use crate::config::Config;
@@ -71,6 +72,10 @@ pub enum Msg {
         false_positive: bool,
         reply: oneshot::Sender<Result<Quarantine, ReleaseError>>,
     },
+    /// Time to expire released incidents past `response.incident-retention`.
+    Sweep,
+    /// Time to commit what bursts without calls out deferred.
+    Commit,
     /// Answered once every message sent before it is handled: flags sent
     /// before are then in the registry, and their audit records on disk.
     Sync(std::sync::mpsc::Sender<()>),
@@ -195,21 +200,90 @@ struct Notifier {
     queue: Arc<AlertQueue>,
 }
 
+/// The log notifier's multi-line `ALERT` blocks: the first
+/// [`LOG_BLOCKS_BURST`] back to back (a demo, a few incidents at once),
+/// then one a second; one line a minute counts those not printed.
+const LOG_BLOCKS_BURST: u32 = 100;
+
+/// Paces the log notifier's `ALERT` blocks.
+struct LogBlocks {
+    bucket: TokenBucket,
+    skipped: u32,
+    since: Instant,
+}
+
+impl LogBlocks {
+    fn new() -> Self {
+        Self {
+            bucket: TokenBucket::new(1.0, LOG_BLOCKS_BURST),
+            skipped: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        if self.skipped > 0 && now.duration_since(self.since) >= Duration::from_secs(60) {
+            tracing::warn!(skipped = self.skipped,
+                "ALERT blocks not logged (over one a second after {LOG_BLOCKS_BURST}); each incident's \"opened\" line was, and GET /v1/quarantines lists them.");
+            self.skipped = 0;
+            self.since = now;
+        }
+        if self.bucket.take(now).is_ok() {
+            return true;
+        }
+        if self.skipped == 0 {
+            self.since = now;
+        }
+        self.skipped += 1;
+        false
+    }
+}
+
+/// Longest a burst that calls nothing out leaves its writes uncommitted
+/// (see `Responder::end_burst_deferring`).
+const COMMIT_DEFER: Duration = Duration::from_millis(50);
+
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
 
-/// Quarantines the board holds in memory before released ones are dropped
-/// from it.
-const BOARD_CAP: usize = 20_000;
-
 /// The read side: every quarantine this process knows, as last saved. The
 /// API and the notifiers read it without asking the responder thread.
-#[derive(Default)]
+/// It holds at most `cap` (`response.max-incidents-in-memory`): past it,
+/// the oldest released ones are dropped (the registry still has them until
+/// `response.incident-retention`); open ones are never dropped.
 pub struct Board {
     quarantines: RwLock<HashMap<String, Arc<Quarantine>>>,
+    cap: usize,
+    metrics: LimitMetrics,
+    /// When the last over-cap warning was logged (one a minute).
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self::with_cap(20_000, LimitMetrics::default())
+    }
+}
+
+/// What [`Board::put`] had to do to stay within its cap.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Trimmed {
+    /// Released quarantines dropped from memory.
+    dropped: u64,
+    /// Open ones alone fill the cap (they are kept).
+    over_cap: bool,
 }
 
 impl Board {
+    pub fn with_cap(cap: usize, metrics: LimitMetrics) -> Self {
+        Self {
+            quarantines: RwLock::default(),
+            cap: cap.max(2),
+            metrics,
+            warned: Mutex::new(None),
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Quarantine>> {
         self.quarantines
             .read()
@@ -246,22 +320,62 @@ impl Board {
         v
     }
 
+    /// Shows `q` as saved, keeping within the cap: counts what it dropped,
+    /// and says (once a minute) when open incidents alone fill it.
     fn put(&self, q: &Quarantine) {
-        let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(q.id.clone(), Arc::new(q.clone()));
-        // Open ones always stay; the oldest released ones make room (the
-        // registry still has them).
-        if map.len() > BOARD_CAP {
-            let mut released: Vec<(String, String)> = map
-                .values()
-                .filter(|q| !q.state.is_open())
-                .map(|q| (q.updated_at.clone(), q.id.clone()))
-                .collect();
-            released.sort();
-            for (_, id) in released.into_iter().take(map.len() - BOARD_CAP / 2) {
-                map.remove(&id);
+        let t = self.insert(q);
+        self.metrics.incidents_dropped_from_memory.inc_by(t.dropped);
+        if t.over_cap {
+            self.metrics.incidents_over_memory_cap.inc();
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                tracing::warn!(cap = self.cap, open = self.len(),
+                    "Open incidents alone fill response.max-incidents-in-memory: all are kept (none is dropped while open); release or raise the cap.");
             }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.quarantines
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    fn insert(&self, q: &Quarantine) -> Trimmed {
+        let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(q.id.clone(), Arc::new(q.clone()));
+        if map.len() <= self.cap {
+            return Trimmed::default();
+        }
+        // Down to half the cap at once, so that a steady stream of new
+        // incidents sorts the released ones once per cap/2 incidents.
+        let mut released: Vec<(String, String)> = map
+            .values()
+            .filter(|q| !q.state.is_open())
+            .map(|q| (q.updated_at.clone(), q.id.clone()))
+            .collect();
+        released.sort();
+        let excess = map.len().saturating_sub(self.cap / 2);
+        let mut dropped = 0;
+        for (_, id) in released.into_iter().take(excess) {
+            map.remove(&id);
+            dropped += 1;
+        }
+        Trimmed {
+            dropped,
+            over_cap: map.len() > self.cap,
+        }
+    }
+
+    /// Drops released quarantines last updated before `cutoff` (RFC 3339);
+    /// returns how many.
+    fn expire(&self, cutoff: &str) -> u64 {
+        let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|_, q| q.state.is_open() || q.updated_at.as_str() >= cutoff);
+        (before - map.len()) as u64
     }
 }
 
@@ -501,6 +615,9 @@ pub struct Responder {
     metrics: Arc<Metrics>,
     /// Where released false positives are sent to be learned.
     learn: Learner,
+    log_blocks: LogBlocks,
+    /// A deferred commit is scheduled (see `end_burst_deferring`).
+    commit_due: bool,
 }
 
 /// Hands the raw events of a released false positive, with the session
@@ -579,7 +696,10 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
         .build()?;
     let (tx, rx) = mpsc::channel(r.queue_depth);
-    let board = Arc::new(Board::default());
+    let board = Arc::new(Board::with_cap(
+        r.max_incidents_in_memory,
+        metrics.limits.clone(),
+    ));
     let shared_registry = if registry.is_shared() {
         Some((
             crate::state::redis::client(&cfg.redis)?,
@@ -612,11 +732,15 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         policy: RetryPolicy::of(r),
         metrics,
         learn,
+        log_blocks: LogBlocks::new(),
+        commit_due: false,
     };
     for n in &me.notifiers {
         me.spawn_notifier(n);
     }
     me.resume(open);
+    // The first sweep at start, then every retention/24 (1 min to 1 h).
+    me.schedule(Msg::Sweep, Duration::ZERO);
     let thread = std::thread::Builder::new()
         .name("warden-responder".to_owned())
         .spawn(move || me.run(rx))?;
@@ -733,6 +857,8 @@ impl Responder {
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
+            // A deferred commit alone leaves nothing to defer again.
+            let mut work = !matches!(msg, Msg::Commit);
             self.handle(msg);
             // Group commit: handle a burst, then write each incident it
             // rolled flags into once. Bounded, so that under a steady storm
@@ -742,18 +868,55 @@ impl Responder {
                 let Ok(msg) = rx.try_recv() else {
                     break;
                 };
+                work |= !matches!(msg, Msg::Commit);
                 self.handle(msg);
                 n += 1;
             }
-            self.end_burst();
+            if work {
+                self.end_burst_deferring();
+            }
         }
         self.end_burst();
+    }
+
+    /// Ends a burst that revokes nothing (an outcome recorded, flags rolled
+    /// into open incidents, alerts queued) without waiting for its fsyncs:
+    /// they are committed, and its alerts handed to the notifiers, with
+    /// the next burst that revokes, by a sync or release, or
+    /// [`COMMIT_DEFER`] later, whichever comes first. So a new flag never
+    /// waits behind the commit of the previous incident's outcome. A
+    /// revocation still waits for its record; a crash in the window only
+    /// repeats an idempotent revocation or an alert (PagerDuty dedups by
+    /// the incident's id).
+    fn end_burst_deferring(&mut self) {
+        if self
+            .outbound
+            .iter()
+            .any(|o| matches!(o, Outbound::Revoke { .. }))
+        {
+            return self.end_burst();
+        }
+        for id in std::mem::take(&mut self.unsaved) {
+            self.save_open(&id);
+            self.audit_rolled(&id);
+        }
+        for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
+            self.audit_rolled(&id);
+        }
+        if !self.commit_due {
+            self.commit_due = true;
+            self.schedule(Msg::Commit, COMMIT_DEFER);
+        }
+        if std::mem::take(&mut self.gauges_dirty) {
+            self.publish_gauges();
+        }
     }
 
     /// Once per burst: writes the open quarantines that only rolled-up
     /// flags changed, with one audit record each for those flags, and
     /// sets the gauges.
     fn end_burst(&mut self) {
+        self.commit_due = false;
         for id in std::mem::take(&mut self.unsaved) {
             self.save_open(&id);
             self.audit_rolled(&id);
@@ -846,6 +1009,17 @@ impl Responder {
                 self.end_burst();
                 let _ = reply.send(r);
             }
+            Msg::Commit => {
+                if self.commit_due {
+                    self.end_burst();
+                }
+            }
+            Msg::Sweep => {
+                self.expire();
+                let every = (self.cfg.response.incident_retention / 24)
+                    .clamp(Duration::from_secs(60), Duration::from_secs(3600));
+                self.schedule(Msg::Sweep, every);
+            }
             Msg::Sync(ack) => {
                 // Every flag sent before is recorded before a source
                 // commits past it.
@@ -853,6 +1027,37 @@ impl Responder {
                 self.audit.flush();
                 let _ = ack.send(());
             }
+        }
+    }
+
+    /// Removes released incidents older than `response.incident-retention`
+    /// from the registry and from memory, counted in
+    /// `warden_incidents_expired_total`.
+    fn expire(&mut self) {
+        let retention = self.cfg.response.incident_retention;
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+            return;
+        };
+        let in_memory = self.board.expire(
+            &chrono::DateTime::<chrono::Utc>::from(cutoff)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
+        // Those expired from memory only (dropped earlier by the cap) are
+        // counted once, when they leave the registry.
+        let expired = match self.registry.expire_released(cutoff) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot expire released incidents; retrying at the next sweep.");
+                in_memory
+            }
+        };
+        self.metrics.limits.incidents_expired.inc_by(expired);
+        if expired > 0 {
+            tracing::info!(
+                expired,
+                retention_secs = retention.as_secs(),
+                "Expired released incidents past response.incident-retention."
+            );
         }
     }
 
@@ -1390,11 +1595,14 @@ impl Responder {
             p.alerted = true;
             p.last_update = Some(Instant::now());
         }
-        // The console/log notifier: the same alert, at the same moment.
+        // The console/log notifier: the same alert, at the same moment; in
+        // a storm, a few blocks a minute (each incident already has its
+        // one-line "opened" warning, and the API lists them all).
+        let block = matches!(job, Job::Open(_)) && self.log_blocks.allow(Instant::now());
         if let Some(q) = self.open.get(job.id()) {
             let links = render::links(&self.cfg.response.public_url, q);
             match &job {
-                Job::Open(_) => tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id,
+                Job::Open(_) if block => tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id,
                     state = q.state.as_str(), "ALERT\n{}", render::text_alert(q, &links)),
                 Job::Update(_, what) => tracing::warn!(quarantine = %q.id, agent_id = %q.agent_id,
                     state = q.state.as_str(), flags = q.flags(), "Alert update: {what}: {}", q.headline()),
@@ -1584,10 +1792,38 @@ impl Responder {
         let public = self.cfg.response.public_url.clone();
         let metrics = self.metrics.clone();
         let audit = self.audit.clone();
+        let pacing = &self.cfg.response.pacing;
+        // One bucket per notifier: one Slack webhook, one routing key.
+        let bucket = Arc::new(Mutex::new(match kind {
+            NotifierKind::Slack { .. } => {
+                TokenBucket::new(pacing.slack_per_second, pacing.slack_burst)
+            }
+            NotifierKind::PagerDuty { .. } => {
+                TokenBucket::new(pacing.pagerduty_per_minute / 60.0, pacing.pagerduty_burst)
+            }
+        }));
+        let label = NotifierLabel {
+            notifier: name.clone(),
+        };
         self.rt.spawn(async move {
             loop {
-                let Some(job) = queue.pop() else {
+                if queue.depth() == 0 {
                     queue.notify.notified().await;
+                    continue;
+                }
+                // The job stays queued while the bucket is empty: updates
+                // of its incident merge into it there, and openings past
+                // the queue's bound roll into one digest.
+                let wait = bucket
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(Instant::now());
+                if let Err(wait) = wait {
+                    metrics.limits.alerts_paced.get_or_create(&label).inc();
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                let Some(job) = queue.pop() else {
                     continue;
                 };
                 let Some(body) = render_job(&kind, &job, &board, &public) else {
@@ -1612,6 +1848,16 @@ impl Responder {
                         }
                     },
                     |n, a| {
+                        if let Attempt::Retry { error, after } = a {
+                            if error.starts_with("HTTP 429") {
+                                // Everything behind it waits too.
+                                metrics.limits.alerts_throttled.get_or_create(&label).inc();
+                                bucket
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .throttled(Instant::now(), *after);
+                            }
+                        }
                         metrics
                             .alert_attempts
                             .get_or_create(&super::super::service::metrics::DestinationLabel {

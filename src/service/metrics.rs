@@ -247,6 +247,8 @@ pub struct Metrics {
     pub binding_abstained: Counter,
     /// Tool calls whose `resource_owner` contradicted a learned binding.
     pub owner_contradictions: Counter,
+    /// Incident expiry, the memory cap and alert pacing (respond::limits).
+    pub limits: crate::respond::limits::LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -445,7 +447,9 @@ impl Default for Metrics {
             "Incidents opened, by agent class and mode",
             incidents_by_class.clone(),
         );
+        let limits = crate::respond::limits::LimitMetrics::register(&mut registry);
         let m = Self {
+            limits,
             score_bits,
             decisions_by_class,
             flagged_by_agent,

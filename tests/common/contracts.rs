@@ -22,7 +22,7 @@
 //! held by `delay`, as with a server that does the work but is slow to
 //! answer: a client that times out and retries revokes twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,8 +218,11 @@ struct Shared {
     seen_signatures: Mutex<HashSet<String>>,
     processed_deliveries: Mutex<HashSet<String>>,
     reject_replays: AtomicBool,
-    rate_limit: AtomicBool,
-    last_message: Mutex<Option<Instant>>,
+    /// Slack per webhook, PagerDuty per routing key: the token buckets a
+    /// real service keeps (see [`ContractServer::rate_limit`]).
+    limiter: Mutex<Option<Limiter>>,
+    /// 429 answers the rate limit gave.
+    throttled: AtomicU64,
     generated: AtomicU64,
 }
 
@@ -300,8 +303,8 @@ impl ContractServer {
             seen_signatures: Mutex::default(),
             processed_deliveries: Mutex::default(),
             reject_replays: AtomicBool::new(false),
-            rate_limit: AtomicBool::new(false),
-            last_message: Mutex::default(),
+            limiter: Mutex::new(None),
+            throttled: AtomicU64::new(0),
             generated: AtomicU64::new(0),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -422,7 +425,28 @@ impl ContractServer {
     /// Slack only: answer 429 `rate_limited` (Retry-After: 1) to a message
     /// less than a second after the last accepted one. Off by default.
     pub fn enforce_rate_limit(&self, on: bool) {
-        self.shared.rate_limit.store(on, Ordering::SeqCst);
+        if on {
+            self.rate_limit(1.0, 1);
+        } else {
+            *self.shared.limiter.lock().unwrap() = None;
+        }
+    }
+
+    /// Rate-limits valid requests as the service does: Slack per webhook,
+    /// PagerDuty per routing key, `burst` back to back then `per_second`;
+    /// beyond, 429 with `Retry-After` (whole seconds, as both send it) and
+    /// the service's own error body. Off by default.
+    pub fn rate_limit(&self, per_second: f64, burst: u32) {
+        *self.shared.limiter.lock().unwrap() = Some(Limiter {
+            per_second,
+            burst: f64::from(burst),
+            buckets: HashMap::new(),
+        });
+    }
+
+    /// 429 answers the rate limit gave so far.
+    pub fn throttled(&self) -> u64 {
+        self.shared.throttled.load(Ordering::SeqCst)
     }
 
     /// Polls (every 20 ms) until `pred` holds for the recorded requests and
@@ -725,6 +749,34 @@ impl Shared {
     }
 }
 
+/// A token bucket per webhook or routing key.
+struct Limiter {
+    per_second: f64,
+    burst: f64,
+    /// key → (tokens, when counted).
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+impl Shared {
+    /// The 429 the rate limit answers for `key`, if over it.
+    fn limit(&self, key: &str) -> Option<Reply> {
+        let mut g = self.limiter.lock().unwrap();
+        let l = g.as_mut()?;
+        let now = Instant::now();
+        let (rate, burst) = (l.per_second, l.burst);
+        let (tokens, at) = l.buckets.entry(key.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return None;
+        }
+        self.throttled.fetch_add(1, Ordering::SeqCst);
+        let wait = ((1.0 - *tokens) / rate).ceil().max(1.0) as u64;
+        Some(fault_reply(&self.kind, 429, Some(wait)))
+    }
+}
+
 /// The error a service answers when the fault plan says `status`.
 fn fault_reply(kind: &Kind, status: u16, retry_after: Option<u64>) -> Reply {
     let reply = match kind {
@@ -877,13 +929,8 @@ impl Shared {
         if !has_text && !has_blocks && !attachments {
             return Reply::text(400, "no_text");
         }
-        if self.rate_limit.load(Ordering::SeqCst) {
-            let mut last = self.last_message.lock().unwrap();
-            let now = Instant::now();
-            if last.is_some_and(|l| now.duration_since(l) < Duration::from_secs(1)) {
-                return Reply::text(429, "rate_limited").header("retry-after", "1");
-            }
-            *last = Some(now);
+        if let Some(r) = self.limit(&self.path.clone()) {
+            return r;
         }
         Reply::text(200, "ok")
     }
@@ -1081,6 +1128,9 @@ impl Shared {
             return pd_invalid(errors);
         }
         let routing_key = ev["routing_key"].as_str().unwrap().to_owned();
+        if let Some(r) = self.limit(&routing_key) {
+            return r;
+        }
         let action = ev["event_action"].as_str().unwrap();
         let dedup_key = match ev.get("dedup_key").and_then(Value::as_str) {
             Some(k) if !k.is_empty() => k.to_owned(),
