@@ -213,6 +213,11 @@ pub struct AgentState {
     /// agent is scored against (`fleet.blend-prior`); rebuilt when it
     /// learns, dropped once the prior weighs little. Not checkpointed.
     blend: Option<Box<Profile>>,
+    /// Fleet hook: it called a tool neither it nor its group's prior knew,
+    /// so only the prior's catalogue-free rates are lent to it.
+    foreign_tools: bool,
+    /// Fleet hook: it called a tool its group's prior knows.
+    shares_tools: bool,
 }
 
 impl AgentState {
@@ -370,11 +375,12 @@ impl Engine {
     /// prior weigh under 10% (n ≥ 9 n0).
     fn refresh_blend(&mut self, ai: usize, ts: Millis) {
         let a = &mut self.agents[ai];
+        let catalogue = !a.foreign_tools;
         a.blend = a
             .group
             .and_then(|g| self.priors.get(g as usize)?.as_ref())
             .filter(|p| (a.profile.events_learned as f32) < 9.0 * p.calls())
-            .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits)));
+            .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits, catalogue)));
     }
 
     pub fn agents(&self) -> &[AgentState] {
@@ -413,6 +419,8 @@ impl Engine {
                     dirty: false,
                     group: None,
                     blend: None,
+                    foreign_tools: false,
+                    shares_tools: false,
                 });
                 self.index.insert(id.into(), i);
             }
@@ -445,6 +453,8 @@ impl Engine {
             dirty: true,
             group: None,
             blend: None,
+            foreign_tools: false,
+            shares_tools: false,
         });
         self.index.insert(id.into(), i);
         self.assign_group(i as usize, ts);
@@ -638,6 +648,23 @@ impl Engine {
                 self.refresh_blend(ai, call.ts);
             }
         }
+        // Fleet hook: a young agent calling a tool neither it nor its
+        // group knows does not share its group's catalogue: it keeps only
+        // the prior's catalogue-free rates.
+        // Decided on its first calls: one tool its group knows settles it.
+        let a = &self.agents[ai];
+        if a.blend.is_some() && !a.shares_tools && !a.foreign_tools {
+            let known = a
+                .group
+                .and_then(|g| self.priors.get(g as usize)?.as_ref())
+                .is_some_and(|p| p.knows(obs.tool));
+            if known {
+                self.agents[ai].shares_tools = true;
+            } else if a.profile.tool(obs.tool).is_none() {
+                self.agents[ai].foreign_tools = true;
+                self.refresh_blend(ai, call.ts);
+            }
+        }
         let agent = &self.agents[ai];
         let sess = &agent.sessions[si];
         let ctx = SeqContext {
@@ -811,10 +838,10 @@ impl Engine {
                     let group = agent
                         .blend
                         .as_ref()
+                        .filter(|_| !agent.foreign_tools)
                         .and_then(|_| fleet.blend_threshold(agent.group))
                         .or_else(|| {
-                            self.fleet_cfg
-                                .group_threshold
+                            (self.fleet_cfg.group_threshold || agent.blend.is_some())
                                 .then(|| fleet.young_threshold(agent.group))
                                 .flatten()
                         });

@@ -451,16 +451,36 @@ impl KeyedPrior {
         self.prior.calls
     }
 
+    /// Whether the group's members use this tool.
+    pub fn knows(&self, tool: u64) -> bool {
+        self.tools.iter().any(|(f, _, _)| *f == tool)
+    }
+
     /// `own` plus the prior's pseudo-counts, at event time `ts`: the profile
     /// a young agent is scored against. `own` is not changed: it stays the
     /// agent's own evidence (checkpointed, calibrated, used to regroup).
-    pub fn blend(&self, own: &Profile, ts: i64, limits: &ProfileLimits) -> Profile {
+    ///
+    /// With `catalogue` false (an agent whose tools its peers do not use),
+    /// only what holds across catalogues is lent: novelty, adoption and
+    /// provenance rates, hours, cadence and session shapes; pseudo-calls of
+    /// tools it does not have would make each of its own tools look new.
+    pub fn blend(
+        &self,
+        own: &Profile,
+        ts: i64,
+        limits: &ProfileLimits,
+        catalogue: bool,
+    ) -> Profile {
         let q = &self.prior;
         let mut b = own.clone();
         // Counts are stored relative to the profile's epoch: a pseudo-count
         // worth c now is stored as c · w.
         let w = own.weight(ts.max(own.epoch_ms), limits);
         let cap = limits.sequence_entries;
+        if !catalogue {
+            self.blend_rates(&mut b, w, own.events_learned);
+            return b;
+        }
         b.calls += q.calls * w;
         b.tools_once += q.tools_once;
         for (k, c) in &self.pairs {
@@ -482,31 +502,7 @@ impl KeyedPrior {
             b.rtypes.add(*k, c * w, 64);
         }
         b.rtype_novel += q.rtype_novel * w;
-        b.value_obs += q.value_obs * w;
-        b.value_n1 += q.value_n1 * w;
-        b.parent_n1 += q.parent_n1 * w;
-        b.parent_novel += q.parent_novel * w;
-        b.lookalike_novel += q.lookalike_novel * w;
-        b.adoptions += q.adoptions * w;
-        b.adoption_new_rtype += q.adoption_new_rtype * w;
-        b.adoption_new_value += q.adoption_new_value * w;
-        b.adoption_new_action += q.adoption_new_action * w;
-        b.prov_new += q.prov_new * w;
-        b.prov_untrusted += q.prov_untrusted * w;
-        for (h, x) in b.hours.iter_mut().zip(q.hours) {
-            *h += x * w;
-        }
-        for (h, x) in b.weekdays.iter_mut().zip(q.weekdays) {
-            *h += x * w;
-        }
-        // The own profile refreshes its hour entropy every 32 calls.
-        if own.events_learned < 32 {
-            b.hour_entropy = q.hour_entropy;
-        }
-        add_buckets(&mut b.gaps, &q.gaps, w);
-        add_buckets(&mut b.rate, &q.rate, w);
-        add_buckets(&mut b.session_calls, &q.session_calls, w);
-        add_buckets(&mut b.session_fanout, &q.session_fanout, w);
+        self.blend_rates(&mut b, w, own.events_learned);
         for (fp, rtypes, t) in &self.tools {
             let i = match b.tools.iter().position(|x| x.tool == *fp) {
                 Some(i) => i,
@@ -539,6 +535,37 @@ impl KeyedPrior {
             add_buckets(&mut x.per_session, &t.per_session, w);
         }
         b
+    }
+
+    /// The catalogue-free part of the prior: agent-level novelty, adoption
+    /// and provenance rates, hours, cadence, session shapes.
+    fn blend_rates(&self, b: &mut Profile, w: f32, events_learned: u64) {
+        let q = &self.prior;
+        b.value_obs += q.value_obs * w;
+        b.value_n1 += q.value_n1 * w;
+        b.parent_n1 += q.parent_n1 * w;
+        b.parent_novel += q.parent_novel * w;
+        b.lookalike_novel += q.lookalike_novel * w;
+        b.adoptions += q.adoptions * w;
+        b.adoption_new_rtype += q.adoption_new_rtype * w;
+        b.adoption_new_value += q.adoption_new_value * w;
+        b.adoption_new_action += q.adoption_new_action * w;
+        b.prov_new += q.prov_new * w;
+        b.prov_untrusted += q.prov_untrusted * w;
+        for (h, x) in b.hours.iter_mut().zip(q.hours) {
+            *h += x * w;
+        }
+        for (h, x) in b.weekdays.iter_mut().zip(q.weekdays) {
+            *h += x * w;
+        }
+        // The own profile refreshes its hour entropy every 32 calls.
+        if events_learned < 32 {
+            b.hour_entropy = q.hour_entropy;
+        }
+        add_buckets(&mut b.gaps, &q.gaps, w);
+        add_buckets(&mut b.rate, &q.rate, w);
+        add_buckets(&mut b.session_calls, &q.session_calls, w);
+        add_buckets(&mut b.session_fanout, &q.session_fanout, w);
     }
 }
 

@@ -237,6 +237,27 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
     for (a, b) in with.iter().zip(&rekeyed) {
         assert!((a.0 - b.0).abs() < 0.01, "{} bits against {}", a.0, b.0);
     }
+    // An agent of the group whose first tool no member uses keeps only
+    // the prior's catalogue-free rates, judged against the young threshold.
+    let foreign = {
+        use crate::engine::{Engine, Phase};
+        let mut engine = Engine::new(&cfg);
+        engine.set_fleet(Some(fleet.clone()));
+        let text = r#"{"event_id":"f0","ts":"2026-09-21T12:00:00.000Z","agent_id":"writer-new-2","session_id":"s-f","tool":"send_fax","resource_id":"fax-1","action":"write"}"#;
+        let Ok(crate::event::Event::ToolCall(call)) = crate::ingest::decode::decode_str(text)
+        else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        (ev.decision.threshold, ev.decision.basis)
+    };
+    assert_eq!(
+        foreign,
+        (
+            fleet.young_threshold(group).expect("young threshold"),
+            crate::decide::Basis::Group
+        )
+    );
     // The tools a new agent calls first pick its group when nothing else
     // does.
     assert_eq!(fleet.group_of_tool("update_row"), group);
