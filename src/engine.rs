@@ -19,6 +19,7 @@ use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
 use crate::event::{ContextEvent, Millis, ToolCall};
+use crate::fleet::blend::KeyedPrior;
 use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
 use crate::score::binding::{BindingView, IdView};
@@ -208,6 +209,15 @@ pub struct AgentState {
     dirty: bool,
     /// Fleet hook: its peer group in the loaded fleet model, if any.
     group: Option<u16>,
+    /// Fleet hook: its own profile plus its group's prior, which a young
+    /// agent is scored against (`fleet.blend-prior`); rebuilt when it
+    /// learns, dropped once the prior weighs little. Not checkpointed.
+    blend: Option<Box<Profile>>,
+    /// Fleet hook: it called a tool neither it nor its group's prior knew,
+    /// so only the prior's catalogue-free rates are lent to it.
+    foreign_tools: bool,
+    /// Fleet hook: it called a tool its group's prior knows.
+    shares_tools: bool,
 }
 
 impl AgentState {
@@ -299,6 +309,10 @@ pub struct Engine {
     /// Fleet hook: peer groups and session models (`models/`), if loaded.
     fleet: Option<Arc<Fleet>>,
     fleet_cfg: FleetConfig,
+    /// Fleet hook: each group's prior under this engine's fingerprints, and
+    /// `[[fleet.assign]]` as (pattern, group).
+    priors: Vec<Option<KeyedPrior>>,
+    fleet_rules: Vec<(Box<str>, u16)>,
 }
 
 impl Engine {
@@ -320,6 +334,8 @@ impl Engine {
             counters: EngineCounters::default(),
             fleet: None,
             fleet_cfg: cfg.fleet.clone(),
+            priors: Vec::new(),
+            fleet_rules: Vec::new(),
         }
     }
 
@@ -327,19 +343,47 @@ impl Engine {
     /// assigns every known agent its group.
     pub fn set_fleet(&mut self, fleet: Option<Arc<Fleet>>) {
         self.fleet = fleet;
-        for a in &mut self.agents {
-            a.group = self
-                .fleet
-                .as_ref()
-                .and_then(|f| f.assign(&a.id, a.declared_class.as_deref(), &a.profile));
+        self.priors = match (&self.fleet, self.fleet_cfg.blend_prior) {
+            (Some(f), true) => f.keyed_priors(&self.fp),
+            _ => Vec::new(),
+        };
+        self.fleet_rules = self
+            .fleet
+            .as_ref()
+            .map(|f| f.assign_rules(&self.fleet_cfg.assign))
+            .unwrap_or_default();
+        for ai in 0..self.agents.len() {
+            self.agents[ai].group = None;
+            let ts = self.agents[ai].profile.last_ts;
+            self.assign_group(ai, ts);
         }
     }
 
-    fn assign_group(&mut self, ai: usize) {
+    fn assign_group(&mut self, ai: usize, ts: Millis) {
         if let Some(f) = &self.fleet {
             let a = &mut self.agents[ai];
-            a.group = f.assign(&a.id, a.declared_class.as_deref(), &a.profile);
+            a.group = f.assign(
+                &a.id,
+                a.declared_class.as_deref(),
+                &a.profile,
+                a.group,
+                &self.fleet_rules,
+            );
         }
+        self.refresh_blend(ai, ts);
+    }
+
+    /// Fleet hook: rebuilds the profile a young agent is scored against
+    /// (own + group prior), or drops it once the agent's own calls make the
+    /// prior weigh under 10% (n ≥ 9 n0).
+    fn refresh_blend(&mut self, ai: usize, ts: Millis) {
+        let a = &mut self.agents[ai];
+        let catalogue = !a.foreign_tools;
+        a.blend = a
+            .group
+            .and_then(|g| self.priors.get(g as usize)?.as_ref())
+            .filter(|p| (a.profile.events_learned as f32) < 9.0 * p.calls())
+            .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits, catalogue)));
     }
 
     pub fn agents(&self) -> &[AgentState] {
@@ -377,12 +421,16 @@ impl Engine {
                     declared_class,
                     dirty: false,
                     group: None,
+                    blend: None,
+                    foreign_tools: false,
+                    shares_tools: false,
                 });
                 self.index.insert(id.into(), i);
             }
         }
         if let Some(&i) = self.index.get(id) {
-            self.assign_group(i as usize);
+            let ts = self.agents[i as usize].profile.last_ts;
+            self.assign_group(i as usize, ts);
         }
     }
 
@@ -394,7 +442,7 @@ impl Engine {
                 agent.policy = decide::resolve(id, Some(class), &self.policy);
                 agent.declared_class = Some(class.into());
                 agent.dirty = true;
-                self.assign_group(i as usize);
+                self.assign_group(i as usize, ts);
             }
             return i;
         }
@@ -407,9 +455,12 @@ impl Engine {
             declared_class: class.map(Into::into),
             dirty: true,
             group: None,
+            blend: None,
+            foreign_tools: false,
+            shares_tools: false,
         });
         self.index.insert(id.into(), i);
-        self.assign_group(i as usize);
+        self.assign_group(i as usize, ts);
         i
     }
 
@@ -474,7 +525,10 @@ impl Engine {
             // Fleet hook: an agent outside the training fleet moves to the
             // group its growing profile resembles (at 4, 8, 16, … sessions).
             if agent.profile.sessions_learned.is_power_of_two() {
-                self.assign_group(ai);
+                self.assign_group(ai, s.last_ts);
+            } else if agent.blend.is_some() {
+                // Fleet hook: the blend follows what the agent learned.
+                self.refresh_blend(ai, s.last_ts);
             }
         }
         self.counters.sessions_closed += 1;
@@ -597,6 +651,35 @@ impl Engine {
         let ai = self.agent_index(&call.agent_id, call.ts, call.agent_class.as_deref()) as usize;
         let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
+        // Fleet hook: an agent with no group yet joins the group whose
+        // members share the tool it calls (assignment by its first calls).
+        if self.agents[ai].group.is_none() {
+            if let Some(g) = self
+                .fleet
+                .as_ref()
+                .and_then(|f| f.group_of_tool(&call.tool))
+            {
+                self.agents[ai].group = Some(g);
+                self.refresh_blend(ai, call.ts);
+            }
+        }
+        // Fleet hook: a young agent calling a tool neither it nor its
+        // group knows does not share its group's catalogue: it keeps only
+        // the prior's catalogue-free rates.
+        // Decided on its first calls: one tool its group knows settles it.
+        let a = &self.agents[ai];
+        if a.blend.is_some() && !a.shares_tools && !a.foreign_tools {
+            let known = a
+                .group
+                .and_then(|g| self.priors.get(g as usize)?.as_ref())
+                .is_some_and(|p| p.knows(obs.tool));
+            if known {
+                self.agents[ai].shares_tools = true;
+            } else if a.profile.tool(obs.tool).is_none() {
+                self.agents[ai].foreign_tools = true;
+                self.refresh_blend(ai, call.ts);
+            }
+        }
         let agent = &self.agents[ai];
         let sess = &agent.sessions[si];
         let ctx = SeqContext {
@@ -736,8 +819,11 @@ impl Engine {
             carry: sess.carry,
         };
         let p = &agent.profile;
+        // Fleet hook: a young agent is scored against its blend with the
+        // group prior.
+        let scored = agent.blend.as_deref().unwrap_or(p);
         let mut score = score::score(
-            p,
+            scored,
             &obs,
             &ctx,
             &view,
@@ -772,11 +858,22 @@ impl Engine {
                 let inv_w = 1.0 / p.weight(call.ts, &self.limits);
                 let mut threshold = decide::threshold(p, &agent.policy, &self.policy, inv_w);
                 // Fleet hook: a young agent starts from its group's
-                // calibration rather than warm-up and the flat default.
-                if let (Some(fleet), true, decide::Basis::WarmUp | decide::Basis::Default) =
-                    (&self.fleet, self.fleet_cfg.group_threshold, threshold.1)
+                // calibration rather than warm-up and the flat default: the
+                // blend's when it is scored against the blend.
+                if let (Some(fleet), decide::Basis::WarmUp | decide::Basis::Default) =
+                    (&self.fleet, threshold.1)
                 {
-                    if let Some(t) = fleet.young_threshold(agent.group) {
+                    let group = agent
+                        .blend
+                        .as_ref()
+                        .filter(|_| !agent.foreign_tools)
+                        .and_then(|_| fleet.blend_threshold(agent.group))
+                        .or_else(|| {
+                            (self.fleet_cfg.group_threshold || agent.blend.is_some())
+                                .then(|| fleet.young_threshold(agent.group))
+                                .flatten()
+                        });
+                    if let Some(t) = group {
                         threshold = (t, decide::Basis::Group);
                     }
                 }
@@ -916,6 +1013,11 @@ impl Engine {
         self.counters.tool_calls += 1;
         let rate = agent.profile.rate_at(ev.obs.ts);
         agent.profile.note_call(ev.obs.ts);
+        if let Some(b) = &mut agent.blend {
+            // Fleet hook: the blend's rate is the agent's own.
+            b.rate_now = agent.profile.rate_now;
+            b.rate_ts = agent.profile.rate_ts;
+        }
         agent.dirty = true;
         if !s.flagged && s.pending.len() < SESSION_PENDING_CAP {
             let tool_name = agent

@@ -256,6 +256,10 @@ impl ModelFile {
                 m.check()
                     .map_err(|why| format!("group {i}: session model: {why}"))?;
             }
+            if let Some(p) = &g.prior.profile {
+                p.check()
+                    .map_err(|why| format!("group {i}: prior profile: {why}"))?;
+            }
         }
         Ok(())
     }
@@ -352,6 +356,23 @@ impl ModelFile {
                     s,
                     "  young threshold:    {t:.1} bits (from {} sessions of members before their own calibration)",
                     p.young_sessions
+                );
+            }
+            if let Some(q) = &p.profile {
+                let _ = writeln!(
+                    s,
+                    "  prior profile:      {:.0} pseudo-calls, {} tools, {} transitions, {} resource types",
+                    q.calls,
+                    q.tools.len(),
+                    q.transitions.len(),
+                    q.rtype_names.len()
+                );
+            }
+            if let Some(t) = p.blend_threshold_bits {
+                let _ = writeln!(
+                    s,
+                    "  blend threshold:    {t:.1} bits (from {} young sessions of members scored against the others' prior)",
+                    p.blend_sessions
                 );
             }
             match &g.session_model {

@@ -18,6 +18,7 @@
 //! an agent's group may change, [`Fleet::session_reason`] per call), which
 //! adds a `session_shape` reason with bits like every other signal.
 
+pub mod blend;
 pub mod command;
 pub mod features;
 pub mod file;
@@ -29,8 +30,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::baseline::Profile;
+use crate::config::fleet::AssignRule;
+use crate::decide::glob_match;
 use crate::event::Action;
+use crate::score::features::Fingerprinter;
 use crate::score::Detail;
+use blend::{KeyedPrior, PriorProfile};
 use features::{agent_features, session_vector, SessionShape, AGENT_DIM};
 use file::{ModelFile, ModelFileError, FILE_NAME};
 
@@ -44,6 +49,9 @@ pub struct Fleet {
     file: ModelFile,
     members: HashMap<String, u16>,
     classes: HashMap<String, u16>,
+    /// Tool name → the group most of whose members use it (first-call
+    /// assignment).
+    tools: HashMap<String, u16>,
     fallback_threshold: Option<f32>,
 }
 
@@ -78,11 +86,32 @@ impl Fleet {
             .filter_map(|g| g.prior.young_threshold_bits)
             .collect();
         young.sort_unstable_by(f32::total_cmp);
+        // A tool shared by the members of two groups goes to the group that
+        // shares it more; an exact tie leaves it to neither.
+        let mut best: HashMap<&str, (u16, f32, bool)> = HashMap::new();
+        for g in &file.groups {
+            for (tool, share) in &g.prior.shared_tools {
+                match best.get_mut(tool.as_str()) {
+                    Some(b) if *share > b.1 => *b = (g.id, *share, false),
+                    Some(b) if *share == b.1 => b.2 = true,
+                    Some(_) => {}
+                    None => {
+                        best.insert(tool, (g.id, *share, false));
+                    }
+                }
+            }
+        }
+        let tools = best
+            .into_iter()
+            .filter(|(_, (_, _, tie))| !tie)
+            .map(|(t, (g, _, _))| (t.to_owned(), g))
+            .collect();
         Self {
             fallback_threshold: young.get(young.len() / 2).copied(),
             file,
             members,
             classes,
+            tools,
         }
     }
 
@@ -100,23 +129,82 @@ impl Fleet {
         }
     }
 
+    /// The threshold of a young agent scored against its group's blend.
+    pub fn blend_threshold(&self, group: Option<u16>) -> Option<f32> {
+        self.file
+            .groups
+            .get(group? as usize)?
+            .prior
+            .blend_threshold_bits
+    }
+
+    /// A group's prior profile, if the file holds one.
+    pub fn prior_profile(&self, group: u16) -> Option<&PriorProfile> {
+        self.file.groups.get(group as usize)?.prior.profile.as_ref()
+    }
+
+    /// Groups' prior profiles, keyed for an engine's fingerprints.
+    pub fn keyed_priors(&self, fp: &Fingerprinter) -> Vec<Option<KeyedPrior>> {
+        self.file
+            .groups
+            .iter()
+            .map(|g| g.prior.profile.as_ref().map(|p| p.rekey(fp)))
+            .collect()
+    }
+
+    /// `[[fleet.assign]]` rules as (pattern, group). A peer that is not in
+    /// the training fleet is named in a warning and its rule skipped: the
+    /// model may have been retrained without it.
+    pub fn assign_rules(&self, rules: &[AssignRule]) -> Vec<(Box<str>, u16)> {
+        let mut out = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            match self.members.get(r.peer.as_str()) {
+                Some(g) => out.extend(r.agents.iter().map(|a| (a.as_str().into(), *g))),
+                None => tracing::warn!(
+                    key = %format!("fleet.assign[{i}].peer"),
+                    peer = %r.peer,
+                    "A fleet.assign peer is not an agent of the model's training fleet; the rule is skipped."
+                ),
+            }
+        }
+        out
+    }
+
+    /// The group whose members share `tool`, for an agent with no group
+    /// yet (assignment by its first calls).
+    pub fn group_of_tool(&self, tool: &str) -> Option<u16> {
+        self.tools.get(tool).copied()
+    }
+
     pub fn file(&self) -> &ModelFile {
         &self.file
     }
 
     /// The group of an agent: its own when it was in the training fleet,
-    /// else the group of its declared class, else, once its profile holds a
-    /// few sessions, the group whose centroid is nearest its profile
-    /// features (re-assigned as evidence grows).
-    pub fn assign(&self, agent_id: &str, class: Option<&str>, profile: &Profile) -> Option<u16> {
+    /// else the group of its declared class, else that of the first
+    /// `[[fleet.assign]]` rule matching its id (`rules`), else, once its
+    /// profile holds a few sessions, the group whose centroid is nearest its
+    /// profile features (re-assigned as evidence grows); before that, the
+    /// group it has (`current`, e.g. from its first calls' tools).
+    pub fn assign(
+        &self,
+        agent_id: &str,
+        class: Option<&str>,
+        profile: &Profile,
+        current: Option<u16>,
+        rules: &[(Box<str>, u16)],
+    ) -> Option<u16> {
         if let Some(g) = self.members.get(agent_id) {
             return Some(*g);
         }
         if let Some(g) = class.and_then(|c| self.classes.get(c)) {
             return Some(*g);
         }
+        if let Some((_, g)) = rules.iter().find(|(p, _)| glob_match(p, agent_id)) {
+            return Some(*g);
+        }
         if profile.sessions_learned < MIN_SESSIONS_TO_ASSIGN {
-            return None;
+            return current;
         }
         let raw = agent_features(profile);
         let mut z = [0.0; AGENT_DIM];

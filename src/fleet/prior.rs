@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::blend::PriorProfile;
 use crate::baseline::Profile;
 use crate::config::Config;
 use crate::decide;
@@ -49,11 +50,24 @@ pub struct GroupPrior {
     /// Young sessions that threshold came from.
     #[serde(default)]
     pub young_sessions: usize,
+    /// The group as pseudo-observations a young agent is scored against
+    /// (`fleet.blend-prior`, src/fleet/blend.rs); `None` in files trained
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PriorProfile>,
+    /// Threshold (bits) for a young agent scored against the blend: as
+    /// `young_threshold_bits`, from each member streamed with no history
+    /// against the prior of the other members (leave one out).
+    #[serde(default)]
+    pub blend_threshold_bits: Option<f32>,
+    /// Young sessions that threshold came from.
+    #[serde(default)]
+    pub blend_sessions: usize,
 }
 
 /// The `1 − target-false-alarm-rate` quantile of young sessions' maximum
 /// scores, plus the margin, within the configured bounds.
-fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
+pub(crate) fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
     if scores.is_empty() {
         return None;
     }
@@ -162,6 +176,9 @@ impl GroupPrior {
             ),
             young_threshold_bits: young_threshold(young_scores, cfg),
             young_sessions: young_scores.len(),
+            profile: None,
+            blend_threshold_bits: None,
+            blend_sessions: 0,
             calibrated_members: thresholds.len(),
             threshold_bits: (!thresholds.is_empty()).then(|| median(thresholds)),
         }

@@ -90,7 +90,13 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
     // as unlike its group, and an ordinary one as usual.
     let fleet = Fleet::new(back);
     let g = fleet
-        .assign("writer-1", None, &crate::baseline::Profile::new(0))
+        .assign(
+            "writer-1",
+            None,
+            &crate::baseline::Profile::new(0),
+            None,
+            &[],
+        )
         .expect("a training member keeps its group");
     let mut usual = SessionShape::default();
     for c in 0..4u32 {
@@ -114,11 +120,147 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
     ));
     // An unknown agent with no class and no history has no group yet.
     assert_eq!(
-        fleet.assign("new-agent", None, &crate::baseline::Profile::new(0)),
+        fleet.assign(
+            "new-agent",
+            None,
+            &crate::baseline::Profile::new(0),
+            None,
+            &[]
+        ),
         None
     );
 
-    engine_hook(std::sync::Arc::new(fleet));
+    // Each group carries its prior as pseudo-calls, by name, and the
+    // threshold calibrated on members scored against the others' prior.
+    let prior = writers.prior.profile.as_ref().expect("prior profile");
+    assert_eq!(prior.calls, Config::default().fleet.prior_calls);
+    let names: Vec<&str> = prior.tools.iter().map(|t| t.name.as_str()).collect();
+    assert!(
+        names.contains(&"update_row") && names.contains(&"read_row"),
+        "{names:?}"
+    );
+    assert!(!prior.transitions.is_empty());
+    assert!(writers.prior.blend_threshold_bits.is_some());
+    assert!(writers.prior.blend_sessions > 0);
+    assert!(text.contains("prior profile:"), "{text}");
+
+    let fleet = std::sync::Arc::new(fleet);
+    engine_hook(fleet.clone());
+    blend_hook(fleet);
+}
+
+/// Scores one writer-like session of a new agent (a usual call, then a
+/// call of a tool no writer uses) with `cfg`; returns both evaluations'
+/// (score, threshold, basis).
+fn new_writer_scores(
+    fleet: &std::sync::Arc<Fleet>,
+    cfg: &Config,
+    agent: &str,
+) -> Vec<(f32, f32, crate::decide::Basis)> {
+    use crate::engine::{Engine, Phase};
+    use crate::ingest::decode::decode_str;
+    let mut engine = Engine::new(cfg);
+    engine.set_fleet(Some(fleet.clone()));
+    let calls = [
+        ("update_row", "write", "doc-3"),
+        ("read_row", "read", "doc-3"),
+        ("drop_table", "admin", "doc-3"),
+    ];
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, action, id))| {
+            // An hour of the training fleet's days.
+            let ts = chrono::DateTime::from_timestamp_millis(
+                1_790_000_000_000 + 5 * 3_600_000 + i as i64 * 20_000,
+            )
+            .expect("ts")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let text = format!(
+                r#"{{"event_id":"n{i}","ts":"{ts}","agent_id":"{agent}","session_id":"s-new","tool":"{tool}","resource_type":"doc","resource_id":"{id}","action":"{action}"}}"#
+            );
+            let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
+                panic!("decodes");
+            };
+            let ev = engine.evaluate(&call, Phase::Live);
+            let out = (ev.score.total, ev.decision.threshold, ev.decision.basis);
+            engine.commit(ev);
+            out
+        })
+        .collect()
+}
+
+/// The blend hook: a new agent put in the writers' group by an agent-id
+/// pattern is scored against the group prior from its first call, judged
+/// against the group's blend threshold, finds the writers' usual calls
+/// cheaper than without the prior and a tool no writer uses dear; and the
+/// prior holds under another fingerprint key.
+fn blend_hook(fleet: std::sync::Arc<Fleet>) {
+    let mut cfg = Config::default();
+    cfg.fleet.blend_prior = true;
+    cfg.fleet.assign = vec![crate::config::fleet::AssignRule {
+        agents: vec!["writer-new-*".into()],
+        peer: "writer-0".into(),
+    }];
+    let group = fleet.assign(
+        "writer-0",
+        None,
+        &crate::baseline::Profile::new(0),
+        None,
+        &[],
+    );
+    let with = new_writer_scores(&fleet, &cfg, "writer-new-1");
+    let t = fleet.blend_threshold(group).expect("blend threshold");
+    for (_, threshold, basis) in &with {
+        assert_eq!(*basis, crate::decide::Basis::Group);
+        assert_eq!(*threshold, t);
+    }
+    let mut off = cfg.clone();
+    off.fleet.blend_prior = false;
+    let without = new_writer_scores(&fleet, &off, "writer-new-1");
+    assert!(
+        with[1].0 < without[1].0,
+        "a usual writer call costs {} bits with the prior, {} without",
+        with[1].0,
+        without[1].0
+    );
+    assert!(
+        with[2].0 > with[1].0 + 4.0,
+        "a tool no writer uses ({} bits) against a usual call ({} bits)",
+        with[2].0,
+        with[1].0
+    );
+    // The prior is stored by name: another hash key scores alike.
+    let mut keyed = cfg.clone();
+    keyed.detector.hash_key = "00112233445566778899aabbccddeeff".into();
+    let rekeyed = new_writer_scores(&fleet, &keyed, "writer-new-1");
+    for (a, b) in with.iter().zip(&rekeyed) {
+        assert!((a.0 - b.0).abs() < 0.01, "{} bits against {}", a.0, b.0);
+    }
+    // An agent of the group whose first tool no member uses keeps only
+    // the prior's catalogue-free rates, judged against the young threshold.
+    let foreign = {
+        use crate::engine::{Engine, Phase};
+        let mut engine = Engine::new(&cfg);
+        engine.set_fleet(Some(fleet.clone()));
+        let text = r#"{"event_id":"f0","ts":"2026-09-21T12:00:00.000Z","agent_id":"writer-new-2","session_id":"s-f","tool":"send_fax","resource_id":"fax-1","action":"write"}"#;
+        let Ok(crate::event::Event::ToolCall(call)) = crate::ingest::decode::decode_str(text)
+        else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        (ev.decision.threshold, ev.decision.basis)
+    };
+    assert_eq!(
+        foreign,
+        (
+            fleet.young_threshold(group).expect("young threshold"),
+            crate::decide::Basis::Group
+        )
+    );
+    // The tools a new agent calls first pick its group when nothing else
+    // does.
+    assert_eq!(fleet.group_of_tool("update_row"), group);
 }
 
 /// The engine's fleet hook: a new agent is judged against the fleet's
@@ -174,6 +316,14 @@ fn fleet_config_names_a_bad_key() {
     cfg.fleet.session_floor_bits = -1.0;
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("fleet.session-floor-bits"), "{e}");
+    let mut cfg = Config::default();
+    cfg.fleet.prior_calls = 0.0;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("fleet.prior-calls"), "{e}");
+    let cfg = Config::parse("[[fleet.assign]]\nagents = []\npeer = \"bank-assist-corporate\"\n")
+        .expect("parses");
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("fleet.assign[0].agents"), "{e}");
 }
 
 #[test]

@@ -20,15 +20,19 @@ use linfa_clustering::KMeans;
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
+use super::blend::{PriorProfile, YoungRates};
 use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
 use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
-use super::prior::GroupPrior;
+use super::prior::{young_threshold, GroupPrior};
 use super::session::{SessionModel, SessionModelError};
+use super::Fleet;
 use crate::config::Config;
 use crate::engine::{Engine, Phase};
 use crate::event::{Event, Millis};
 use crate::ingest::decode::decode_bytes;
 use crate::ingest::file::{JsonlReader, Line};
+use crate::score::features::Fingerprinter;
+use std::sync::Arc;
 
 /// Most groups tried.
 const MAX_GROUPS: usize = 8;
@@ -67,6 +71,44 @@ struct Collected {
     first: Millis,
     last: Millis,
     digest: Sha256,
+    /// Resource types seen (the profile keeps only their fingerprints).
+    rtypes: std::collections::BTreeSet<String>,
+    /// Each agent's novelty while it was young.
+    young: HashMap<String, YoungRates>,
+}
+
+/// Streams every line of `data` to `f`, with its event when it decodes
+/// (`None` for a blank or rejected line); returns the lines rejected.
+fn for_each_event(
+    data: &[PathBuf],
+    cfg: &Config,
+    mut f: impl FnMut(&[u8], Option<&Event>),
+) -> Result<u64, TrainError> {
+    let max = cfg.ingest.max_event_bytes;
+    let mut buf = Vec::with_capacity(4096);
+    let mut rejected = 0;
+    for path in data {
+        let read_err = |source| TrainError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut reader = JsonlReader::open(path, max).map_err(read_err)?;
+        while let Some(line) = reader.next_line(&mut buf).map_err(read_err)? {
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                f(&buf, None);
+                continue;
+            }
+            let ev = match line {
+                Line::Data => decode_bytes(&buf, max).ok(),
+                Line::TooLong(_) => None,
+            };
+            if ev.is_none() {
+                rejected += 1;
+            }
+            f(&buf, ev.as_ref());
+        }
+    }
+    Ok(rejected)
 }
 
 fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
@@ -80,67 +122,234 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
         first: Millis::MAX,
         last: Millis::MIN,
         digest: Sha256::new(),
+        rtypes: Default::default(),
+        young: HashMap::new(),
     };
-    let max = cfg.ingest.max_event_bytes;
-    let mut buf = Vec::with_capacity(4096);
-    for path in data {
-        let read_err = |source| TrainError::Read {
-            path: path.clone(),
-            source,
+    c.rejected = for_each_event(data, cfg, |line, ev| {
+        c.digest.update(line);
+        c.digest.update(b"\n");
+        let Some(ev) = ev else {
+            return;
         };
-        let mut reader = JsonlReader::open(path, max).map_err(read_err)?;
-        while let Some(line) = reader.next_line(&mut buf).map_err(read_err)? {
-            c.digest.update(&buf);
-            c.digest.update(b"\n");
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let ev = match line {
-                Line::Data => decode_bytes(&buf, max),
-                Line::TooLong(_) => {
-                    c.rejected += 1;
-                    continue;
-                }
-            };
-            let Ok(ev) = ev else {
-                c.rejected += 1;
-                continue;
-            };
-            c.events += 1;
-            match &ev {
-                Event::ToolCall(call) => {
-                    c.tool_calls += 1;
-                    c.first = c.first.min(call.ts);
-                    c.last = c.last.max(call.ts);
-                    let young = c.engine.agent(&call.agent_id).is_none_or(|a| {
-                        (a.profile.sessions_learned as f32) < cfg.policy.calibration_min_sessions
-                    });
-                    let e = c.engine.evaluate(call, Phase::Train);
-                    let key = (
-                        call.agent_id.to_string(),
-                        call.session_id
-                            .as_deref()
-                            .or(call.agent_instance.as_deref())
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
-                    let entry = c.sessions.entry(key).or_insert((0.0, young));
-                    entry.0 = entry.0.max(e.score.total);
-                    let v = session_vector(&e.shape);
-                    match c.shapes.get_mut(call.agent_id.as_ref()) {
-                        Some(list) => list.push(v),
-                        None => {
-                            c.shapes.insert(call.agent_id.to_string(), vec![v]);
-                        }
+        c.events += 1;
+        match ev {
+            Event::ToolCall(call) => {
+                c.tool_calls += 1;
+                c.first = c.first.min(call.ts);
+                c.last = c.last.max(call.ts);
+                if let Some(rt) = call.resource_type.as_deref() {
+                    if !c.rtypes.contains(rt) {
+                        c.rtypes.insert(rt.to_owned());
                     }
-                    c.engine.commit(e);
                 }
-                Event::Context(ctx) => c.engine.observe_context(ctx),
+                let young = is_young(&c.engine, &call.agent_id, cfg);
+                let e = c.engine.evaluate(call, Phase::Train);
+                let entry = c.sessions.entry(session_of(call)).or_insert((0.0, young));
+                entry.0 = entry.0.max(e.score.total);
+                let v = session_vector(&e.shape);
+                match c.shapes.get_mut(call.agent_id.as_ref()) {
+                    Some(list) => list.push(v),
+                    None => {
+                        c.shapes.insert(call.agent_id.to_string(), vec![v]);
+                    }
+                }
+                c.engine.commit(e);
+                if !young && !c.young.contains_key(call.agent_id.as_ref()) {
+                    if let Some(a) = c.engine.agent(&call.agent_id) {
+                        c.young
+                            .insert(call.agent_id.to_string(), YoungRates::of(&a.profile));
+                    }
+                }
+            }
+            Event::Context(ctx) => c.engine.observe_context(ctx),
+        }
+    })?;
+    c.engine.close_all();
+    // Agents young to the end: their whole history.
+    for a in c.engine.agents() {
+        if !c.young.contains_key(a.id.as_ref()) {
+            c.young.insert(a.id.to_string(), YoungRates::of(&a.profile));
+        }
+    }
+    Ok(c)
+}
+
+/// Whether an agent is young: not yet calibrated on its own sessions.
+fn is_young(engine: &Engine, agent: &str, cfg: &Config) -> bool {
+    engine
+        .agent(agent)
+        .is_none_or(|a| (a.profile.sessions_learned as f32) < cfg.policy.calibration_min_sessions)
+}
+
+fn session_of(call: &crate::event::ToolCall) -> (String, String) {
+    (
+        call.agent_id.to_string(),
+        call.session_id
+            .as_deref()
+            .or(call.agent_instance.as_deref())
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+/// Prefix of the pseudo-agents the prior pass learns (no real agent id
+/// starts with a control character).
+const POOL: char = '\u{1}';
+
+/// Each group's prior, and each member's leave-one-out prior.
+type GroupPriors = (Vec<Option<PriorProfile>>, HashMap<String, PriorProfile>);
+
+/// Group priors (all members as one agent) and, per member of a group of
+/// two or more, the prior of the other members (leave one out), as
+/// profiles learned by one more pass over the data.
+fn group_priors(
+    data: &[PathBuf],
+    cfg: &Config,
+    groups: &[Vec<String>],
+    rtypes: &[String],
+    young: &HashMap<String, YoungRates>,
+) -> Result<GroupPriors, TrainError> {
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for (g, members) in groups.iter().enumerate() {
+        for m in members {
+            group_of.insert(m, g);
+        }
+    }
+    let pools = |agent: &str| -> Vec<String> {
+        let Some(&g) = group_of.get(agent) else {
+            return Vec::new();
+        };
+        let mut v = vec![format!("{POOL}group-{g}")];
+        if groups[g].len() > 1 {
+            v.extend(
+                groups[g]
+                    .iter()
+                    .filter(|m| m.as_str() != agent)
+                    .map(|m| format!("{POOL}without-{m}")),
+            );
+        }
+        v
+    };
+    let mut engine = Engine::new(cfg);
+    for_each_event(data, cfg, |_, ev| match ev {
+        Some(Event::ToolCall(call)) => {
+            for pool in pools(&call.agent_id) {
+                let mut c = call.clone();
+                c.agent_id = pool.into();
+                let e = engine.evaluate(&c, Phase::Train);
+                engine.commit(e);
+            }
+        }
+        Some(Event::Context(ctx)) => {
+            for pool in pools(&ctx.agent_id) {
+                let mut c = ctx.clone();
+                c.agent_id = pool.into();
+                engine.observe_context(&c);
+            }
+        }
+        None => {}
+    })?;
+    engine.close_all();
+    let fp = Fingerprinter::new(cfg.detector.hash_key());
+    let n0 = cfg.fleet.prior_calls;
+    let limits = cfg.detector.limits();
+    let young_of = |members: &mut dyn Iterator<Item = &String>| {
+        let mut r = YoungRates::default();
+        for m in members {
+            if let Some(y) = young.get(m) {
+                r.add(y);
+            }
+        }
+        r
+    };
+    let prior = |name: &str, young: &YoungRates| {
+        engine
+            .agent(name)
+            .and_then(|a| PriorProfile::of(&a.profile, &fp, rtypes, young, n0, &limits))
+    };
+    let full = groups
+        .iter()
+        .enumerate()
+        .map(|(g, members)| prior(&format!("{POOL}group-{g}"), &young_of(&mut members.iter())))
+        .collect();
+    let loo = groups
+        .iter()
+        .flat_map(|members| members.iter().map(move |m| (m, members)))
+        .filter_map(|(m, members)| {
+            let y = young_of(&mut members.iter().filter(|x| *x != m));
+            Some((m.clone(), prior(&format!("{POOL}without-{m}"), &y)?))
+        })
+        .collect();
+    Ok((full, loo))
+}
+
+/// Per group, the highest scores of members' young sessions, each member
+/// streamed with no history and scored against the prior of the other
+/// members: what the blend threshold is calibrated on.
+fn blend_scores(
+    data: &[PathBuf],
+    cfg: &Config,
+    model: &ModelFile,
+    loo: &HashMap<String, PriorProfile>,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    // One pseudo-group per member, holding its leave-one-out prior.
+    let mut file = model.clone();
+    let mut real = Vec::new();
+    file.groups = model
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(move |m| (g.id, m)))
+        .filter_map(|(g, m)| Some((g, m, loo.get(m)?)))
+        .enumerate()
+        .map(|(i, (g, m, p))| {
+            real.push(g as usize);
+            Group {
+                id: i as u16,
+                centroid: vec![0.0; AGENT_DIM],
+                members: vec![m.clone()],
+                classes: Vec::new(),
+                prior: GroupPrior {
+                    profile: Some(p.clone()),
+                    ..GroupPrior::default()
+                },
+                session_model: None,
+            }
+        })
+        .collect();
+    let mut out = vec![Vec::new(); model.groups.len()];
+    if file.groups.is_empty() {
+        return Ok(out);
+    }
+    let mut cal = cfg.clone();
+    cal.fleet.blend_prior = true;
+    cal.fleet.session_model = false;
+    cal.fleet.assign.clear();
+    let fleet = Arc::new(Fleet::new(file));
+    let mut engine = Engine::new(&cal);
+    engine.set_fleet(Some(fleet));
+    let mut sessions: HashMap<(String, String), (f32, bool, Option<u16>)> = HashMap::new();
+    for_each_event(data, cfg, |_, ev| match ev {
+        Some(Event::ToolCall(call)) => {
+            let young = is_young(&engine, &call.agent_id, cfg);
+            let e = engine.evaluate(call, Phase::Train);
+            let group = engine.agent(&call.agent_id).and_then(|a| a.group());
+            let entry = sessions
+                .entry(session_of(call))
+                .or_insert((0.0, young, group));
+            entry.0 = entry.0.max(e.score.total);
+            engine.commit(e);
+        }
+        Some(Event::Context(ctx)) => engine.observe_context(ctx),
+        None => {}
+    })?;
+    for (score, young, group) in sessions.into_values() {
+        if let (true, Some(g)) = (young, group) {
+            if let Some(&r) = real.get(g as usize) {
+                out[r].push(score);
             }
         }
     }
-    c.engine.close_all();
-    Ok(c)
+    Ok(out)
 }
 
 fn rfc3339(ms: Millis) -> String {
@@ -334,7 +543,7 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         });
     }
 
-    Ok(ModelFile {
+    let mut model = ModelFile {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
         schema: Schema::current(),
@@ -354,7 +563,21 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         agent_center: center,
         agent_scale: scale,
         groups,
-    })
+    };
+    // The priors young agents are blended with, and the threshold that goes
+    // with scoring against them.
+    let members: Vec<Vec<String>> = model.groups.iter().map(|g| g.members.clone()).collect();
+    let rtypes: Vec<String> = c.rtypes.iter().cloned().collect();
+    let (full, loo) = group_priors(data, cfg, &members, &rtypes, &c.young)?;
+    for (g, p) in model.groups.iter_mut().zip(full) {
+        g.prior.profile = p;
+    }
+    let scores = blend_scores(data, cfg, &model, &loo)?;
+    for (g, s) in model.groups.iter_mut().zip(scores) {
+        g.prior.blend_threshold_bits = young_threshold(&s, cfg);
+        g.prior.blend_sessions = s.len();
+    }
+    Ok(model)
 }
 
 fn file_name(p: &Path) -> String {
