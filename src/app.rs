@@ -116,11 +116,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::tune::run(&opts).context("tune failed")?;
             print!("{}", report.render());
-            let worse = report.validation.as_ref().is_some_and(|v| v.worse);
-            if args.apply.is_some() && args.yes && worse && !args.force {
-                anyhow::bail!(
-                    "--apply --yes refused: out of sample the recommendation flags more benign sessions than the defaults (see above); pass --force to apply anyway"
-                );
+            if args.apply.is_some() && args.yes {
+                report.may_apply(args.force)?;
             }
             if let Some(url) = &args.apply {
                 let reason = format!(

@@ -86,6 +86,12 @@ pub enum TuneError {
     Target(f64),
     #[error("--prior-sessions must be a finite number >= 0, not {0}")]
     Prior(f64),
+    #[error("--apply --yes refused: out of sample ({test}) the recommendation flags {tuned} benign sessions where the defaults flag {default}; pass --force to apply anyway")]
+    Worse {
+        test: String,
+        tuned: usize,
+        default: usize,
+    },
 }
 
 /// The thresholds swept, in bits.
@@ -653,6 +659,20 @@ fn validate(
 }
 
 impl TuneReport {
+    /// Whether applying (`--apply --yes`) may go ahead: not when the
+    /// out-of-sample check found more benign sessions flagged than under
+    /// the defaults, unless forced.
+    pub fn may_apply(&self, force: bool) -> Result<(), TuneError> {
+        match &self.validation {
+            Some(v) if v.worse && !force => Err(TuneError::Worse {
+                test: v.test.clone(),
+                tuned: v.after.benign_flagged,
+                default: v.before.benign_flagged,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Tables per agent and per class, the recommendation, before/after.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -841,5 +861,43 @@ mod tests {
         // Never below the calibrated default's floor.
         let (t, _, set, why) = k.recommend(6.0, 900, 10.0);
         assert!(set && t == 14.0, "{why}");
+    }
+
+    #[test]
+    fn apply_is_refused_when_the_out_of_sample_week_gets_worse() {
+        let o = |benign_flagged| Outcome {
+            attacked_flagged: 0,
+            attacked_sessions: 0,
+            benign_flagged,
+            benign_sessions: 100,
+            incidents: 0,
+            incidents_per_agent_week: 0.0,
+        };
+        let mut r = TuneReport {
+            target_fp: 0.01,
+            weeks: 1.0,
+            agents: vec![],
+            classes: vec![],
+            before: o(0),
+            after: o(0),
+            snippet: String::new(),
+            min_sessions: 20,
+            prior_sessions: 100.0,
+            validation: None,
+        };
+        assert!(r.may_apply(false).is_ok(), "no check, nothing to refuse");
+        r.validation = Some(Validation {
+            test: "week2".into(),
+            before: o(12),
+            after: o(49),
+            worse: true,
+        });
+        let e = r.may_apply(false).unwrap_err().to_string();
+        assert!(
+            e.contains("49") && e.contains("12") && e.contains("--force"),
+            "{e}"
+        );
+        assert!(r.may_apply(true).is_ok());
+        assert!(r.render().contains("WORSE"));
     }
 }
