@@ -106,9 +106,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 out: args.out,
                 config,
                 fleet: crate::fleet::command::resolve(&args.models)?,
+                min_sessions: args.min_sessions,
+                prior_sessions: args.prior_sessions,
+                validate: args.validate.map(|test| crate::tune::Validate {
+                    train: args.validate_train,
+                    test,
+                    labels: args.validate_labels,
+                }),
             };
             let report = crate::tune::run(&opts).context("tune failed")?;
             print!("{}", report.render());
+            if args.apply.is_some() && args.yes {
+                report.may_apply(args.force)?;
+            }
             if let Some(url) = &args.apply {
                 let reason = format!(
                     "warden tune: at most {:.1}% of benign sessions flagged on {}",

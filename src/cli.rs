@@ -142,6 +142,27 @@ pub struct TuneArgs {
     /// (never the token itself on the command line).
     #[arg(long, default_value = "WARDEN_ADMIN_TOKEN", value_name = "VAR")]
     pub admin_token_env: String,
+    /// With `--apply --yes`: apply even when `--validate` found that the
+    /// recommendation flags more benign sessions than the defaults.
+    #[arg(long, requires = "yes")]
+    pub force: bool,
+    /// Benign sessions an agent needs for a threshold of its own (else it
+    /// keeps its default); default: `policy.calibration-min-sessions`.
+    #[arg(long, value_name = "N")]
+    pub min_sessions: Option<usize>,
+    /// Pseudo-count n0 of the shrinkage of each agent's threshold toward
+    /// its class, weight n / (n + n0); default: 1 / --target-fp.
+    #[arg(long, value_name = "N0")]
+    pub prior_sessions: Option<f64>,
+    /// Another labelled week to check the recommendation on, out of sample.
+    #[arg(long, value_name = "TEST2.jsonl", requires = "validate_labels")]
+    pub validate: Option<PathBuf>,
+    /// Labels of the `--validate` week; repeatable.
+    #[arg(long, value_name = "LABELS2.jsonl", requires = "validate")]
+    pub validate_labels: Vec<PathBuf>,
+    /// Benign history of the `--validate` week; repeatable; default: `--train`.
+    #[arg(long, value_name = "TRAIN2.jsonl", requires = "validate")]
+    pub validate_train: Vec<PathBuf>,
     /// Tune against the same fleet model `warden run` would load.
     #[command(flatten)]
     pub models: ModelsArgs,

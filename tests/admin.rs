@@ -216,7 +216,13 @@ fn validation_errors_name_the_field() {
         (
             "POST",
             "/v1/feedback",
-            json!({"verdict": "false_positive", "event_id": "e", "actor": "me"}),
+            json!({"verdict": "false_positive", "event_id": "", "actor": "me"}),
+            "event_id",
+        ),
+        (
+            "POST",
+            "/v1/feedback",
+            json!({"verdict": "false_positive", "actor": "me"}),
             "incident",
         ),
     ];
@@ -656,6 +662,102 @@ fn skip_learning_keeps_suppressed_sessions_out_of_the_profile_and_skip_alert_lea
         svc.metric("warden_suppressed_calls_total{kind=\"learning\"}"),
         1.0
     );
+    svc.stop();
+}
+
+/// Polls explain (bounded) until the agent has learned `n` events.
+fn wait_learned(svc: &Service, agent: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events_learned(svc, agent) != n {
+        assert!(
+            Instant::now() < deadline,
+            "events_learned stayed at {}, not {n}",
+            events_learned(svc, agent)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn false_positive_on_a_bare_decision_is_labelled_and_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(&write_config(dir.path()), true, &env());
+    let call = template();
+    let agent = call["agent_id"].as_str().unwrap().to_owned();
+    let (status, v) = admin(
+        &svc,
+        "PUT",
+        &format!("/v1/policy/agents/{agent}"),
+        &json!({"threshold_bits": 0.0, "mode": "shadow", "actor": "alice", "reason": "test"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let d = decide(&svc, dir.path(), &call, 0);
+    assert_eq!(d["flagged"], true, "{d}");
+    let event_id = d["event_id"].as_str().unwrap().to_owned();
+    svc.wait_metric("warden_quarantines_opened_total", 1.0);
+    let e0 = events_learned(&svc, &agent);
+    let (_, e) = read(&svc, &format!("/v1/agents/{agent}/explain"));
+    assert!(
+        e["profile"]["habits_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("this instance")),
+        "{e}"
+    );
+
+    let (status, fb) = admin(
+        &svc,
+        "POST",
+        "/v1/feedback",
+        &json!({"event_id": event_id, "verdict": "false_positive", "actor": "alice", "note": "a known export"}),
+    );
+    assert_eq!(status, 200, "{fb}");
+    assert_eq!(fb["labelled"], 1, "{fb}");
+    assert_eq!(fb["learned"]["learned"], true, "{fb}");
+    assert_eq!(fb["learned"]["agent_id"], agent.as_str(), "{fb}");
+    assert_eq!(
+        fb["released"],
+        Value::Null,
+        "the incident is not released: {fb}"
+    );
+    // Learned into the profile, as a release with false_positive learns.
+    wait_learned(&svc, &agent, e0 + 1);
+    let (_, qs) = read(&svc, "/v1/quarantines");
+    let open = qs["quarantines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["agent_id"] == agent.as_str() && q["state"] != "released");
+    assert!(open, "the incident stays open: {qs}");
+    // And kept as a benign label for warden tune.
+    let (status, text) = svc.admin("GET", "/v1/feedback", "");
+    assert_eq!(status, 200);
+    let label: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event_id"] == event_id.as_str())
+        .unwrap_or_else(|| panic!("no label for {event_id}: {text}"));
+    assert_eq!(label["attack"], false, "{label}");
+    assert_eq!(label["scenario"], "feedback:false_positive", "{label}");
+    wait_audit(dir.path(), "feedback", |r| {
+        r.to_string().contains("a known export")
+    });
+
+    // A call no incident holds: labelled, and the answer says why it
+    // could not be learned.
+    let (status, fb) = admin(
+        &svc,
+        "POST",
+        "/v1/feedback",
+        &json!({"event_id": "no-such-call", "verdict": "false_positive", "actor": "alice"}),
+    );
+    assert_eq!(status, 200, "{fb}");
+    assert_eq!(fb["labelled"], 1, "{fb}");
+    assert_eq!(fb["learned"]["learned"], false, "{fb}");
+    assert!(
+        fb["learned"]["why"].as_str().unwrap().contains("not held"),
+        "{fb}"
+    );
+    assert_eq!(events_learned(&svc, &agent), e0 + 1);
     svc.stop();
 }
 

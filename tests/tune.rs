@@ -47,19 +47,45 @@ fn tune_recommends_thresholds_within_the_target_and_writes_a_valid_snippet() {
     let agents = report["agents"].as_array().unwrap();
     assert!(agents.len() >= 4, "{report}");
     assert!(!report["classes"].as_array().unwrap().is_empty());
+    // Each agent's own threshold meets the target on this week; the
+    // recommendation is it shrunk toward the class by n / (n + n0), never
+    // below min-threshold-bits, and only for agents with enough evidence.
+    let n0 = report["prior_sessions"].as_f64().unwrap();
+    assert_eq!(n0, 50.0, "n0 = 1 / target: {report}");
+    let min = report["min_sessions"].as_u64().unwrap();
+    let class = report["classes"][0]["own"]["threshold"].as_f64().unwrap();
+    let mut set = 0;
     for a in agents {
-        let r = &a["recommended"];
+        let own = &a["own"];
         let (flagged, sessions) = (
-            r["benign_flagged"].as_f64().unwrap(),
-            r["benign_sessions"].as_f64().unwrap(),
+            own["benign_flagged"].as_f64().unwrap(),
+            own["benign_sessions"].as_f64().unwrap(),
         );
-        let at_max = r["threshold"].as_f64().unwrap() >= 60.0;
+        let at_max = own["threshold"].as_f64().unwrap() >= 60.0;
         assert!(
             sessions == 0.0 || flagged / sessions <= 0.02 || at_max,
-            "{}: {r}",
+            "{}: {own}",
+            a["name"]
+        );
+        let n = a["evidence"].as_u64().unwrap();
+        assert_eq!(n as f64, sessions, "{a}");
+        if a["set"] != true {
+            assert!(n < min, "{}: {n} sessions and no entry", a["name"]);
+            continue;
+        }
+        set += 1;
+        let w = n as f64 / (n as f64 + n0);
+        assert!((a["weight"].as_f64().unwrap() - w).abs() < 1e-9, "{a}");
+        let t = a["recommended"]["threshold"].as_f64().unwrap();
+        let shrunk = w * own["threshold"].as_f64().unwrap() + (1.0 - w) * class;
+        assert!(t >= 14.0, "{}: {t} below the floor", a["name"]);
+        assert!(
+            (t - shrunk.max(14.0)).abs() < 0.051,
+            "{}: {t} vs {shrunk}",
             a["name"]
         );
     }
+    assert!(set >= 4, "{report}");
     // Replayed with the recommendation: the same sessions judged (the
     // figures are the replay's own, which the sweep approximates).
     let (before, after) = (&report["before"], &report["after"]);

@@ -619,6 +619,13 @@ impl Worker {
             .habits
             .get(agent_id)
             .map_or(serde_json::Value::Null, |h| h.view());
+        // Habits are tallied per instance (names, which profiles do not
+        // keep): say where they come from, or why there are none here.
+        let habits_source = if habits.is_null() {
+            "none on this instance: habits are tallied by each instance from the clean calls it scores or trains on, and this agent's profile came from elsewhere (Redis or another instance's checkpoint) or has had no clean call here yet; they appear with its next clean call here. The rest of the profile (tools, transitions, origins, cadence, hours) is complete"
+        } else {
+            "tallied on this instance from the clean calls it scored or trained on (kept in its data dir, habits-<worker>.json)"
+        };
         let flagged: Vec<&serde_json::Value> = self
             .flagged_recent
             .iter()
@@ -641,6 +648,7 @@ impl Worker {
                 "transitions": super::admin::habits::transitions(p),
                 "instruction_origins": super::admin::habits::instruction_origins(p),
                 "habits": habits,
+                "habits_source": habits_source,
             },
             "policy": policy,
             "last_calls": calls,

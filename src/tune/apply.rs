@@ -146,7 +146,7 @@ pub async fn apply(
         ..Default::default()
     };
     for s in &report.agents {
-        if s.recommended.benign_sessions == 0 {
+        if !s.set {
             continue;
         }
         let t = s.recommended.threshold;

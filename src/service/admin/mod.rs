@@ -785,11 +785,8 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
             (Some(q.agent_id.clone()), ids)
         }
         (None, Some(e)) => {
-            if verdict == Verdict::FalsePositive {
-                return Err(invalid(
-                    "incident",
-                    "a false positive is learned from its incident: give incident, not event_id",
-                ));
+            if e.is_empty() || e.len() > 256 {
+                return Err(invalid("event_id", "event_id must be 1 to 256 bytes"));
             }
             (None, vec![e.clone()])
         }
@@ -857,6 +854,10 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
                "event_ids": event_ids, "note": req.note}),
     );
     let mut released = Value::Null;
+    let mut learned = Value::Null;
+    if let (Verdict::FalsePositive, Some(e)) = (verdict, &req.event_id) {
+        learned = learn_flagged_call(&shared, r, e).await;
+    }
     if let (Verdict::FalsePositive, Some(id)) = (verdict, &req.incident) {
         // Learned the way a release with false_positive is.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -876,10 +877,49 @@ async fn feedback(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Resp
             Err(_) => return Err(ApiError::Unavailable("responder stopped".into())),
         };
     }
-    Ok(
-        Json(json!({"verdict": label, "labelled": event_ids.len(), "released": released}))
-            .into_response(),
+    Ok(Json(
+        json!({"verdict": label, "labelled": event_ids.len(), "released": released,
+                    "learned": learned}),
     )
+    .into_response())
+}
+
+/// A false positive on one decided call: the call is learned into its
+/// agent's profile as a release with `false_positive` learns its incident's
+/// calls (as a session of its own), without releasing the incident. The
+/// call's event is held only by the quarantines this instance keeps in
+/// memory (open, and released ones until they are dropped); a call flagged
+/// in learn mode or under a suppression opened none, so it cannot be
+/// learned, and the answer says so (the label is recorded either way).
+async fn learn_flagged_call(
+    shared: &Arc<Shared>,
+    r: &crate::respond::responder::Handle,
+    event_id: &str,
+) -> Value {
+    let found = r.board.list(None).into_iter().find_map(|q| {
+        q.flagged_events
+            .iter()
+            .find(|e| {
+                serde_json::from_str::<Value>(e)
+                    .is_ok_and(|v| v["event_id"].as_str() == Some(event_id))
+            })
+            .map(|e| (q.agent_id.clone(), e.clone()))
+    });
+    let Some((agent_id, event)) = found else {
+        return json!({"learned": false, "why": "the call's event is not held by an incident on this instance (flagged in learn mode or under a suppression, or its incident was dropped): recorded as a benign label for warden tune only"});
+    };
+    let w = shared.router.owner(&agent_id);
+    shared
+        .router
+        .send(
+            w,
+            crate::pipeline::Msg::Learn {
+                events: vec![event],
+                session: format!("feedback:{event_id}"),
+            },
+        )
+        .await;
+    json!({"learned": true, "agent_id": agent_id})
 }
 
 /// Labelled examples kept in Redis (the newest).
