@@ -59,23 +59,7 @@ fn bad_messages_with_slack_and_own_commits_do_not_stall_the_source() {
     let slack = ContractServer::slack();
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("stall-events");
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
-             checkpoint-interval = \"1s\"\n\
-             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {topic:?}\ngroup = {:?}\n\
-             commit-interval = \"100ms\"\ninstance-id = \"stall\"\n\
-             [response]\nalert-delay = \"1s\"\nrequest-timeout = \"1s\"\n\
-             [response.slack]\nwebhook-url = {:?}\n",
-            dir.path().join("state"),
-            brokers(),
-            unique("stall-group"),
-            slack.url(),
-        ),
-    )
-    .unwrap();
+    let config = kafka_slack_config(dir.path(), "stall", &topic, "100ms", &slack.url());
     let lines = test_lines(0, 1200);
     let calls = tool_calls(&lines) as f64;
     let bad: Vec<&[u8]> = vec![

@@ -220,23 +220,7 @@ fn dashboards_and_alert_rules_return_data_from_a_real_prometheus() {
     let slack = ContractServer::slack();
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("prom-events");
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
-             checkpoint-interval = \"1s\"\n\
-             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {topic:?}\ngroup = {:?}\n\
-             commit-interval = \"500ms\"\ninstance-id = \"prom\"\n\
-             [response]\nalert-delay = \"1s\"\nrequest-timeout = \"1s\"\n\
-             [response.slack]\nwebhook-url = {:?}\n",
-            dir.path().join("state"),
-            brokers(),
-            unique("prom-group"),
-            slack.url(),
-        ),
-    )
-    .unwrap();
+    let config = kafka_slack_config(dir.path(), "prom", &topic, "500ms", &slack.url());
     // Enough of the test week for flags, incidents and alerts; small
     // enough for a debug build on a busy machine.
     let lines = test_lines(0, 800);

@@ -281,6 +281,35 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Writes `<dir>/warden.toml` for a `warden run` that consumes `topic`
+/// (a fresh group named after `name`) and alerts `slack_url`, committing
+/// every `commit_interval`; returns its path.
+pub fn kafka_slack_config(
+    dir: &Path,
+    name: &str,
+    topic: &str,
+    commit_interval: &str,
+    slack_url: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\ndata-dir = {:?}\ndecisions-file = \"\"\n\
+             checkpoint-interval = \"1s\"\n\
+             [kafka]\nenabled = true\nbrokers = {:?}\ntopic = {topic:?}\ngroup = {:?}\n\
+             commit-interval = {commit_interval:?}\ninstance-id = {name:?}\n\
+             [response]\nalert-delay = \"1s\"\nrequest-timeout = \"1s\"\n\
+             [response.slack]\nwebhook-url = {slack_url:?}\n",
+            dir.join("state"),
+            brokers(),
+            unique(&format!("{name}-group")),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Produces `lines` keyed by agent, and every 1,000 lines one of `bad`;
 /// returns how many bad messages were sent.
 pub fn produce(topic: &str, lines: &str, bad: &[&[u8]]) -> usize {
