@@ -120,9 +120,25 @@ fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
     list
 }
 
-/// Waits (bounded) until the quarantines stop changing and none is pending.
+/// Waits (bounded) until every accepted call is decided, then until the
+/// quarantines stop changing and none is pending. Without the first wait a
+/// worker behind on a loaded machine opens an incident after the list
+/// looked settled.
 fn settled(svc: &Service, limit: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + limit;
+    let decided = || svc.metric("warden_decisions_total") + svc.metric("warden_duplicates_total");
+    loop {
+        let accepted = svc.metric("warden_events_total{kind=\"tool_call\"}");
+        let done = decided();
+        if done >= accepted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {accepted} accepted calls decided"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut last = usize::MAX;
     loop {
         let qs = quarantines(svc);

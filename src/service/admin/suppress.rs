@@ -315,6 +315,8 @@ impl SuppressionStore {
         {
             let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
             let mut next: Vec<Arc<Rule>> = (**cur).clone();
+            // The background sync may already have taken it in from Redis.
+            next.retain(|r| r.id != rule.id);
             next.push(rule.clone());
             *cur = Arc::new(next);
             self.version.fetch_add(1, Ordering::AcqRel);
@@ -327,44 +329,49 @@ impl SuppressionStore {
 
     /// Removes a rule by id and persists; `None` when unknown.
     pub fn remove(&self, id: &str) -> Result<Option<Arc<Rule>>, SuppressionStoreError> {
-        if let Backend::Redis {
+        let Backend::Redis {
             client,
             rules_key,
             hits_key,
         } = &self.backend
-        {
-            // Another instance may have added it: take the shared set first.
-            self.sync()?;
-            let removed: u32 = redis::pipe()
-                .cmd("HDEL")
-                .arg(rules_key)
-                .arg(id)
-                .cmd("HDEL")
-                .arg(hits_key)
-                .arg(id)
-                .ignore()
-                .query::<(u32,)>(&mut Self::connection(client)?)
-                .map_err(redis_err)?
-                .0;
-            if removed == 0 {
-                return Ok(None);
+        else {
+            let removed = self.take_local(id);
+            if removed.is_some() {
+                self.sync()?;
             }
-        }
-        let removed = {
-            let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
-            let Some(at) = cur.iter().position(|r| r.id == id) else {
-                return Ok(None);
-            };
-            let mut next: Vec<Arc<Rule>> = (**cur).clone();
-            let removed = next.remove(at);
-            *cur = Arc::new(next);
-            self.version.fetch_add(1, Ordering::AcqRel);
-            removed
+            return Ok(removed);
         };
-        if let Backend::File(_) = &self.backend {
-            self.sync()?;
+        // Another instance may have added it: take the shared set first.
+        self.sync()?;
+        let held = self.snapshot().iter().find(|r| r.id == id).cloned();
+        let removed: u32 = redis::pipe()
+            .cmd("HDEL")
+            .arg(rules_key)
+            .arg(id)
+            .cmd("HDEL")
+            .arg(hits_key)
+            .arg(id)
+            .ignore()
+            .query::<(u32,)>(&mut Self::connection(client)?)
+            .map_err(redis_err)?
+            .0;
+        if removed == 0 {
+            return Ok(None);
         }
-        Ok(Some(removed))
+        // The background sync may have dropped it here between the HDEL
+        // and now: the removal happened all the same.
+        Ok(self.take_local(id).or(held))
+    }
+
+    /// Drops a rule from this instance's list.
+    fn take_local(&self, id: &str) -> Option<Arc<Rule>> {
+        let mut cur = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let at = cur.iter().position(|r| r.id == id)?;
+        let mut next: Vec<Arc<Rule>> = (**cur).clone();
+        let removed = next.remove(at);
+        *cur = Arc::new(next);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Some(removed)
     }
 }
 
