@@ -107,8 +107,11 @@ pub struct Worker {
     /// Live suppression rules.
     suppressions: super::admin::suppress::SuppressionReader,
     /// The last flagged decisions of this worker's agents, with reasons,
-    /// for the explain route (bounded).
-    flagged_recent: VecDeque<(Box<str>, serde_json::Value)>,
+    /// for the explain route (bounded): (agent, decision as JSON text). Text,
+    /// not a `serde_json::Value`: in a storm thousands a second pass
+    /// through, and a value tree costs dozens of allocations to build and
+    /// to drop, for a route that reads a few.
+    flagged_recent: VecDeque<(Box<str>, Box<str>)>,
     /// Flags for the responder, held back while its queue is full.
     outbox: Option<crate::respond::responder::Outbox>,
     /// Its agents' habits in names, for the explain route.
@@ -453,7 +456,9 @@ impl Worker {
                 self.newest_ts = self.newest_ts.max(call.ts);
                 self.count_decision(&call.agent_id, rec.score, rec.flagged);
                 let start = self.line.len();
-                if let Ok(()) = serde_json::to_writer(&mut self.line, &rec) {
+                let written = serde_json::to_writer(&mut self.line, &rec).is_ok();
+                let end = self.line.len();
+                if written {
                     self.publish(&call.agent_id, start);
                     self.line.push(b'\n');
                 }
@@ -462,18 +467,18 @@ impl Worker {
                 } else {
                     None
                 };
-                if rec.flagged {
+                if rec.flagged && written {
                     if self.flagged_recent.len() >= FLAGGED_RECENT {
                         self.flagged_recent.pop_front();
                     }
-                    let mut v = serde_json::to_value(&rec).unwrap_or_default();
-                    round_floats(&mut v);
-                    v["ts"] = context::rfc3339(call.ts).into();
-                    v["tool"] = call.tool.as_ref().into();
-                    v["mode"] = ev.decision.mode.as_str().into();
-                    v["suppressed"] = suppressed.map(|s| s.as_str()).into();
+                    let text = recent_flag(
+                        &self.line[start..end],
+                        call,
+                        ev.decision.mode,
+                        suppressed.map(|s| s.as_str()),
+                    );
                     self.flagged_recent
-                        .push_back((call.agent_id.as_ref().into(), v));
+                        .push_back((call.agent_id.as_ref().into(), text));
                 }
                 if rec.flagged && suppressed.is_none() {
                     let top: Vec<String> = rec
@@ -626,13 +631,17 @@ impl Worker {
         } else {
             "tallied on this instance from the clean calls it scored or trained on (kept in its data dir, habits-<worker>.json)"
         };
-        let flagged: Vec<&serde_json::Value> = self
+        let flagged: Vec<serde_json::Value> = self
             .flagged_recent
             .iter()
             .rev()
             .filter(|(a, _)| a.as_ref() == agent_id)
             .take(n)
-            .map(|(_, v)| v)
+            .filter_map(|(_, text)| serde_json::from_str(text).ok())
+            .map(|mut v| {
+                round_floats(&mut v);
+                v
+            })
             .collect();
         Some(serde_json::json!({
             "agent_id": agent_id,
@@ -937,6 +946,24 @@ fn round_floats(v: &mut serde_json::Value) {
     }
 }
 
+/// A flagged decision as the explain route lists it: its decision record
+/// (`decision`, the JSON object as written to the sink) with when, which
+/// tool, in which mode and whether a suppression matched.
+fn recent_flag(decision: &[u8], call: &ToolCall, mode: Mode, suppressed: Option<&str>) -> Box<str> {
+    let body = std::str::from_utf8(decision).unwrap_or("{}");
+    let body = body.strip_suffix('}').unwrap_or("{");
+    let sep = if body.ends_with('{') { "" } else { "," };
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "null".to_owned());
+    format!(
+        "{body}{sep}\"ts\":\"{}\",\"tool\":{},\"mode\":\"{}\",\"suppressed\":{}}}",
+        context::rfc3339(call.ts),
+        quoted(&call.tool),
+        mode.as_str(),
+        suppressed.map_or_else(|| "null".to_owned(), quoted),
+    )
+    .into_boxed_str()
+}
+
 /// Counts an accepted event by kind.
 pub fn count_event(shared: &Shared, ev: &Event) {
     shared
@@ -946,4 +973,30 @@ pub fn count_event(shared: &Shared, ev: &Event) {
             kind: ev.kind().as_str(),
         })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recent_flag_reads_back_as_its_decision_and_context() {
+        let line = r#"{"event_id":"e1","ts":"2026-11-24T09:00:00.250Z","agent_id":"a","tool":"send \"mail\"","session_id":"s"}"#;
+        let Event::ToolCall(call) = decode_bytes(line.as_bytes(), 4096).unwrap() else {
+            panic!("a tool call")
+        };
+        let decision = br#"{"event_id":"e1","score":30.25,"reasons":[{"bits":3.3}]}"#;
+        let text = recent_flag(decision, &call, Mode::Shadow, Some("alert"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event_id"], "e1");
+        assert_eq!(v["reasons"][0]["bits"], 3.3);
+        assert_eq!(v["ts"], "2026-11-24T09:00:00.250Z");
+        assert_eq!(v["tool"], "send \"mail\"");
+        assert_eq!(v["mode"], "shadow");
+        assert_eq!(v["suppressed"], "alert");
+        let text = recent_flag(b"{}", &call, Mode::Enforce, None);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["suppressed"], serde_json::Value::Null);
+        assert_eq!(v["mode"], "enforce");
+    }
 }
