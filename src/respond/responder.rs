@@ -243,6 +243,13 @@ impl LogBlocks {
 /// (see `Responder::end_burst_deferring`).
 const COMMIT_DEFER: Duration = Duration::from_millis(50);
 
+/// How often incidents that only rolled-up flags changed are written (and
+/// shown on the board, and audited) while a storm goes on. Each write
+/// carries the incident's twenty raw events: per burst of a few flags it
+/// cost more than scoring the calls. A crash in the window loses nothing
+/// a source has committed past (a sync writes everything first).
+const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(2);
+
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
 
@@ -344,8 +351,11 @@ impl Board {
     }
 
     fn insert(&self, q: &Quarantine) -> Trimmed {
+        // The board answers the API, which never shows the redelivery
+        // hashes (up to 4,096 per incident): not copied.
+        let shown = Arc::new(q.shown());
         let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(q.id.clone(), Arc::new(q.clone()));
+        map.insert(q.id.clone(), shown);
         if map.len() <= self.cap {
             return Trimmed::default();
         }
@@ -587,10 +597,13 @@ pub struct Responder {
     by_key: HashMap<String, String>,
     progress: HashMap<String, Progress>,
     /// Open quarantines whose record lags their state in `open` by flags
-    /// rolled up since (nothing was called out for them): written once a
-    /// burst of messages is handled and before every sync, so a storm
-    /// costs one write per incident, not one per flagged call.
+    /// rolled up since (nothing was called out for them): written every
+    /// [`ROLL_UP_SAVE_EVERY`], before an alert about one goes out, and
+    /// before every sync or release, so a storm costs a write per incident
+    /// and interval, not one per flagged call.
     unsaved: std::collections::BTreeSet<String>,
+    /// When `unsaved` was last written.
+    unsaved_written_at: Instant,
     /// Per open quarantine, the flags rolled into it since its last audit
     /// record (see `audit_rolled`).
     rolled: HashMap<String, Vec<serde_json::Value>>,
@@ -718,6 +731,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         by_key: HashMap::new(),
         progress: HashMap::new(),
         unsaved: Default::default(),
+        unsaved_written_at: Instant::now(),
         rolled: HashMap::new(),
         gauges_dirty: false,
         outbound: Vec::new(),
@@ -888,20 +902,18 @@ impl Responder {
     /// revocation still waits for its record; a crash in the window only
     /// repeats an idempotent revocation or an alert (PagerDuty dedups by
     /// the incident's id).
+    ///
+    /// Incidents that only rolled-up flags changed are written (and shown
+    /// on the board, and audited) by that commit too, not per burst: in a
+    /// storm, bursts are a few flags each, and rewriting an incident with
+    /// its twenty raw events for every few flags cost more than scoring.
     fn end_burst_deferring(&mut self) {
         if self
             .outbound
             .iter()
             .any(|o| matches!(o, Outbound::Revoke { .. }))
         {
-            return self.end_burst();
-        }
-        for id in std::mem::take(&mut self.unsaved) {
-            self.save_open(&id);
-            self.audit_rolled(&id);
-        }
-        for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
-            self.audit_rolled(&id);
+            return self.commit(false);
         }
         if !self.commit_due {
             self.commit_due = true;
@@ -912,18 +924,42 @@ impl Responder {
         }
     }
 
-    /// Once per burst: writes the open quarantines that only rolled-up
-    /// flags changed, with one audit record each for those flags, and
-    /// sets the gauges.
+    /// Commits everything: the open quarantines that only rolled-up flags
+    /// changed included (before a sync, a release, at shutdown).
     fn end_burst(&mut self) {
+        self.commit(true);
+    }
+
+    /// Group commit of a burst: writes the open quarantines that only
+    /// rolled-up flags changed (all of them with `all`, else those due or
+    /// about to be alerted on), with one audit record each for those
+    /// flags, commits the registry, makes the calls out, and sets the
+    /// gauges.
+    fn commit(&mut self, all: bool) {
         self.commit_due = false;
-        for id in std::mem::take(&mut self.unsaved) {
-            self.save_open(&id);
-            self.audit_rolled(&id);
-        }
-        // Flags rolled into a quarantine released meanwhile.
-        for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
-            self.audit_rolled(&id);
+        if all || self.unsaved_written_at.elapsed() >= ROLL_UP_SAVE_EVERY {
+            for id in std::mem::take(&mut self.unsaved) {
+                self.save_open(&id);
+                self.audit_rolled(&id);
+            }
+            // Flags rolled into a quarantine released meanwhile.
+            for id in self.rolled.keys().cloned().collect::<Vec<_>>() {
+                self.audit_rolled(&id);
+            }
+            self.unsaved_written_at = Instant::now();
+        } else {
+            // Alerts are rendered from the board: it shows what they say.
+            let alerted: Vec<String> = self
+                .unsaved
+                .iter()
+                .filter(|id| self.outbound.iter().any(|o| o.quarantine() == Some(id)))
+                .cloned()
+                .collect();
+            for id in alerted {
+                self.unsaved.remove(&id);
+                self.save_open(&id);
+                self.audit_rolled(&id);
+            }
         }
         // Group commit: every record of the burst in one write, then the
         // calls out it decided.
@@ -957,6 +993,11 @@ impl Responder {
                     }
                 }
             }
+        }
+        if !self.unsaved.is_empty() {
+            self.commit_due = true;
+            let wait = ROLL_UP_SAVE_EVERY.saturating_sub(self.unsaved_written_at.elapsed());
+            self.schedule(Msg::Commit, wait.max(COMMIT_DEFER));
         }
         if std::mem::take(&mut self.gauges_dirty) {
             self.publish_gauges();
@@ -1011,7 +1052,7 @@ impl Responder {
             }
             Msg::Commit => {
                 if self.commit_due {
-                    self.end_burst();
+                    self.commit(false);
                 }
             }
             Msg::Sweep => {
