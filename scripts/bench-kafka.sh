@@ -14,7 +14,8 @@
 # WARDEN_BENCH_THRESHOLD=BITS fixes every agent's threshold (calibration
 # off), e.g. 8 for a storm of a badly tuned rollout with over 10% flagged.
 # WARDEN_BENCH_PERF=FILE records a perf profile of Warden
-# while the load runs.
+# while the load runs; WARDEN_BENCH_PERF_ARGS adds perf record options,
+# e.g. "-F 499 --call-graph dwarf" for call graphs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
@@ -76,7 +77,8 @@ for _ in $(seq 1 100); do
 done
 perf_pid=""
 if [ -n "${WARDEN_BENCH_PERF:-}" ]; then
-  perf record -o "$WARDEN_BENCH_PERF" -p "$warden_pid" 2>/dev/null &
+  # shellcheck disable=SC2086
+  perf record ${WARDEN_BENCH_PERF_ARGS:-} -o "$WARDEN_BENCH_PERF" -p "$warden_pid" 2>/dev/null &
   perf_pid=$!
 fi
 "$bin/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
