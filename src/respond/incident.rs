@@ -368,45 +368,6 @@ impl CredentialEntry {
 }
 
 impl Quarantine {
-    /// A copy for the board, which answers the API: without the
-    /// redelivery hashes (up to 4,096 per incident), which the API never
-    /// shows, so that showing an incident in a storm does not copy them.
-    pub fn shown(&self) -> Self {
-        Self {
-            id: self.id.clone(),
-            key: self.key.clone(),
-            agent_id: self.agent_id.clone(),
-            agent_instance: self.agent_instance.clone(),
-            principal: self.principal.clone(),
-            credential: self.credential.clone(),
-            credentials: self.credentials.clone(),
-            session_id: self.session_id.clone(),
-            trace_id: self.trace_id.clone(),
-            class: self.class.clone(),
-            mode: self.mode,
-            state: self.state,
-            created_at: self.created_at.clone(),
-            updated_at: self.updated_at.clone(),
-            version: self.version,
-            score: self.score,
-            threshold: self.threshold,
-            basis: self.basis.clone(),
-            reasons: self.reasons.clone(),
-            max_score: self.max_score,
-            flagged_calls: self.flagged_calls.clone(),
-            flagged_events: self.flagged_events.clone(),
-            rolled_up: self.rolled_up,
-            seen_events: Vec::new(),
-            timeline: self.timeline.clone(),
-            origin: self.origin.clone(),
-            baseline: self.baseline.clone(),
-            revocations: self.revocations.clone(),
-            alerts: self.alerts.clone(),
-            release: self.release.clone(),
-            owner: self.owner.clone(),
-            legacy_credential_id: self.legacy_credential_id.clone(),
-        }
-    }
     /// A new quarantine from its first flag, with a pending revocation per
     /// revoker (enforce only) and an alert status per notifier.
     pub fn open(

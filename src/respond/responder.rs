@@ -352,8 +352,12 @@ impl Board {
 
     fn insert(&self, q: &Quarantine) -> Trimmed {
         // The board answers the API, which never shows the redelivery
-        // hashes (up to 4,096 per incident): not copied.
-        let shown = Arc::new(q.shown());
+        // hashes (up to 4,096 per incident): not kept for up to
+        // `max-incidents-in-memory` incidents.
+        let shown = Arc::new(Quarantine {
+            seen_events: Vec::new(),
+            ..q.clone()
+        });
         let mut map = self.quarantines.write().unwrap_or_else(|p| p.into_inner());
         map.insert(q.id.clone(), shown);
         if map.len() <= self.cap {
