@@ -470,6 +470,19 @@ fn weeks_of(calls: &[(String, Call)]) -> f64 {
     (span_ms as f64 / (7.0 * 86_400_000.0)).max(1.0 / 7.0)
 }
 
+/// One "replayed with" line of the report: `what` padded to `width`.
+fn outcome_line(what: &str, width: usize, o: &Outcome) -> String {
+    format!(
+        "  {what:<width$}  attacked sessions flagged {}/{}  benign sessions flagged {}/{}  incidents {} ({:.1} per agent-week)\n",
+        o.attacked_flagged,
+        o.attacked_sessions,
+        o.benign_flagged,
+        o.benign_sessions,
+        o.incidents,
+        o.incidents_per_agent_week
+    )
+}
+
 /// Outcome of a replay from its decisions (flags as the engine made them).
 fn outcome(
     calls: &[(String, Call)],
@@ -759,15 +772,7 @@ impl TuneReport {
 
         out.push_str("Replayed with and without the recommendation:\n");
         for (what, o) in [("before", &self.before), ("after", &self.after)] {
-            out.push_str(&format!(
-                "  {what:<6}  attacked sessions flagged {}/{}  benign sessions flagged {}/{}  incidents {} ({:.1} per agent-week)\n",
-                o.attacked_flagged,
-                o.attacked_sessions,
-                o.benign_flagged,
-                o.benign_sessions,
-                o.incidents,
-                o.incidents_per_agent_week
-            ));
+            out.push_str(&outcome_line(what, 6, o));
         }
         if let Some(v) = &self.validation {
             out.push_str(&format!(
@@ -775,15 +780,7 @@ impl TuneReport {
                 v.test
             ));
             for (what, o) in [("default", &v.before), ("tuned", &v.after)] {
-                out.push_str(&format!(
-                    "  {what:<7}  attacked sessions flagged {}/{}  benign sessions flagged {}/{}  incidents {} ({:.1} per agent-week)\n",
-                    o.attacked_flagged,
-                    o.attacked_sessions,
-                    o.benign_flagged,
-                    o.benign_sessions,
-                    o.incidents,
-                    o.incidents_per_agent_week
-                ));
+                out.push_str(&outcome_line(what, 7, o));
             }
             if v.worse {
                 out.push_str(&format!(
