@@ -516,6 +516,7 @@ const KAFKA_OWN_PROPERTIES: &[(&str, &str)] = &[
     ),
     ("group.id", "use kafka.group"),
     ("transactional.id", "use kafka.instance-id"),
+    ("transaction.timeout.ms", "use kafka.transaction-timeout"),
     (
         "enable.auto.commit",
         "offsets commit after checkpoints (kafka.commit-interval)",
@@ -549,6 +550,15 @@ pub struct KafkaConfig {
     /// worker has checkpointed the state those events produced.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// How long an open transaction of decisions may wait for a broker
+    /// that is away (a restart, a failover) before the broker aborts it and
+    /// the service must exit to replay from the last commit. A restarted
+    /// instance aborts its predecessor's open transaction at once, so this
+    /// only bounds how long consumers of the decisions topic wait for an
+    /// instance that never comes back. At most 15 minutes (the broker's
+    /// default `transaction.max.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
     /// Stable name of this instance in its group: decisions and offsets are
     /// committed in one Kafka transaction under `warden-<group>-<id>`, and a
     /// restarted instance fences its dead predecessor. Empty means the host
@@ -593,6 +603,7 @@ impl Default for KafkaConfig {
             dlq_topic: String::new(),
             decisions_topic: "warden.decisions".to_owned(),
             commit_interval: Duration::from_secs(5),
+            transaction_timeout: Duration::from_secs(300),
             instance_id: String::new(),
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: SaslMechanism::ScramSha512,
@@ -687,6 +698,14 @@ impl KafkaConfig {
         }
         if self.commit_interval < Duration::from_millis(100) {
             return Err(invalid("kafka.commit-interval", "must be at least 100ms"));
+        }
+        if self.transaction_timeout < (self.commit_interval * 2).max(Duration::from_secs(10))
+            || self.transaction_timeout > Duration::from_secs(900)
+        {
+            return Err(invalid(
+                "kafka.transaction-timeout",
+                "must be between 10s (and twice kafka.commit-interval) and 15m",
+            ));
         }
         let protocol = self.security_protocol;
         if protocol.uses_sasl() {
@@ -1691,6 +1710,25 @@ mod transport_tests {
         assert!(e.contains("security-protocol") || e.contains("tls"), "{e}");
         let e = Config::parse("[kafka]\nsasl-mechanism = \"GSSAPI\"").unwrap_err();
         assert!(e.contains("GSSAPI"), "{e}");
+    }
+
+    #[test]
+    fn the_transaction_timeout_outlasts_commits_and_stays_under_the_broker_cap() {
+        assert_eq!(
+            kafka("").kafka.transaction_timeout,
+            Duration::from_secs(300)
+        );
+        kafka("transaction-timeout = \"15m\"\n").validate().unwrap();
+        for bad in [
+            "transaction-timeout = \"5s\"\n",
+            "transaction-timeout = \"16m\"\n",
+            "commit-interval = \"1m\"\ntransaction-timeout = \"90s\"\n",
+        ] {
+            assert!(err(&kafka(bad)).contains("kafka.transaction-timeout"), "{bad}");
+        }
+        let cfg = Config::parse("[kafka.librdkafka]\n\"transaction.timeout.ms\" = \"1000\"\n")
+            .unwrap();
+        assert!(err(&cfg).contains("kafka.transaction-timeout"), "{}", err(&cfg));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   the source says whether the commit happened ([`Barrier`]), so that no
 //!   later decision slips into that commit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -78,6 +79,10 @@ pub enum Msg {
 #[derive(Clone)]
 pub struct Router {
     queues: Vec<mpsc::Sender<Msg>>,
+    /// Set once a barrier is held until exit: the workers are parked for
+    /// good, so no later barrier (a rebalance callback, the consumer's
+    /// close) may wait for them.
+    held: Arc<AtomicBool>,
 }
 
 // === impl Router ===
@@ -87,7 +92,13 @@ impl Router {
     /// ends, one per worker.
     pub fn new(workers: usize, depth: usize) -> (Self, Vec<mpsc::Receiver<Msg>>) {
         let (queues, receivers) = (0..workers.max(1)).map(|_| mpsc::channel(depth)).unzip();
-        (Self { queues }, receivers)
+        let held = Arc::new(AtomicBool::new(false));
+        (Self { queues, held }, receivers)
+    }
+
+    /// Whether a failed commit parked the workers until the process ends.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
     }
 
     pub fn workers(&self) -> usize {
@@ -148,9 +159,13 @@ impl Router {
     /// the barrier and checkpoints it. `None` when a worker could not (or
     /// is gone): commit nothing, the workers go on. Blocking.
     pub fn barrier(&self) -> Option<Barrier> {
+        if self.is_held() {
+            return None;
+        }
         let mut acks = Vec::with_capacity(self.queues.len());
         let mut barrier = Barrier {
             resumes: Vec::with_capacity(self.queues.len()),
+            held: self.held.clone(),
         };
         for w in 0..self.queues.len() {
             let (ack, ack_rx) = std::sync::mpsc::channel();
@@ -193,6 +208,7 @@ impl Router {
 #[must_use = "the workers stay parked until the barrier is settled or dropped"]
 pub struct Barrier {
     resumes: Vec<std::sync::mpsc::Sender<bool>>,
+    held: Arc<AtomicBool>,
 }
 
 // === impl Barrier ===
@@ -208,6 +224,45 @@ impl Barrier {
     /// The commit's outcome is unknown: keep the workers parked until the
     /// process ends (crash-only), so nothing more is decided or saved.
     pub fn hold_until_exit(self) {
+        self.held.store(true, Ordering::Release);
         std::mem::forget(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker that acknowledges every barrier and waits for its outcome,
+    /// as `Worker::run` does; returns how many barriers it saw.
+    fn parking_worker(mut rx: mpsc::Receiver<Msg>) -> std::thread::JoinHandle<usize> {
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while let Some(msg) = rx.blocking_recv() {
+                if let Msg::Barrier { ack, resume } = msg {
+                    seen += 1;
+                    let _ = ack.send(true);
+                    let _ = resume.recv();
+                }
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn a_held_barrier_makes_later_barriers_return_at_once() {
+        let (router, receivers) = Router::new(2, 4);
+        let workers: Vec<_> = receivers.into_iter().map(parking_worker).collect();
+        router.barrier().expect("both workers ack").committed();
+        assert!(!router.is_held());
+        router.barrier().expect("both workers ack").hold_until_exit();
+        assert!(router.is_held());
+        // The workers are parked for good: waiting for them would hang (the
+        // consumer's close after a failed transaction did exactly that).
+        let t0 = std::time::Instant::now();
+        assert!(router.clone().barrier().is_none());
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        drop(router);
+        drop(workers);
     }
 }

@@ -141,6 +141,13 @@ impl ConsumerContext for SourceContext {
             return;
         };
         let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        if self.links.router.is_held() {
+            // A failed transaction parked the workers for good and the
+            // service is exiting (this is the consumer's close): commit
+            // nothing, wait for nobody; the events are replayed.
+            tracing::info!(partitions = ?revoked, "Partitions revoked after a failed transaction; nothing committed.");
+            return;
+        }
         tracing::info!(partitions = ?revoked, "Partitions revoked; committing before they go.");
         let group = consumer.group_metadata();
         tokio::task::block_in_place(|| {
@@ -539,13 +546,14 @@ fn barrier_commit(
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
+    let cfg_timeout = links.config.kafka.transaction_timeout;
     let result = match (&links.decisions, group) {
         (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
             let timeout = Duration::from_secs(30);
             let mut backoff = Duration::from_millis(200);
-            let deadline = std::time::Instant::now() + Duration::from_secs(300);
+            let deadline = std::time::Instant::now() + cfg_timeout;
             let mut offsets_sent = false;
             loop {
                 let step = if offsets_sent {

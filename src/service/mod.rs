@@ -322,6 +322,12 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let p: ThreadedProducer<DefaultProducerContext> =
             crate::ingest::kafka::client_config(&cfg.kafka)?
                 .set("transactional.id", cfg.kafka.transactional_id())
+                // A broker away for less than this (a restart) is waited
+                // out; its in-flight decisions keep the same bound.
+                .set(
+                    "transaction.timeout.ms",
+                    cfg.kafka.transaction_timeout.as_millis().to_string(),
+                )
                 .set("linger.ms", "5")
                 .create()
                 .context("cannot create the Kafka decisions producer")?;

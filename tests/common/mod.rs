@@ -185,14 +185,27 @@ impl Service {
     /// Waits until `name` reaches `value`, at most `limit`.
     pub fn wait_metric_for(&self, name: &str, value: f64, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.metric(name) < value {
-            assert!(
-                Instant::now() < deadline,
-                "{name} stuck at {} < {value}",
-                self.metric(name)
-            );
+        loop {
+            if TcpStream::connect(&self.admin_addr).is_err() {
+                self.fail(&format!("waiting for {name}: the service is gone"));
+            }
+            let v = self.metric(name);
+            if v >= value {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("{name} stuck at {v} < {value}"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Panics with `why` and what the service logged last, which is what
+    /// explains a stall or an exit.
+    pub fn fail(&self, why: &str) -> ! {
+        let logs: Vec<String> = self.log.try_iter().collect();
+        let tail = &logs[logs.len().saturating_sub(200)..];
+        panic!("{why}; last service log lines:\n{}", tail.join("\n"))
     }
 
     /// SIGTERM, then a bounded wait for a clean exit.
