@@ -50,6 +50,49 @@ impl State {
     pub const fn is_open(self) -> bool {
         !matches!(self, Self::Released)
     }
+
+    /// The state machine, the one place a quarantine's state changes:
+    ///
+    /// - `Shadow` → `Released`.
+    /// - `Pending` → `Revoked` (every revocation confirmed), `RevokeFailed`
+    ///   (one refused for good or given up on), `Released`.
+    /// - `Revoked` → `Pending` (a new credential of the agent, still to be
+    ///   revoked), `RevokeFailed`, `Released`.
+    /// - `RevokeFailed` → `Released` only: a credential that may still work
+    ///   stays in front of a human until one releases it.
+    /// - `Released` is final.
+    ///
+    /// Anything else is refused, and the state stays as it was.
+    pub fn on(self, t: Transition) -> Result<Self, IllegalTransition> {
+        let next = match (self, t) {
+            (Self::Released, _) => None,
+            (_, Transition::Release) => Some(Self::Released),
+            (Self::Shadow, Transition::Revocations { .. }) => None,
+            (Self::RevokeFailed, Transition::Revocations { .. }) => Some(Self::RevokeFailed),
+            (_, Transition::Revocations { failed: true, .. }) => Some(Self::RevokeFailed),
+            (_, Transition::Revocations { pending: true, .. }) => Some(Self::Pending),
+            (_, Transition::Revocations { .. }) => Some(Self::Revoked),
+        };
+        next.ok_or(IllegalTransition { from: self, on: t })
+    }
+}
+
+/// What moves a quarantine between [`State`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Its revocations now stand so: any refused for good, any still
+    /// pending (a new credential adds pending ones).
+    Revocations { failed: bool, pending: bool },
+    /// A human released it.
+    Release,
+}
+
+/// A transition the state machine refuses (see [`State::on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a quarantine in state {} cannot take {on:?}", from.as_str())]
+pub struct IllegalTransition {
+    pub from: State,
+    pub on: Transition,
 }
 
 /// One reason of a decision, with its weight in bits.
@@ -179,6 +222,11 @@ impl Flag {
         }
     }
 
+    /// [`key_hash`] of [`key`](Self::key).
+    pub fn key_hash(&self) -> u64 {
+        key_hash(&self.agent_id, self.agent_instance.as_deref())
+    }
+
     /// The quarantine id a new quarantine opened by this flag gets:
     /// derived from its key and first event, so the same event redelivered
     /// after a crash finds the same quarantine rather than opening another.
@@ -188,6 +236,21 @@ impl Flag {
         );
         format!("q-{:024x}", h >> 32)
     }
+}
+
+/// The hash of an incident key as [`Flag::key`] spells it, without
+/// building the string (a worker asks per flagged call).
+pub fn key_hash(agent_id: &str, instance: Option<&str>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(agent_id.as_bytes());
+    match instance {
+        Some(i) => {
+            h.update(b"/instance/");
+            h.update(i.as_bytes());
+        }
+        None => h.update(b"/agent"),
+    }
+    h.digest()
 }
 
 /// The outcome of one revoker for a quarantine.
@@ -607,21 +670,27 @@ impl Quarantine {
                 failed |= r.outcome == Outcome::Failed;
                 pending |= r.outcome == Outcome::Pending;
             }
-            if failed {
-                State::RevokeFailed
-            } else if pending {
-                State::Pending
-            } else {
-                State::Revoked
-            }
+            Transition::Revocations { failed, pending }
         };
         for (n, e) in self.credentials.iter_mut().enumerate() {
             let mine = || self.revocations.iter().filter(move |r| r.is_for(n));
-            e.state = of(&mut mine());
+            // A credential's own state: from pending, as if new, so one
+            // revoked after another failed reads as revoked.
+            e.state = State::Pending.on(of(&mut mine())).unwrap_or(e.state);
             e.attempts = mine().map(|r| r.attempts).sum();
             e.last_error = mine().find_map(|r| r.last_error.clone());
         }
-        self.state = of(&mut self.revocations.iter());
+        let t = of(&mut self.revocations.iter());
+        self.state = self.state.on(t).unwrap_or(self.state);
+    }
+
+    /// Releases it (see [`State::on`]): refused once released.
+    pub fn release(&mut self, release: Release) -> Result<State, IllegalTransition> {
+        let was = self.state;
+        self.state = was.on(Transition::Release)?;
+        self.release = Some(release);
+        self.touch();
+        Ok(was)
     }
 
     /// Flagged calls in total (the first, plus those rolled up).
@@ -742,6 +811,77 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_machine_allows_exactly_its_documented_transitions() {
+        use State::*;
+        let rev = |failed, pending| Transition::Revocations { failed, pending };
+        let all = [Pending, Revoked, RevokeFailed, Shadow, Released];
+        let ts = [
+            rev(false, false),
+            rev(false, true),
+            rev(true, false),
+            rev(true, true),
+            Transition::Release,
+        ];
+        let mut allowed = Vec::new();
+        for from in all {
+            for t in ts {
+                if let Ok(to) = from.on(t) {
+                    allowed.push((from, t, to));
+                } else {
+                    assert_eq!(from.on(t).unwrap_err().from, from);
+                }
+            }
+        }
+        let expect = [
+            (Pending, rev(false, false), Revoked),
+            (Pending, rev(false, true), Pending),
+            (Pending, rev(true, false), RevokeFailed),
+            (Pending, rev(true, true), RevokeFailed),
+            (Pending, Transition::Release, Released),
+            (Revoked, rev(false, false), Revoked),
+            (Revoked, rev(false, true), Pending),
+            (Revoked, rev(true, false), RevokeFailed),
+            (Revoked, rev(true, true), RevokeFailed),
+            (Revoked, Transition::Release, Released),
+            (RevokeFailed, rev(false, false), RevokeFailed),
+            (RevokeFailed, rev(false, true), RevokeFailed),
+            (RevokeFailed, rev(true, false), RevokeFailed),
+            (RevokeFailed, rev(true, true), RevokeFailed),
+            (RevokeFailed, Transition::Release, Released),
+            (Shadow, Transition::Release, Released),
+        ];
+        assert_eq!(allowed, expect);
+        // Released is final: a second release is refused, and says why.
+        let e = Released.on(Transition::Release).unwrap_err();
+        assert_eq!(e.to_string(), "a quarantine in state released cannot take Release");
+    }
+
+    #[test]
+    fn the_key_hash_is_the_hash_of_the_key() {
+        let mut f = flag("e1", Mode::Shadow);
+        for instance in [None, Some("i-7".to_owned())] {
+            f.agent_instance = instance;
+            assert_eq!(f.key_hash(), xxhash_rust::xxh3::xxh3_64(f.key().as_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_release_goes_through_the_state_machine_once() {
+        let mut q = Quarantine::open(&flag("e1", Mode::Shadow), &[], &[], "me");
+        let r = Release {
+            actor: "ann".into(),
+            reason: "fp".into(),
+            false_positive: true,
+            at: now_rfc3339(),
+        };
+        let v = q.version;
+        assert_eq!(q.release(r.clone()), Ok(State::Shadow));
+        assert_eq!((q.state, q.version), (State::Released, v + 1));
+        assert!(q.release(r).is_err());
+        assert_eq!(q.version, v + 1, "a refused release changes nothing");
+    }
 
     fn flag(event: &str, mode: Mode) -> Flag {
         fixtures::flag(event, mode, 30.0)

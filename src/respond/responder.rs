@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::audit::{AuditLog, AuditWriter};
 use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
-use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
+use super::incident::{
+    key_hash, now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS,
+};
 use super::limits::{LimitMetrics, TokenBucket};
 use super::registry::Registry;
 use super::render;
@@ -260,6 +262,9 @@ const MAX_BURST: usize = 4096;
 /// `response.incident-retention`); open ones are never dropped.
 pub struct Board {
     quarantines: RwLock<HashMap<String, Arc<Quarantine>>>,
+    /// Hashes of the keys of open incidents ([`key_hash`]): a worker whose
+    /// flag will only roll into one skips what only an opening reads.
+    open_keys: RwLock<std::collections::HashSet<u64>>,
     cap: usize,
     metrics: LimitMetrics,
     /// When the last over-cap warning was logged (one a minute).
@@ -285,9 +290,28 @@ impl Board {
     pub fn with_cap(cap: usize, metrics: LimitMetrics) -> Self {
         Self {
             quarantines: RwLock::default(),
+            open_keys: RwLock::default(),
             cap: cap.max(2),
             metrics,
             warned: Mutex::new(None),
+        }
+    }
+
+    /// Whether an incident of this key ([`key_hash`]) is open here.
+    pub fn is_open_key(&self, key_hash: u64) -> bool {
+        self.open_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key_hash)
+    }
+
+    fn set_open_key(&self, key: &str, open: bool) {
+        let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+        let mut keys = self.open_keys.write().unwrap_or_else(|p| p.into_inner());
+        if open {
+            keys.insert(h);
+        } else {
+            keys.remove(&h);
         }
     }
 
@@ -460,6 +484,12 @@ impl Outbox {
         self.hold(flag);
     }
 
+    /// Whether a flag of this agent (instance) would roll into an
+    /// incident open now rather than open one.
+    pub fn incident_open(&self, agent_id: &str, instance: Option<&str>) -> bool {
+        self.handle.board.is_open_key(key_hash(agent_id, instance))
+    }
+
     fn hold(&mut self, flag: Flag) {
         self.metrics.response_queue_full.inc();
         if self.held.len() < OUTBOX_FOLD_AT {
@@ -578,13 +608,32 @@ impl Outbound {
     }
 }
 
+/// Where a quarantine's paging stands (memory only): one opening alert,
+/// then updates at most once per `update-interval`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Paging {
+    /// The opening alert waits (`alert-delay`, so that it can carry the
+    /// revocation's outcome); updates are folded into it.
+    #[default]
+    Unsent,
+    /// The opening alert was queued; `last` is when the last alert about
+    /// it was (`None` after a restart: an update may go at once).
+    Sent { last: Option<Instant> },
+    /// As `Sent`, with an update already scheduled (`Msg::UpdateDue`):
+    /// further flags wait for it.
+    UpdateScheduled { last: Option<Instant> },
+}
+
+impl Paging {
+    fn alerted(self) -> bool {
+        self != Self::Unsent
+    }
+}
+
 /// Per quarantine, what the responder tracks in memory only.
 #[derive(Default)]
 struct Progress {
-    /// The opening alert was queued.
-    alerted: bool,
-    last_update: Option<Instant>,
-    update_scheduled: bool,
+    paging: Paging,
     cancel: Arc<AtomicBool>,
     /// When the flag that opened it left its worker (revocation latency).
     flagged_at: Option<Instant>,
@@ -795,6 +844,7 @@ impl Responder {
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
+            self.board.set_open_key(&q.key, true);
             let pending: Vec<(String, Option<usize>)> = q
                 .revocations
                 .iter()
@@ -825,7 +875,7 @@ impl Responder {
                 if undelivered {
                     self.queue_alert(Job::Open(id.clone()), true);
                 }
-                self.progress.entry(id.clone()).or_default().alerted = true;
+                self.progress.entry(id.clone()).or_default().paging = Paging::Sent { last: None };
             } else {
                 self.schedule(Msg::AlertDue(id.clone()), self.cfg.response.alert_delay);
             }
@@ -1031,14 +1081,16 @@ impl Responder {
                 error,
             } => self.on_alerted(&id, &notifier, attempts, error),
             Msg::AlertDue(id) => {
-                let due = self.progress.get(&id).is_some_and(|p| !p.alerted);
+                let due = self.progress.get(&id).is_some_and(|p| !p.paging.alerted());
                 if due {
                     self.queue_alert(Job::Open(id.clone()), true);
                 }
             }
             Msg::UpdateDue(id) => {
                 if let Some(p) = self.progress.get_mut(&id) {
-                    p.update_scheduled = false;
+                    if let Paging::UpdateScheduled { last } = p.paging {
+                        p.paging = Paging::Sent { last };
+                    }
                 }
                 self.send_update(&id, "further flagged calls rolled up".to_owned());
             }
@@ -1172,6 +1224,7 @@ impl Responder {
             self.credentials.insert((id.clone(), 0), c);
         }
         self.save(&q);
+        self.board.set_open_key(&key, true);
         self.by_key.insert(key, id.clone());
         self.open.insert(id.clone(), q.clone());
         self.progress.insert(
@@ -1406,6 +1459,7 @@ impl Responder {
     fn forget(&mut self, id: &str) {
         if let Some(q) = self.open.remove(id) {
             self.by_key.remove(&q.key);
+            self.board.set_open_key(&q.key, false);
         }
         if let Some(p) = self.progress.remove(id) {
             p.cancel.store(true, Ordering::Relaxed);
@@ -1544,7 +1598,7 @@ impl Responder {
         }
         self.update_gauges();
         let settled = q.state != State::Pending;
-        let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
+        let alerted = self.progress.get(id).is_some_and(|p| p.paging.alerted());
         if settled && !alerted {
             self.queue_alert(Job::Open(id.to_owned()), true);
         } else if settled && before != q.state {
@@ -1604,13 +1658,15 @@ impl Responder {
         let Some(p) = self.progress.get_mut(id) else {
             return;
         };
-        if !p.alerted || p.update_scheduled {
-            // The opening alert, still to be sent, will carry the count.
-            return;
-        }
-        match p.last_update.map(|t| t.elapsed()) {
+        let last = match p.paging {
+            // The opening alert, still to be sent, will carry the count;
+            // a scheduled update will.
+            Paging::Unsent | Paging::UpdateScheduled { .. } => return,
+            Paging::Sent { last } => last,
+        };
+        match last.map(|t| t.elapsed()) {
             Some(since) if since < every => {
-                p.update_scheduled = true;
+                p.paging = Paging::UpdateScheduled { last };
                 self.schedule(Msg::UpdateDue(id.to_owned()), every - since);
             }
             _ if new_credential => self.send_update(
@@ -1626,7 +1682,9 @@ impl Responder {
             return;
         }
         if let Some(p) = self.progress.get_mut(id) {
-            p.last_update = Some(Instant::now());
+            p.paging = Paging::Sent {
+                last: Some(Instant::now()),
+            };
         }
         self.queue_alert(Job::Update(id.to_owned(), what), false);
     }
@@ -1634,11 +1692,12 @@ impl Responder {
     fn queue_alert(&mut self, job: Job, opening: bool) {
         if opening {
             let p = self.progress.entry(job.id().to_owned()).or_default();
-            if p.alerted {
+            if p.paging.alerted() {
                 return;
             }
-            p.alerted = true;
-            p.last_update = Some(Instant::now());
+            p.paging = Paging::Sent {
+                last: Some(Instant::now()),
+            };
         }
         // The console/log notifier: the same alert, at the same moment; in
         // a storm, a few blocks a minute (each incident already has its
@@ -1730,20 +1789,16 @@ impl Responder {
                 Err(e) => return Err(ReleaseError::Registry(e.to_string())),
             },
         };
-        if q.state == State::Released {
-            return Err(ReleaseError::AlreadyReleased(id.to_owned()));
-        }
-        let was = q.state;
-        q.state = State::Released;
-        q.release = Some(Release {
-            actor: actor.clone(),
-            reason: reason.clone(),
-            false_positive,
-            at: now_rfc3339(),
-        });
-        q.touch();
+        let was = q
+            .release(Release {
+                actor: actor.clone(),
+                reason: reason.clone(),
+                false_positive,
+                at: now_rfc3339(),
+            })
+            .map_err(|_| ReleaseError::AlreadyReleased(id.to_owned()))?;
         self.save(&q);
-        let alerted = self.progress.get(id).is_some_and(|p| p.alerted);
+        let alerted = self.progress.get(id).is_some_and(|p| p.paging.alerted());
         self.forget(id);
         // Released: nothing will revoke its credentials any more.
         for n in 0..q.credentials.len().max(1) {
