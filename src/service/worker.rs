@@ -480,7 +480,9 @@ impl Worker {
                     self.flagged_recent
                         .push_back((call.agent_id.as_ref().into(), text));
                 }
-                if rec.flagged && suppressed.is_none() {
+                // The log budget is asked first: in a storm most flagged
+                // calls are only counted, and their lines never formatted.
+                if rec.flagged && suppressed.is_none() && self.flag_log.admit(Instant::now()) {
                     let top: Vec<String> = rec
                         .reasons
                         .iter()
@@ -711,18 +713,17 @@ impl Worker {
         }
         let now = Instant::now();
         self.summarise_flag_logs(now);
+        // Admitted by the log budget when they were decided.
         for (agent, event, score, threshold, top) in flagged {
-            if self.flag_log.admit(now) {
-                tracing::warn!(
-                    agent_id = %agent,
-                    event_id = %event,
-                    // f32: printed as is, 30.29 would read 30.290000915527344.
-                    score = %format_args!("{score:.1}"),
-                    threshold = %format_args!("{threshold:.1}"),
-                    reasons = ?top,
-                    "Agent flagged: call deviates from its baseline."
-                );
-            }
+            tracing::warn!(
+                agent_id = %agent,
+                event_id = %event,
+                // f32: printed as is, 30.29 would read 30.290000915527344.
+                score = %format_args!("{score:.1}"),
+                threshold = %format_args!("{threshold:.1}"),
+                reasons = ?top,
+                "Agent flagged: call deviates from its baseline."
+            );
         }
     }
 
@@ -763,6 +764,11 @@ impl Worker {
             return;
         };
         let agent = self.engine.agent(id);
+        // A flag that rolls into an open incident is never read for the
+        // baseline (only an opening shows it): not gathered, per flagged
+        // call of a storm. Released in between, the new incident lacks
+        // it; the explain route has it.
+        let rolls_in = outbox.incident_open(id, call.agent_instance.as_deref());
         let flag = context::flag(
             call,
             raw,
@@ -771,7 +777,7 @@ impl Worker {
             reasons,
             agent.and_then(|a| a.policy.class.as_deref()),
             timeline,
-            agent.map(|a| &a.profile),
+            agent.filter(|_| !rolls_in).map(|a| &a.profile),
         );
         outbox.send(flag);
     }
