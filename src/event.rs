@@ -13,6 +13,57 @@ use serde_json::value::RawValue;
 /// Unix time in milliseconds (event time, UTC).
 pub type Millis = i64;
 
+/// `ms` as RFC 3339 UTC with milliseconds and `Z`
+/// (`2026-11-24T09:00:01.250Z`), as alerts, records and the API show
+/// times; empty outside years 0–9999. Formatted by hand (days to civil
+/// date, Hinnant's algorithm): a flag storm formats a time per call shown,
+/// and chrono's general formatter was a visible share of it.
+pub fn rfc3339(ms: Millis) -> String {
+    const MAX: Millis = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    const MIN: Millis = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+    if !(MIN..=MAX).contains(&ms) {
+        return String::new();
+    }
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + Millis::from(month <= 2);
+    let (secs, milli) = (ms_of_day / 1000, ms_of_day % 1000);
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, v: Millis, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, secs / 3600, 2);
+    put(14, secs / 60 % 60, 2);
+    put(17, secs % 60, 2);
+    put(20, milli, 3);
+    for (i, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[i] = c;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
 /// The kinds of event on the stream; only tool calls get decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -157,5 +208,37 @@ impl<'a> Event<'a> {
             Self::ToolCall(_) => EventKind::ToolCall,
             Self::Context(c) => c.kind,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_is_what_chrono_writes() {
+        let chrono = |ms| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let mut ms: i64 = -62_167_219_200_000;
+        // Leap days, century and era edges, negative times, every
+        // millisecond digit; then a stride over the whole range.
+        for fixed in [
+            0,
+            -1,
+            1,
+            951_782_400_000,
+            951_868_799_999,
+            4_107_542_399_999,
+            1_764_580_000_123,
+        ] {
+            assert_eq!(super::rfc3339(fixed), chrono(fixed), "{fixed}");
+        }
+        while ms <= 253_402_300_799_999 {
+            assert_eq!(super::rfc3339(ms), chrono(ms), "{ms}");
+            ms += 7_777_777_777 + 13;
+        }
+        assert_eq!(super::rfc3339(253_402_300_800_000), "");
+        assert_eq!(super::rfc3339(i64::MIN), "");
     }
 }

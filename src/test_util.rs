@@ -47,12 +47,7 @@ impl Call {
     }
 }
 
-pub fn rfc3339(ts: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts)
-        .expect("valid time")
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
+pub use crate::event::rfc3339;
 
 use crate::config::Config;
 use crate::engine::{Engine, ExplainedReason, Phase};

@@ -352,11 +352,7 @@ fn blend_scores(
     Ok(out)
 }
 
-fn rfc3339(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use crate::event::rfc3339;
 
 /// Mean silhouette of a clustering (Euclidean), 0 for singletons.
 fn silhouette(x: &Array2<f64>, labels: &[usize], k: usize) -> f64 {

@@ -189,12 +189,7 @@ pub(super) fn mod97(s: &str) -> u32 {
     })
 }
 
-/// RFC 3339 UTC with milliseconds and `Z`.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
-}
+pub(crate) use crate::event::rfc3339;
 
 /// Calendar date (`YYYY-MM-DD`) of an instant, UTC.
 pub(crate) fn date(ms: i64) -> String {

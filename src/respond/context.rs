@@ -125,11 +125,7 @@ impl Timeline {
     }
 }
 
-pub fn rfc3339(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use crate::event::rfc3339;
 
 /// What the agent normally does, in human terms.
 pub fn baseline(p: &Profile, recent: Vec<String>) -> Baseline {

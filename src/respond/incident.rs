@@ -413,7 +413,7 @@ fn event_hash(event_id: &str) -> u64 {
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::event::rfc3339(chrono::Utc::now().timestamp_millis())
 }
 
 impl CredentialEntry {
@@ -855,7 +855,10 @@ mod tests {
         assert_eq!(allowed, expect);
         // Released is final: a second release is refused, and says why.
         let e = Released.on(Transition::Release).unwrap_err();
-        assert_eq!(e.to_string(), "a quarantine in state released cannot take Release");
+        assert_eq!(
+            e.to_string(),
+            "a quarantine in state released cannot take Release"
+        );
     }
 
     #[test]
