@@ -1724,11 +1724,18 @@ mod transport_tests {
             "transaction-timeout = \"16m\"\n",
             "commit-interval = \"1m\"\ntransaction-timeout = \"90s\"\n",
         ] {
-            assert!(err(&kafka(bad)).contains("kafka.transaction-timeout"), "{bad}");
+            assert!(
+                err(&kafka(bad)).contains("kafka.transaction-timeout"),
+                "{bad}"
+            );
         }
-        let cfg = Config::parse("[kafka.librdkafka]\n\"transaction.timeout.ms\" = \"1000\"\n")
-            .unwrap();
-        assert!(err(&cfg).contains("kafka.transaction-timeout"), "{}", err(&cfg));
+        let cfg =
+            Config::parse("[kafka.librdkafka]\n\"transaction.timeout.ms\" = \"1000\"\n").unwrap();
+        assert!(
+            err(&cfg).contains("kafka.transaction-timeout"),
+            "{}",
+            err(&cfg)
+        );
     }
 
     #[test]

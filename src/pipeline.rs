@@ -255,7 +255,10 @@ mod tests {
         let workers: Vec<_> = receivers.into_iter().map(parking_worker).collect();
         router.barrier().expect("both workers ack").committed();
         assert!(!router.is_held());
-        router.barrier().expect("both workers ack").hold_until_exit();
+        router
+            .barrier()
+            .expect("both workers ack")
+            .hold_until_exit();
         assert!(router.is_held());
         // The workers are parked for good: waiting for them would hang (the
         // consumer's close after a failed transaction did exactly that).

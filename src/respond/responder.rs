@@ -249,8 +249,10 @@ const COMMIT_DEFER: Duration = Duration::from_millis(50);
 /// shown on the board, and audited) while a storm goes on. Each write
 /// carries the incident's twenty raw events: per burst of a few flags it
 /// cost more than scoring the calls. A crash in the window loses nothing
-/// a source has committed past (a sync writes everything first).
-const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(2);
+/// a source has committed past (a sync writes everything first). 5 s, as
+/// the default `kafka.commit-interval`: with the sync of every commit,
+/// an incident in a storm is written about once per interval, not twice.
+const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
