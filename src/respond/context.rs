@@ -189,6 +189,21 @@ fn round(x: f32, scale: f64) -> f64 {
     (f64::from(x) * scale).round() / scale
 }
 
+/// How much of a flagged call a worker gathers for the responder, by what
+/// the flag will do there ([`Rolls`](super::responder::Rolls)).
+#[derive(Clone, Copy)]
+pub enum Gather<'p> {
+    /// All of it, with the agent's baseline when it has a profile: the
+    /// flag opens an incident.
+    All(Option<&'p Profile>),
+    /// All but the baseline, which a roll-up never reads.
+    NoBaseline,
+    /// For an incident that keeps no more flagged calls: the reasons, but
+    /// neither the raw event nor the arguments; the session timeline only
+    /// when `timeline` (a worker sends one at most once a second).
+    Light { timeline: bool },
+}
+
 /// Everything the responder needs about one flagged call.
 #[allow(clippy::too_many_arguments)]
 pub fn flag(
@@ -199,15 +214,37 @@ pub fn flag(
     reasons: &[ExplainedReason],
     class: Option<&str>,
     timeline: &Timeline,
-    profile: Option<&Profile>,
+    gather: Gather<'_>,
 ) -> Flag {
-    let mut session = timeline.of_session(session_key(call));
+    let light = matches!(gather, Gather::Light { .. });
+    // The flagged call itself; in full, with its arguments.
+    let this = if light {
+        CallSummary {
+            event_id: call.event_id.to_string(),
+            ts: rfc3339(call.ts),
+            tool: call.tool.to_string(),
+            action: None,
+            resource_type: None,
+            resource_id: None,
+            args: None,
+            score: r2(score),
+            flagged: true,
+        }
+    } else {
+        summary(call, score, true)
+    };
+    let mut session = match gather {
+        Gather::Light { timeline: false } => Vec::new(),
+        _ => timeline.of_session(session_key(call)),
+    };
     // The flagged call itself is the last entry; give it its id and args.
-    let this = summary(call, score, true);
     match session.last_mut() {
         Some(last) if last.flagged && last.ts == this.ts && last.tool == this.tool => {
-            *last = this.clone()
+            if !light {
+                *last = this.clone();
+            }
         }
+        _ if matches!(gather, Gather::Light { timeline: false }) => {}
         _ => session.push(this.clone()),
     }
     Flag {
@@ -236,16 +273,21 @@ pub fn flag(
             })
             .collect(),
         call: this,
-        raw: String::from_utf8_lossy(raw).into_owned(),
+        raw: if light {
+            String::new()
+        } else {
+            String::from_utf8_lossy(raw).into_owned()
+        },
         timeline: session,
         origin: call.origin.as_ref().map(|o| OriginInfo {
             kind: o.kind.as_deref().map(str::to_owned),
             reference: o.reference.as_deref().map(str::to_owned),
             excerpt: o.excerpt.as_deref().map(str::to_owned),
         }),
-        baseline: profile
-            .map(|p| baseline(p, timeline.recent_resources(5)))
-            .unwrap_or_default(),
+        baseline: match gather {
+            Gather::All(Some(p)) => baseline(p, timeline.recent_resources(5)),
+            _ => Baseline::default(),
+        },
         flagged_at: std::time::Instant::now(),
         folded: 0,
     }
@@ -277,6 +319,64 @@ mod tests {
         }
         assert_eq!(b.usual_tools[0].0, "get");
         assert!(json.contains("\"calls_per_day\""), "{json}");
+    }
+
+    #[test]
+    fn a_flag_into_a_full_incident_carries_no_raw_event_nor_arguments_but_its_reasons() {
+        let line = |i: usize| {
+            format!(
+                r#"{{"event_id":"e{i}","ts":"2026-11-24T09:00:0{i}Z","agent_id":"a","tool":"t{i}","session_id":"s","args":{{"to":"x@y.z"}}}}"#
+            )
+        };
+        let lines: Vec<String> = (0..3).map(line).collect();
+        let decoded: Vec<_> = lines
+            .iter()
+            .map(
+                |l| match crate::ingest::decode::decode_bytes(l.as_bytes(), 4096).unwrap() {
+                    crate::event::Event::ToolCall(c) => c,
+                    _ => panic!(),
+                },
+            )
+            .collect();
+        let mut t = Timeline::default();
+        for (i, c) in decoded.iter().enumerate() {
+            t.push(c, 1.0, i == 2, 8);
+        }
+        let (raw, call) = (&lines[2], &decoded[2]);
+        let d = crate::decide::decide(
+            30.0,
+            (14.0, crate::decide::Basis::Calibrated),
+            crate::decide::Mode::Shadow,
+        );
+        let reasons = [ExplainedReason {
+            signal: "tool",
+            detail: "first call of `t2`".into(),
+            bits: 30.0,
+        }];
+        let make = |g| flag(call, raw.as_bytes(), 30.0, &d, &reasons, None, &t, g);
+        let all = make(Gather::NoBaseline);
+        assert_eq!(all.raw, *raw);
+        assert!(all.call.args.is_some());
+        assert_eq!(all.timeline.len(), 3);
+        for timeline in [false, true] {
+            let light = make(Gather::Light { timeline });
+            assert!(light.raw.is_empty() && light.call.args.is_none());
+            assert_eq!((light.call.event_id.as_str(), light.score), ("e2", 30.0));
+            assert_eq!(
+                light.reasons.len(),
+                1,
+                "an incident it opens must still say why"
+            );
+            let tools: Vec<&str> = light.timeline.iter().map(|c| c.tool.as_str()).collect();
+            assert_eq!(
+                tools,
+                if timeline {
+                    vec!["t0", "t1", "t2"]
+                } else {
+                    vec![]
+                }
+            );
+        }
     }
 
     #[test]

@@ -563,8 +563,11 @@ impl Quarantine {
         if self.origin.is_none() {
             self.origin = flag.origin.take();
         }
-        // The latest session view is the most useful to whoever reads it.
-        self.timeline = std::mem::take(&mut flag.timeline);
+        // The latest session view is the most useful to whoever reads it
+        // (a flag into a full incident carries one at most once a second).
+        if !flag.timeline.is_empty() {
+            self.timeline = std::mem::take(&mut flag.timeline);
+        }
         self.touch();
         true
     }
@@ -859,6 +862,18 @@ mod tests {
             e.to_string(),
             "a quarantine in state released cannot take Release"
         );
+    }
+
+    #[test]
+    fn a_flag_without_a_timeline_keeps_the_last_one_shown() {
+        let mut q = Quarantine::open(&flag("e1", Mode::Shadow), &[], &[], "me");
+        let shown = q.timeline.clone();
+        assert!(!shown.is_empty());
+        let mut f = flag("e2", Mode::Shadow);
+        f.timeline.clear();
+        assert!(q.roll_in(&mut f));
+        assert_eq!(q.timeline, shown);
+        assert_eq!(q.rolled_up, 1);
     }
 
     #[test]

@@ -257,6 +257,19 @@ const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
 
+/// What a flag does to the incidents of its agent (instance), as a worker
+/// sees it before handing the flag over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rolls {
+    /// No incident is open: the flag opens one, and shows all it carries.
+    Opens,
+    /// It rolls into an open incident: its baseline is never read.
+    RollsIn,
+    /// It rolls into one that keeps no more flagged calls: only its id,
+    /// score, credential and (now and then) session timeline are read.
+    RollsIntoFull,
+}
+
 /// The read side: every quarantine this process knows, as last saved. The
 /// API and the notifiers read it without asking the responder thread.
 /// It holds at most `cap` (`response.max-incidents-in-memory`): past it,
@@ -264,9 +277,10 @@ const MAX_BURST: usize = 4096;
 /// `response.incident-retention`); open ones are never dropped.
 pub struct Board {
     quarantines: RwLock<HashMap<String, Arc<Quarantine>>>,
-    /// Hashes of the keys of open incidents ([`key_hash`]): a worker whose
-    /// flag will only roll into one skips what only an opening reads.
-    open_keys: RwLock<std::collections::HashSet<u64>>,
+    /// Hashes of the keys of open incidents ([`key_hash`]), each with
+    /// whether it holds [`MAX_FLAGGED_CALLS`] already: a worker whose flag
+    /// will only roll into one skips what only an opening reads.
+    open_keys: RwLock<HashMap<u64, bool>>,
     cap: usize,
     metrics: LimitMetrics,
     /// When the last over-cap warning was logged (one a minute).
@@ -299,19 +313,27 @@ impl Board {
         }
     }
 
-    /// Whether an incident of this key ([`key_hash`]) is open here.
-    pub fn is_open_key(&self, key_hash: u64) -> bool {
-        self.open_keys
+    /// What a flag of this key ([`key_hash`]) does here now.
+    pub fn rolls(&self, key_hash: u64) -> Rolls {
+        match self
+            .open_keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&key_hash)
+            .get(&key_hash)
+        {
+            None => Rolls::Opens,
+            Some(false) => Rolls::RollsIn,
+            Some(true) => Rolls::RollsIntoFull,
+        }
     }
 
-    fn set_open_key(&self, key: &str, open: bool) {
-        let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+    /// Marks the incident of `q`'s key open (and whether it is full), or
+    /// closed.
+    fn set_open_key(&self, q: &Quarantine, open: bool) {
+        let h = xxhash_rust::xxh3::xxh3_64(q.key.as_bytes());
         let mut keys = self.open_keys.write().unwrap_or_else(|p| p.into_inner());
         if open {
-            keys.insert(h);
+            keys.insert(h, q.flagged_calls.len() >= MAX_FLAGGED_CALLS);
         } else {
             keys.remove(&h);
         }
@@ -486,10 +508,9 @@ impl Outbox {
         self.hold(flag);
     }
 
-    /// Whether a flag of this agent (instance) would roll into an
-    /// incident open now rather than open one.
-    pub fn incident_open(&self, agent_id: &str, instance: Option<&str>) -> bool {
-        self.handle.board.is_open_key(key_hash(agent_id, instance))
+    /// What a flag of this agent (instance) would do now.
+    pub fn rolls(&self, agent_id: &str, instance: Option<&str>) -> Rolls {
+        self.handle.board.rolls(key_hash(agent_id, instance))
     }
 
     fn hold(&mut self, flag: Flag) {
@@ -846,7 +867,7 @@ impl Responder {
             }
             let id = q.id.clone();
             self.by_key.insert(q.key.clone(), id.clone());
-            self.board.set_open_key(&q.key, true);
+            self.board.set_open_key(&q, true);
             let pending: Vec<(String, Option<usize>)> = q
                 .revocations
                 .iter()
@@ -1226,7 +1247,7 @@ impl Responder {
             self.credentials.insert((id.clone(), 0), c);
         }
         self.save(&q);
-        self.board.set_open_key(&key, true);
+        self.board.set_open_key(&q, true);
         self.by_key.insert(key, id.clone());
         self.open.insert(id.clone(), q.clone());
         self.progress.insert(
@@ -1309,8 +1330,12 @@ impl Responder {
         let Some(q) = self.open.get_mut(id) else {
             return;
         };
+        let kept = q.flagged_calls.len();
         if !q.roll_in(&mut flag) {
             return;
+        }
+        if kept < MAX_FLAGGED_CALLS && q.flagged_calls.len() == MAX_FLAGGED_CALLS {
+            self.board.set_open_key(q, true);
         }
         let before = q.state;
         let added = q.add_credential(&flag, &targets);
@@ -1461,7 +1486,7 @@ impl Responder {
     fn forget(&mut self, id: &str) {
         if let Some(q) = self.open.remove(id) {
             self.by_key.remove(&q.key);
-            self.board.set_open_key(&q.key, false);
+            self.board.set_open_key(&q, false);
         }
         if let Some(p) = self.progress.remove(id) {
             p.cancel.store(true, Ordering::Relaxed);

@@ -25,6 +25,13 @@ use crate::ingest::decode::{decode_bytes, DecodedBody};
 use crate::pipeline::{KafkaMessage, Msg};
 use crate::replay::DecisionRecord;
 use crate::respond::context::{self, Timeline};
+use crate::respond::incident::key_hash;
+use crate::respond::responder::Rolls;
+
+/// How often a flag into a full incident carries the session timeline:
+/// the incident shows the latest within this, and a storm does not build
+/// one per flagged call.
+const TIMELINE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::state::redis::RedisStore;
 use crate::state::{self, Checkpoint};
 
@@ -94,6 +101,9 @@ pub struct Worker {
     staged_recent: Option<Vec<u64>>,
     /// Each agent's last calls, for the session timeline of an alert.
     timelines: HashMap<Box<str>, Timeline>,
+    /// Per incident key, when a flag into a full incident last carried
+    /// its session timeline (see [`TIMELINE_EVERY`]).
+    timeline_sent: HashMap<u64, Instant>,
     /// Flagged calls logged one by one per second; a storm is counted.
     flag_log: crate::telemetry::LogBudget,
     /// Cached metric handles (no registry lock per event).
@@ -192,6 +202,7 @@ impl Worker {
             partition_of: HashMap::new(),
             staged_recent: None,
             timelines: HashMap::new(),
+            timeline_sent: HashMap::new(),
             flag_log,
             counters: WorkerCounters::default(),
             newest_ts: i64::MIN,
@@ -218,7 +229,10 @@ impl Worker {
                     if let Some(o) = &mut self.outbox {
                         o.drain();
                     }
-                    self.summarise_flag_logs(Instant::now());
+                    let now = Instant::now();
+                    self.summarise_flag_logs(now);
+                    self.timeline_sent
+                        .retain(|_, t| now.duration_since(*t) < TIMELINE_EVERY);
                     self.measure_profiles();
                     self.save_habits();
                     if self.watermark > i64::MIN {
@@ -764,11 +778,27 @@ impl Worker {
             return;
         };
         let agent = self.engine.agent(id);
-        // A flag that rolls into an open incident is never read for the
-        // baseline (only an opening shows it): not gathered, per flagged
-        // call of a storm. Released in between, the new incident lacks
-        // it; the explain route has it.
-        let rolls_in = outbox.incident_open(id, call.agent_instance.as_deref());
+        // What a roll-up never reads is not gathered per flagged call of a
+        // storm. Released in between, the incident the flag opens lacks
+        // the baseline (the explain route has it) or, after a full one,
+        // the raw event and arguments; its reasons are always there.
+        let instance = call.agent_instance.as_deref();
+        let gather = match outbox.rolls(id, instance) {
+            Rolls::Opens => context::Gather::All(agent.map(|a| &a.profile)),
+            Rolls::RollsIn => context::Gather::NoBaseline,
+            Rolls::RollsIntoFull => {
+                let now = Instant::now();
+                let key = key_hash(id, instance);
+                let due = self
+                    .timeline_sent
+                    .get(&key)
+                    .is_none_or(|t| now.duration_since(*t) >= TIMELINE_EVERY);
+                if due {
+                    self.timeline_sent.insert(key, now);
+                }
+                context::Gather::Light { timeline: due }
+            }
+        };
         let flag = context::flag(
             call,
             raw,
@@ -777,7 +807,7 @@ impl Worker {
             reasons,
             agent.and_then(|a| a.policy.class.as_deref()),
             timeline,
-            agent.filter(|_| !rolls_in).map(|a| &a.profile),
+            gather,
         );
         outbox.send(flag);
     }
