@@ -168,10 +168,16 @@ impl AlertQueue {
         self.notify.notify_one();
     }
 
+    /// The next job: the oldest opening alert first (a new incident pages
+    /// before news of known ones, which pacing would otherwise put ahead
+    /// of it), else the oldest job.
     fn pop(&self) -> Option<Job> {
         let mut g = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let (queue, overflow) = &mut *g;
-        let job = queue.pop_front();
+        let job = match queue.iter().position(|j| matches!(j, Job::Open(_))) {
+            Some(i) => queue.remove(i),
+            None => queue.pop_front(),
+        };
         if job.is_none() && !overflow.is_empty() {
             return Some(Job::Digest(std::mem::take(overflow)));
         }
@@ -2119,8 +2125,9 @@ mod tests {
         q.push(Job::Open("e".into()), &m, "slack");
         assert_eq!(q.depth(), 5);
         assert_eq!(q.pop(), Some(Job::Open("a".into())));
-        assert_eq!(q.pop(), Some(Job::Update("b".into(), "two".into())));
+        // A new incident pages before news of a known one.
         assert_eq!(q.pop(), Some(Job::Open("c".into())));
+        assert_eq!(q.pop(), Some(Job::Update("b".into(), "two".into())));
         assert_eq!(q.pop(), Some(Job::Digest(vec!["d".into(), "e".into()])));
         assert_eq!(q.pop(), None);
         // Releases and a digest's resolve pass the bound: folded into a
