@@ -35,6 +35,8 @@ use axum::routing::post as route_post;
 use axum::Router;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+/// Every Slack message, with when it arrived.
+type Messages = Arc<Mutex<Vec<(Instant, String)>>>;
 
 fn data(name: &str) -> String {
     format!("{}/replay-data/seed-11/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -42,10 +44,10 @@ fn data(name: &str) -> String {
 
 /// Vault's token revocation (204) and Slack's webhook (200 "ok"), each
 /// recording when a credential first reached it.
-fn recorders(rt: &tokio::runtime::Runtime) -> (String, Seen, Seen) {
+fn recorders(rt: &tokio::runtime::Runtime) -> (String, Seen, Messages) {
     let vault: Seen = Arc::default();
-    let slack: Seen = Arc::default();
-    async fn revoke(State(seen): State<(Seen, Seen)>, body: Bytes) -> StatusCode {
+    let slack: Messages = Arc::default();
+    async fn revoke(State(seen): State<(Seen, Messages)>, body: Bytes) -> StatusCode {
         let now = Instant::now();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if let Some(t) = v["token"].as_str() {
@@ -53,17 +55,12 @@ fn recorders(rt: &tokio::runtime::Runtime) -> (String, Seen, Seen) {
         }
         StatusCode::NO_CONTENT
     }
-    async fn slack_hook(State(seen): State<(Seen, Seen)>, body: Bytes) -> &'static str {
+    // Alerts name the agent, never the credential (only its
+    // fingerprint): matched to attacks by agent after the run.
+    async fn slack_hook(State(seen): State<(Seen, Messages)>, body: Bytes) -> &'static str {
         let now = Instant::now();
-        let text = String::from_utf8_lossy(&body);
-        for part in text.split("bench-cred-").skip(1) {
-            let n: String = part.chars().take_while(char::is_ascii_digit).collect();
-            seen.1
-                .lock()
-                .unwrap()
-                .entry(format!("bench-cred-{n}"))
-                .or_insert(now);
-        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        seen.1.lock().unwrap().push((now, text));
         "ok"
     }
     let app = Router::new()
@@ -228,6 +225,8 @@ fn main() {
     let lines = BufReader::new(flate2::read::GzDecoder::new(f)).lines();
     let burst = std::env::var("WARDEN_BENCH_BURST").is_ok_and(|v| v == "1");
     let mut sent: HashMap<String, Instant> = HashMap::new();
+    // Each agent's first attack: the one its incident's page is about.
+    let mut first_attack: HashMap<String, Instant> = HashMap::new();
     let mut batch = String::new();
     let started = Instant::now();
     let mut events = 0usize;
@@ -269,6 +268,9 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
         }
         sent.insert(cred, t0);
+        if let Some(agent) = v["agent_id"].as_str() {
+            first_attack.entry(agent.to_owned()).or_insert(t0);
+        }
     }
     if !batch.is_empty() {
         post(&addr, &batch);
@@ -290,7 +292,16 @@ fn main() {
                 .record(t.duration_since(*t0).as_micros() as u64)
                 .unwrap();
         }
-        if let Some(t) = s.get(cred) {
+    }
+    // The first Slack message naming the agent after its first attack:
+    // its incident's opening alert, or a digest listing it when pacing
+    // held the opening alert back. Includes `alert-delay` (2 s here).
+    for (agent, t0) in &first_attack {
+        let named = format!("`{agent}`");
+        if let Some((t, _)) = s
+            .iter()
+            .find(|(t, text)| t >= t0 && (text.contains(&named) || text.contains(agent.as_str())))
+        {
             alert
                 .record(t.duration_since(*t0).as_micros() as u64)
                 .unwrap();
@@ -304,6 +315,11 @@ fn main() {
     );
     report("revocation received", &revoke);
     report("Slack alert received", &alert);
+    println!(
+        "Slack: {} messages for {} agents attacked (one incident each; paced at 1 message/s)",
+        s.len(),
+        first_attack.len()
+    );
 }
 
 /// One line of latencies in milliseconds (recorded in microseconds).
