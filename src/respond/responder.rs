@@ -263,6 +263,18 @@ const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
 
+/// Which incidents that only rolled-up flags changed a commit writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// All of them (a sync, a release, shutdown).
+    All,
+    /// All once [`ROLL_UP_SAVE_EVERY`] has passed, else as `Concerned`.
+    Due,
+    /// Only those the burst's calls out are about (alerts are rendered
+    /// from the board, revocations wait for their record).
+    Concerned,
+}
+
 /// What a flag does to the incidents of its agent (instance), as a worker
 /// sees it before handing the flag over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -996,7 +1008,15 @@ impl Responder {
             .iter()
             .any(|o| matches!(o, Outbound::Revoke { .. }))
         {
-            return self.commit(false);
+            // The revocation waits for its own incident's record only; a
+            // periodic write of every rolled-up incident that falls due
+            // now follows its call out.
+            let due = self.unsaved_written_at.elapsed() >= ROLL_UP_SAVE_EVERY;
+            self.commit(Writes::Concerned);
+            if due {
+                self.commit(Writes::Due);
+            }
+            return;
         }
         if !self.commit_due {
             self.commit_due = true;
@@ -1010,17 +1030,21 @@ impl Responder {
     /// Commits everything: the open quarantines that only rolled-up flags
     /// changed included (before a sync, a release, at shutdown).
     fn end_burst(&mut self) {
-        self.commit(true);
+        self.commit(Writes::All);
     }
 
     /// Group commit of a burst: writes the open quarantines that only
-    /// rolled-up flags changed (all of them with `all`, else those due or
-    /// about to be alerted on), with one audit record each for those
-    /// flags, commits the registry, makes the calls out, and sets the
-    /// gauges.
-    fn commit(&mut self, all: bool) {
+    /// rolled-up flags changed (see [`Writes`]), with one audit record
+    /// each for those flags, commits the registry, makes the calls out,
+    /// and sets the gauges.
+    fn commit(&mut self, writes: Writes) {
         self.commit_due = false;
-        if all || self.unsaved_written_at.elapsed() >= ROLL_UP_SAVE_EVERY {
+        let all = match writes {
+            Writes::All => true,
+            Writes::Due => self.unsaved_written_at.elapsed() >= ROLL_UP_SAVE_EVERY,
+            Writes::Concerned => false,
+        };
+        if all {
             for id in std::mem::take(&mut self.unsaved) {
                 self.save_open(&id);
                 self.audit_rolled(&id);
@@ -1137,7 +1161,7 @@ impl Responder {
             }
             Msg::Commit => {
                 if self.commit_due {
-                    self.commit(false);
+                    self.commit(Writes::Due);
                 }
             }
             Msg::Sweep => {
