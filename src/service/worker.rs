@@ -27,13 +27,13 @@ use crate::replay::DecisionRecord;
 use crate::respond::context::{self, Timeline};
 use crate::respond::incident::key_hash;
 use crate::respond::responder::Rolls;
+use crate::state::redis::RedisStore;
+use crate::state::{self, Checkpoint};
 
 /// How often a flag into a full incident carries the session timeline:
 /// the incident shows the latest within this, and a storm does not build
 /// one per flagged call.
 const TIMELINE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-use crate::state::redis::RedisStore;
-use crate::state::{self, Checkpoint};
 
 /// A flagged call, summarised for the log after its batch.
 type FlaggedCall = (String, String, f32, f32, Vec<String>);
