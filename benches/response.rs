@@ -297,10 +297,9 @@ fn main() {
     // its incident's opening alert, or a digest listing it when pacing
     // held the opening alert back. Includes `alert-delay` (2 s here).
     for (agent, t0) in &first_attack {
-        let named = format!("`{agent}`");
         if let Some((t, _)) = s
             .iter()
-            .find(|(t, text)| t >= t0 && (text.contains(&named) || text.contains(agent.as_str())))
+            .find(|(t, text)| t >= t0 && text.contains(agent.as_str()))
         {
             alert
                 .record(t.duration_since(*t0).as_micros() as u64)

@@ -234,18 +234,15 @@ mod tests {
     use super::*;
 
     /// A worker that acknowledges every barrier and waits for its outcome,
-    /// as `Worker::run` does; returns how many barriers it saw.
-    fn parking_worker(mut rx: mpsc::Receiver<Msg>) -> std::thread::JoinHandle<usize> {
+    /// as `Worker::run` does.
+    fn parking_worker(mut rx: mpsc::Receiver<Msg>) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
-            let mut seen = 0;
             while let Some(msg) = rx.blocking_recv() {
                 if let Msg::Barrier { ack, resume } = msg {
-                    seen += 1;
                     let _ = ack.send(true);
                     let _ = resume.recv();
                 }
             }
-            seen
         })
     }
 

@@ -546,14 +546,13 @@ fn barrier_commit(
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
-    let cfg_timeout = links.config.kafka.transaction_timeout;
     let result = match (&links.decisions, group) {
         (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
             let timeout = Duration::from_secs(30);
             let mut backoff = Duration::from_millis(200);
-            let deadline = std::time::Instant::now() + cfg_timeout;
+            let deadline = std::time::Instant::now() + links.config.kafka.transaction_timeout;
             let mut offsets_sent = false;
             loop {
                 let step = if offsets_sent {

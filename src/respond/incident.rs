@@ -222,11 +222,6 @@ impl Flag {
         }
     }
 
-    /// [`key_hash`] of [`key`](Self::key).
-    pub fn key_hash(&self) -> u64 {
-        key_hash(&self.agent_id, self.agent_instance.as_deref())
-    }
-
     /// The quarantine id a new quarantine opened by this flag gets:
     /// derived from its key and first event, so the same event redelivered
     /// after a crash finds the same quarantine rather than opening another.
@@ -881,7 +876,10 @@ mod tests {
         let mut f = flag("e1", Mode::Shadow);
         for instance in [None, Some("i-7".to_owned())] {
             f.agent_instance = instance;
-            assert_eq!(f.key_hash(), xxhash_rust::xxh3::xxh3_64(f.key().as_bytes()));
+            assert_eq!(
+                key_hash(&f.agent_id, f.agent_instance.as_deref()),
+                xxhash_rust::xxh3::xxh3_64(f.key().as_bytes())
+            );
         }
     }
 

@@ -26,9 +26,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::audit::{AuditLog, AuditWriter};
 use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
-use super::incident::{
-    key_hash, now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS,
-};
+use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
 use super::limits::{LimitMetrics, TokenBucket};
 use super::registry::Registry;
 use super::render;
@@ -295,9 +293,10 @@ pub enum Rolls {
 /// `response.incident-retention`); open ones are never dropped.
 pub struct Board {
     quarantines: RwLock<HashMap<String, Arc<Quarantine>>>,
-    /// Hashes of the keys of open incidents ([`key_hash`]), each with
-    /// whether it holds [`MAX_FLAGGED_CALLS`] already: a worker whose flag
-    /// will only roll into one skips what only an opening reads.
+    /// Hashes of the keys of open incidents
+    /// ([`key_hash`](super::incident::key_hash)), each with whether it
+    /// holds [`MAX_FLAGGED_CALLS`] already: a worker whose flag will only
+    /// roll into one skips what only an opening reads.
     open_keys: RwLock<HashMap<u64, bool>>,
     cap: usize,
     metrics: LimitMetrics,
@@ -331,7 +330,8 @@ impl Board {
         }
     }
 
-    /// What a flag of this key ([`key_hash`]) does here now.
+    /// What a flag of this incident key
+    /// ([`key_hash`](super::incident::key_hash)) does here now.
     pub fn rolls(&self, key_hash: u64) -> Rolls {
         match self
             .open_keys
@@ -526,9 +526,9 @@ impl Outbox {
         self.hold(flag);
     }
 
-    /// What a flag of this agent (instance) would do now.
-    pub fn rolls(&self, agent_id: &str, instance: Option<&str>) -> Rolls {
-        self.handle.board.rolls(key_hash(agent_id, instance))
+    /// What a flag of the incident key `key_hash` would do now.
+    pub fn rolls(&self, key_hash: u64) -> Rolls {
+        self.handle.board.rolls(key_hash)
     }
 
     fn hold(&mut self, flag: Flag) {

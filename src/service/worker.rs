@@ -782,13 +782,12 @@ impl Worker {
         // storm. Released in between, the incident the flag opens lacks
         // the baseline (the explain route has it) or, after a full one,
         // the raw event and arguments; its reasons are always there.
-        let instance = call.agent_instance.as_deref();
-        let gather = match outbox.rolls(id, instance) {
+        let key = key_hash(id, call.agent_instance.as_deref());
+        let gather = match outbox.rolls(key) {
             Rolls::Opens => context::Gather::All(agent.map(|a| &a.profile)),
             Rolls::RollsIn => context::Gather::NoBaseline,
             Rolls::RollsIntoFull => {
                 let now = Instant::now();
-                let key = key_hash(id, instance);
                 let due = self
                     .timeline_sent
                     .get(&key)
