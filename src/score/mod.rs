@@ -348,26 +348,40 @@ fn categorical<const N: usize>(
     let distinct = |arr: &[f32; N]| arr.iter().filter(|c| **c > 0.0).count() as f32;
     let agent_c = agent[i] * inv_w;
     let agent_t = distinct(agent);
-    let agent_p = if agent_c > 0.0 {
-        agent_c / (calls + agent_t)
-    } else if let (None, Some(escape)) = (tool, new_tool_escape) {
-        escape.min(1.0) * risk
-    } else {
-        (agent_t + 0.5) / (calls + agent_t + 1.0) * risk
+    let agent_new = match (tool, new_tool_escape) {
+        (None, Some(escape)) => escape.min(1.0) * risk,
+        _ => (agent_t + 0.5) / (calls + agent_t + 1.0) * risk,
     };
+    let agent_p = known_or_new(agent_c, calls + agent_t, agent_new);
     let agent_share = if calls > 0.0 { agent_c / calls } else { 0.0 };
     match tool {
         Some(t) if t.iter().any(|c| *c > 0.0) => {
             let n: f32 = t.iter().sum::<f32>() * inv_w;
             let c = t[i] * inv_w;
             let tt = distinct(t);
+            let escape = (tt + 0.5) / (n + tt + 1.0);
             if c > 0.0 {
-                (c / (n + tt), c / n, agent_share)
+                (
+                    known_or_new(c, n + tt, escape * agent_new),
+                    c / n,
+                    agent_share,
+                )
             } else {
-                ((tt + 0.5) / (n + tt + 1.0) * agent_p, 0.0, agent_share)
+                (escape * agent_p, 0.0, agent_share)
             }
         }
         _ => (agent_p, 0.0, agent_share),
+    }
+}
+
+/// The probability of a value seen `c` times in `n` (escapes included), but
+/// never below `new`, what an unseen value would get: a value met once among
+/// many distinct ones must not cost more than one never met at all.
+fn known_or_new(c: f32, n: f32, new: f32) -> f32 {
+    if c > 0.0 {
+        (c / n).max(new)
+    } else {
+        new
     }
 }
 
@@ -470,30 +484,26 @@ pub fn score(
     if obs.rtype != 0 && !repeat_new_tool {
         let agent_c = p.rtypes.get(obs.rtype) * inv_w;
         let agent_t = p.rtype_novel * inv_w;
-        let agent_p = if agent_c > 0.0 {
-            agent_c / (calls + agent_t)
-        } else {
-            (agent_t + 0.5) / (calls + agent_t + 1.0)
-        };
+        let agent_new = (agent_t + 0.5) / (calls + agent_t + 1.0);
+        let agent_p = known_or_new(agent_c, calls + agent_t, agent_new);
         let (prob, tool_known, tool_calls) = match tool {
             Some(t) if t.calls > 0.0 => {
                 let n = t.calls * inv_w;
                 let c = t.rtypes.get(obs.rtype) * inv_w;
                 let tt = t.rtype_novel * inv_w;
+                let escape = (tt + 0.5) / (n + tt + 1.0);
                 if c > 0.0 {
-                    (c / (n + tt), true, n)
+                    (known_or_new(c, n + tt, escape * agent_new), true, n)
                 } else {
-                    ((tt + 0.5) / (n + tt + 1.0) * agent_p, false, n)
+                    (escape * agent_p, false, n)
                 }
             }
             // A new tool often brings a new kind of resource: how often it
             // did when this agent adopted tools before.
-            _ if agent_c > 0.0 => (agent_p, false, 0.0),
-            _ => (
-                (p.adoption_new_rtype * inv_w + 1.0) / (p.adoptions * inv_w + 2.0),
-                false,
-                0.0,
-            ),
+            _ => {
+                let adopted = (p.adoption_new_rtype * inv_w + 1.0) / (p.adoptions * inv_w + 2.0);
+                (known_or_new(agent_c, calls + agent_t, adopted), false, 0.0)
+            }
         };
         s.push(
             Signal::ResourceType,
