@@ -342,6 +342,21 @@ pub struct Release {
     pub at: String,
 }
 
+/// A change to an open incident's credentials and revocations, journaled
+/// on the revocation path instead of the whole incident (see
+/// [`Quarantine::amend`]); the rest follows in its next full record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Amend {
+    pub id: String,
+    pub version: u64,
+    pub updated_at: String,
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Credential>,
+    pub credentials: Vec<(usize, CredentialEntry)>,
+    pub revocations: Vec<(usize, Revocation)>,
+}
+
 /// One incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quarantine {
@@ -615,6 +630,64 @@ impl Quarantine {
         Some(n)
     }
 
+    /// What a new credential or a revocation outcome changed, as an
+    /// [`Amend`] of credentials `creds` and revocations `revs` (indices):
+    /// a few hundred bytes where the whole incident, with its events and
+    /// redelivery hashes, is tens of kilobytes.
+    pub fn amend(&self, creds: &[usize], revs: &[usize]) -> Amend {
+        Amend {
+            id: self.id.clone(),
+            version: self.version,
+            updated_at: self.updated_at.clone(),
+            state: self.state,
+            credential: self.credential.clone(),
+            credentials: creds
+                .iter()
+                .filter_map(|&i| Some((i, self.credentials.get(i)?.clone())))
+                .collect(),
+            revocations: revs
+                .iter()
+                .filter_map(|&i| Some((i, self.revocations.get(i)?.clone())))
+                .collect(),
+        }
+    }
+
+    /// Applies an amend written after this record: entries are set at
+    /// their index or appended right after the last. One that skips an
+    /// index (a record and its amend out of step) is refused, naming it.
+    pub fn apply(&mut self, a: Amend) -> Result<(), String> {
+        if a.version <= self.version {
+            return Ok(());
+        }
+        fn put<T>(v: &mut Vec<T>, i: usize, x: T, what: &str) -> Result<(), String> {
+            match i.cmp(&v.len()) {
+                std::cmp::Ordering::Less => v[i] = x,
+                std::cmp::Ordering::Equal => v.push(x),
+                std::cmp::Ordering::Greater => {
+                    return Err(format!(
+                        "{what} {i} amended, but the record has {}",
+                        v.len()
+                    ))
+                }
+            }
+            Ok(())
+        }
+        for (i, e) in a.credentials {
+            put(&mut self.credentials, i, e, "credential")?;
+        }
+        for (i, r) in a.revocations {
+            put(&mut self.revocations, i, r, "revocation")?;
+        }
+        if self.credential.is_none() {
+            self.credential = a.credential;
+        }
+        self.settle_state();
+        self.state = a.state;
+        self.version = a.version;
+        self.updated_at = a.updated_at;
+        Ok(())
+    }
+
     /// Records from before incidents per agent list their one credential
     /// only in `credential`.
     pub fn adopt_first_credential(&mut self) {
@@ -725,6 +798,19 @@ pub(crate) mod fixtures {
 
     /// The fixture credential's fingerprint, as alerts show it.
     pub const FP: &str = "cred:00f1e2d3c4b5a697";
+
+    /// A flag like `flag(event)` (enforce) from another session with
+    /// another credential of the same agent instance.
+    pub fn other_session(event: &str, n: u32) -> Flag {
+        let mut f = flag(event, Mode::Enforce, 30.0);
+        f.session_id = Some(format!("s{n}"));
+        f.credential_id = Some(SecretString::new(format!("tok-{n}")));
+        f.credential = Some(Credential {
+            fingerprint: format!("cred:{n:016x}"),
+            handle: None,
+        });
+        f
+    }
 
     pub fn call(event: &str, ts: &str, tool: &str, flagged: bool, score: f64) -> CallSummary {
         CallSummary {
@@ -978,18 +1064,7 @@ mod tests {
         assert_eq!(q.migrate_legacy_credential(&policy), None);
     }
 
-    /// A flag like `flag(event)` from another session with another
-    /// credential of the same agent instance.
-    fn other_session(event: &str, n: u32) -> Flag {
-        let mut f = flag(event, Mode::Enforce);
-        f.session_id = Some(format!("s{n}"));
-        f.credential_id = Some(SecretString::new(format!("tok-{n}")));
-        f.credential = Some(Credential {
-            fingerprint: format!("cred:{n:016x}"),
-            handle: None,
-        });
-        f
-    }
+    use fixtures::other_session;
 
     #[test]
     fn credentials_of_one_agent_roll_into_one_quarantine_each_revoked() {

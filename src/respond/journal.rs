@@ -2,9 +2,12 @@
 //! fsynced file per quarantine and per outcome.
 //!
 //! `<data-dir>/quarantines/journal.jsonl` holds one entry a line: the
-//! newest record of an open quarantine (`save`) or a quarantine released
-//! (`close`; its record moves to `released/<id>.json`, so a start-up reads
-//! only what is open however long the history grows). The revocation
+//! newest record of an open quarantine (`save`), a change to its
+//! credentials and revocations since (`amend`: what the revocation path
+//! writes, a few hundred bytes where the incident is tens of kilobytes),
+//! or a quarantine released (`close`; its record moves to
+//! `released/<id>.json`, so a start-up reads only what is open however
+//! long the history grows). The revocation
 //! queue, the only place raw credentials are kept, is apart in
 //! `revocations.jsonl` (mode 0600): a credential `queue`d or `dequeue`d;
 //! emptied as soon as nothing is queued, so a settled deployment keeps no
@@ -14,7 +17,7 @@
 //! it calls anything out, so what it acts on is always recorded.
 //!
 //! On start the journal is read from the top; the newest record of each
-//! quarantine wins. A last line without its newline was torn by a crash
+//! quarantine wins, with the amends written after it applied in order. A last line without its newline was torn by a crash
 //! before its commit returned (nothing was called out for it) and is cut
 //! off. Once the file is several times larger than what is live, it is
 //! rewritten with only the live entries (compacted) and renamed into place.
@@ -29,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::credential::SecretString;
-use super::incident::Quarantine;
+use super::incident::{Amend, Quarantine};
 use super::registry::RegistryError;
 
 /// The journal is compacted once it holds more than this many bytes...
@@ -43,6 +46,9 @@ const COMPACT_RATIO: u64 = 4;
 enum Entry {
     Save {
         q: Box<Quarantine>,
+    },
+    Amend {
+        a: Box<Amend>,
     },
     Queue {
         id: String,
@@ -124,6 +130,19 @@ impl Appender {
         Ok(())
     }
 
+    /// Empties the file in place: one fsync, where a rewrite through a
+    /// temporary file costs two and a directory sync. Truncation is atomic
+    /// (the file is whole or empty), so a crash loses nothing still queued.
+    fn truncate(&mut self) -> Result<(), RegistryError> {
+        self.file.flush().map_err(io("append to", &self.path))?;
+        let f = self.file.get_ref();
+        f.set_len(0).map_err(io("truncate", &self.path))?;
+        f.sync_data().map_err(io("sync", &self.path))?;
+        self.len = 0;
+        self.dirty = false;
+        Ok(())
+    }
+
     /// Replaces the file by `lines`, through a renamed temporary file: a
     /// crash leaves either the old file or the new one.
     fn rewrite(&mut self, lines: impl Iterator<Item = Vec<u8>>) -> Result<(), RegistryError> {
@@ -158,19 +177,41 @@ impl Appender {
     }
 }
 
-/// Where the newest record of an open quarantine is in the file.
+/// Where a line is in the file.
 #[derive(Clone, Copy)]
 struct Span {
     offset: u64,
     len: u64,
+}
+
+/// Where an open quarantine's newest record and the amends written after
+/// it are.
+#[derive(Clone)]
+struct Record {
+    base: Span,
     version: u64,
+    amends: Vec<Span>,
+}
+
+impl Record {
+    fn new(base: Span, version: u64) -> Self {
+        Self {
+            base,
+            version,
+            amends: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.base.len + self.amends.iter().map(|s| s.len).sum::<u64>()
+    }
 }
 
 pub struct Journal {
     dir: PathBuf,
     records: Appender,
     queue_file: Appender,
-    open: HashMap<String, Span>,
+    open: HashMap<String, Record>,
     queue: HashMap<(String, usize), SecretString>,
 }
 
@@ -203,7 +244,7 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Self, RegistryError> {
         let (records, bytes) = Appender::open(dir.join("journal.jsonl"))?;
         let (queue_file, queued) = Appender::open(dir.join("revocations.jsonl"))?;
-        let mut open: HashMap<String, Span> = HashMap::new();
+        let mut open: HashMap<String, Record> = HashMap::new();
         let mut queue = HashMap::new();
         for (path, bytes) in [(&records.path, &bytes), (&queue_file.path, &queued)] {
             let mut offset = 0u64;
@@ -211,14 +252,21 @@ impl Journal {
                 let span_len = line.len() as u64;
                 match serde_json::from_slice::<Entry>(line) {
                     Ok(Entry::Save { q }) => {
-                        let newer = open.get(&q.id).is_none_or(|s| q.version >= s.version);
+                        let newer = open.get(&q.id).is_none_or(|r| q.version >= r.version);
                         if newer {
                             let span = Span {
                                 offset,
                                 len: span_len,
-                                version: q.version,
                             };
-                            open.insert(q.id, span);
+                            open.insert(q.id, Record::new(span, q.version));
+                        }
+                    }
+                    Ok(Entry::Amend { a }) => {
+                        if let Some(r) = open.get_mut(&a.id) {
+                            r.amends.push(Span {
+                                offset,
+                                len: span_len,
+                            });
                         }
                     }
                     Ok(Entry::Queue { id, n, credential }) => {
@@ -267,7 +315,7 @@ impl Journal {
                 let bytes = std::fs::read(&path).map_err(io("read", &path))?;
                 match serde_json::from_slice::<Quarantine>(&bytes) {
                     Ok(q) => {
-                        let newer = self.open.get(&q.id).is_none_or(|s| q.version > s.version);
+                        let newer = self.open.get(&q.id).is_none_or(|r| q.version > r.version);
                         if q.state.is_open() && newer {
                             self.save(&q)?;
                         }
@@ -327,14 +375,32 @@ impl Journal {
         serde_json::to_writer(&mut line, q).expect("quarantine serialises");
         line.extend_from_slice(b"}\n");
         let offset = self.records.append(&line)?;
-        self.open.insert(
-            q.id.clone(),
-            Span {
+        let span = Span {
+            offset,
+            len: line.len() as u64,
+        };
+        self.open.insert(q.id.clone(), Record::new(span, q.version));
+        Ok(())
+    }
+
+    /// Records a change to open quarantine `a.id`'s credentials and
+    /// revocations (durable at the next commit). A quarantine the journal
+    /// does not hold open has no record to amend: refused.
+    pub fn amend(&mut self, a: &Amend) -> Result<(), RegistryError> {
+        if !self.open.contains_key(&a.id) {
+            return Err(RegistryError::NotOpen(a.id.clone()));
+        }
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(br#"{"op":"amend","a":"#);
+        serde_json::to_writer(&mut line, a).expect("amend serialises");
+        line.extend_from_slice(b"}\n");
+        let offset = self.records.append(&line)?;
+        if let Some(r) = self.open.get_mut(&a.id) {
+            r.amends.push(Span {
                 offset,
                 len: line.len() as u64,
-                version: q.version,
-            },
-        );
+            });
+        }
         Ok(())
     }
 
@@ -342,8 +408,8 @@ impl Journal {
     /// all of it, the queue before the records that list its credentials.
     pub fn commit(&mut self) -> Result<(), RegistryError> {
         if self.queue.is_empty() && self.queue_file.len > 0 {
-            // Nothing left to revoke: no raw credential stays on disk.
-            self.queue_file.rewrite(std::iter::empty())?;
+            // Nothing left to revoke: no raw credential stays in the file.
+            self.queue_file.truncate()?;
         } else if self.queue_file.len > COMPACT_MIN_BYTES / 16
             && self.queue_file.len > COMPACT_RATIO * self.queued_bytes()
         {
@@ -356,7 +422,7 @@ impl Journal {
         }
         self.queue_file.commit()?;
         self.records.commit()?;
-        let live: u64 = self.open.values().map(|s| s.len).sum();
+        let live: u64 = self.open.values().map(Record::len).sum();
         if self.records.len > COMPACT_MIN_BYTES && self.records.len > COMPACT_RATIO * live {
             self.compact()?;
         }
@@ -370,24 +436,41 @@ impl Journal {
             .sum()
     }
 
-    /// Rewrites the records with only the newest of each open quarantine.
+    /// Rewrites the records with only the newest of each open quarantine
+    /// and its amends.
     fn compact(&mut self) -> Result<(), RegistryError> {
-        let mut spans: Vec<(String, Span)> =
-            self.open.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        spans.sort_by_key(|(_, s)| s.offset);
-        let mut lines = Vec::with_capacity(spans.len());
-        let mut open = HashMap::with_capacity(spans.len());
+        let mut records: Vec<(String, Record)> = self
+            .open
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        records.sort_by_key(|(_, r)| r.base.offset);
+        let mut lines = Vec::with_capacity(records.len());
+        let mut open = HashMap::with_capacity(records.len());
         let mut len = 0u64;
-        for (id, span) in spans {
-            lines.push(self.read_span(span)?);
+        for (id, r) in records {
+            let mut moved = |span: Span, lines: &mut Vec<Vec<u8>>| -> Result<Span, RegistryError> {
+                lines.push(self.read_span(span)?);
+                let at = Span {
+                    offset: len,
+                    len: span.len,
+                };
+                len += span.len;
+                Ok(at)
+            };
+            let base = moved(r.base, &mut lines)?;
+            let mut amends = Vec::with_capacity(r.amends.len());
+            for a in &r.amends {
+                amends.push(moved(*a, &mut lines)?);
+            }
             open.insert(
                 id,
-                Span {
-                    offset: len,
-                    ..span
+                Record {
+                    base,
+                    version: r.version,
+                    amends,
                 },
             );
-            len += span.len;
         }
         let before = self.records.len;
         self.records.rewrite(lines.into_iter())?;
@@ -409,18 +492,39 @@ impl Journal {
     }
 
     fn read_open(&mut self, id: &str) -> Result<Option<Quarantine>, RegistryError> {
-        let Some(span) = self.open.get(id).copied() else {
+        let Some(r) = self.open.get(id).cloned() else {
             return Ok(None);
         };
-        let line = self.read_span(span)?;
-        match serde_json::from_slice::<Entry>(&line) {
-            Ok(Entry::Save { q }) => Ok(Some(*q)),
-            Ok(_) => Ok(None),
-            Err(source) => Err(RegistryError::Corrupt {
-                at: format!("{}@{}", self.records.path.display(), span.offset),
-                source,
-            }),
+        let path = self.records.path.display().to_string();
+        let at = |span: Span| format!("{path}@{}", span.offset);
+        let line = self.read_span(r.base)?;
+        let mut q = match serde_json::from_slice::<Entry>(&line) {
+            Ok(Entry::Save { q }) => *q,
+            Ok(_) => return Ok(None),
+            Err(source) => {
+                return Err(RegistryError::Corrupt {
+                    at: at(r.base),
+                    source,
+                })
+            }
+        };
+        for span in r.amends {
+            let line = self.read_span(span)?;
+            match serde_json::from_slice::<Entry>(&line) {
+                Ok(Entry::Amend { a }) => q.apply(*a).map_err(|reason| RegistryError::Amend {
+                    at: at(span),
+                    reason,
+                })?,
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(RegistryError::Corrupt {
+                        at: at(span),
+                        source,
+                    })
+                }
+            }
         }
+        Ok(Some(q))
     }
 
     /// One quarantine by id: open ones from the journal, released ones
@@ -627,6 +731,106 @@ mod tests {
         assert_eq!(j.get(&a.id).unwrap(), None);
         assert_eq!(j.get(&b.id).unwrap().unwrap().id, b.id, "open: kept");
         assert_eq!(j.expire_released(future).unwrap(), 0);
+    }
+
+    #[test]
+    fn amends_replay_onto_their_record_through_compaction_and_a_gap_is_refused() {
+        use crate::respond::incident::Outcome;
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let revokers = [("vault".to_owned(), None)];
+        let mut q = Quarantine::open(&fixtures::other_session("e1", 1), &revokers, &[], "w1");
+        j.save(&q).unwrap();
+        let saved = j.records.len;
+        // A second credential, then its revocation's outcome: two amends.
+        let mut second = fixtures::other_session("e2", 2);
+        assert!(q.roll_in(&mut second));
+        assert_eq!(q.add_credential(&second, &revokers), Some(1));
+        j.amend(&q.amend(&[1], &[1])).unwrap();
+        q.revocations[1].outcome = Outcome::Succeeded;
+        q.revocations[1].attempts = 1;
+        q.settle_state();
+        q.touch();
+        j.amend(&q.amend(&[1], &[1])).unwrap();
+        j.commit().unwrap();
+        assert!(
+            j.records.len - saved < 2 * 1024,
+            "two amends took {} bytes",
+            j.records.len - saved
+        );
+        let check = |got: Quarantine| {
+            assert_eq!(got.credentials, q.credentials);
+            assert_eq!(got.revocations, q.revocations);
+            assert_eq!((got.state, got.version), (q.state, q.version));
+            // Rolled-up flags wait for the next full record.
+            assert_eq!(got.rolled_up, 0);
+        };
+        check(
+            Journal::open(dir.path())
+                .unwrap()
+                .get(&q.id)
+                .unwrap()
+                .unwrap(),
+        );
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.compact().unwrap();
+        check(
+            Journal::open(dir.path())
+                .unwrap()
+                .get(&q.id)
+                .unwrap()
+                .unwrap(),
+        );
+        // A full record supersedes the amends before it.
+        q.touch();
+        j.save(&q).unwrap();
+        j.commit().unwrap();
+        let got = Journal::open(dir.path())
+            .unwrap()
+            .get(&q.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.rolled_up, got.credentials.len()), (1, 2));
+        // An amend that skips an index is refused, naming where it is.
+        let mut gap = q.amend(&[1], &[]);
+        gap.credentials[0].0 = 5;
+        gap.version += 1;
+        j.amend(&gap).unwrap();
+        j.commit().unwrap();
+        let e = Journal::open(dir.path()).unwrap().get(&q.id).unwrap_err();
+        assert!(
+            e.to_string().contains("journal.jsonl@") && e.to_string().contains("credential 5"),
+            "{e}"
+        );
+        // Amending what the journal never opened is refused.
+        let other = quarantine("e9");
+        assert!(matches!(
+            j.amend(&other.amend(&[0], &[0])),
+            Err(RegistryError::NotOpen(_))
+        ));
+    }
+
+    #[test]
+    fn an_emptied_queue_is_truncated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let q = quarantine("e1");
+        j.queue_revocation(&q.id, 0, &SecretString::new("tok-a"))
+            .unwrap();
+        j.save(&q).unwrap();
+        j.commit().unwrap();
+        assert!(std::fs::metadata(j.queue_path()).unwrap().len() > 0);
+        j.dequeue_revocation(&q.id, 0).unwrap();
+        j.commit().unwrap();
+        assert_eq!(std::fs::metadata(j.queue_path()).unwrap().len(), 0);
+        // Appends after the cut start at the top.
+        j.queue_revocation(&q.id, 1, &SecretString::new("tok-b"))
+            .unwrap();
+        j.commit().unwrap();
+        let text = std::fs::read_to_string(j.queue_path()).unwrap();
+        assert!(text.starts_with('{') && !text.contains("tok-a"), "{text}");
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.queued_revocations(), vec![(q.id.clone(), 1)]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use redis::Commands;
 
 use super::credential::SecretString;
-use super::incident::Quarantine;
+use super::incident::{Amend, Quarantine};
 use super::journal::Journal;
 use crate::state::redis::RedisStore;
 
@@ -46,6 +46,10 @@ pub enum RegistryError {
         at: String,
         source: serde_json::Error,
     },
+    #[error("{at}: {reason}")]
+    Amend { at: String, reason: String },
+    #[error("cannot amend quarantine {0}: it has no open record")]
+    NotOpen(String),
     #[error("cannot open the Redis registry: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
@@ -146,6 +150,21 @@ impl Registry {
                 });
                 Ok(())
             }
+        }
+    }
+
+    /// Records what changed in open quarantine `q`'s credentials and
+    /// revocations (`a`, see [`Quarantine::amend`]): an amend line in the
+    /// journal; Redis, with no fsync to spare, takes the whole record.
+    pub fn amend(&mut self, q: &Quarantine, a: &Amend) -> Result<(), RegistryError> {
+        match self {
+            // Only a quarantine this journal never opened has no record
+            // to amend: then the whole record is written.
+            Self::File(j) => match j.amend(a) {
+                Err(RegistryError::NotOpen(_)) => j.save(q),
+                r => r,
+            },
+            Self::Redis { .. } => self.save(q),
         }
     }
 

@@ -28,7 +28,7 @@ use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
 use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
 use super::limits::{LimitMetrics, TokenBucket};
-use super::registry::Registry;
+use super::registry::{Registry, RegistryError};
 use super::render;
 use crate::config::Config;
 use crate::service::metrics::Metrics;
@@ -677,7 +677,9 @@ struct Progress {
     paging: Paging,
     cancel: Arc<AtomicBool>,
     /// When the flag that opened it left its worker (revocation latency).
-    flagged_at: Option<Instant>,
+    /// When the flag that brought each credential left its worker (the
+    /// start of `warden_revocation_seconds`), until it is settled.
+    flagged_at: HashMap<Option<usize>, Instant>,
 }
 
 pub struct Responder {
@@ -1056,10 +1058,15 @@ impl Responder {
             self.unsaved_written_at = Instant::now();
         } else {
             // Alerts are rendered from the board: it shows what they say.
+            // (A revocation's own record is its amend.)
             let alerted: Vec<String> = self
                 .unsaved
                 .iter()
-                .filter(|id| self.outbound.iter().any(|o| o.quarantine() == Some(id)))
+                .filter(|id| {
+                    self.outbound.iter().any(|o| {
+                        matches!(o, Outbound::Alert(..)) && o.quarantine() == Some(id.as_str())
+                    })
+                })
                 .cloned()
                 .collect();
             for id in alerted {
@@ -1214,29 +1221,18 @@ impl Responder {
     /// Saves `q`, retrying a failed write: a quarantine is never acted on
     /// before it is recorded, and never dropped.
     fn save(&mut self, q: &Quarantine) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.registry.save(q) {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::error!(quarantine = %q.id, error = %e, "Cannot record a quarantine; retrying.");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let registry = &mut self.registry;
+        retrying("record a quarantine", &q.id, || registry.save(q));
         self.board.put(q);
     }
 
     /// Queues credential `n` of quarantine `id` for revocation, retrying a
     /// failed write as `save` does.
     fn queue_revocation(&mut self, id: &str, n: usize, credential: &SecretString) {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.registry.queue_revocation(id, n, credential) {
-            tracing::error!(quarantine = %id, error = %e, "Cannot queue a revocation; retrying.");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        let registry = &mut self.registry;
+        retrying("queue a revocation", id, || {
+            registry.queue_revocation(id, n, credential)
+        });
     }
 
     /// Forgets a credential once nothing will revoke it any more.
@@ -1283,7 +1279,11 @@ impl Responder {
         self.progress.insert(
             id.clone(),
             Progress {
-                flagged_at: Some(flag.flagged_at),
+                flagged_at: q
+                    .revocations
+                    .iter()
+                    .map(|r| (r.credential, flag.flagged_at))
+                    .collect(),
                 ..Default::default()
             },
         );
@@ -1372,13 +1372,15 @@ impl Responder {
         let state_changed = before != q.state;
         let rolled_up = q.rolled_up;
         let credentials = q.credentials.len();
-        let revokers: Vec<String> = added.map_or_else(Vec::new, |n| {
-            q.revocations
-                .iter()
-                .filter(|r| r.is_for(n))
-                .map(|r| r.revoker.clone())
-                .collect()
-        });
+        let (revs, revokers): (Vec<usize>, Vec<String>) =
+            added.map_or_else(Default::default, |n| {
+                q.revocations
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.is_for(n))
+                    .map(|(i, r)| (i, r.revoker.clone()))
+                    .unzip()
+            });
         self.metrics
             .flags_rolled_up
             .inc_by(1 + u64::from(flag.folded));
@@ -1396,11 +1398,13 @@ impl Responder {
                 // credential, and both before the revokers are called.
                 self.queue_revocation(id, n, &c);
                 self.credentials.insert((id.to_owned(), n), c);
-                self.unsaved.remove(id);
-                self.save_open(id);
+                // The credential and its revocations, not the incident:
+                // its rolled-up flags follow with its next full record.
+                self.amend_open(id, &[n], &revs);
+                self.unsaved.insert(id.to_owned());
                 self.audit_rolled(id);
                 if let Some(p) = self.progress.get_mut(id) {
-                    p.flagged_at.get_or_insert(flag.flagged_at);
+                    p.flagged_at.insert(Some(n), flag.flagged_at);
                 }
                 for r in revokers {
                     self.spawn_revocation(id, &r, Some(n));
@@ -1439,12 +1443,22 @@ impl Responder {
         let Some(q) = self.open.get(id) else {
             return;
         };
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.registry.save(q) {
-            tracing::error!(quarantine = %q.id, error = %e, "Cannot record a quarantine; retrying.");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        let registry = &mut self.registry;
+        retrying("record a quarantine", id, || registry.save(q));
+        self.board.put(q);
+    }
+
+    /// Records what changed in open quarantine `id`'s credentials `creds`
+    /// and revocations `revs` (indices) as an amend, not the whole
+    /// incident: the revocation path's write. Its other changes follow
+    /// with its next full record (it stays `unsaved` if it was).
+    fn amend_open(&mut self, id: &str, creds: &[usize], revs: &[usize]) {
+        let Some(q) = self.open.get(id) else {
+            return;
+        };
+        let a = q.amend(creds, revs);
+        let registry = &mut self.registry;
+        retrying("record a quarantine", id, || registry.amend(q, &a));
         self.board.put(q);
     }
 
@@ -1534,9 +1548,16 @@ impl Responder {
     }
 
     fn start_revocation(&self, id: &str, revoker_name: &str, n: Option<usize>) {
-        let Some(q) = self.open.get(id).cloned() else {
+        // The board's copy, shared: an agent's incident holds its events
+        // and redelivery hashes, too much to copy per credential.
+        let Some(open) = self.open.get(id) else {
             return;
         };
+        let q = self
+            .board
+            .get(id)
+            .filter(|b| b.version == open.version)
+            .unwrap_or_else(|| Arc::new(open.clone()));
         let Some(idx) = self.revokers.iter().position(|r| r.name() == revoker_name) else {
             // Configured when the quarantine opened, gone since: say so.
             let _ = self.tx.try_send(Msg::Revoked {
@@ -1605,13 +1626,14 @@ impl Responder {
         let Some(q) = self.open.get_mut(id) else {
             return;
         };
-        let Some(r) = q
+        let Some(ri) = q
             .revocations
-            .iter_mut()
-            .find(|r| r.revoker == revoker && r.credential == n)
+            .iter()
+            .position(|r| r.revoker == revoker && r.credential == n)
         else {
             return;
         };
+        let r = &mut q.revocations[ri];
         r.attempts += attempts;
         r.outcome = if error.is_none() {
             Outcome::Succeeded
@@ -1623,27 +1645,31 @@ impl Responder {
         let before = q.state;
         q.settle_state();
         q.touch();
-        let q = q.clone();
-        self.save(&q);
-        if let Some(n) = n.filter(|n| q.credential_settled(*n)) {
-            self.dequeue_revocation(id, n);
-        }
+        let state = q.state;
+        let settled_n = n.filter(|n| q.credential_settled(*n));
         let credential = n
             .and_then(|n| q.credentials.get(n))
             .map(|e| e.credential.clone());
+        self.amend_open(id, n.as_slice(), &[ri]);
+        if let Some(n) = settled_n {
+            self.dequeue_revocation(id, n);
+        }
         let progress = self.progress.entry(id.to_owned()).or_default();
         if error.is_none() {
-            if let Some(t) = progress.flagged_at {
+            if let Some(t) = progress.flagged_at.get(&n) {
                 self.metrics
                     .revocation_seconds
                     .observe(t.elapsed().as_secs_f64());
             }
         }
+        if settled_n.is_some() {
+            progress.flagged_at.remove(&n);
+        }
         self.audit(
             "revocation",
             json!({"quarantine": id, "revoker": revoker, "credential": credential,
                    "outcome": if error.is_none() { "revoked" } else { "failed" },
-                   "attempts": attempts, "error": error, "state": q.state.as_str()}),
+                   "attempts": attempts, "error": error, "state": state.as_str()}),
         );
         match &error {
             None => {
@@ -1654,12 +1680,12 @@ impl Responder {
             }
         }
         self.update_gauges();
-        let settled = q.state != State::Pending;
+        let settled = state != State::Pending;
         let alerted = self.progress.get(id).is_some_and(|p| p.paging.alerted());
         if settled && !alerted {
             self.queue_alert(Job::Open(id.to_owned()), true);
-        } else if settled && before != q.state {
-            self.send_update(id, format!("revocation now: {}", q.state.as_str()));
+        } else if settled && before != state {
+            self.send_update(id, format!("revocation now: {}", state.as_str()));
         }
     }
 
@@ -2050,6 +2076,17 @@ impl Responder {
 }
 
 /// Records one call out (a revocation or alert attempt) in the audit log.
+/// Retries a registry write with backoff until it succeeds: nothing is
+/// called out before it is recorded, and nothing is dropped.
+fn retrying(what: &str, id: &str, mut write: impl FnMut() -> Result<(), RegistryError>) {
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = write() {
+        tracing::error!(quarantine = %id, error = %e, "Cannot {what}; retrying.");
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 fn audit_call(audit: &AuditWriter, id: &str, destination: &str, what: &str, n: u32, a: &Attempt) {
     audit.record(
         "outbound",
