@@ -355,6 +355,42 @@ pub struct Amend {
     pub credential: Option<Credential>,
     pub credentials: Vec<(usize, CredentialEntry)>,
     pub revocations: Vec<(usize, Revocation)>,
+    /// Flags rolled in since the incident was last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollUp>,
+}
+
+/// What rolled-up flags changed since `Written`: counters, the flagged
+/// calls and redelivery hashes appended, the latest session view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollUp {
+    pub rolled_up: u32,
+    pub max_score: f64,
+    /// (index, call, raw event) appended to `flagged_calls` and
+    /// `flagged_events`.
+    pub flagged: Vec<(usize, CallSummary, String)>,
+    /// Where the appended redelivery hashes start.
+    pub seen_at: usize,
+    pub seen: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<CallSummary>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<OriginInfo>,
+    /// Every credential's flag count, in order.
+    pub credential_flags: Vec<u32>,
+}
+
+/// How much of an incident its journal already holds, so the next write
+/// carries only what is new (see [`Quarantine::roll_amend`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    flagged: usize,
+    seen: usize,
+    timeline_last: Option<String>,
+    origin: bool,
+    /// Amends since the last full record: past a bound the next write is
+    /// full again, so a start-up never replays a long tail.
+    pub amends: u32,
 }
 
 /// One incident.
@@ -649,6 +685,48 @@ impl Quarantine {
                 .iter()
                 .filter_map(|&i| Some((i, self.revocations.get(i)?.clone())))
                 .collect(),
+            roll: None,
+        }
+    }
+
+    /// What the journal holds of this incident once it is written as is.
+    pub fn written(&self) -> Written {
+        Written {
+            flagged: self.flagged_calls.len(),
+            seen: self.seen_events.len(),
+            timeline_last: self.timeline.last().map(|c| c.event_id.clone()),
+            origin: self.origin.is_some(),
+            amends: 0,
+        }
+    }
+
+    /// An amend carrying everything rolled-up flags changed since `w`
+    /// (advanced to now), with no credential or revocation entries.
+    pub fn roll_amend(&self, w: &mut Written) -> Amend {
+        let flagged = (w.flagged..self.flagged_calls.len())
+            .map(|i| {
+                let raw = self.flagged_events.get(i).cloned().unwrap_or_default();
+                (i, self.flagged_calls[i].clone(), raw)
+            })
+            .collect();
+        let timeline_last = self.timeline.last().map(|c| c.event_id.clone());
+        let roll = RollUp {
+            rolled_up: self.rolled_up,
+            max_score: self.max_score,
+            flagged,
+            seen_at: w.seen.min(self.seen_events.len()),
+            seen: self.seen_events[w.seen.min(self.seen_events.len())..].to_vec(),
+            timeline: (timeline_last != w.timeline_last).then(|| self.timeline.clone()),
+            origin: self.origin.clone().filter(|_| !w.origin),
+            credential_flags: self.credentials.iter().map(|e| e.flags).collect(),
+        };
+        *w = Written {
+            amends: w.amends + 1,
+            ..self.written()
+        };
+        Amend {
+            roll: Some(roll),
+            ..self.amend(&[], &[])
         }
     }
 
@@ -656,7 +734,9 @@ impl Quarantine {
     /// their index or appended right after the last. One that skips an
     /// index (a record and its amend out of step) is refused, naming it.
     pub fn apply(&mut self, a: Amend) -> Result<(), String> {
-        if a.version <= self.version {
+        // Written before this record: already in it. (One of the same
+        // version is applied: every part of an amend applies idempotently.)
+        if a.version < self.version {
             return Ok(());
         }
         fn put<T>(v: &mut Vec<T>, i: usize, x: T, what: &str) -> Result<(), String> {
@@ -677,6 +757,32 @@ impl Quarantine {
         }
         for (i, r) in a.revocations {
             put(&mut self.revocations, i, r, "revocation")?;
+        }
+        if let Some(r) = a.roll {
+            self.rolled_up = r.rolled_up;
+            self.max_score = r.max_score;
+            for (i, call, raw) in r.flagged {
+                put(&mut self.flagged_calls, i, call, "flagged call")?;
+                put(&mut self.flagged_events, i, raw, "flagged event")?;
+            }
+            if r.seen_at > self.seen_events.len() {
+                return Err(format!(
+                    "redelivery hashes from {} amended, but the record has {}",
+                    r.seen_at,
+                    self.seen_events.len()
+                ));
+            }
+            self.seen_events.truncate(r.seen_at);
+            self.seen_events.extend(r.seen);
+            if let Some(t) = r.timeline {
+                self.timeline = t;
+            }
+            if self.origin.is_none() {
+                self.origin = r.origin;
+            }
+            for (e, flags) in self.credentials.iter_mut().zip(r.credential_flags) {
+                e.flags = flags;
+            }
         }
         if self.credential.is_none() {
             self.credential = a.credential;

@@ -811,6 +811,58 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_written_by_amends_reads_back_whole() {
+        use crate::respond::incident::Outcome;
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let revokers = [("vault".to_owned(), None)];
+        let mut q = Quarantine::open(&fixtures::other_session("e0", 0), &revokers, &[], "w1");
+        j.save(&q).unwrap();
+        let mut w = q.written();
+        for i in 1..40u32 {
+            // Flags of known and new credentials, some with an origin and
+            // a session view; every few, the roll-up is written.
+            let mut f = fixtures::other_session(&format!("e{i}"), i % 3);
+            f.timeline = vec![f.call.clone()];
+            assert!(q.roll_in(&mut f));
+            if let Some(n) = q.add_credential(&f, &revokers) {
+                let revs: Vec<usize> = (0..q.revocations.len())
+                    .filter(|&r| q.revocations[r].is_for(n))
+                    .collect();
+                j.amend(&q.amend(&[n], &revs)).unwrap();
+            }
+            if i % 4 == 0 {
+                j.amend(&q.roll_amend(&mut w)).unwrap();
+            }
+            if i == 20 {
+                q.revocations[0].outcome = Outcome::Succeeded;
+                q.settle_state();
+                q.touch();
+                j.amend(&q.amend(&[0], &[0])).unwrap();
+            }
+        }
+        j.amend(&q.roll_amend(&mut w)).unwrap();
+        j.commit().unwrap();
+        assert_eq!(w.amends, 10);
+        let got = Journal::open(dir.path())
+            .unwrap()
+            .get(&q.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, q);
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.compact().unwrap();
+        assert_eq!(
+            Journal::open(dir.path())
+                .unwrap()
+                .get(&q.id)
+                .unwrap()
+                .unwrap(),
+            q
+        );
+    }
+
+    #[test]
     fn an_emptied_queue_is_truncated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();

@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::audit::{AuditLog, AuditWriter};
 use super::credential::{CredentialPolicy, SecretString};
 use super::deliver::{self, Attempt, RetryPolicy, Revoker};
-use super::incident::{now_rfc3339, Flag, Outcome, Quarantine, Release, State, MAX_FLAGGED_CALLS};
+use super::incident::{
+    now_rfc3339, Flag, Outcome, Quarantine, Release, State, Written, MAX_FLAGGED_CALLS,
+};
 use super::limits::{LimitMetrics, TokenBucket};
 use super::registry::{Registry, RegistryError};
 use super::render;
@@ -260,6 +262,10 @@ const ROLL_UP_SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Messages handled between two group commits (see `Responder::run`).
 const MAX_BURST: usize = 4096;
+
+/// Amends an incident's record takes before it is written whole again:
+/// bounds what a start-up replays and what compaction carries.
+const MAX_AMENDS: u32 = 32;
 
 /// Which incidents that only rolled-up flags changed a commit writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -676,7 +682,6 @@ impl Paging {
 struct Progress {
     paging: Paging,
     cancel: Arc<AtomicBool>,
-    /// When the flag that opened it left its worker (revocation latency).
     /// When the flag that brought each credential left its worker (the
     /// start of `warden_revocation_seconds`), until it is settled.
     flagged_at: HashMap<Option<usize>, Instant>,
@@ -698,6 +703,9 @@ pub struct Responder {
     /// before every sync or release, so a storm costs a write per incident
     /// and interval, not one per flagged call.
     unsaved: std::collections::BTreeSet<String>,
+    /// How much of each open quarantine the journal holds: its next write
+    /// is an amend of what is new (absent: a full record).
+    written: HashMap<String, Written>,
     /// When `unsaved` was last written.
     unsaved_written_at: Instant,
     /// Per open quarantine, the flags rolled into it since its last audit
@@ -828,6 +836,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         progress: HashMap::new(),
         unsaved: Default::default(),
         unsaved_written_at: Instant::now(),
+        written: HashMap::new(),
         rolled: HashMap::new(),
         gauges_dirty: false,
         outbound: Vec::new(),
@@ -909,6 +918,8 @@ impl Responder {
                 }
             }
             self.board.put(&q);
+            // As the journal holds it.
+            self.written.insert(id.clone(), q.written());
             self.open.insert(id.clone(), q);
             self.progress.entry(id.clone()).or_default();
             for (name, n) in &pending {
@@ -1223,6 +1234,11 @@ impl Responder {
     fn save(&mut self, q: &Quarantine) {
         let registry = &mut self.registry;
         retrying("record a quarantine", &q.id, || registry.save(q));
+        if q.state.is_open() {
+            self.written.insert(q.id.clone(), q.written());
+        } else {
+            self.written.remove(&q.id);
+        }
         self.board.put(q);
     }
 
@@ -1444,7 +1460,17 @@ impl Responder {
             return;
         };
         let registry = &mut self.registry;
-        retrying("record a quarantine", id, || registry.save(q));
+        match self.written.get_mut(id).filter(|w| w.amends < MAX_AMENDS) {
+            // What rolled in since it was last written, not the incident.
+            Some(w) => {
+                let a = q.roll_amend(w);
+                retrying("record a quarantine", id, || registry.amend(q, &a));
+            }
+            None => {
+                retrying("record a quarantine", id, || registry.save(q));
+                self.written.insert(id.to_owned(), q.written());
+            }
+        }
         self.board.put(q);
     }
 
@@ -1459,6 +1485,9 @@ impl Responder {
         let a = q.amend(creds, revs);
         let registry = &mut self.registry;
         retrying("record a quarantine", id, || registry.amend(q, &a));
+        if let Some(w) = self.written.get_mut(id) {
+            w.amends += 1;
+        }
         self.board.put(q);
     }
 
@@ -1528,6 +1557,7 @@ impl Responder {
     }
 
     fn forget(&mut self, id: &str) {
+        self.written.remove(id);
         if let Some(q) = self.open.remove(id) {
             self.by_key.remove(&q.key);
             self.board.set_open_key(&q, false);
