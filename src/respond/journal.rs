@@ -64,6 +64,14 @@ enum Entry {
     },
 }
 
+fn amend_line(a: &Amend) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    line.extend_from_slice(br#"{"op":"amend","a":"#);
+    serde_json::to_writer(&mut line, a).expect("amend serialises");
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 /// An append-only file, written through a buffer.
 struct Appender {
     path: PathBuf,
@@ -213,6 +221,8 @@ pub struct Journal {
     queue_file: Appender,
     open: HashMap<String, Record>,
     queue: HashMap<(String, usize), SecretString>,
+    /// The records hold a write that no copy in the queue covers.
+    records_due: bool,
 }
 
 fn io<'a>(
@@ -246,7 +256,11 @@ impl Journal {
         let (queue_file, queued) = Appender::open(dir.join("revocations.jsonl"))?;
         let mut open: HashMap<String, Record> = HashMap::new();
         let mut queue = HashMap::new();
+        // The queue's copies of amends whose originals a crash may have
+        // kept from the records (see `amend_queued`).
+        let mut copies: Vec<(String, Vec<u8>)> = Vec::new();
         for (path, bytes) in [(&records.path, &bytes), (&queue_file.path, &queued)] {
+            let in_queue = *path == queue_file.path;
             let mut offset = 0u64;
             for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
                 let span_len = line.len() as u64;
@@ -261,6 +275,7 @@ impl Journal {
                             open.insert(q.id, Record::new(span, q.version));
                         }
                     }
+                    Ok(Entry::Amend { a }) if in_queue => copies.push((a.id, line.to_vec())),
                     Ok(Entry::Amend { a }) => {
                         if let Some(r) = open.get_mut(&a.id) {
                             r.amends.push(Span {
@@ -291,7 +306,21 @@ impl Journal {
             queue_file,
             open,
             queue,
+            records_due: false,
         };
+        // Applied again after their originals: an amend no newer than the
+        // incident is skipped, one of its version applies idempotently.
+        let mut recopied = false;
+        for (id, line) in copies {
+            match me.append_amend(&id, &line) {
+                Ok(()) => recopied = true,
+                Err(RegistryError::NotOpen(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if recopied {
+            me.records.commit()?;
+        }
         me.migrate_files()?;
         Ok(me)
     }
@@ -367,6 +396,7 @@ impl Journal {
                 let line = serde_json::to_vec(&serde_json::json!({"op": "close", "id": q.id}))
                     .expect("entry serialises");
                 self.records.append(&[line.as_slice(), b"\n"].concat())?;
+                self.records_due = true;
             }
             return Ok(());
         }
@@ -375,6 +405,7 @@ impl Journal {
         serde_json::to_writer(&mut line, q).expect("quarantine serialises");
         line.extend_from_slice(b"}\n");
         let offset = self.records.append(&line)?;
+        self.records_due = true;
         let span = Span {
             offset,
             len: line.len() as u64,
@@ -387,15 +418,28 @@ impl Journal {
     /// revocations (durable at the next commit). A quarantine the journal
     /// does not hold open has no record to amend: refused.
     pub fn amend(&mut self, a: &Amend) -> Result<(), RegistryError> {
-        if !self.open.contains_key(&a.id) {
-            return Err(RegistryError::NotOpen(a.id.clone()));
+        self.append_amend(&a.id, &amend_line(a))?;
+        self.records_due = true;
+        Ok(())
+    }
+
+    /// As [`amend`](Self::amend), with a copy in the revocation queue, so
+    /// that [`commit_for_callout`](Self::commit_for_callout) makes it
+    /// durable with the credential it lists: the amend of a credential
+    /// about to be revoked, queued just before.
+    pub fn amend_queued(&mut self, a: &Amend) -> Result<(), RegistryError> {
+        let line = amend_line(a);
+        self.append_amend(&a.id, &line)?;
+        self.queue_file.append(&line)?;
+        Ok(())
+    }
+
+    fn append_amend(&mut self, id: &str, line: &[u8]) -> Result<(), RegistryError> {
+        if !self.open.contains_key(id) {
+            return Err(RegistryError::NotOpen(id.to_owned()));
         }
-        let mut line = Vec::with_capacity(512);
-        line.extend_from_slice(br#"{"op":"amend","a":"#);
-        serde_json::to_writer(&mut line, a).expect("amend serialises");
-        line.extend_from_slice(b"}\n");
-        let offset = self.records.append(&line)?;
-        if let Some(r) = self.open.get_mut(&a.id) {
+        let offset = self.records.append(line)?;
+        if let Some(r) = self.open.get_mut(id) {
             r.amends.push(Span {
                 offset,
                 len: line.len() as u64,
@@ -407,12 +451,19 @@ impl Journal {
     /// Makes everything written so far durable: one fsync per file for
     /// all of it, the queue before the records that list its credentials.
     pub fn commit(&mut self) -> Result<(), RegistryError> {
-        if self.queue.is_empty() && self.queue_file.len > 0 {
+        let empty = self.queue.is_empty() && self.queue_file.len > 0;
+        let bloated = self.queue_file.len > COMPACT_MIN_BYTES / 16
+            && self.queue_file.len > COMPACT_RATIO * self.queued_bytes();
+        if empty || bloated {
+            // The queue's copies of amends go with it: their originals in
+            // the records come first.
+            self.records.commit()?;
+            self.records_due = false;
+        }
+        if empty {
             // Nothing left to revoke: no raw credential stays in the file.
             self.queue_file.truncate()?;
-        } else if self.queue_file.len > COMPACT_MIN_BYTES / 16
-            && self.queue_file.len > COMPACT_RATIO * self.queued_bytes()
-        {
+        } else if bloated {
             let lines: Vec<Vec<u8>> = self
                 .queue
                 .iter()
@@ -422,11 +473,29 @@ impl Journal {
         }
         self.queue_file.commit()?;
         self.records.commit()?;
+        self.records_due = false;
         let live: u64 = self.open.values().map(Record::len).sum();
         if self.records.len > COMPACT_MIN_BYTES && self.records.len > COMPACT_RATIO * live {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Makes durable what a call out about to be made depends on: the
+    /// queue alone when the records hold nothing else new but amends the
+    /// queue has copies of ([`amend_queued`](Self::amend_queued)), so the
+    /// revocation of a further credential waits for one fsync, not two.
+    /// The records follow at the next [`commit`](Self::commit).
+    pub fn commit_for_callout(&mut self) -> Result<(), RegistryError> {
+        if self.records_due {
+            return self.commit();
+        }
+        self.queue_file.commit()
+    }
+
+    /// Whether writes wait for the next [`commit`](Self::commit).
+    pub fn uncommitted(&self) -> bool {
+        self.records.dirty || self.queue_file.dirty
     }
 
     fn queued_bytes(&self) -> u64 {
@@ -860,6 +929,54 @@ mod tests {
                 .unwrap(),
             q
         );
+    }
+
+    #[test]
+    fn a_queued_credential_survives_losing_the_records_not_yet_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let revokers = [("vault".to_owned(), None)];
+        let mut q = Quarantine::open(&fixtures::other_session("e1", 1), &revokers, &[], "w1");
+        j.save(&q).unwrap();
+        j.commit().unwrap();
+        let synced = std::fs::metadata(dir.path().join("journal.jsonl"))
+            .unwrap()
+            .len();
+        let mut f = fixtures::other_session("e2", 2);
+        assert!(q.roll_in(&mut f));
+        let n = q.add_credential(&f, &revokers).unwrap();
+        j.queue_revocation(&q.id, n, &SecretString::new("tok-2"))
+            .unwrap();
+        j.amend_queued(&q.amend(&[n], &[n])).unwrap();
+        // One fsync, of the queue: what the call out needs.
+        j.commit_for_callout().unwrap();
+        assert!(j.uncommitted(), "the records wait for the next commit");
+        drop(j);
+        // A crash before the records' fsync: their tail is lost.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("journal.jsonl"))
+            .unwrap();
+        file.set_len(synced).unwrap();
+        drop(file);
+        let mut j = Journal::open(dir.path()).unwrap();
+        let got = j.get(&q.id).unwrap().unwrap();
+        assert_eq!(got.credentials, q.credentials);
+        assert_eq!(got.revocations, q.revocations);
+        assert_eq!(
+            j.queued_revocation(&q.id, n),
+            Some(SecretString::new("tok-2"))
+        );
+        // Settled and dequeued: the queue is emptied, the record keeps it.
+        j.dequeue_revocation(&q.id, n).unwrap();
+        j.commit().unwrap();
+        assert_eq!(std::fs::metadata(j.queue_path()).unwrap().len(), 0);
+        let got = Journal::open(dir.path())
+            .unwrap()
+            .get(&q.id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.credentials.len(), 2);
     }
 
     #[test]

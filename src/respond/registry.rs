@@ -168,6 +168,39 @@ impl Registry {
         }
     }
 
+    /// As [`amend`](Self::amend), for the amend that lists a credential
+    /// just queued for revocation: [`commit_for_callout`] makes both
+    /// durable with one fsync.
+    ///
+    /// [`commit_for_callout`]: Self::commit_for_callout
+    pub fn amend_queued(&mut self, q: &Quarantine, a: &Amend) -> Result<(), RegistryError> {
+        match self {
+            Self::File(j) => match j.amend_queued(a) {
+                Err(RegistryError::NotOpen(_)) => j.save(q),
+                r => r,
+            },
+            Self::Redis { .. } => self.save(q),
+        }
+    }
+
+    /// Makes durable what the calls out of a burst depend on (see
+    /// [`Journal::commit_for_callout`]); the rest waits for
+    /// [`commit`](Self::commit), which [`uncommitted`](Self::uncommitted)
+    /// says is due. Redis commits everything.
+    pub fn commit_for_callout(&mut self) -> Result<(), RegistryError> {
+        match self {
+            Self::File(j) => j.commit_for_callout(),
+            Self::Redis { .. } => self.commit(),
+        }
+    }
+
+    pub fn uncommitted(&self) -> bool {
+        match self {
+            Self::File(j) => j.uncommitted(),
+            Self::Redis { pending, .. } => !pending.is_empty(),
+        }
+    }
+
     /// Makes every write since the last commit durable at once: one fsync
     /// of the journal, or one atomic Redis pipeline (outages waited out,
     /// retried with backoff).

@@ -1089,12 +1089,11 @@ impl Responder {
         // Group commit: every record of the burst in one write, then the
         // calls out it decided.
         let audited = (!self.outbound.is_empty()).then(|| self.audit.flush_begin());
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.registry.commit() {
-            tracing::error!(error = %e, "Cannot commit quarantine records; retrying.");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        let registry = &mut self.registry;
+        retrying("commit quarantine records", "*", || match writes {
+            Writes::Concerned => registry.commit_for_callout(),
+            Writes::All | Writes::Due => registry.commit(),
+        });
         if let Some(done) = audited {
             let _ = done.recv();
         }
@@ -1119,7 +1118,11 @@ impl Responder {
                 }
             }
         }
-        if !self.unsaved.is_empty() {
+        if self.registry.uncommitted() {
+            // What the calls out did not need follows shortly.
+            self.commit_due = true;
+            self.schedule(Msg::Commit, COMMIT_DEFER);
+        } else if !self.unsaved.is_empty() {
             self.commit_due = true;
             let wait = ROLL_UP_SAVE_EVERY.saturating_sub(self.unsaved_written_at.elapsed());
             self.schedule(Msg::Commit, wait.max(COMMIT_DEFER));
@@ -1416,7 +1419,7 @@ impl Responder {
                 self.credentials.insert((id.to_owned(), n), c);
                 // The credential and its revocations, not the incident:
                 // its rolled-up flags follow with its next full record.
-                self.amend_open(id, &[n], &revs);
+                self.amend_open(id, &[n], &revs, true);
                 self.unsaved.insert(id.to_owned());
                 self.audit_rolled(id);
                 if let Some(p) = self.progress.get_mut(id) {
@@ -1478,13 +1481,19 @@ impl Responder {
     /// and revocations `revs` (indices) as an amend, not the whole
     /// incident: the revocation path's write. Its other changes follow
     /// with its next full record (it stays `unsaved` if it was).
-    fn amend_open(&mut self, id: &str, creds: &[usize], revs: &[usize]) {
+    fn amend_open(&mut self, id: &str, creds: &[usize], revs: &[usize], queued: bool) {
         let Some(q) = self.open.get(id) else {
             return;
         };
         let a = q.amend(creds, revs);
         let registry = &mut self.registry;
-        retrying("record a quarantine", id, || registry.amend(q, &a));
+        retrying("record a quarantine", id, || {
+            if queued {
+                registry.amend_queued(q, &a)
+            } else {
+                registry.amend(q, &a)
+            }
+        });
         if let Some(w) = self.written.get_mut(id) {
             w.amends += 1;
         }
@@ -1680,7 +1689,7 @@ impl Responder {
         let credential = n
             .and_then(|n| q.credentials.get(n))
             .map(|e| e.credential.clone());
-        self.amend_open(id, n.as_slice(), &[ri]);
+        self.amend_open(id, n.as_slice(), &[ri], false);
         if let Some(n) = settled_n {
             self.dequeue_revocation(id, n);
         }
