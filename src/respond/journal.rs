@@ -729,6 +729,20 @@ mod tests {
         )
     }
 
+    fn vault() -> [(String, Option<String>); 1] {
+        [("vault".to_owned(), None)]
+    }
+
+    /// A journal holding one open enforce incident, opened by `event` with
+    /// credential `n` and one revoker.
+    fn agent_incident(event: &str, n: u32) -> (tempfile::TempDir, Journal, Quarantine) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let q = Quarantine::open(&fixtures::other_session(event, n), &vault(), &[], "w1");
+        j.save(&q).unwrap();
+        (dir, j, q)
+    }
+
     #[test]
     fn replays_the_newest_record_and_the_queue_after_a_torn_write() {
         let dir = tempfile::tempdir().unwrap();
@@ -805,11 +819,8 @@ mod tests {
     #[test]
     fn amends_replay_onto_their_record_through_compaction_and_a_gap_is_refused() {
         use crate::respond::incident::Outcome;
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        let revokers = [("vault".to_owned(), None)];
-        let mut q = Quarantine::open(&fixtures::other_session("e1", 1), &revokers, &[], "w1");
-        j.save(&q).unwrap();
+        let (dir, mut j, mut q) = agent_incident("e1", 1);
+        let revokers = vault();
         let saved = j.records.len;
         // A second credential, then its revocation's outcome: two amends.
         let mut second = fixtures::other_session("e2", 2);
@@ -882,11 +893,8 @@ mod tests {
     #[test]
     fn an_incident_written_by_amends_reads_back_whole() {
         use crate::respond::incident::Outcome;
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        let revokers = [("vault".to_owned(), None)];
-        let mut q = Quarantine::open(&fixtures::other_session("e0", 0), &revokers, &[], "w1");
-        j.save(&q).unwrap();
+        let (dir, mut j, mut q) = agent_incident("e0", 0);
+        let revokers = vault();
         let mut w = q.written();
         for i in 1..40u32 {
             // Flags of known and new credentials, some with an origin and
@@ -933,11 +941,8 @@ mod tests {
 
     #[test]
     fn a_queued_credential_survives_losing_the_records_not_yet_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        let revokers = [("vault".to_owned(), None)];
-        let mut q = Quarantine::open(&fixtures::other_session("e1", 1), &revokers, &[], "w1");
-        j.save(&q).unwrap();
+        let (dir, mut j, mut q) = agent_incident("e1", 1);
+        let revokers = vault();
         j.commit().unwrap();
         let synced = std::fs::metadata(dir.path().join("journal.jsonl"))
             .unwrap()
