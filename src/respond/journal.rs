@@ -845,22 +845,17 @@ mod tests {
             // Rolled-up flags wait for the next full record.
             assert_eq!(got.rolled_up, 0);
         };
-        check(
+        let reopened = || {
             Journal::open(dir.path())
                 .unwrap()
                 .get(&q.id)
                 .unwrap()
-                .unwrap(),
-        );
+                .unwrap()
+        };
+        check(reopened());
         let mut j = Journal::open(dir.path()).unwrap();
         j.compact().unwrap();
-        check(
-            Journal::open(dir.path())
-                .unwrap()
-                .get(&q.id)
-                .unwrap()
-                .unwrap(),
-        );
+        check(reopened());
         // A full record supersedes the amends before it.
         q.touch();
         j.save(&q).unwrap();
