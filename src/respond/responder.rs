@@ -733,8 +733,9 @@ pub struct Responder {
     /// Where released false positives are sent to be learned.
     learn: Learner,
     log_blocks: LogBlocks,
-    /// A deferred commit is scheduled (see `end_burst_deferring`).
-    commit_due: bool,
+    /// When the deferred commit is scheduled (see `end_burst_deferring`):
+    /// a write that must follow sooner schedules an earlier one.
+    commit_at: Option<Instant>,
 }
 
 /// Hands the raw events of a released false positive, with the session
@@ -852,7 +853,7 @@ pub fn start(cfg: &Config, metrics: Arc<Metrics>, learn: Learner) -> anyhow::Res
         metrics,
         learn,
         log_blocks: LogBlocks::new(),
-        commit_due: false,
+        commit_at: None,
     };
     for n in &me.notifiers {
         me.spawn_notifier(n);
@@ -1031,12 +1032,19 @@ impl Responder {
             }
             return;
         }
-        if !self.commit_due {
-            self.commit_due = true;
-            self.schedule(Msg::Commit, COMMIT_DEFER);
-        }
+        self.commit_within(COMMIT_DEFER);
         if std::mem::take(&mut self.gauges_dirty) {
             self.publish_gauges();
+        }
+    }
+
+    /// Makes sure a deferred commit runs within `after`: an outcome's
+    /// record must not wait behind the roll-up writes' 5 s schedule.
+    fn commit_within(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        if self.commit_at.is_none_or(|t| at < t) {
+            self.commit_at = Some(at);
+            self.schedule(Msg::Commit, after);
         }
     }
 
@@ -1051,7 +1059,7 @@ impl Responder {
     /// each for those flags, commits the registry, makes the calls out,
     /// and sets the gauges.
     fn commit(&mut self, writes: Writes) {
-        self.commit_due = false;
+        self.commit_at = None;
         let all = match writes {
             Writes::All => true,
             Writes::Due => self.unsaved_written_at.elapsed() >= ROLL_UP_SAVE_EVERY,
@@ -1120,12 +1128,10 @@ impl Responder {
         }
         if self.registry.uncommitted() {
             // What the calls out did not need follows shortly.
-            self.commit_due = true;
-            self.schedule(Msg::Commit, COMMIT_DEFER);
+            self.commit_within(COMMIT_DEFER);
         } else if !self.unsaved.is_empty() {
-            self.commit_due = true;
             let wait = ROLL_UP_SAVE_EVERY.saturating_sub(self.unsaved_written_at.elapsed());
-            self.schedule(Msg::Commit, wait.max(COMMIT_DEFER));
+            self.commit_within(wait.max(COMMIT_DEFER));
         }
         if std::mem::take(&mut self.gauges_dirty) {
             self.publish_gauges();
@@ -1181,7 +1187,12 @@ impl Responder {
                 let _ = reply.send(r);
             }
             Msg::Commit => {
-                if self.commit_due {
+                // An earlier schedule superseded a later one's message, or
+                // a commit since made it moot.
+                if self
+                    .commit_at
+                    .is_some_and(|at| at <= Instant::now() + Duration::from_millis(1))
+                {
                     self.commit(Writes::Due);
                 }
             }
