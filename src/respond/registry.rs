@@ -156,29 +156,26 @@ impl Registry {
     /// Records what changed in open quarantine `q`'s credentials and
     /// revocations (`a`, see [`Quarantine::amend`]): an amend line in the
     /// journal; Redis, with no fsync to spare, takes the whole record.
-    pub fn amend(&mut self, q: &Quarantine, a: &Amend) -> Result<(), RegistryError> {
-        match self {
-            // Only a quarantine this journal never opened has no record
-            // to amend: then the whole record is written.
-            Self::File(j) => match j.amend(a) {
-                Err(RegistryError::NotOpen(_)) => j.save(q),
-                r => r,
-            },
-            Self::Redis { .. } => self.save(q),
-        }
-    }
-
-    /// As [`amend`](Self::amend), for the amend that lists a credential
-    /// just queued for revocation: [`commit_for_callout`] makes both
-    /// durable with one fsync.
+    /// `queued`: it lists a credential just queued for revocation, so the
+    /// queue keeps a copy and [`commit_for_callout`] makes both durable
+    /// with one fsync.
     ///
     /// [`commit_for_callout`]: Self::commit_for_callout
-    pub fn amend_queued(&mut self, q: &Quarantine, a: &Amend) -> Result<(), RegistryError> {
+    pub fn amend(&mut self, q: &Quarantine, a: &Amend, queued: bool) -> Result<(), RegistryError> {
         match self {
-            Self::File(j) => match j.amend_queued(a) {
-                Err(RegistryError::NotOpen(_)) => j.save(q),
-                r => r,
-            },
+            Self::File(j) => {
+                let r = if queued {
+                    j.amend_queued(a)
+                } else {
+                    j.amend(a)
+                };
+                match r {
+                    // Only a quarantine this journal never opened has no
+                    // record to amend: then the whole record is written.
+                    Err(RegistryError::NotOpen(_)) => j.save(q),
+                    r => r,
+                }
+            }
             Self::Redis { .. } => self.save(q),
         }
     }

@@ -1478,7 +1478,7 @@ impl Responder {
             // What rolled in since it was last written, not the incident.
             Some(w) => {
                 let a = q.roll_amend(w);
-                retrying("record a quarantine", id, || registry.amend(q, &a));
+                retrying("record a quarantine", id, || registry.amend(q, &a, false));
             }
             None => {
                 retrying("record a quarantine", id, || registry.save(q));
@@ -1498,13 +1498,7 @@ impl Responder {
         };
         let a = q.amend(creds, revs);
         let registry = &mut self.registry;
-        retrying("record a quarantine", id, || {
-            if queued {
-                registry.amend_queued(q, &a)
-            } else {
-                registry.amend(q, &a)
-            }
-        });
+        retrying("record a quarantine", id, || registry.amend(q, &a, queued));
         if let Some(w) = self.written.get_mut(id) {
             w.amends += 1;
         }
