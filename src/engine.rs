@@ -24,7 +24,7 @@ use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
 use crate::score::binding::{BindingView, IdView};
 use crate::score::features::{
-    entities_in, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
+    entities_in, is_entity, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
 };
 use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
@@ -94,6 +94,11 @@ struct SessionState {
     /// Sorted fingerprints of ids that came from the principal's own
     /// records (results of calls on their own things).
     own: Vec<Fp>,
+    /// Ids the principal's own records listed that are bound to others: an
+    /// injected note or a household's shared booking. Scored as tool
+    /// output; if the session ends clean, learned as the principal's too.
+    #[serde(default)]
+    claimed: Vec<Fp>,
     /// Values of untrusted results, sorted, with the tool that returned them.
     sources: Vec<(Fp, Fp)>,
     /// Other principals whose things the session touched.
@@ -129,6 +134,7 @@ impl SessionState {
         self.shape = SessionShape::default();
         self.principal = 0;
         self.own.clear();
+        self.claimed.clear();
         self.sources.clear();
         self.others.clear();
         self.last_call = (0, false);
@@ -513,6 +519,8 @@ impl Engine {
                             owner_foreign: i == 0
                                 && pending.sample.owner != 0
                                 && pending.sample.owner != s.principal,
+                            listed: s.own.binary_search(&id.value).is_ok()
+                                || s.claimed.binary_search(&id.value).is_ok(),
                             ts: pending.sample.ts,
                             day: pending.sample.day,
                         });
@@ -521,6 +529,17 @@ impl Engine {
                 agent
                     .profile
                     .learn_bindings(&ids, self.binding_cap, &self.limits);
+                // After the calls' ids, so that a listing and a use in one
+                // session do not count as a recurrence.
+                let day = crate::score::features::day_stamp(s.last_ts);
+                agent
+                    .profile
+                    .binding
+                    .bind_listed(&s.own, s.principal, day, self.binding_cap);
+                agent
+                    .profile
+                    .binding
+                    .bind_listed(&s.claimed, s.principal, day, self.binding_cap);
             }
             // Fleet hook: an agent outside the training fleet moves to the
             // group its growing profile resembles (at 4, 8, 16, … sessions).
@@ -620,9 +639,15 @@ impl Engine {
                 let o = bindings.owners(v, s.principal);
                 o.others > 0 && !o.mine
             };
-            if own_result && !elsewhere() {
+            let contested = own_result && elsewhere();
+            if own_result && !contested {
                 insert_sorted(&mut s.own, v, SESSION_SOURCE_CAP);
-            } else if s.sources.len() < SESSION_SOURCE_CAP {
+                continue;
+            }
+            if contested {
+                insert_sorted(&mut s.claimed, v, SESSION_SOURCE_CAP);
+            }
+            if s.sources.len() < SESSION_SOURCE_CAP {
                 if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
                     s.sources.insert(at, (v, tool));
                 }
@@ -740,7 +765,10 @@ impl Engine {
                     .binary_search_by_key(&id.value, |(x, _)| *x)
                     .ok()
                     .map(|j| sess.sources[j].1);
-                let tainted = !from_user && !from_own && source.is_some();
+                // An id the principal's own record lists came from their
+                // records, even when it is bound to someone else too.
+                let claimed = sess.claimed.binary_search(&id.value).is_ok();
+                let tainted = !from_user && !from_own && !claimed && source.is_some();
                 if tainted {
                     tainted_ids |= 1 << i;
                 }
@@ -754,7 +782,8 @@ impl Engine {
                 // The principal's own record is their identity record (a
                 // profile that lists their things), not any object of
                 // theirs: an order's notes are text anyone may write.
-                if identity || id.names_principal || owner == Some(me) || from_user {
+                // Nor is an object the user named: its text is no listing.
+                if identity || id.names_principal || owner == Some(me) {
                     on_own = true;
                 }
                 if !matches!(class, KeyClass::Owned | KeyClass::Identity) && owner.is_none() {
@@ -783,6 +812,7 @@ impl Engine {
                         owners.top
                     },
                     by_owner,
+                    listed: foreign && !by_owner && owners.listed_elsewhere,
                     tainted,
                     source_tool: source.unwrap_or(0),
                 });
@@ -806,7 +836,7 @@ impl Engine {
                 && obs
                     .values
                     .iter()
-                    .any(|v| sess.trusted.binary_search(&v.key.fp).is_ok());
+                    .any(|v| is_entity(&v.text) && sess.trusted.binary_search(&v.key.fp).is_ok());
         }
         let view = SessionView {
             calls: sess.calls,

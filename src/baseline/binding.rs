@@ -120,6 +120,10 @@ pub struct Bound {
     pub sessions: u16,
     /// Day it was last used.
     pub day: u16,
+    /// The principal's own record listed it: their word that it is theirs,
+    /// not an inference from use.
+    #[serde(default)]
+    pub listed: bool,
 }
 
 /// What the bindings say of a value, for one principal.
@@ -132,6 +136,8 @@ pub struct Owners {
     pub other_sessions: u16,
     /// The other principal with the most sessions (0 when unknown).
     pub top: u32,
+    /// Another principal's own record listed it.
+    pub listed_elsewhere: bool,
 }
 
 /// What one agent knows of its principals' things.
@@ -189,6 +195,7 @@ impl Bindings {
             } else {
                 o.others = o.others.saturating_add(1);
                 o.other_sessions = o.other_sessions.saturating_add(b.sessions);
+                o.listed_elsewhere |= b.listed;
                 if b.sessions >= best {
                     best = b.sessions;
                     o.top = b.principal;
@@ -229,7 +236,10 @@ impl Bindings {
     }
 
     /// Learns one value of a clean session: it was used for `principal` on
-    /// `key`. Returns what it was bound to before.
+    /// `key`; `listed` when the session's own records list it (a household
+    /// sharing a booking: it recurs with another principal, yet it is this
+    /// one's too, so it is no cross recurrence). Returns what it was bound
+    /// to before.
     #[allow(clippy::too_many_arguments)]
     pub fn learn(
         &mut self,
@@ -237,6 +247,7 @@ impl Bindings {
         value: Fp,
         principal: u32,
         names_principal: bool,
+        listed: bool,
         w: f32,
         day: u16,
         cap: usize,
@@ -270,16 +281,30 @@ impl Bindings {
         }
         if before.mine || before.others > 0 {
             k.recur += w;
-            if !before.mine {
+            if !before.mine && !listed {
                 k.cross += w;
             }
         }
         k.classify();
-        self.bind(value, principal, day, cap);
+        self.bind(value, principal, day, cap, false);
         before
     }
 
-    fn bind(&mut self, value: Fp, principal: u32, day: u16, cap: usize) {
+    /// Binds what a clean session's own records listed (the principal's
+    /// profile naming their orders, bookings and payment methods) to that
+    /// principal, used or not. Key statistics are untouched: a listing is
+    /// no recurrence, but a later use of a listed value recurs with its
+    /// owner, and a listed value another principal reaches for is foreign.
+    pub fn bind_listed(&mut self, values: &[Fp], principal: u32, day: u16, cap: usize) {
+        if principal == 0 {
+            return;
+        }
+        for &v in values {
+            self.bind(v, principal, day, cap, true);
+        }
+    }
+
+    fn bind(&mut self, value: Fp, principal: u32, day: u16, cap: usize, listed: bool) {
         let at = self
             .bound
             .binary_search_by(|b| (b.value, b.principal).cmp(&(value, principal)));
@@ -288,6 +313,7 @@ impl Bindings {
                 let b = &mut self.bound[i];
                 b.sessions = b.sessions.saturating_add(1);
                 b.day = day;
+                b.listed |= listed;
             }
             Err(mut i) => {
                 if self.bound.len() >= cap.max(1) {
@@ -314,6 +340,7 @@ impl Bindings {
                         principal,
                         sessions: 1,
                         day,
+                        listed,
                     },
                 );
             }
@@ -356,9 +383,9 @@ mod tests {
         // Orders come back with their own principal, products with anyone.
         for p in 1..=20u32 {
             for _ in 0..2 {
-                b.learn(order, 1000 + p as u64, p, false, 1.0, 1, 4096);
+                b.learn(order, 1000 + p as u64, p, false, false, 1.0, 1, 4096);
             }
-            b.learn(product, 7, p, false, 1.0, 1, 4096);
+            b.learn(product, 7, p, false, false, 1.0, 1, 4096);
         }
         assert_eq!(b.class(order), KeyClass::Owned);
         assert_eq!(b.class(product), KeyClass::Shared);
@@ -367,7 +394,7 @@ mod tests {
         // One principal only: nothing is learned about ownership.
         let mut one = Bindings::default();
         for v in 0..50 {
-            one.learn(order, v % 5, 9, false, 1.0, 1, 4096);
+            one.learn(order, v % 5, 9, false, false, 1.0, 1, 4096);
         }
         assert_eq!(one.class(order), KeyClass::Undecided);
     }
@@ -376,7 +403,7 @@ mod tests {
     fn exact_up_to_cap_then_sketch() {
         let mut b = Bindings::default();
         for v in 0..100u64 {
-            b.learn(1, v, (v % 7 + 1) as u32, false, 1.0, v as u16, 10);
+            b.learn(1, v, (v % 7 + 1) as u32, false, false, 1.0, v as u16, 10);
         }
         assert_eq!(b.len(), 10);
         // An early value spilled into the sketch still reads as someone's.

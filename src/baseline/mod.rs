@@ -590,6 +590,8 @@ pub struct SessionId {
     /// The event's `resource_owner` named someone other than the principal
     /// the session acted for (a staff desk working customers' tickets).
     pub owner_foreign: bool,
+    /// The session's own records (the principal's profile) listed it.
+    pub listed: bool,
     pub ts: Millis,
     pub day: u16,
 }
@@ -612,6 +614,7 @@ impl Profile {
                 s.id.value,
                 s.principal,
                 s.id.names_principal,
+                s.listed,
                 w,
                 s.day,
                 cap,
@@ -622,7 +625,7 @@ impl Profile {
             );
             if owned || s.owner_foreign {
                 self.binding.owned_ops += w;
-                let learned = owned && before.others > 0 && !before.mine;
+                let learned = owned && before.others > 0 && !before.mine && !s.listed;
                 if s.owner_foreign || learned {
                     self.binding.foreign_ops += w;
                     let who = if s.owner_foreign {

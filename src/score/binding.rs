@@ -35,6 +35,8 @@ pub struct IdView {
     pub top: u32,
     /// The emitter's `resource_owner` decided it.
     pub by_owner: bool,
+    /// Another principal's own record listed it (their profile names it).
+    pub listed: bool,
     /// Reached the session only through output other than the principal's
     /// own records, and the tool whose output brought it (0 = unknown).
     pub tainted: bool,
@@ -79,7 +81,9 @@ pub fn score(
     let c = consequence(obs);
     let mut best: Option<(f32, IdView)> = None;
     for id in &v.ids {
-        let exclusive = if id.by_owner {
+        // The emitter's word and another's own record are declarations;
+        // a binding learned from use grows surer with its sessions.
+        let exclusive = if id.by_owner || id.listed {
             1.0
         } else {
             let s = id.other_sessions as f32;
@@ -113,6 +117,7 @@ pub fn score(
             id: id.id,
             foreign: id.foreign,
             by_owner: id.by_owner,
+            listed: id.listed,
             tainted: id.tainted,
             others: id.others,
             sessions: id.other_sessions,

@@ -351,7 +351,7 @@ impl<'a> Observation<'a> {
         let days = call.ts.div_euclid(MS_PER_DAY);
         let mut obs = Observation {
             ts: call.ts,
-            day: days.clamp(0, u16::MAX as i64) as u16,
+            day: day_stamp(call.ts),
             hour: (call.ts.rem_euclid(MS_PER_DAY) / 3_600_000) as u8,
             weekday: (days + 3).rem_euclid(7) as u8,
             tool: fp.tool(&call.tool),
@@ -483,6 +483,11 @@ pub fn is_entity(s: &str) -> bool {
         return true;
     }
     is_iban(s)
+}
+
+/// Days since the Unix epoch, as last-seen stamps keep them.
+pub fn day_stamp(ts: Millis) -> u16 {
+    ts.div_euclid(MS_PER_DAY).clamp(0, u16::MAX as i64) as u16
 }
 
 /// Is this argument string an identifier worth binding to principals (an

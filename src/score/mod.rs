@@ -190,6 +190,7 @@ pub enum Detail {
         id: u8,
         foreign: bool,
         by_owner: bool,
+        listed: bool,
         tainted: bool,
         others: u8,
         sessions: u16,
@@ -1111,6 +1112,7 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             id,
             foreign,
             by_owner,
+            listed,
             tainted,
             others,
             sessions,
@@ -1131,7 +1133,8 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                     } else {
                         let name = p.binding.name(top).unwrap_or("another principal");
                         let more = if others > 1 { format!(" and {} more", others - 1) } else { String::new() };
-                        format!("bound to {name}{more} ({sessions} earlier sessions)")
+                        let basis = if listed { "listed in their own record; " } else { "" };
+                        format!("bound to {name}{more} ({basis}{sessions} earlier sessions)")
                     };
                     out.push_str(&format!(", {whom}, while acting for {me}"));
                 }
