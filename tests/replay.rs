@@ -7,23 +7,21 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn data(name: &str) -> String {
-    format!("{}/replay-data/seed-11/{name}", env!("CARGO_MANIFEST_DIR"))
+fn data(set: &str, name: &str) -> String {
+    format!("{}/replay-data/{set}/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn replay_on_the_report_split() {
-    let dir = tempfile::tempdir().unwrap();
-    let decisions = dir.path().join("decisions.jsonl");
+/// Runs `warden replay` on a committed set; returns its JSON report.
+fn replay(set: &str, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args([
             "replay",
             "--train",
-            &data("train.jsonl.gz"),
-            &data("test.jsonl.gz"),
+            &data(set, "train.jsonl.gz"),
+            &data(set, "test.jsonl.gz"),
         ])
-        .args(["--labels", &data("labels.jsonl"), "--json", "--decisions"])
-        .arg(&decisions)
+        .args(["--labels", &data(set, "labels.jsonl"), "--json"])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -32,7 +30,18 @@ fn replay_on_the_report_split() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+fn share(f: &Value, k: &str, of: &str) -> f64 {
+    f[k].as_f64().unwrap() / f[of].as_f64().unwrap()
+}
+
+#[test]
+fn replay_on_the_report_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = dir.path().join("decisions.jsonl");
+    let report = replay("seed-11", &["--decisions", decisions.to_str().unwrap()]);
 
     // One decision per tool call, in the documented shape, explainable.
     let lines: Vec<Value> = std::fs::read_to_string(&decisions)
@@ -103,4 +112,42 @@ fn replay_on_the_report_split() {
     // Principal bindings (up to `detector.binding.values-per-agent`) made
     // the customer-facing profiles larger.
     assert!(report["profile_median_bytes"].as_u64().unwrap() <= 24 * 1024);
+}
+
+/// The multi-customer set (replay-data/customers-11, where the binding
+/// channel is developed): attacks on another customer's booking, order or
+/// card are seen through what each customer's own profile lists, and the
+/// channel's contribution shows against a run with it switched off.
+#[test]
+fn replay_on_the_multi_customer_set() {
+    let on = replay("customers-11", &[]);
+    // Measured 221/280 (78.9%), known 2/501, unseen 2/55 with binding on.
+    let attacked = share(&on["attack"], "detected", "sessions");
+    assert!(attacked >= 0.75, "{on}");
+    for s in [
+        "foreign-object:cancel",
+        "foreign-object:redirect",
+        "harvest:records",
+    ] {
+        assert!(
+            share(&on["scenarios"][s], "detected", "sessions") >= 0.85,
+            "{s}: {on}"
+        );
+    }
+    assert!(
+        share(&on["benign_known"], "flagged", "sessions") <= 0.01,
+        "{on}"
+    );
+    assert!(
+        share(&on["benign_unseen"], "flagged", "sessions") <= 0.05,
+        "{on}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let off_toml = dir.path().join("off.toml");
+    std::fs::write(&off_toml, "[detector.binding]\nenabled = false\n").unwrap();
+    let off = replay("customers-11", &["--config", off_toml.to_str().unwrap()]);
+    // Measured 136/280 (48.6%) without the channel.
+    let without = share(&off["attack"], "detected", "sessions");
+    assert!(attacked - without >= 0.2, "on {attacked}, off {without}");
 }
