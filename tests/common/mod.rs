@@ -66,6 +66,12 @@ impl Service {
     /// A config that does not set `server.admin-listen` gets
     /// `127.0.0.1:0`, so tests running side by side never share a port.
     pub fn start_env(config: &Path, train: bool, env: &[(&str, &str)]) -> Self {
+        let train = train.then(|| data("train.jsonl.gz"));
+        Self::start_trained(config, train.as_deref(), env)
+    }
+
+    /// Like `start_env`, trained on `train` (any replay file) when given.
+    pub fn start_trained(config: &Path, train: Option<&str>, env: &[(&str, &str)]) -> Self {
         let text = std::fs::read_to_string(config).unwrap();
         if !text.contains("admin-listen") {
             let text = match text.split_once("[server]\n") {
@@ -78,8 +84,8 @@ impl Service {
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
         cmd.arg("run").arg("--config").arg(config);
-        if train {
-            cmd.arg("--train").arg(data("train.jsonl.gz"));
+        if let Some(train) = train {
+            cmd.arg("--train").arg(train);
         }
         cmd.envs(env.iter().copied());
         let mut child = cmd
