@@ -205,10 +205,22 @@ pub struct GenerateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["data", "from_checkpoint", "from_redis"]))]
 pub struct TrainArgs {
     /// Benign history (JSON Lines, `.gz` allowed); repeatable.
-    #[arg(long = "data", value_name = "FILE", num_args = 1.., required = true)]
+    #[arg(long = "data", value_name = "FILE", num_args = 1..)]
     pub data: Vec<PathBuf>,
+    /// Retrain peer groups from a running deployment's own profiles: the
+    /// service's data directory (`server.data-dir`), its checkpoints read
+    /// with its `hash.key` (or WARDEN_HASH_KEY). Profiles hold no events,
+    /// so the model gets groups and their priors but no session models and
+    /// no blend or young thresholds.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "from_redis"])]
+    pub from_checkpoint: Option<PathBuf>,
+    /// As `--from-checkpoint`, from the profiles a Redis deployment stores
+    /// (the config's `[redis]` section and WARDEN_REDIS_URL).
+    #[arg(long, conflicts_with = "data")]
+    pub from_redis: bool,
     /// Directory to write `fleet.json` to (created if missing).
     #[arg(long, value_name = "DIR", default_value = "models")]
     pub out: PathBuf,

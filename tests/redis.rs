@@ -218,3 +218,55 @@ fn has_profiles_looks_past_the_first_scan_page() {
         .ignore();
     pipe.query::<()>(&mut conn).unwrap();
 }
+
+/// `warden train --from-redis` retrains peer groups from the profiles a
+/// running deployment stores, under the key it shares there; a prefix
+/// nobody wrote is an error that names it.
+#[test]
+fn warden_train_retrains_peer_groups_from_the_profiles_in_redis() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let prefix = format!("warden-train-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &prefix);
+    Service::start(&cfg, true).stop();
+
+    let out = dir.path().join("models");
+    let train = |cfg: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["train", "--from-redis", "--config"])
+            .arg(cfg)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = train(&cfg);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("from 27 agents"), "{stdout}");
+    let inspect = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["models", "inspect"])
+        .arg(out.join("fleet.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("redis:{prefix}:profile:*")),
+        "{text}"
+    );
+
+    let nobody = tempfile::tempdir().unwrap();
+    let o = train(&config(nobody.path(), &format!("{prefix}-nobody")));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&format!("{prefix}-nobody"))
+            && stderr.contains("no Warden has stored profiles"),
+        "{stderr}"
+    );
+}

@@ -19,7 +19,15 @@ pub const DEFAULT_DIR: &str = "models";
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let started = Instant::now();
-    let file = super::train::train(&args.data, &config)?;
+    let profiles = match (&args.from_checkpoint, args.from_redis) {
+        (Some(dir), _) => Some(super::source::from_checkpoint(dir, &config)?),
+        (None, true) => Some(super::source::from_redis(&config)?),
+        (None, false) => None,
+    };
+    let file = match profiles {
+        Some(p) => super::train::train_on_profiles(p.agents, p.inputs, p.digest, &config)?,
+        None => super::train::train(&args.data, &config)?,
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let path = args.out.join(FILE_NAME);

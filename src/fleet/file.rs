@@ -387,7 +387,12 @@ impl ModelFile {
                     );
                 }
                 None => {
-                    let _ = writeln!(s, "  session model:      none (too few sessions)");
+                    let why = if self.training.events == 0 {
+                        "trained from profiles, which hold no sessions"
+                    } else {
+                        "too few sessions"
+                    };
+                    let _ = writeln!(s, "  session model:      none ({why})");
                 }
             }
         }

@@ -24,6 +24,7 @@ pub mod features;
 pub mod file;
 pub mod prior;
 pub mod session;
+pub mod source;
 pub mod train;
 
 use std::collections::HashMap;

@@ -432,3 +432,96 @@ fn recorded_linfa_version_matches_the_lock_file() {
     let entry = format!("name = \"linfa\"\nversion = \"{LINFA_VERSION}\"");
     assert!(lock.contains(&entry), "Cargo.lock has no {entry}");
 }
+
+/// A service's data directory: the small fleet learned by two workers'
+/// engines under a generated key, checkpointed as `warden run` does.
+fn data_dir(dir: &Path) -> (PathBuf, crate::state::hash_key::HashKey) {
+    let data = fleet_file(dir, 3);
+    let key = crate::state::hash_key::HashKey::generate();
+    let mut cfg = Config::default();
+    cfg.detector.hash_key = key.to_hex();
+    let mut engines = [
+        crate::engine::Engine::new(&cfg),
+        crate::engine::Engine::new(&cfg),
+    ];
+    let text = std::fs::read_to_string(&data).expect("read");
+    for line in text.lines() {
+        let crate::event::Event::ToolCall(call) =
+            crate::ingest::decode::decode_str(line).expect("decodes")
+        else {
+            continue;
+        };
+        let e = &mut engines[call.agent_id.len() % 2];
+        let ev = e.evaluate(&call, crate::engine::Phase::Train);
+        e.commit(ev);
+    }
+    let out = dir.join("warden-data");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    for (i, e) in engines.iter_mut().enumerate() {
+        e.close_all();
+        let cp = crate::state::Checkpoint::of(e, Vec::new());
+        crate::state::write_atomic(
+            &crate::state::worker_path(&out, i),
+            &crate::state::encode(&cp),
+        )
+        .expect("write checkpoint");
+    }
+    std::fs::write(out.join(crate::state::hash_key::KEY_FILE), key.to_hex()).expect("key");
+    (out, key)
+}
+
+#[test]
+fn retrains_peer_groups_from_a_deployments_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, _) = data_dir(dir.path());
+    let cfg = Config::default();
+    let p = super::source::from_checkpoint(&out, &cfg).expect("reads the checkpoints");
+    assert_eq!(p.agents.len(), 6);
+    assert_eq!(p.inputs.len(), 2);
+    let model = super::train::train_on_profiles(p.agents, p.inputs, p.digest, &cfg)
+        .expect("trains on profiles");
+    assert_eq!(model.training.agents, 6);
+    assert_eq!(model.training.tool_calls, 3 * 40 * 4 + 3 * 40 * 8);
+    assert!(model.training.inputs[0].ends_with("profiles-0.ckpt"));
+    // Readers and writers do not share a group, as from the events.
+    for g in &model.groups {
+        let kinds: std::collections::BTreeSet<&str> = g
+            .members
+            .iter()
+            .map(|m| m.split('-').next().unwrap())
+            .collect();
+        assert_eq!(kinds.len(), 1, "{:?}", g.members);
+        // Profiles hold no sessions to model.
+        assert!(g.session_model.is_none() && g.prior.profile.is_none());
+        assert!(g.prior.new_value_rate > 0.0);
+    }
+    // The file saves and loads like any other.
+    let path = dir.path().join("fleet.json");
+    model.save(&path).expect("saves");
+    ModelFile::load(&path).expect("loads");
+
+    // Without the key, or under another, or with no checkpoint: named.
+    std::fs::remove_file(out.join(crate::state::hash_key::KEY_FILE)).expect("rm");
+    let e = super::source::from_checkpoint(&out, &cfg)
+        .err()
+        .expect("no key")
+        .to_string();
+    assert!(
+        e.contains("hash.key") && e.contains("WARDEN_HASH_KEY"),
+        "{e}"
+    );
+    let mut other = Config::default();
+    other.detector.hash_key = crate::state::hash_key::HashKey::generate().to_hex();
+    let e = super::source::from_checkpoint(&out, &other)
+        .err()
+        .expect("other key")
+        .to_string();
+    assert!(e.contains("profiles-"), "{e}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let e = super::source::from_checkpoint(&empty, &other)
+        .err()
+        .expect("none")
+        .to_string();
+    assert!(e.contains("no checkpoint"), "{e}");
+}

@@ -449,7 +449,84 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     if data.is_empty() {
         return Err(TrainError::NoInput);
     }
-    let c = collect(data, cfg)?;
+    let mut c = collect(data, cfg)?;
+    let inputs: Vec<String> = data.iter().map(|p| file_name(p)).collect();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(std::mem::take(&mut c.digest).finalize())
+    );
+    let mut model = fit(&c, inputs, digest, cfg)?;
+    // The priors young agents are blended with, and the threshold that goes
+    // with scoring against them.
+    let members: Vec<Vec<String>> = model.groups.iter().map(|g| g.members.clone()).collect();
+    let rtypes: Vec<String> = c.rtypes.iter().cloned().collect();
+    let (full, loo) = group_priors(data, cfg, &members, &rtypes, &c.young)?;
+    for (g, p) in model.groups.iter_mut().zip(full) {
+        g.prior.profile = p;
+    }
+    let scores = blend_scores(data, cfg, &model, &loo)?;
+    for (g, s) in model.groups.iter_mut().zip(scores) {
+        g.prior.blend_threshold_bits = young_threshold(&s, cfg);
+        g.prior.blend_sessions = s.len();
+    }
+    Ok(model)
+}
+
+/// Trains a fleet model on a deployment's own profiles (checkpoints or
+/// Redis), restored under their fingerprint key. Profiles hold no events:
+/// the model gets peer groups, centroids and the priors profiles give
+/// (shared tools, novelty rates, cadence, session sizes, the members'
+/// calibrated thresholds), but no session models, no young or blend
+/// thresholds and no prior profile; those need `--data` event files.
+pub fn train_on_profiles(
+    agents: Vec<(String, crate::engine::AgentSnapshot)>,
+    inputs: Vec<String>,
+    digest: String,
+    cfg: &Config,
+) -> Result<ModelFile, TrainError> {
+    let mut engine = Engine::new(cfg);
+    let (mut first, mut last) = (Millis::MAX, Millis::MIN);
+    for (id, snapshot) in agents {
+        if snapshot.profile.events_learned > 0 {
+            first = first.min(snapshot.profile.first_ts);
+            last = last.max(snapshot.profile.last_ts);
+        }
+        engine.restore(&id, snapshot);
+    }
+    let c = Collected {
+        tool_calls: engine
+            .agents()
+            .iter()
+            .map(|a| a.profile.events_learned)
+            .sum(),
+        engine,
+        shapes: HashMap::new(),
+        sessions: HashMap::new(),
+        events: 0,
+        rejected: 0,
+        first,
+        last,
+        digest: Sha256::new(),
+        rtypes: Default::default(),
+        young: HashMap::new(),
+    };
+    let mut model = fit(&c, inputs, digest, cfg)?;
+    model.training.sessions = c
+        .engine
+        .agents()
+        .iter()
+        .map(|a| a.profile.sessions_learned)
+        .sum();
+    Ok(model)
+}
+
+/// Peer groups, their priors and session models from what was collected.
+fn fit(
+    c: &Collected,
+    inputs: Vec<String>,
+    digest: String,
+    cfg: &Config,
+) -> Result<ModelFile, TrainError> {
     let agents: Vec<_> = c
         .engine
         .agents()
@@ -459,11 +536,7 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     match agents.len() {
         0 => {
             return Err(TrainError::EmptyTrainingSet {
-                inputs: data
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                inputs: inputs.join(", "),
                 rejected: c.rejected,
             })
         }
@@ -539,13 +612,13 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         });
     }
 
-    let mut model = ModelFile {
+    Ok(ModelFile {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
         schema: Schema::current(),
         training: TrainingInfo {
-            digest: format!("sha256:{}", hex::encode(c.digest.finalize())),
-            inputs: data.iter().map(|p| file_name(p)).collect(),
+            digest,
+            inputs,
             events: c.events,
             tool_calls: c.tool_calls,
             rejected: c.rejected,
@@ -559,21 +632,7 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         agent_center: center,
         agent_scale: scale,
         groups,
-    };
-    // The priors young agents are blended with, and the threshold that goes
-    // with scoring against them.
-    let members: Vec<Vec<String>> = model.groups.iter().map(|g| g.members.clone()).collect();
-    let rtypes: Vec<String> = c.rtypes.iter().cloned().collect();
-    let (full, loo) = group_priors(data, cfg, &members, &rtypes, &c.young)?;
-    for (g, p) in model.groups.iter_mut().zip(full) {
-        g.prior.profile = p;
-    }
-    let scores = blend_scores(data, cfg, &model, &loo)?;
-    for (g, s) in model.groups.iter_mut().zip(scores) {
-        g.prior.blend_threshold_bits = young_threshold(&s, cfg);
-        g.prior.blend_sessions = s.len();
-    }
-    Ok(model)
+    })
 }
 
 fn file_name(p: &Path) -> String {

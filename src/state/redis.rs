@@ -293,6 +293,106 @@ pub fn client(cfg: &crate::config::RedisConfig) -> Result<redis::Client, RedisCo
     .map_err(RedisConnectError::Tls)
 }
 
+/// A deployment's stored profiles and the key they were fingerprinted
+/// with, read once over one connection (`warden train --from-redis`): an
+/// outage is an error here, never a wait, and no key is ever created.
+pub struct StoredProfiles {
+    pub key: HashKey,
+    /// Profiles by agent id.
+    pub agents: Vec<(String, AgentSnapshot)>,
+    /// SHA-256 over the stored values, in key order.
+    pub digest: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadProfilesError {
+    #[error(transparent)]
+    Connect(#[from] RedisConnectError),
+    #[error("Redis at {addr}: {error}")]
+    Redis {
+        addr: String,
+        error: redis::RedisError,
+    },
+    #[error("Redis key {key} holds no fingerprint key: no Warden has stored profiles under prefix `{prefix}` (redis.key-prefix)")]
+    NoKey { key: String, prefix: String },
+    #[error("{0}")]
+    Key(#[from] HashKeyError),
+    #[error("{0}")]
+    Decode(#[from] StateError),
+}
+
+/// Reads every profile under `cfg.key_prefix` (see [`StoredProfiles`]).
+pub fn read_profiles(
+    cfg: &crate::config::RedisConfig,
+    configured_key: Option<&str>,
+) -> Result<StoredProfiles, ReadProfilesError> {
+    let client = client(cfg)?;
+    let addr = client.get_connection_info().addr.to_string();
+    let err = |error| ReadProfilesError::Redis {
+        addr: addr.clone(),
+        error,
+    };
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .map_err(err)?;
+    let prefix = &cfg.key_prefix;
+    let rkey = format!("{prefix}:hash-key");
+    let stored: Option<String> = redis::cmd("GET").arg(&rkey).query(&mut conn).map_err(err)?;
+    let Some(stored) = stored else {
+        return Err(ReadProfilesError::NoKey {
+            key: rkey,
+            prefix: prefix.clone(),
+        });
+    };
+    let key = HashKey::parse(&stored, &format!("Redis key {rkey}"))?;
+    if let Some(hex_key) = configured_key {
+        let mine = HashKey::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)")?;
+        if mine != key {
+            return Err(HashKeyError::Mismatch {
+                key: rkey,
+                configured: mine.id(),
+                shared: key.id(),
+            }
+            .into());
+        }
+    }
+    let pattern = format!("{prefix}:profile:*");
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)
+            .map_err(err)?;
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    let mut agents = Vec::with_capacity(keys.len());
+    let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+    for k in keys {
+        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(&mut conn).map_err(err)?;
+        // Deleted between SCAN and GET: nothing to learn from.
+        let Some(bytes) = bytes else { continue };
+        sha2::Digest::update(&mut digest, &bytes);
+        let cp = decode(&bytes, &PathBuf::from(format!("redis key {k}")), key.id())?;
+        agents.extend(cp.agents);
+    }
+    Ok(StoredProfiles {
+        key,
+        agents,
+        digest: format!("sha256:{}", hex::encode(sha2::Digest::finalize(digest))),
+    })
+}
+
 /// Failures that retrying cannot fix: a certificate not trusted (or a
 /// host name it does not carry), a refused login, unusable TLS settings.
 fn is_permanent(e: &redis::RedisError) -> bool {
