@@ -1,9 +1,11 @@
-//! Engine benchmarks over `replay-data/seed-7`: decode one event, score one
+//! Engine benchmarks over `replay-data/seed-7` (by default): decode one event, score one
 //! call against warmed profiles, score + learn, and the whole replay path.
 //! Besides criterion's figures, each case prints an HdrHistogram of per-call
 //! latency (p50/p99/p99.9) measured over the full test stream.
 //!
 //! Run: `cargo bench --bench engine` (add `-- --quick` for a short run).
+//! `WARDEN_BENCH_SET=customers-11` runs it over another committed set (the
+//! multi-customer agents, where principal binding is at work).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -19,7 +21,10 @@ use warden::ingest::decode::decode_str;
 use warden::ingest::file::{JsonlReader, Line};
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-data/seed-7")
+    let set = std::env::var("WARDEN_BENCH_SET").unwrap_or_else(|_| "seed-7".to_owned());
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("replay-data")
+        .join(set)
 }
 
 fn lines(name: &str) -> Vec<String> {
