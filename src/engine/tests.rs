@@ -411,11 +411,7 @@ fn another_customers_order_is_flagged_with_the_binding_reason() {
         Phase::Live,
     );
     assert!(o.flagged, "{} {:?}", o.threshold, o.reasons);
-    let r = o
-        .reasons
-        .iter()
-        .find(|r| r.signal == "binding")
-        .expect("binding reason");
+    let r = binding_reason(&o);
     assert!(
         r.detail.contains("bound to customer:u_0007"),
         "{}",
@@ -494,11 +490,7 @@ fn resource_owner_is_used_as_given_and_contradictions_are_counted() {
             .action("delete"),
         Phase::Live,
     );
-    let r = o
-        .reasons
-        .iter()
-        .find(|r| r.signal == "binding")
-        .expect("binding");
+    let r = binding_reason(&o);
     assert!(
         r.detail.contains("owned by customer:u_0042"),
         "{}",
@@ -596,6 +588,14 @@ fn absurd_ids_and_a_session_of_ten_thousand_principals_stay_bounded() {
     );
 }
 
+/// The binding reason of a decision (it must have one).
+fn binding_reason(o: &Outcome) -> &ExplainedReason {
+    o.reasons
+        .iter()
+        .find(|r| r.signal == "binding")
+        .expect("binding reason")
+}
+
 /// A customer desk whose sessions start on the customer's profile, which
 /// lists their order and card; they pay refunds to their own card.
 fn desk() -> Engine {
@@ -670,11 +670,7 @@ fn an_own_record_binds_what_it_lists_and_a_listed_card_of_another_is_foreign() {
         &desk_refund("x", 3, "card-0007", t + 20_000),
         Phase::Live,
     );
-    let r = o
-        .reasons
-        .iter()
-        .find(|r| r.signal == "binding")
-        .expect("binding reason");
+    let r = binding_reason(&o);
     assert!(
         r.detail
             .contains("bound to customer:u_0007 (listed in their own record"),
@@ -747,11 +743,7 @@ fn an_object_the_user_named_is_no_own_record() {
         &desk_refund("n", 3, "card-0009", t + 20_000),
         Phase::Live,
     );
-    let r = o
-        .reasons
-        .iter()
-        .find(|r| r.signal == "binding")
-        .expect("binding reason");
+    let r = binding_reason(&o);
     assert!(
         r.detail.contains("bound to customer:u_0009")
             && r.detail.contains("came from the output of"),
