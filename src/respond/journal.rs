@@ -310,8 +310,19 @@ impl Journal {
         };
         // Applied again after their originals: an amend no newer than the
         // incident is skipped, one of its version applies idempotently.
+        // A copy whose original the records kept is not appended again, so
+        // restarts while revocations stay queued do not grow the journal.
         let mut recopied = false;
         for (id, line) in copies {
+            let kept = me.open.get(&id).is_some_and(|r| {
+                r.amends.iter().any(|s| {
+                    bytes.get(s.offset as usize..(s.offset + s.len) as usize)
+                        == Some(line.as_slice())
+                })
+            });
+            if kept {
+                continue;
+            }
             match me.append_amend(&id, &line) {
                 Ok(()) => recopied = true,
                 Err(RegistryError::NotOpen(_)) => {}
@@ -931,6 +942,36 @@ mod tests {
                 .unwrap()
                 .unwrap(),
             q
+        );
+    }
+
+    #[test]
+    fn restarts_with_a_queued_revocation_do_not_grow_the_journal() {
+        let (dir, mut j, mut q) = agent_incident("e1", 1);
+        let revokers = vault();
+        let mut f = fixtures::other_session("e2", 2);
+        assert!(q.roll_in(&mut f));
+        let n = q.add_credential(&f, &revokers).unwrap();
+        j.queue_revocation(&q.id, n, &SecretString::new("tok-2"))
+            .unwrap();
+        j.amend_queued(&q.amend(&[n], &[n])).unwrap();
+        j.commit().unwrap();
+        drop(j);
+        let size = || {
+            std::fs::metadata(dir.path().join("journal.jsonl"))
+                .unwrap()
+                .len()
+        };
+        let before = size();
+        for _ in 0..3 {
+            let mut j = Journal::open(dir.path()).unwrap();
+            assert_eq!(j.get(&q.id).unwrap().unwrap().credentials, q.credentials);
+            assert!(j.queued_revocation(&q.id, n).is_some());
+        }
+        assert_eq!(
+            size(),
+            before,
+            "the records kept the amend: no copy appended"
         );
     }
 
