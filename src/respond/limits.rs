@@ -115,11 +115,31 @@ impl TokenBucket {
         self.tokens = 0.0;
         self.at = now + wait;
     }
+
+    /// Gives back a token taken for a send that did not happen (its job
+    /// was gone or had nothing to say), so pacing counts only real sends.
+    pub fn refund(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refunded_token_is_there_for_the_next_send() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(0.001, 1);
+        assert!(b.take(t0).is_ok());
+        assert!(b.take(t0).is_err());
+        b.refund();
+        assert!(b.take(t0).is_ok(), "the unused token came back");
+        b.refund();
+        b.refund();
+        assert!(b.take(t0).is_ok());
+        assert!(b.take(t0).is_err(), "never above the burst");
+    }
 
     #[test]
     fn bucket_allows_its_burst_then_its_rate() {

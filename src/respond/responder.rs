@@ -2050,10 +2050,13 @@ impl Responder {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
+                let refund = || bucket.lock().unwrap_or_else(|p| p.into_inner()).refund();
                 let Some(job) = queue.pop() else {
+                    refund();
                     continue;
                 };
                 let Some(body) = render_job(&kind, &job, &board, &public) else {
+                    refund();
                     continue;
                 };
                 let id = job.id().to_owned();
