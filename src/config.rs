@@ -117,6 +117,11 @@ pub struct ResponseConfig {
     /// after their release (src/config/response_limits.rs).
     #[serde(with = "humantime_serde")]
     pub incident_retention: Duration,
+    /// A shadow incident with no new flag for this long is released by
+    /// Warden itself (its page resolved), so the agent's next flag opens a
+    /// new incident and pages again. `0s`: never (a human releases it).
+    #[serde(with = "humantime_serde")]
+    pub shadow_release_after: Duration,
     /// Incidents held in memory for the API; past it the oldest released
     /// ones are dropped from memory (open ones never are).
     pub max_incidents_in_memory: usize,
@@ -145,6 +150,7 @@ impl Default for ResponseConfig {
             timeline_calls: 8,
             credential_id: CredentialIdMode::Secret,
             incident_retention: response_limits::default_incident_retention(),
+            shadow_release_after: response_limits::default_shadow_release_after(),
             max_incidents_in_memory: response_limits::default_max_incidents_in_memory(),
             pacing: PacingConfig::default(),
             revokers: Vec::new(),
@@ -1143,6 +1149,7 @@ impl ResponseConfig {
             }
         }
         response_limits::validate_retention(self.incident_retention, self.max_incidents_in_memory)?;
+        response_limits::validate_shadow_release(self.shadow_release_after)?;
         self.pacing.validate()?;
         if self.request_timeout < Duration::from_millis(10) {
             return Err(invalid("response.request-timeout", "must be at least 10ms"));

@@ -840,6 +840,97 @@ fn a_page_resolved_by_a_human_is_not_reopened_by_later_flags() {
     svc.stop();
 }
 
+/// In shadow mode nobody releases incidents: one quiet for
+/// `response.shadow-release-after` is released by Warden (its page
+/// resolved), and the agent's next flag opens a new incident that pages.
+#[test]
+fn a_quiet_shadow_incident_is_released_and_the_next_flag_pages_again() {
+    let b = Brokers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &b.vault.base_url(),
+        "",
+        &b.slack.url(),
+        &b.pd.url(),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"enforce\"", "mode = \"shadow\"")
+        .replace(
+            "give-up-after = \"60s\"\n",
+            "give-up-after = \"60s\"\nshadow-release-after = \"3s\"\n",
+        );
+    std::fs::write(&config, text).unwrap();
+    let svc = Service::start_env(&config, true, &env());
+    let lines = per_session_credentials(&test_lines(0, 3000));
+    let (first, later) = lines.split_at(
+        lines
+            .match_indices('\n')
+            .nth(1499)
+            .map(|(at, _)| at + 1)
+            .unwrap(),
+    );
+    assert_eq!(svc.request("POST", "/v1/events", first).0, 202);
+    let before = settled(&svc, Duration::from_secs(60));
+    assert!(!before.is_empty());
+    let ids: Vec<String> = before
+        .iter()
+        .map(|q| q["id"].as_str().unwrap().to_owned())
+        .collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_pages(&b.pd, &id_refs);
+    // Quiet for 3 s: Warden releases each, and resolves its page.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let qs = quarantines(&svc);
+        let released = |id: &str| {
+            qs.iter().any(|q| {
+                q["id"] == id && q["state"] == "released" && q["release"]["actor"] == "warden"
+            })
+        };
+        if ids.iter().all(|id| released(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not released: {qs:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    b.pd.wait_until(Duration::from_secs(60), |_| {
+        let incidents = b.pd.incidents();
+        ids.iter().all(|id| {
+            incidents
+                .iter()
+                .any(|(k, state, _)| k == id && state == "resolved")
+        })
+    });
+    // Later flags of the same agents open new incidents, which page.
+    assert_eq!(svc.request("POST", "/v1/events", later).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fresh: Vec<String> = loop {
+        let qs = quarantines(&svc);
+        let fresh: Vec<String> = qs
+            .iter()
+            .filter(|q| {
+                !ids.iter().any(|id| q["id"] == id.as_str())
+                    && before.iter().any(|p| p["agent_id"] == q["agent_id"])
+            })
+            .map(|q| q["id"].as_str().unwrap().to_owned())
+            .collect();
+        if !fresh.is_empty() {
+            break fresh;
+        }
+        assert!(Instant::now() < deadline, "no new incident: {qs:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let fresh_refs: Vec<&str> = fresh.iter().map(String::as_str).collect();
+    let t = wait_pages(&b.pd, &fresh_refs);
+    for id in &fresh {
+        assert_eq!(t.get(id.as_str()), Some(&1), "{id}: {t:?}");
+    }
+    assert!(b.pd.reopened().is_empty(), "{:?}", b.pd.reopened());
+    svc.stop();
+}
+
 #[test]
 fn killed_before_revoking_a_second_credential_resumes_it_once() {
     let port = ContractServer::free_port();

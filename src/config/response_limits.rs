@@ -15,6 +15,12 @@ pub(super) const fn default_incident_retention() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }
 
+/// Shadow incidents quiet this long are released by Warden: a day without
+/// a new flag ends one bad spell, and the next is paged afresh.
+pub(super) const fn default_shadow_release_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
 /// Incidents the API's in-memory view holds before the oldest released
 /// ones are dropped from it (open ones are never dropped).
 pub(super) const fn default_max_incidents_in_memory() -> usize {
@@ -78,6 +84,18 @@ impl PacingConfig {
     }
 }
 
+/// Checks `response.shadow-release-after`: `0s` (never) or at least a
+/// second (it sets how often the responder sweeps).
+pub(super) fn validate_shadow_release(after: Duration) -> Result<(), ConfigError> {
+    if !after.is_zero() && after < Duration::from_secs(1) {
+        return Err(invalid(
+            "response.shadow-release-after",
+            "must be 0s (never) or at least 1s",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the retention keys of `[response]`.
 pub(super) fn validate_retention(
     retention: Duration,
@@ -117,6 +135,11 @@ mod tests {
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("response.pacing.pagerduty-burst"), "{e}");
         assert!(PacingConfig::default().validate().is_ok());
+        let e = validate_shadow_release(Duration::from_millis(500))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("response.shadow-release-after"), "{e}");
+        assert!(validate_shadow_release(Duration::ZERO).is_ok());
         let e = validate_retention(Duration::from_secs(60), 1000)
             .unwrap_err()
             .to_string();

@@ -1197,9 +1197,14 @@ impl Responder {
                 }
             }
             Msg::Sweep => {
+                self.release_quiet_shadow();
                 self.expire();
-                let every = (self.cfg.response.incident_retention / 24)
+                let mut every = (self.cfg.response.incident_retention / 24)
                     .clamp(Duration::from_secs(60), Duration::from_secs(3600));
+                let quiet = self.cfg.response.shadow_release_after;
+                if !quiet.is_zero() {
+                    every = every.min((quiet / 4).max(Duration::from_secs(1)));
+                }
                 self.schedule(Msg::Sweep, every);
             }
             Msg::Sync(ack) => {
@@ -1208,6 +1213,38 @@ impl Responder {
                 self.end_burst();
                 self.audit.flush();
                 let _ = ack.send(());
+            }
+        }
+    }
+
+    /// Releases shadow incidents with no new flag for
+    /// `response.shadow-release-after`, as a human release would (their
+    /// pages resolved): in shadow mode nobody has to release anything, and
+    /// an incident left open would swallow the agent's later flags as
+    /// updates, never paging again.
+    fn release_quiet_shadow(&mut self) {
+        let after = self.cfg.response.shadow_release_after;
+        if after.is_zero() {
+            return;
+        }
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(after) else {
+            return;
+        };
+        let cutoff = chrono::DateTime::<chrono::Utc>::from(cutoff)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let quiet: Vec<String> = self
+            .open
+            .values()
+            .filter(|q| q.state == State::Shadow && q.updated_at < cutoff)
+            .map(|q| q.id.clone())
+            .collect();
+        for id in quiet {
+            let reason = format!(
+                "no flagged call for {} (response.shadow-release-after)",
+                humantime_serde::re::humantime::format_duration(after)
+            );
+            if let Err(e) = self.on_release(&id, "warden".to_owned(), reason, false) {
+                tracing::error!(quarantine = %id, error = %e, "Cannot release a quiet shadow incident; retrying at the next sweep.");
             }
         }
     }
