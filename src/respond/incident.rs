@@ -849,13 +849,22 @@ impl Quarantine {
             }
             Transition::Revocations { failed, pending }
         };
-        for (n, e) in self.credentials.iter_mut().enumerate() {
-            let mine = || self.revocations.iter().filter(move |r| r.is_for(n));
+        // One pass over the revocations, grouped by credential: an agent
+        // with thousands of credentials settles in linear time.
+        let mut by_credential: Vec<Vec<&Revocation>> = vec![Vec::new(); self.credentials.len()];
+        for r in &self.revocations {
+            if let Some(list) = r.credential.and_then(|n| by_credential.get_mut(n)) {
+                list.push(r);
+            }
+        }
+        for (e, mine) in self.credentials.iter_mut().zip(&by_credential) {
             // A credential's own state: from pending, as if new, so one
             // revoked after another failed reads as revoked.
-            e.state = State::Pending.on(of(&mut mine())).unwrap_or(e.state);
-            e.attempts = mine().map(|r| r.attempts).sum();
-            e.last_error = mine().find_map(|r| r.last_error.clone());
+            e.state = State::Pending
+                .on(of(&mut mine.iter().copied()))
+                .unwrap_or(e.state);
+            e.attempts = mine.iter().map(|r| r.attempts).sum();
+            e.last_error = mine.iter().find_map(|r| r.last_error.clone());
         }
         let t = of(&mut self.revocations.iter());
         self.state = self.state.on(t).unwrap_or(self.state);
