@@ -1243,8 +1243,12 @@ impl Responder {
                 "no flagged call for {} (response.shadow-release-after)",
                 humantime_serde::re::humantime::format_duration(after)
             );
-            if let Err(e) = self.on_release(&id, "warden".to_owned(), reason, false) {
-                tracing::error!(quarantine = %id, error = %e, "Cannot release a quiet shadow incident; retrying at the next sweep.");
+            match self.on_release(&id, "warden".to_owned(), reason, false) {
+                // Another instance of a Redis group released it first.
+                Ok(_) | Err(ReleaseError::AlreadyReleased(_)) => {}
+                Err(e) => {
+                    tracing::error!(quarantine = %id, error = %e, "Cannot release a quiet shadow incident; retrying at the next sweep.")
+                }
             }
         }
     }
