@@ -813,6 +813,7 @@ impl Engine {
                     },
                     by_owner,
                     listed: foreign && !by_owner && owners.listed_elsewhere,
+                    identity: foreign && class == KeyClass::Identity,
                     tainted,
                     source_tool: source.unwrap_or(0),
                 });

@@ -752,3 +752,40 @@ fn an_object_the_user_named_is_no_own_record() {
     );
     assert!(o.flagged, "{} {:?}", o.threshold, o.reasons);
 }
+
+#[test]
+fn reading_another_customers_profile_weighs_as_a_write() {
+    let mut e = desk();
+    let t = T0 + 31 * DAY + 10 * HOUR;
+    desk_profile(&mut e, "v", 3, t, &[]);
+    // An order's note (tool output) names another customer's user id.
+    feed_context(
+        &mut e,
+        &format!(
+            r#"{{"kind":"tool_result","event_id":"v-r2","ts":"{}","agent_id":"desk","session_id":"v","call_event_id":"v-x","tool":"get_order","result":"verify u_0007","entities":["u_0007"]}}"#,
+            rfc3339(t + 2_000)
+        ),
+    );
+    let read = |e: &mut Engine, s: &str, user: &str, at: i64| {
+        feed(
+            e,
+            &Call::new("desk", s, "get_profile", at)
+                .resource("customer", user)
+                .set("principal", json!("customer:u_0003"))
+                .set("args", json!({ "user_id": user }))
+                .action("read"),
+            Phase::Live,
+        )
+    };
+    let o = read(&mut e, "v", "u_0007", t + 5_000);
+    let r = binding_reason(&o);
+    assert!(
+        r.detail.contains("bound to customer:u_0007"),
+        "{}",
+        r.detail
+    );
+    // Foreign and tainted, read: at the read weight (0.5) it would stay
+    // under 10 bits; someone else's whole record weighs as a write.
+    assert!(o.bits(Signal::Binding) > 12.0, "{:?}", o.reasons);
+    assert!(o.flagged, "{} {:?}", o.threshold, o.reasons);
+}

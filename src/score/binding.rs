@@ -37,6 +37,9 @@ pub struct IdView {
     pub by_owner: bool,
     /// Another principal's own record listed it (their profile names it).
     pub listed: bool,
+    /// It is another principal's identity (their user id): the call reads
+    /// or changes their whole record, which lists all their things.
+    pub identity: bool,
     /// Reached the session only through output other than the principal's
     /// own records, and the tool whose output brought it (0 = unknown).
     pub tainted: bool,
@@ -96,6 +99,9 @@ pub fn score(
         if id.tainted {
             x += taint_bits;
         }
+        // Someone else's identity record exposes everything it lists: a
+        // read of it weighs as a write.
+        let c = if id.identity { c.max(0.75) } else { c };
         let x = x * c;
         if x > 0.0 && best.is_none_or(|(y, _)| x > y) {
             best = Some((x, *id));
