@@ -124,6 +124,12 @@ fn replay_on_the_multi_customer_set() {
     // Measured 221/280 (78.9%), known 2/501, unseen 2/55 with binding on.
     let attacked = share(&on["attack"], "detected", "sessions");
     assert!(attacked >= 0.75, "{on}");
+    // Harvesting stops at its first read of another customer's profile.
+    let harvest = &on["scenarios"]["harvest:records"];
+    assert!(
+        harvest["calls_before_flag_median"].as_f64().unwrap() <= 0.0,
+        "{harvest}"
+    );
     for s in [
         "foreign-object:cancel",
         "foreign-object:redirect",
