@@ -111,6 +111,33 @@ fn start_with(b: &Brokers) -> (tempfile::TempDir, Service) {
     (dir, svc)
 }
 
+/// A config in shadow mode with `(from, to)` text replacements on top of
+/// `write_config`'s.
+fn shadow_config(dir: &Path, b: &Brokers, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let config = write_config(dir, &b.vault.base_url(), "", &b.slack.url(), &b.pd.url());
+    let mut text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"enforce\"", "mode = \"shadow\"");
+    for (from, to) in edits {
+        text = text.replace(from, to);
+    }
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The first 3,000 lines of the report split, a credential per session,
+/// cut into two halves of 1,500 lines.
+fn two_halves() -> (String, String) {
+    let lines = per_session_credentials(&test_lines(0, 3000));
+    let at = lines
+        .match_indices('\n')
+        .nth(1499)
+        .map(|(at, _)| at + 1)
+        .unwrap();
+    let (first, later) = lines.split_at(at);
+    (first.to_owned(), later.to_owned())
+}
+
 fn quarantines(svc: &Service) -> Vec<serde_json::Value> {
     let (status, body) = svc.admin("GET", "/v1/quarantines?limit=5000", "");
     assert_eq!(status, 200, "{body}");
@@ -581,23 +608,16 @@ fn a_hanging_slack_times_out_and_delays_no_revocation() {
 fn modes_by_default_class_and_agent() {
     let b = Brokers::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &b.vault.base_url(),
-        "",
-        &b.slack.url(),
-        &b.pd.url(),
-    );
     // Shadow by default, enforce for the money movers, learn for one agent.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("mode = \"enforce\"", "mode = \"shadow\"")
-        .replace(
+    let config = shadow_config(
+        dir.path(),
+        &b,
+        &[(
             "[response]",
             "[[policy.classes]]\nname = \"money\"\nagents = [\"bank-*\", \"payments-*\"]\nmode = \"enforce\"\n\
              [policy.agents.sql-analyst-growth]\nmode = \"learn\"\n[response]",
-        );
-    std::fs::write(&config, text).unwrap();
+        )],
+    );
     let svc = Service::start_env(&config, true, &env());
     svc.request("POST", "/v1/events", &test_lines(0, 3000));
     let qs = settled(&svc, Duration::from_secs(60));
@@ -784,14 +804,8 @@ fn sessions_and_credentials_of_an_agent_make_one_incident_and_one_page() {
 fn a_page_resolved_by_a_human_is_not_reopened_by_later_flags() {
     let b = Brokers::start();
     let (_dir, svc) = start_with(&b);
-    let lines = per_session_credentials(&test_lines(0, 3000));
-    let (first, later) = lines.split_at(
-        lines
-            .match_indices('\n')
-            .nth(1499)
-            .map(|(at, _)| at + 1)
-            .unwrap(),
-    );
+    let (first, later) = two_halves();
+    let (first, later) = (first.as_str(), later.as_str());
     assert_eq!(svc.request("POST", "/v1/events", first).0, 202);
     let before = settled(&svc, Duration::from_secs(60));
     let ids: Vec<&str> = before.iter().map(|q| q["id"].as_str().unwrap()).collect();
@@ -847,30 +861,17 @@ fn a_page_resolved_by_a_human_is_not_reopened_by_later_flags() {
 fn a_quiet_shadow_incident_is_released_and_the_next_flag_pages_again() {
     let b = Brokers::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = shadow_config(
         dir.path(),
-        &b.vault.base_url(),
-        "",
-        &b.slack.url(),
-        &b.pd.url(),
-    );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("mode = \"enforce\"", "mode = \"shadow\"")
-        .replace(
+        &b,
+        &[(
             "give-up-after = \"60s\"\n",
             "give-up-after = \"60s\"\nshadow-release-after = \"3s\"\n",
-        );
-    std::fs::write(&config, text).unwrap();
-    let svc = Service::start_env(&config, true, &env());
-    let lines = per_session_credentials(&test_lines(0, 3000));
-    let (first, later) = lines.split_at(
-        lines
-            .match_indices('\n')
-            .nth(1499)
-            .map(|(at, _)| at + 1)
-            .unwrap(),
+        )],
     );
+    let svc = Service::start_env(&config, true, &env());
+    let (first, later) = two_halves();
+    let (first, later) = (first.as_str(), later.as_str());
     assert_eq!(svc.request("POST", "/v1/events", first).0, 202);
     let before = settled(&svc, Duration::from_secs(60));
     assert!(!before.is_empty());
@@ -939,14 +940,8 @@ fn killed_before_revoking_a_second_credential_resumes_it_once() {
     let pd = ContractServer::pagerduty();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &vault_url, "", &slack.url(), &pd.url());
-    let lines = per_session_credentials(&test_lines(0, 3000));
-    let (first, later) = lines.split_at(
-        lines
-            .match_indices('\n')
-            .nth(1499)
-            .map(|(at, _)| at + 1)
-            .unwrap(),
-    );
+    let (first, later) = two_halves();
+    let (first, later) = (first.as_str(), later.as_str());
     // The first sessions' credentials are revoked.
     let vault = ContractServer::start(Kind::vault(VAULT_TOKEN), port);
     let mut svc = Service::start_env(&config, true, &env());

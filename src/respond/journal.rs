@@ -945,16 +945,27 @@ mod tests {
         );
     }
 
+    /// A later session's credential of the agent rolls in and is queued
+    /// for revocation, its amend copied into the queue; returns its index.
+    fn queue_second_credential(
+        j: &mut Journal,
+        q: &mut Quarantine,
+        revokers: &[(String, Option<String>)],
+    ) -> usize {
+        let mut f = fixtures::other_session("e2", 2);
+        assert!(q.roll_in(&mut f));
+        let n = q.add_credential(&f, revokers).unwrap();
+        j.queue_revocation(&q.id, n, &SecretString::new("tok-2"))
+            .unwrap();
+        j.amend_queued(&q.amend(&[n], &[n])).unwrap();
+        n
+    }
+
     #[test]
     fn restarts_with_a_queued_revocation_do_not_grow_the_journal() {
         let (dir, mut j, mut q) = agent_incident("e1", 1);
         let revokers = vault();
-        let mut f = fixtures::other_session("e2", 2);
-        assert!(q.roll_in(&mut f));
-        let n = q.add_credential(&f, &revokers).unwrap();
-        j.queue_revocation(&q.id, n, &SecretString::new("tok-2"))
-            .unwrap();
-        j.amend_queued(&q.amend(&[n], &[n])).unwrap();
+        let n = queue_second_credential(&mut j, &mut q, &revokers);
         j.commit().unwrap();
         drop(j);
         let size = || {
@@ -983,12 +994,7 @@ mod tests {
         let synced = std::fs::metadata(dir.path().join("journal.jsonl"))
             .unwrap()
             .len();
-        let mut f = fixtures::other_session("e2", 2);
-        assert!(q.roll_in(&mut f));
-        let n = q.add_credential(&f, &revokers).unwrap();
-        j.queue_revocation(&q.id, n, &SecretString::new("tok-2"))
-            .unwrap();
-        j.amend_queued(&q.amend(&[n], &[n])).unwrap();
+        let n = queue_second_credential(&mut j, &mut q, &revokers);
         // One fsync, of the queue: what the call out needs.
         j.commit_for_callout().unwrap();
         assert!(j.uncommitted(), "the records wait for the next commit");
