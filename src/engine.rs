@@ -95,8 +95,9 @@ struct SessionState {
     /// records (results of calls on their own things).
     own: Vec<Fp>,
     /// Ids the principal's own records listed that are bound to others: an
-    /// injected note or a household's shared booking. Scored as tool
-    /// output; if the session ends clean, learned as the principal's too.
+    /// injected note or a household's shared booking. Scored as the other's
+    /// (foreign) but not as tainted; if the session ends clean, learned as
+    /// this principal's too.
     #[serde(default)]
     claimed: Vec<Fp>,
     /// Values of untrusted results, sorted, with the tool that returned them.
