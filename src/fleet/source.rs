@@ -43,21 +43,11 @@ pub enum SourceError {
 /// The profiles of a data directory's checkpoints (a newer copy of an
 /// agent wins), read with the directory's `hash.key` or the configured key.
 pub fn from_checkpoint(dir: &Path, cfg: &Config) -> Result<Profiles, SourceError> {
-    let key = match cfg.detector.configured_hash_key() {
-        Some(hex_key) => HashKey::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)")?,
-        None => {
-            let path = dir.join(KEY_FILE);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => HashKey::parse(&text, &path.display().to_string())?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(SourceError::NoKey {
-                        dir: dir.to_owned(),
-                    })
-                }
-                Err(source) => return Err(SourceError::Read { path, source }),
-            }
+    let key = HashKey::existing(cfg.detector.configured_hash_key(), dir)?.ok_or_else(|| {
+        SourceError::NoKey {
+            dir: dir.to_owned(),
         }
-    };
+    })?;
     let files = crate::state::load_all(dir, key.id())?;
     if files.is_empty() {
         return Err(SourceError::NoCheckpoint {

@@ -109,11 +109,38 @@ impl HashKey {
         u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
     }
 
+    /// The configured key (`WARDEN_HASH_KEY`, `detector.hash-key`).
+    fn configured(hex_key: &str) -> Result<Self, HashKeyError> {
+        Self::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)")
+    }
+
+    /// The key a deployment whose state lives in files already has: the
+    /// configured one, else the one in `data_dir`; `None` when neither is
+    /// (nothing is generated).
+    pub fn existing(
+        configured: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Option<Self>, HashKeyError> {
+        if let Some(hex_key) = configured {
+            return Self::configured(hex_key).map(Some);
+        }
+        let path = data_dir.join(KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(HashKeyError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
     /// The key of a deployment whose state lives in files: the configured
     /// one, else the one generated into `data_dir` on first start.
     pub fn for_data_dir(configured: Option<&str>, data_dir: &Path) -> Result<Self, HashKeyError> {
-        if let Some(hex_key) = configured {
-            return Self::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)");
+        if let Some(key) = Self::existing(configured, data_dir)? {
+            return Ok(key);
         }
         let path = data_dir.join(KEY_FILE);
         let io = |action| {
@@ -124,11 +151,6 @@ impl HashKey {
                 source,
             }
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Self::parse(&text, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("read")(e)),
-        }
         std::fs::create_dir_all(data_dir).map_err(io("create the directory of"))?;
         let key = Self::generate();
         let mut opts = std::fs::OpenOptions::new();
@@ -157,7 +179,7 @@ impl HashKey {
             source,
         };
         let mine = match configured {
-            Some(hex_key) => Self::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)")?,
+            Some(hex_key) => Self::configured(hex_key)?,
             None => Self::generate(),
         };
         let _: bool = redis::cmd("SET")
@@ -171,15 +193,25 @@ impl HashKey {
             .arg(&rkey)
             .query(conn)
             .map_err(redis_err)?;
-        let shared = Self::parse(&stored, &format!("Redis key {rkey}"))?;
-        if configured.is_some() && shared != mine {
-            return Err(HashKeyError::Mismatch {
-                key: rkey,
+        Self::shared(&stored, configured, &rkey)
+    }
+
+    /// The key stored in Redis key `rkey`, checked against the configured
+    /// one when there is one: a group uses one key or none.
+    pub fn shared(
+        stored: &str,
+        configured: Option<&str>,
+        rkey: &str,
+    ) -> Result<Self, HashKeyError> {
+        let shared = Self::parse(stored, &format!("Redis key {rkey}"))?;
+        match configured.map(Self::configured).transpose()? {
+            Some(mine) if mine != shared => Err(HashKeyError::Mismatch {
+                key: rkey.to_owned(),
                 configured: mine.id(),
                 shared: shared.id(),
-            });
+            }),
+            _ => Ok(shared),
         }
-        Ok(shared)
     }
 }
 

@@ -344,18 +344,7 @@ pub fn read_profiles(
             prefix: prefix.clone(),
         });
     };
-    let key = HashKey::parse(&stored, &format!("Redis key {rkey}"))?;
-    if let Some(hex_key) = configured_key {
-        let mine = HashKey::parse(hex_key, "WARDEN_HASH_KEY (detector.hash-key)")?;
-        if mine != key {
-            return Err(HashKeyError::Mismatch {
-                key: rkey,
-                configured: mine.id(),
-                shared: key.id(),
-            }
-            .into());
-        }
-    }
+    let key = HashKey::shared(&stored, configured_key, &rkey)?;
     let pattern = format!("{prefix}:profile:*");
     let mut keys: Vec<String> = Vec::new();
     let mut cursor = 0u64;
