@@ -170,15 +170,7 @@ impl RedisStore {
         let pattern = format!("{}:profile:*", self.prefix);
         let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = self.retry("look for profiles", |c| {
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(c)
-            });
+            let (next, keys) = self.retry("look for profiles", |c| scan_page(c, &pattern, cursor));
             if !keys.is_empty() {
                 return true;
             }
@@ -293,11 +285,26 @@ pub fn client(cfg: &crate::config::RedisConfig) -> Result<redis::Client, RedisCo
     .map_err(RedisConnectError::Tls)
 }
 
-/// A deployment's stored profiles and the key they were fingerprinted
-/// with, read once over one connection (`warden train --from-redis`): an
+/// One page of a SCAN over keys matching `pattern`: the next cursor (0 at
+/// the end) and the keys.
+fn scan_page(
+    c: &mut redis::Connection,
+    pattern: &str,
+    cursor: u64,
+) -> redis::RedisResult<(u64, Vec<String>)> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query(c)
+}
+
+/// A deployment's stored profiles, read once over one connection under the
+/// key they were fingerprinted with (`warden train --from-redis`): an
 /// outage is an error here, never a wait, and no key is ever created.
 pub struct StoredProfiles {
-    pub key: HashKey,
     /// Profiles by agent id.
     pub agents: Vec<(String, AgentSnapshot)>,
     /// SHA-256 over the stored values, in key order.
@@ -349,14 +356,7 @@ pub fn read_profiles(
     let mut keys: Vec<String> = Vec::new();
     let mut cursor = 0u64;
     loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)
-            .map_err(err)?;
+        let (next, page) = scan_page(&mut conn, &pattern, cursor).map_err(err)?;
         keys.extend(page);
         if next == 0 {
             break;
@@ -376,7 +376,6 @@ pub fn read_profiles(
         agents.extend(cp.agents);
     }
     Ok(StoredProfiles {
-        key,
         agents,
         digest: format!("sha256:{}", hex::encode(sha2::Digest::finalize(digest))),
     })
