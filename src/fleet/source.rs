@@ -31,11 +31,6 @@ pub enum SourceError {
     State(#[from] StateError),
     #[error("no checkpoint (profiles-N.ckpt) under {dir}: pass the service's server.data-dir")]
     NoCheckpoint { dir: PathBuf },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("--from-redis: {0}")]
     Redis(#[from] ReadProfilesError),
 }
@@ -48,23 +43,16 @@ pub fn from_checkpoint(dir: &Path, cfg: &Config) -> Result<Profiles, SourceError
             dir: dir.to_owned(),
         }
     })?;
-    let files = crate::state::load_all(dir, key.id())?;
+    let mut digest = Sha256::new();
+    let mut inputs = Vec::new();
+    let files = crate::state::load_all_seen(dir, key.id(), |path, bytes| {
+        digest.update(bytes);
+        inputs.push(path.display().to_string());
+    })?;
     if files.is_empty() {
         return Err(SourceError::NoCheckpoint {
             dir: dir.to_owned(),
         });
-    }
-    let mut names: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
-    names.sort();
-    let mut digest = Sha256::new();
-    let mut inputs = Vec::with_capacity(names.len());
-    for path in names {
-        let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        digest.update(&bytes);
-        inputs.push(path.display().to_string());
     }
     // Oldest first: a later copy of an agent replaces an earlier one.
     let mut agents: BTreeMap<String, AgentSnapshot> = BTreeMap::new();

@@ -155,20 +155,33 @@ pub fn worker_path(dir: &Path, i: usize) -> PathBuf {
 /// first: a file left by a larger worker count may hold an older copy of
 /// an agent that a current file also holds, and the newer must win.
 pub fn load_all(dir: &Path, key_id: u64) -> Result<Vec<(PathBuf, Checkpoint)>, StateError> {
+    load_all_seen(dir, key_id, |_, _| {})
+}
+
+/// [`load_all`], showing `seen` each file's bytes as read, in name order
+/// (for a digest of what was loaded).
+pub fn load_all_seen(
+    dir: &Path,
+    key_id: u64,
+    mut seen: impl FnMut(&Path, &[u8]),
+) -> Result<Vec<(PathBuf, Checkpoint)>, StateError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("list", dir)(e)),
     };
-    let paths: Vec<PathBuf> = entries
+    let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "ckpt"))
         .collect();
+    paths.sort();
     let mut out = paths
         .into_iter()
         .map(|p| {
-            let cp = decode(&fs::read(&p).map_err(io_err("read", &p))?, &p, key_id)?;
+            let bytes = fs::read(&p).map_err(io_err("read", &p))?;
+            seen(&p, &bytes);
+            let cp = decode(&bytes, &p, key_id)?;
             Ok((p, cp))
         })
         .collect::<Result<Vec<_>, StateError>>()?;
