@@ -738,6 +738,15 @@ pub struct Responder {
     commit_at: Option<Instant>,
 }
 
+/// The moment `age` ago, as a time and as the RFC 3339 text incidents
+/// carry (`updated_at`), which compares in time order.
+fn cutoff(age: Duration) -> Option<(std::time::SystemTime, String)> {
+    let t = std::time::SystemTime::now().checked_sub(age)?;
+    let text = chrono::DateTime::<chrono::Utc>::from(t)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Some((t, text))
+}
+
 /// Hands the raw events of a released false positive, with the session
 /// name to learn them under, to the worker that owns the agent.
 pub type Learner = Box<dyn Fn(&str, Vec<String>, String) + Send>;
@@ -1227,23 +1236,21 @@ impl Responder {
         if after.is_zero() {
             return;
         }
-        let Some(cutoff) = std::time::SystemTime::now().checked_sub(after) else {
+        let Some((_, cutoff)) = cutoff(after) else {
             return;
         };
-        let cutoff = chrono::DateTime::<chrono::Utc>::from(cutoff)
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let quiet: Vec<String> = self
             .open
             .values()
             .filter(|q| q.state == State::Shadow && q.updated_at < cutoff)
             .map(|q| q.id.clone())
             .collect();
+        let reason = format!(
+            "no flagged call for {} (response.shadow-release-after)",
+            humantime_serde::re::humantime::format_duration(after)
+        );
         for id in quiet {
-            let reason = format!(
-                "no flagged call for {} (response.shadow-release-after)",
-                humantime_serde::re::humantime::format_duration(after)
-            );
-            match self.on_release(&id, "warden".to_owned(), reason, false) {
+            match self.on_release(&id, "warden".to_owned(), reason.clone(), false) {
                 // Another instance of a Redis group released it first.
                 Ok(_) | Err(ReleaseError::AlreadyReleased(_)) => {}
                 Err(e) => {
@@ -1258,13 +1265,10 @@ impl Responder {
     /// `warden_incidents_expired_total`.
     fn expire(&mut self) {
         let retention = self.cfg.response.incident_retention;
-        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+        let Some((cutoff, text)) = cutoff(retention) else {
             return;
         };
-        let in_memory = self.board.expire(
-            &chrono::DateTime::<chrono::Utc>::from(cutoff)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        );
+        let in_memory = self.board.expire(&text);
         // Those expired from memory only (dropped earlier by the cap) are
         // counted once, when they leave the registry.
         let expired = match self.registry.expire_released(cutoff) {
