@@ -486,23 +486,23 @@ pub fn train_on_profiles(
 ) -> Result<ModelFile, TrainError> {
     let mut engine = Engine::new(cfg);
     let (mut first, mut last) = (Millis::MAX, Millis::MIN);
+    let (mut tool_calls, mut sessions) = (0, 0);
     for (id, snapshot) in agents {
-        if snapshot.profile.events_learned > 0 {
-            first = first.min(snapshot.profile.first_ts);
-            last = last.max(snapshot.profile.last_ts);
+        let p = &snapshot.profile;
+        if p.events_learned > 0 {
+            first = first.min(p.first_ts);
+            last = last.max(p.last_ts);
         }
+        tool_calls += p.events_learned;
+        sessions += p.sessions_learned;
         engine.restore(&id, snapshot);
     }
     let c = Collected {
-        tool_calls: engine
-            .agents()
-            .iter()
-            .map(|a| a.profile.events_learned)
-            .sum(),
         engine,
         shapes: HashMap::new(),
         sessions: HashMap::new(),
         events: 0,
+        tool_calls,
         rejected: 0,
         first,
         last,
@@ -511,12 +511,8 @@ pub fn train_on_profiles(
         young: HashMap::new(),
     };
     let mut model = fit(&c, inputs, digest, cfg)?;
-    model.training.sessions = c
-        .engine
-        .agents()
-        .iter()
-        .map(|a| a.profile.sessions_learned)
-        .sum();
+    // The engine closed no session here: the profiles learned them.
+    model.training.sessions = sessions;
     Ok(model)
 }
 
