@@ -53,23 +53,20 @@ fn run_scores_binding_as_replay_does_and_the_alert_says_whose() {
     let keyed = dir.path().join("key.toml");
     std::fs::write(&keyed, key).unwrap();
     let replayed = dir.path().join("replay.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args([
-            "replay",
-            "--train",
-            &set("train.jsonl.gz"),
-            &set("test.jsonl.gz"),
-        ])
-        .arg("--config")
-        .arg(&keyed)
-        .arg("--decisions")
-        .arg(&replayed)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_ran(
+        &Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args([
+                "replay",
+                "--train",
+                &set("train.jsonl.gz"),
+                &set("test.jsonl.gz"),
+            ])
+            .arg("--config")
+            .arg(&keyed)
+            .arg("--decisions")
+            .arg(&replayed)
+            .output()
+            .unwrap(),
     );
 
     let slack = ContractServer::slack();

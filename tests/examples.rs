@@ -59,16 +59,12 @@ fn python_emitter_reaches_warden_over_http_and_kafka() {
     let script = repo("examples/python/warden_emitter.py");
 
     // HTTP: two sessions, each a prompt, two calls and their two results.
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--http", &format!("http://{}", svc.addr), "--sessions", "2"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = assert_ran(
+        &Command::new("python3")
+            .arg(&script)
+            .args(["--http", &format!("http://{}", svc.addr), "--sessions", "2"])
+            .output()
+            .unwrap(),
     );
     let reply: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(
@@ -81,16 +77,12 @@ fn python_emitter_reaches_warden_over_http_and_kafka() {
     svc.wait_metric("warden_decisions_total", 4.0);
 
     // Kafka: the same session, produced with key = agent_id.
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--kafka", &brokers(), "--topic", &topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    assert_ran(
+        &Command::new("python3")
+            .arg(&script)
+            .args(["--kafka", &brokers(), "--topic", &topic])
+            .output()
+            .unwrap(),
     );
     svc.wait_metric_for(
         "warden_events_total{kind=\"tool_call\"}",
@@ -117,25 +109,18 @@ fn rust_emitter_reaches_warden_over_http_and_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("examples-rs");
     let svc = start(dir.path(), &topic);
-    let out = Command::new(&bin)
-        .arg(format!("http://{}", svc.addr))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = assert_ran(
+        &Command::new(&bin)
+            .arg(format!("http://{}", svc.addr))
+            .output()
+            .unwrap(),
     );
     assert!(stdout.contains("\"accepted\":3"), "{stdout}");
-    let out = Command::new(&bin)
-        .args(["kafka", &brokers(), &topic])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_ran(
+        &Command::new(&bin)
+            .args(["kafka", &brokers(), &topic])
+            .output()
+            .unwrap(),
     );
     svc.wait_metric_for(
         "warden_events_total{kind=\"tool_call\"}",

@@ -240,21 +240,15 @@ fn warden_train_retrains_peer_groups_from_the_profiles_in_redis() {
             .output()
             .unwrap()
     };
-    let o = train(&cfg);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = assert_ran(&train(&cfg));
     assert!(stdout.contains("from 27 agents"), "{stdout}");
-    let inspect = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["models", "inspect"])
-        .arg(out.join("fleet.json"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&inspect.stdout);
-    assert!(inspect.status.success(), "{text}");
+    let text = assert_ran(
+        &Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["models", "inspect"])
+            .arg(out.join("fleet.json"))
+            .output()
+            .unwrap(),
+    );
     assert!(
         text.contains(&format!("redis:{prefix}:profile:*")),
         "{text}"

@@ -419,15 +419,12 @@ fn enforce_revokes_once_alerts_rolls_up_and_releases() {
     // The audit log verifies and holds the decision, the calls out and the
     // release.
     let audit = dir.path().join("state/audit.jsonl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_ran(
+        &std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "verify"])
+            .arg(&audit)
+            .output()
+            .unwrap(),
     );
     let text = std::fs::read_to_string(&audit).unwrap();
     for kind in [

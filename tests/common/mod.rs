@@ -30,6 +30,18 @@ pub fn test_lines(skip: usize, n: usize) -> String {
     out
 }
 
+/// Asserts that a command run to completion succeeded, showing what it
+/// printed when it did not; returns its standard output.
+pub fn assert_ran(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 pub struct Service {
     pub child: Child,
     /// The ingest listener (`server.listen`).
