@@ -419,3 +419,72 @@ fn instances_join_and_leave_without_losing_or_doubling_a_decision() {
     assert_eq!(unique_ids.len(), total, "no event without a decision");
     assert_eq!(ids.len(), total, "no duplicate decision");
 }
+
+/// A stop whose last commit cannot happen (here: no worker can write its
+/// checkpoint) aborts the open decisions transaction instead of leaving it
+/// to block read_committed readers for kafka.transaction-timeout, and keeps
+/// the last committed state: the next start decides those events again,
+/// and every call has exactly one committed decision.
+#[test]
+fn a_stop_that_cannot_commit_aborts_and_the_next_start_replays() {
+    let topic = unique("tool-calls");
+    let decisions_topic = unique("decisions");
+    let group = unique("warden");
+    let first = test_lines(0, 1500);
+    let second = test_lines(1500, 1500);
+    let total = tool_calls(&first) + tool_calls(&second);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &topic, &group, &decisions_topic);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[server]\n", "[server]\nshutdown-grace = \"3s\"\n");
+    std::fs::write(&config, text).unwrap();
+
+    produce(&topic, &first, &[]);
+    let svc = Service::start(&config, true);
+    svc.wait_metric_for(
+        "warden_decisions_total",
+        tool_calls(&first) as f64,
+        Duration::from_secs(90),
+    );
+    // A commit round (500 ms) after the last decision has passed.
+    std::thread::sleep(Duration::from_secs(2));
+    // The state directory becomes a file: checkpoints fail from here on
+    // (files held open, like the incident journal, write on).
+    let state = dir.path().join("state");
+    let aside = dir.path().join("state.aside");
+    std::fs::rename(&state, &aside).unwrap();
+    std::fs::write(&state, b"not a directory").unwrap();
+    produce(&topic, &second, &[]);
+    svc.wait_metric_for(
+        "warden_decisions_total",
+        total as f64,
+        Duration::from_secs(90),
+    );
+    let logs = svc.stop();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("without committing its last offsets")),
+        "the stop says it could not commit: {}",
+        logs.join("\n")
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("offsets committed")),
+        "no commit is claimed"
+    );
+
+    std::fs::remove_file(&state).unwrap();
+    std::fs::rename(&aside, &state).unwrap();
+    let svc = Service::start(&config, false);
+    svc.wait_metric_for(
+        "warden_decisions_total",
+        tool_calls(&second) as f64,
+        Duration::from_secs(90),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    svc.stop();
+    let ids = decided_ids(&decisions_topic, total);
+    let unique_ids: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique_ids.len(), total, "no event without a decision");
+    assert_eq!(ids.len(), total, "no duplicate decision");
+}

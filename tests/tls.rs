@@ -167,7 +167,12 @@ fn decides_end_to_end(transport: &str, env: &[(&str, &str)]) -> Vec<String> {
     );
     let logs = svc.stop();
     let ids = decided_ids(&decisions, calls);
-    assert_eq!(ids.len(), calls, "one decision per call");
+    assert_eq!(
+        ids.len(),
+        calls,
+        "one decision per call; the service logged:\n{}",
+        logs.join("\n")
+    );
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), calls);
     logs
 }

@@ -474,13 +474,39 @@ pub async fn run(
             }
         }
     }
-    let group = consumer.group_metadata();
-    tokio::task::block_in_place(|| {
-        barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
+    // What was decided is committed before the workers stop: a round that
+    // cannot commit (a worker failed to checkpoint, no group metadata) is
+    // retried within the shutdown grace, never reported as done.
+    let deadline = std::time::Instant::now() + links.config.server.shutdown_grace;
+    let committed = tokio::task::block_in_place(|| loop {
+        let group = consumer.group_metadata();
+        let done = barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
             consumer.commit(tpl, CommitMode::Sync)
-        })
+        })?;
+        if done || std::time::Instant::now() >= deadline {
+            break Ok::<_, KafkaSourceError>(done);
+        }
+        std::thread::sleep(Duration::from_millis(200));
     })?;
-    tracing::info!("Kafka source stopped; offsets committed.");
+    if committed {
+        tracing::info!("Kafka source stopped; offsets committed.");
+    } else {
+        // The workers keep their last committed state (see
+        // `Worker::run`); the uncommitted events are replayed at the next
+        // start. Aborting now spares read_committed consumers of the
+        // decisions topic a wait of kafka.transaction-timeout.
+        if let Some(p) = &links.decisions {
+            if let Err(e) =
+                tokio::task::block_in_place(|| p.abort_transaction(Duration::from_secs(30)))
+            {
+                tracing::warn!(error = %e, "Cannot abort the open decisions transaction; the broker aborts it after kafka.transaction-timeout.");
+            }
+        }
+        tracing::error!(
+            grace_s = links.config.server.shutdown_grace.as_secs(),
+            "Kafka source stopped without committing its last offsets; those events are decided again at the next start."
+        );
+    }
     Ok(())
 }
 
@@ -517,14 +543,15 @@ fn record_lag<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
 /// the decisions in one transaction when there is a decisions producer,
 /// else through `commit_offsets`. Blocking; call it where blocking is fine.
 /// Only a failed transaction is an error (the caller must stop); anything
-/// else is retried at the next barrier.
+/// else is retried at the next barrier. True when nothing is left
+/// uncommitted.
 fn barrier_commit(
     links: &SourceLinks,
     topic: &str,
     positions: &Mutex<Positions>,
     group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
     commit_offsets: impl FnOnce(&TopicPartitionList) -> rdkafka::error::KafkaResult<()>,
-) -> Result<(), KafkaSourceError> {
+) -> Result<bool, KafkaSourceError> {
     let pending: Vec<(i32, i64)> = {
         let p = positions.lock().unwrap_or_else(|e| e.into_inner());
         p.next
@@ -534,19 +561,25 @@ fn barrier_commit(
             .collect()
     };
     if pending.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     // Every worker decides what it was sent before and checkpoints; they
     // stay parked until the barrier is settled (or dropped, by any return
     // below: then they go on without committing what they staged).
     let Some(barrier) = links.router.barrier() else {
-        return Ok(());
+        return Ok(false);
     };
     let mut tpl = TopicPartitionList::new();
     for (p, o) in &pending {
         let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
     }
     let result = match (&links.decisions, group) {
+        (Some(_), None) => {
+            // Offsets committed outside the transaction would leave its
+            // decisions open, then aborted: committed events without them.
+            tracing::warn!("No consumer group metadata for the transaction; the commit waits for the next barrier.");
+            return Ok(false);
+        }
         (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
@@ -585,6 +618,7 @@ fn barrier_commit(
                 .committed
                 .extend(pending);
             barrier.committed();
+            return Ok(true);
         }
         Err(e) if links.decisions.is_some() => {
             // The transaction's fate is unknown; restarting from the last
@@ -597,7 +631,7 @@ fn barrier_commit(
             tracing::warn!(error = %e, "Offset commit failed; will retry at the next barrier.")
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// A message that cannot be decided, on its way to the dead-letter topic:

@@ -91,6 +91,10 @@ pub struct Worker {
     /// ticks.
     watermark: i64,
     dirty: bool,
+    /// Kafka messages decided since the last committed barrier: state
+    /// that holds them must not be saved, since their offsets and
+    /// decisions were not committed and they are replayed.
+    uncommitted: bool,
     line: Vec<u8>,
     /// The shared store when Redis is on (else files under the data dir).
     store: Option<RedisStore>,
@@ -196,6 +200,7 @@ impl Worker {
             dedup,
             watermark: i64::MIN,
             dirty: false,
+            uncommitted: false,
             line: Vec::with_capacity(2048),
             store,
             recent_key,
@@ -271,10 +276,20 @@ impl Worker {
         if let Some(o) = &mut self.outbox {
             o.flush_blocking();
         }
-        // Open sessions are checkpointed, not closed: after a restart they
-        // continue with their context and surprise, as after a crash.
-        self.dirty = true;
-        let _ = self.checkpoint();
+        if self.uncommitted {
+            // The source's last commit failed: the checkpoint of the last
+            // committed barrier stands, and what followed is replayed.
+            tracing::warn!(
+                worker = self.index,
+                "Kafka offsets after the last commit were not committed; keeping the checkpoint that matches them."
+            );
+        } else {
+            // Open sessions are checkpointed, not closed: after a restart
+            // they continue with their context and surprise, as after a
+            // crash.
+            self.dirty = true;
+            let _ = self.checkpoint();
+        }
         self.save_habits();
         tracing::info!(worker = self.index, "Worker drained and checkpointed.");
     }
@@ -373,6 +388,7 @@ impl Worker {
             }
         }
         count_event(&self.shared, &ev);
+        self.uncommitted = true;
         let mut flagged = Vec::new();
         self.process_event(&ev, &m.payload, m.partition, &mut flagged);
         self.finish_batch(flagged);
@@ -911,6 +927,7 @@ impl Worker {
             self.staged_recent = None;
             return;
         }
+        self.uncommitted = false;
         let ok = match (self.store.as_mut(), self.staged_recent.take()) {
             (Some(store), Some(recent)) => {
                 store.save_recent(&self.recent_key, &recent);
