@@ -123,7 +123,28 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// Sets the consumer lag of each partition consumed so far: the high
+    /// watermark of the client's last fetch minus the next offset to read.
+    /// Asking the broker instead would queue behind a long-polling fetch on
+    /// the same connection, time out, and make the client drop it.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        for (partition, stats) in &topic.partitions {
+            if let (Some(next), 0..) = (positions.next.get(partition), stats.hi_offset) {
+                self.links
+                    .consumer_lag
+                    .get_or_create(&crate::service::metrics::PartitionLabel {
+                        partition: *partition,
+                    })
+                    .set((stats.hi_offset - next).max(0));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -345,6 +366,8 @@ pub async fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // Feeds `warden_kafka_consumer_lag` (SourceContext::stats).
+        .set("statistics.interval.ms", "1000")
         .create_with_context(context)
         .map_err(|source| KafkaSourceError::Client {
             what: "consumer",
@@ -388,21 +411,18 @@ pub async fn run(
                         consumer.commit(tpl, CommitMode::Sync)
                     })
                 })?;
-                let committed = t0.elapsed();
-                tokio::task::block_in_place(|| record_lag(&consumer, &links, &cfg.topic, &positions));
                 let round = t0.elapsed();
                 // The tick arm wins the biased select over `recv`: a round
-                // slower than the interval (a dead-letter flush, lag queries
-                // queued behind fetches) would leave the next tick already
-                // due, round after round, and no message would be read
-                // again. A full interval of consuming follows every round.
+                // slower than the interval (a dead-letter flush, a slow
+                // checkpoint) would leave the next tick already due, round
+                // after round, and no message would be read again. A full
+                // interval of consuming follows every round.
                 tick.reset();
                 if round > cfg.commit_interval {
-                    // Consuming waits while a round runs: say which part was slow.
+                    // Consuming waits while a round runs.
                     links.slow_commits.inc();
                     tracing::warn!(
-                        barrier_and_commit_ms = committed.as_millis() as u64,
-                        lag_query_ms = (round - committed).as_millis() as u64,
+                        barrier_and_commit_ms = round.as_millis() as u64,
                         commit_interval_ms = cfg.commit_interval.as_millis() as u64,
                         "Kafka commit round slower than kafka.commit-interval; consuming waited for it."
                     );
@@ -508,35 +528,6 @@ pub async fn run(
         );
     }
     Ok(())
-}
-
-/// Sets the consumer lag of each partition consumed so far: its high
-/// watermark minus the next offset to read. Once per barrier, not per
-/// message; a broker that does not answer within 250 ms leaves the last
-/// value.
-fn record_lag<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
-    consumer: &C,
-    links: &SourceLinks,
-    topic: &str,
-    positions: &Mutex<Positions>,
-) {
-    let next: Vec<(i32, i64)> = positions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .next
-        .iter()
-        .map(|(p, o)| (*p, *o))
-        .collect();
-    for (partition, offset) in next {
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(topic, partition, Duration::from_millis(250))
-        {
-            links
-                .consumer_lag
-                .get_or_create(&crate::service::metrics::PartitionLabel { partition })
-                .set((high - offset).max(0));
-        }
-    }
 }
 
 /// Checkpoints every worker, then commits the offsets noted before: with

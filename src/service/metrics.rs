@@ -409,7 +409,7 @@ impl Default for Metrics {
         );
         registry.register(
             "kafka_consumer_lag",
-            "Messages behind the partition high watermark",
+            "Messages behind the partition high watermark, from the consumer's statistics each second",
             consumer_lag.clone(),
         );
         registry.register(
