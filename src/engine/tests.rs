@@ -389,6 +389,41 @@ fn binding_learns_owned_and_shared_keys_from_counts() {
     assert!(p.binding.len() > 90);
 }
 
+/// "This id came through tool output" is one fact: the provenance signal
+/// prices it for a new value, and binding's taint adds only what it weighs
+/// beyond that, on the same value and no other.
+#[test]
+fn an_id_from_tool_output_is_priced_once_across_provenance_and_binding() {
+    use crate::score::binding::{score, BindingView, IdView};
+    let e = shop();
+    let p = &e.agent("shop").unwrap().profile;
+    let fp = crate::score::features::Fingerprinter::new(crate::state::hash_key::HashKey::OFFLINE);
+    let line = Call::new("shop", "z", "cancel_order", T0 + 31 * DAY)
+        .resource("order", "#W99999")
+        .set("principal", json!("customer:u_0003"))
+        .set("args", json!({"order_id": "#W99999"}))
+        .action("delete")
+        .line();
+    let crate::event::Event::ToolCall(c) = crate::ingest::decode::decode_str(&line).unwrap() else {
+        panic!("not a tool call")
+    };
+    let obs = crate::score::features::Observation::extract(&c, &fp);
+    let mut view = BindingView::default();
+    view.ids.push(IdView {
+        id: 0,
+        tainted: true,
+        ..IdView::default()
+    });
+    let bits = |provenance| score(p, &obs, &view, provenance, 1.0, 5.0).map(|(b, _)| b);
+    let alone = bits(None).expect("a tainted id costs bits");
+    assert!(alone > 2.0, "{alone}");
+    let value = obs.ids[0].value;
+    let with = bits(Some((value, 2.0))).unwrap();
+    assert!((with - (alone - 2.0)).abs() < 1e-4, "{with} vs {alone}");
+    assert_eq!(bits(Some((value, alone + 1.0))), None);
+    assert_eq!(bits(Some((value ^ 1, 5.0))), Some(alone));
+}
+
 #[test]
 fn another_customers_order_is_flagged_with_the_binding_reason() {
     let mut e = shop();

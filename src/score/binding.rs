@@ -70,10 +70,14 @@ fn consequence(obs: &Observation) -> f32 {
 }
 
 /// The channel's bits for one call, with the detail that explains them.
+/// `provenance` is the value the provenance signal priced, with its bits:
+/// an id that came through tool output is one fact, so its taint adds only
+/// what it weighs beyond them.
 pub fn score(
     p: &Profile,
     obs: &Observation,
     v: &BindingView,
+    provenance: Option<(Fp, f32)>,
     inv_w: f32,
     min_sessions: f32,
 ) -> Option<(f32, Detail)> {
@@ -92,17 +96,19 @@ pub fn score(
             let s = id.other_sessions as f32;
             s / (s + 1.0)
         };
-        let mut x = 0.0;
-        if id.foreign {
-            x += exclusive * foreign_bits;
-        }
-        if id.tainted {
-            x += taint_bits;
-        }
         // Someone else's identity record exposes everything it lists: a
         // read of it weighs as a write.
         let c = if id.identity { c.max(0.75) } else { c };
-        let x = x * c;
+        let mut x = 0.0;
+        if id.foreign {
+            x += exclusive * foreign_bits * c;
+        }
+        if id.tainted {
+            let priced = provenance
+                .filter(|(fp, _)| *fp == obs.ids[id.id as usize].value)
+                .map_or(0.0, |(_, b)| b);
+            x += (taint_bits * c - priced).max(0.0);
+        }
         if x > 0.0 && best.is_none_or(|(y, _)| x > y) {
             best = Some((x, *id));
         }

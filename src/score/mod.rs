@@ -682,6 +682,7 @@ pub fn score(
     // Provenance: a value new to the agent that entered the session only
     // through content a tool returned (an attacker can write it), priced by
     // how often this tool of this agent acts on such values.
+    let mut provenance: Option<(Fp, f32)> = None;
     if sess.untrusted_only != 0 {
         // Prior: a quarter of a pseudo-call in two acted on tool output.
         let p_a = (p.prov_untrusted * inv_w + 0.25) / (p.prov_new * inv_w + 2.0);
@@ -701,7 +702,8 @@ pub fn score(
                 && sess.seen_in_session & (1 << i) == 0
                 && !p.values.contains(v.key.fp)
         });
-        if let Some((i, _)) = first {
+        if let Some((i, v)) = first {
+            provenance = Some((v.key.fp, bits(rate) * weight));
             s.push(
                 Signal::Provenance,
                 bits(rate) * weight,
@@ -752,7 +754,9 @@ pub fn score(
     }
     // Principal binding: whose things this call touches.
     if !bind.ids.is_empty() || bind.principals >= 2 {
-        if let Some((b, d)) = binding::score(p, obs, bind, inv_w, params.min_history / 2.0) {
+        if let Some((b, d)) =
+            binding::score(p, obs, bind, provenance, inv_w, params.min_history / 2.0)
+        {
             s.push(Signal::Binding, b, d);
         }
     }
