@@ -574,18 +574,25 @@ fn barrier_commit(
         (Some(producer), Some(group)) => {
             // A broker restart makes these calls fail with retriable
             // errors: wait it out (bounded), as librdkafka reconnects.
-            let timeout = Duration::from_secs(30);
+            // librdkafka retries a coordinator that moved or is loading
+            // within the call's own timeout and then makes the transaction
+            // abortable (the service stops): give it all the time left.
             let mut backoff = Duration::from_millis(200);
             let deadline = std::time::Instant::now() + links.config.kafka.transaction_timeout;
+            let timeout = || {
+                deadline
+                    .saturating_duration_since(std::time::Instant::now())
+                    .max(Duration::from_secs(1))
+            };
             let mut offsets_sent = false;
             loop {
                 let step = if offsets_sent {
                     Ok(())
                 } else {
-                    producer.send_offsets_to_transaction(&tpl, group, timeout)
+                    producer.send_offsets_to_transaction(&tpl, group, timeout())
                 }
                 .map(|()| offsets_sent = true)
-                .and_then(|()| producer.commit_transaction(timeout))
+                .and_then(|()| producer.commit_transaction(timeout()))
                 .and_then(|()| producer.begin_transaction());
                 match step {
                     Err(rdkafka::error::KafkaError::Transaction(e))
