@@ -18,13 +18,14 @@ use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionId, SessionSumm
 use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
 use crate::decide::{self, AgentPolicy, Decision};
-use crate::event::{ContextEvent, Millis, ToolCall};
+use crate::event::{Action, ContextEvent, EventKind, Millis, ToolCall};
 use crate::fleet::blend::KeyedPrior;
 use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
 use crate::score::binding::{BindingView, IdView};
 use crate::score::features::{
-    entities_in, is_entity, Fingerprinter, Observation, Sample, ValueFrom, MAX_VALUES,
+    entities_in, id_form, ids_in, is_entity, Fingerprinter, Observation, Sample, ValueFrom,
+    MAX_VALUES,
 };
 use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
@@ -43,6 +44,8 @@ const SESSION_DISTINCT_CAP: usize = 1024;
 const SESSION_PENDING_CAP: usize = 512;
 /// Values a session's provenance index holds per source.
 const SESSION_SOURCE_CAP: usize = 512;
+/// Forms of the values prompts named, per session.
+const NAMED_FORMS_CAP: usize = 16;
 /// Distinct other principals a session remembers touching.
 const SESSION_PRINCIPALS_CAP: usize = 64;
 
@@ -65,6 +68,12 @@ struct Pending {
     /// Bit i: id i reached the session only through output other than the
     /// principal's own records.
     tainted: u8,
+    /// Bit i: the call changed id i while the user's request named a value
+    /// of its form; and of those, ids the request did not name.
+    #[serde(default)]
+    scoped: u8,
+    #[serde(default)]
+    unrequested: u8,
 }
 
 /// An open session of one agent. Checkpointed with the profile, so that a
@@ -100,6 +109,10 @@ struct SessionState {
     /// this principal's too.
     #[serde(default)]
     claimed: Vec<Fp>,
+    /// Forms (`id_form`) of the values the user's prompts named, sorted: a
+    /// change to another value of one of these forms is outside the request.
+    #[serde(default)]
+    named_forms: Vec<u64>,
     /// Values of untrusted results, sorted, with the tool that returned them.
     sources: Vec<(Fp, Fp)>,
     /// Other principals whose things the session touched.
@@ -136,6 +149,7 @@ impl SessionState {
         self.principal = 0;
         self.own.clear();
         self.claimed.clear();
+        self.named_forms.clear();
         self.sources.clear();
         self.others.clear();
         self.last_call = (0, false);
@@ -271,6 +285,8 @@ pub struct Evaluation<'a> {
     /// Keyed hash of the call's event id (results name their call by it).
     event_key: u64,
     tainted_ids: u8,
+    scoped_ids: u8,
+    unrequested_ids: u8,
 }
 
 /// A reason as it leaves the engine: signal, text, bits.
@@ -506,7 +522,11 @@ impl Engine {
                 let mut ids: Vec<SessionId> = Vec::new();
                 for pending in &s.pending {
                     for (i, id) in pending.sample.ids.iter().enumerate() {
-                        if ids.iter().any(|x| x.id.value == id.value) {
+                        let scoped = pending.scoped & (1 << i) != 0;
+                        let unrequested = pending.unrequested & (1 << i) != 0;
+                        if let Some(x) = ids.iter_mut().find(|x| x.id.value == id.value) {
+                            x.scoped |= scoped;
+                            x.unrequested |= unrequested;
                             continue;
                         }
                         ids.push(SessionId {
@@ -522,6 +542,8 @@ impl Engine {
                                 && pending.sample.owner != s.principal,
                             listed: s.own.binary_search(&id.value).is_ok()
                                 || s.claimed.binary_search(&id.value).is_ok(),
+                            scoped,
+                            unrequested,
                             ts: pending.sample.ts,
                             day: pending.sample.day,
                         });
@@ -627,8 +649,26 @@ impl Engine {
             .is_some_and(|c| s.last_call.1 && s.last_call.0 == fp.session(c));
         let tool = ev.tool.as_deref().map_or(0, |t| fp.tool(t));
         let text_entities = ev.text.as_deref().into_iter().flat_map(entities_in);
-        for e in ev.entities.iter().map(|e| e.as_ref()).chain(text_entities) {
+        // What the user typed names the things the request is about: their
+        // identifiers too, when the emitter lists no entities.
+        let prompt = ev.kind == EventKind::Prompt;
+        let text_ids = ev
+            .text
+            .as_deref()
+            .filter(|_| prompt)
+            .into_iter()
+            .flat_map(ids_in);
+        for e in ev
+            .entities
+            .iter()
+            .map(|e| e.as_ref())
+            .chain(text_entities)
+            .chain(text_ids)
+        {
             let v = fp.value(e);
+            if prompt {
+                insert_sorted(&mut s.named_forms, id_form(e), NAMED_FORMS_CAP);
+            }
             if ev.trusted {
                 insert_sorted(&mut s.trusted, v, SESSION_SOURCE_CAP);
                 continue;
@@ -748,6 +788,12 @@ impl Engine {
         let mut bind = BindingView::default();
         let mut on_own = false;
         let mut tainted_ids = 0u8;
+        let mut scoped_ids = 0u8;
+        let mut unrequested_ids = 0u8;
+        // A change (not a read: a request about one booking reads the
+        // others the profile lists) to an id of a form the user's request
+        // named, but not this id.
+        let changes = !matches!(obs.action, Action::Read | Action::None);
         if self.binding {
             let me = if obs.principal == 0 {
                 0
@@ -772,6 +818,16 @@ impl Engine {
                 let tainted = !from_user && !from_own && !claimed && source.is_some();
                 if tainted {
                     tainted_ids |= 1 << i;
+                }
+                let scoped = changes
+                    && !sess.named_forms.is_empty()
+                    && sess.named_forms.binary_search(&id_form(&id.text)).is_ok();
+                let unrequested = scoped && !from_user;
+                if scoped {
+                    scoped_ids |= 1 << i;
+                }
+                if unrequested {
+                    unrequested_ids |= 1 << i;
                 }
                 if me == 0 {
                     continue;
@@ -816,6 +872,7 @@ impl Engine {
                     listed: foreign && !by_owner && owners.listed_elsewhere,
                     identity: foreign && class == KeyClass::Identity,
                     tainted,
+                    unrequested,
                     source_tool: source.unwrap_or(0),
                 });
                 if foreign {
@@ -925,6 +982,8 @@ impl Engine {
             bind,
             on_own,
             tainted_ids,
+            scoped_ids,
+            unrequested_ids,
             event_key: self.fp.session(&call.event_id),
         }
     }
@@ -1063,6 +1122,8 @@ impl Engine {
                 ctx: ev.ctx,
                 bits: event_bits,
                 tainted: ev.tainted_ids,
+                scoped: ev.scoped_ids,
+                unrequested: ev.unrequested_ids,
             });
         }
         self.sweep_idle(ev.agent as usize, ev.obs.ts);

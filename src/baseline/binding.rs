@@ -155,6 +155,13 @@ pub struct Bindings {
     pub owned_ops: f32,
     pub foreign_ops: f32,
     pub tainted_ops: f32,
+    /// Changes to owned values while the user's request named a value of
+    /// the same form, and of those, changes to a value it did not name:
+    /// how often this agent acts beyond what it was asked about.
+    #[serde(default)]
+    pub scoped_ops: f32,
+    #[serde(default)]
+    pub unrequested_ops: f32,
     /// Distinct other principals whose things one clean session touched.
     pub session_principals: LogHist,
     /// Recent principal names, to explain a binding ("user:jane").
@@ -355,6 +362,8 @@ impl Bindings {
             k.identity *= f;
         }
         self.owned_ops *= f;
+        self.scoped_ops *= f;
+        self.unrequested_ops *= f;
         self.foreign_ops *= f;
         self.tainted_ops *= f;
         self.session_principals.scale(f);

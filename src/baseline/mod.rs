@@ -592,6 +592,10 @@ pub struct SessionId {
     pub owner_foreign: bool,
     /// The session's own records (the principal's profile) listed it.
     pub listed: bool,
+    /// A call changed it while the user's request named a value of its
+    /// form; and the request did not name it.
+    pub scoped: bool,
+    pub unrequested: bool,
     pub ts: Millis,
     pub day: u16,
 }
@@ -639,6 +643,12 @@ impl Profile {
                 }
                 if s.tainted {
                     self.binding.tainted_ops += w;
+                }
+                if s.scoped {
+                    self.binding.scoped_ops += w;
+                    if s.unrequested {
+                        self.binding.unrequested_ops += w;
+                    }
                 }
             }
         }

@@ -424,6 +424,93 @@ fn an_id_from_tool_output_is_priced_once_across_provenance_and_binding() {
     assert_eq!(bits(Some((value ^ 1, 5.0))), Some(alone));
 }
 
+fn prompt_line(session: &str, who: &str, ts: i64, text: &str) -> String {
+    json!({
+        "kind": "prompt",
+        "event_id": format!("p-{session}"),
+        "ts": rfc3339(ts),
+        "agent_id": "shop",
+        "session_id": session,
+        "principal": who,
+        "text": text,
+    })
+    .to_string()
+}
+
+/// A customer desk where every request names the order it is about, in
+/// the prompt's text (no entities listed), and the change is to that order.
+fn requested_shop() -> Engine {
+    let mut e = engine();
+    for d in 0..30 {
+        for n in 0..8 {
+            let t = T0 + d * DAY + 9 * HOUR + n * HOUR;
+            let k = (d * 8 + n) % 90;
+            let s = format!("s{d}-{n}");
+            let who = format!("customer:u_{k:04}");
+            let order = format!("#W{k:05}");
+            feed_context(
+                &mut e,
+                &prompt_line(&s, &who, t - 2_000, &format!("Please cancel {order}.")),
+            );
+            for (tool, action, dt) in [("get_order", "read", 0), ("cancel_order", "delete", 20_000)]
+            {
+                feed(
+                    &mut e,
+                    &Call::new("shop", &s, tool, t + dt)
+                        .resource("order", &order)
+                        .set("principal", json!(who))
+                        .set("args", json!({"order_id": order}))
+                        .action(action),
+                    Phase::Train,
+                );
+            }
+        }
+    }
+    e.close_all();
+    e
+}
+
+/// A change to an object of the kind the request named, but not the one
+/// it named, costs by how rarely this agent does that; the named object
+/// and a request that names none cost nothing.
+#[test]
+fn a_change_outside_what_the_request_named_is_priced() {
+    let mut e = requested_shop();
+    let t = T0 + 31 * DAY + 10 * HOUR;
+    let omar = "customer:u_0003";
+    let cancel = |s: &str, order: &str, ts: i64| {
+        Call::new("shop", s, "cancel_order", ts)
+            .resource("order", order)
+            .set("principal", json!(omar))
+            .set("args", json!({"order_id": order}))
+            .action("delete")
+    };
+    let scope = "the user's request named another value of this form";
+    feed_context(&mut e, &prompt_line("x", omar, t, "Please cancel #W00003."));
+    let other = feed(&mut e, &cancel("x", "#W55555", t + 5_000), Phase::Live);
+    let r = binding_reason(&other);
+    assert!(r.detail.contains(scope), "{}", r.detail);
+    assert!(r.bits > 6.0, "{} bits: {}", r.bits, r.detail);
+
+    feed_context(
+        &mut e,
+        &prompt_line("y", omar, t + HOUR, "Please cancel #W00003."),
+    );
+    let named = feed(
+        &mut e,
+        &cancel("y", "#W00003", t + HOUR + 5_000),
+        Phase::Live,
+    );
+    assert_eq!(named.bits(Signal::Binding), 0.0, "{:?}", named.reasons);
+
+    let unscoped = feed(&mut e, &cancel("z", "#W55556", t + 2 * HOUR), Phase::Live);
+    assert!(
+        unscoped.reasons.iter().all(|r| !r.detail.contains(scope)),
+        "{:?}",
+        unscoped.reasons
+    );
+}
+
 #[test]
 fn another_customers_order_is_flagged_with_the_binding_reason() {
     let mut e = shop();

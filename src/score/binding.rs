@@ -43,6 +43,9 @@ pub struct IdView {
     /// Reached the session only through output other than the principal's
     /// own records, and the tool whose output brought it (0 = unknown).
     pub tainted: bool,
+    /// The call changes it while the user's request named another value of
+    /// its form, not this one.
+    pub unrequested: bool,
     pub source_tool: Fp,
 }
 
@@ -85,6 +88,7 @@ pub fn score(
     let n = b.owned_ops * inv_w;
     let foreign_bits = bits((b.foreign_ops * inv_w + 0.5) / (n + 1.0));
     let taint_bits = bits((b.tainted_ops * inv_w + 0.5) / (n + 1.0));
+    let scope_bits = bits((b.unrequested_ops * inv_w + 0.5) / (b.scoped_ops * inv_w + 1.0));
     let c = consequence(obs);
     let mut best: Option<(f32, IdView)> = None;
     for id in &v.ids {
@@ -109,6 +113,9 @@ pub fn score(
                 .map_or(0.0, |(_, b)| b);
             x += (taint_bits * c - priced).max(0.0);
         }
+        if id.unrequested {
+            x += scope_bits * c;
+        }
         if x > 0.0 && best.is_none_or(|(y, _)| x > y) {
             best = Some((x, *id));
         }
@@ -131,6 +138,7 @@ pub fn score(
             by_owner: id.by_owner,
             listed: id.listed,
             tainted: id.tainted,
+            unrequested: id.unrequested,
             others: id.others,
             sessions: id.other_sessions,
             top: id.top,

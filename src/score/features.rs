@@ -459,6 +459,16 @@ impl<'a> Observation<'a> {
 /// The entity-like tokens of a free text (a prompt, a tool result), with
 /// surrounding punctuation trimmed.
 pub fn entities_in(text: &str) -> impl Iterator<Item = &str> {
+    tokens(text).filter(|t| is_entity(t))
+}
+
+/// The identifiers a text names (`R168719`, `#W7731`): what a user's
+/// request points at when the emitter lists no entities.
+pub fn ids_in(text: &str) -> impl Iterator<Item = &str> {
+    tokens(text).filter(|t| is_id(t))
+}
+
+fn tokens(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| {
         c.is_whitespace()
             || matches!(
@@ -467,7 +477,45 @@ pub fn entities_in(text: &str) -> impl Iterator<Item = &str> {
             )
     })
     .map(|t| t.trim_end_matches(['.', ':', '!', '?']))
-    .filter(|t| is_entity(t))
+}
+
+/// The form of a value: its runs of letters and of digits by length, other
+/// characters as they are (`R168719` and `R295578` share one, `#W7731` and
+/// `pax_25` have others). Two values of one form are two of a kind: a
+/// request that names one booking says which booking it is about.
+pub fn id_form(s: &str) -> u64 {
+    // FNV-1a over (class, run length) pairs: forms are no secret, and
+    // sessions compare them only with each other.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let class = |x: u8| {
+            if x.is_ascii_alphabetic() {
+                b'A'
+            } else if x.is_ascii_digit() {
+                b'9'
+            } else {
+                x
+            }
+        };
+        let c = class(b);
+        let mut j = i + 1;
+        if c == b'A' || c == b'9' {
+            while j < bytes.len() && class(bytes[j]) == c {
+                j += 1;
+            }
+        }
+        eat(c);
+        eat((j - i).min(255) as u8);
+        i = j;
+    }
+    h.max(1)
 }
 
 /// Is this argument string a counterparty worth tracking (an e-mail

@@ -192,6 +192,7 @@ pub enum Detail {
         by_owner: bool,
         listed: bool,
         tainted: bool,
+        unrequested: bool,
         others: u8,
         sessions: u16,
         top: u32,
@@ -1118,6 +1119,7 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             by_owner,
             listed,
             tainted,
+            unrequested,
             others,
             sessions,
             top,
@@ -1149,6 +1151,9 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                         format!("the output of {}", tool_name(source_tool))
                     };
                     out.push_str(&format!("; the id came from {from}, not from {me}'s records or request"));
+                }
+                if unrequested {
+                    out.push_str("; the user's request named another value of this form, not this one");
                 }
             }
             if principals >= 2 {
