@@ -96,6 +96,13 @@ fn decided_ids(topic: &str, expect: usize) -> Vec<String> {
         .collect()
 }
 
+/// Every one of `total` calls has exactly one committed decision.
+fn assert_one_decision_each(ids: &[String], total: usize) {
+    let unique_ids: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique_ids.len(), total, "no event without a decision");
+    assert_eq!(ids.len(), total, "no duplicate decision");
+}
+
 #[test]
 fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     let topic = unique("tool-calls");
@@ -123,9 +130,7 @@ fn kill_9_mid_stream_loses_no_event_and_doubles_no_decision() {
     }
     svc.stop();
     let ids = decided_ids(&decisions_topic, calls);
-    let unique_ids: HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique_ids.len(), calls, "no event without a decision");
-    assert_eq!(ids.len(), calls, "no duplicate decision");
+    assert_one_decision_each(&ids, calls);
     // The flags replayed after the kill found the quarantines recorded
     // before it: no agent instance has two open incidents, and no
     // credential is listed twice.
@@ -415,9 +420,7 @@ fn instances_join_and_leave_without_losing_or_doubling_a_decision() {
     b.stop();
     c.stop();
     let ids = decided_ids(&decisions_topic, total);
-    let unique_ids: HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique_ids.len(), total, "no event without a decision");
-    assert_eq!(ids.len(), total, "no duplicate decision");
+    assert_one_decision_each(&ids, total);
 }
 
 /// A stop whose last commit cannot happen (here: no worker can write its
@@ -484,7 +487,5 @@ fn a_stop_that_cannot_commit_aborts_and_the_next_start_replays() {
     std::thread::sleep(Duration::from_secs(1));
     svc.stop();
     let ids = decided_ids(&decisions_topic, total);
-    let unique_ids: HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique_ids.len(), total, "no event without a decision");
-    assert_eq!(ids.len(), total, "no duplicate decision");
+    assert_one_decision_each(&ids, total);
 }
