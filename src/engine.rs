@@ -835,7 +835,8 @@ impl Engine {
                 let class = b.class(id.key);
                 let owners = b.owners(id.value, me);
                 let identity = class == KeyClass::Identity && id.names_principal;
-                let owner = (i == 0 && obs.owner != 0).then(|| principal_tag(obs.owner));
+                let owner = (i == 0 && obs.resource_is_id && obs.owner != 0)
+                    .then(|| principal_tag(obs.owner));
                 // The principal's own record is their identity record (a
                 // profile that lists their things), not any object of
                 // theirs: an order's notes are text anyone may write.
@@ -1064,7 +1065,7 @@ impl Engine {
                 0 => self.counters.binding_abstained += 1,
                 p => s.principal = principal_tag(p),
             }
-            if ev.obs.owner != 0 && s.principal != 0 {
+            if ev.obs.owner != 0 && ev.obs.resource_is_id && s.principal != 0 {
                 // resource_owner against what was learned of the resource.
                 if let Some(id) = ev.obs.ids.first() {
                     let owners = agent

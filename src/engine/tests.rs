@@ -630,6 +630,20 @@ fn resource_owner_is_used_as_given_and_contradictions_are_counted() {
         Phase::Live,
     );
     assert_eq!(o.bits(Signal::Binding), 0.0, "{:?}", o.reasons);
+    // The owner of a resource that is no identifier (a note, here) speaks
+    // of that resource, not of the order in the arguments: omar's own
+    // order stays his.
+    let o = feed(
+        &mut e,
+        &Call::new("shop", "u", "add_note", t + 12_000)
+            .resource("note", "delivery-instructions")
+            .set("principal", json!("customer:u_0003"))
+            .set("resource_owner", json!("customer:u_0042"))
+            .set("args", json!({"order_id": "#W00003"}))
+            .action("write"),
+        Phase::Live,
+    );
+    assert_eq!(o.bits(Signal::Binding), 0.0, "{:?}", o.reasons);
 }
 
 #[test]

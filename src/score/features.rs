@@ -304,6 +304,10 @@ pub struct Observation<'a> {
     /// Fingerprint of `resource_owner` (0 when absent or empty).
     pub owner: Fp,
     pub owner_name: Option<&'a str>,
+    /// `ids[0]` is the call's `resource_id`, the thing `resource_owner`
+    /// speaks of. When the resource is no identifier (a city, a channel),
+    /// the owner says nothing about the ids in the arguments.
+    pub resource_is_id: bool,
 }
 
 impl<'a> Observation<'a> {
@@ -338,7 +342,7 @@ impl<'a> Observation<'a> {
                     names_principal: i.names_principal,
                 })
                 .collect(),
-            owner: if self.owner == 0 {
+            owner: if self.owner == 0 || !self.resource_is_id {
                 0
             } else {
                 crate::baseline::binding::principal_tag(self.owner)
@@ -371,6 +375,7 @@ impl<'a> Observation<'a> {
                 .as_deref()
                 .filter(|p| !p.trim().is_empty()),
             owner: 0,
+            resource_is_id: false,
         };
         obs.principal = obs.principal_name.map_or(0, |p| fp.principal(p));
         obs.owner = obs.owner_name.map_or(0, |p| fp.principal(p));
@@ -382,6 +387,7 @@ impl<'a> Observation<'a> {
                     None => (fp.arg_key("resource_id"), "resource_id"),
                 };
                 obs.push_id(fp, key, Cow::Borrowed(name), Cow::Borrowed(rid));
+                obs.resource_is_id = !obs.ids.is_empty();
             }
         }
         if let Some(args) = call.args {
