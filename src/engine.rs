@@ -113,6 +113,10 @@ struct SessionState {
     /// change to another value of one of these forms is outside the request.
     #[serde(default)]
     named_forms: Vec<u64>,
+    /// Values provenance priced at a read's weight, sorted: a later change
+    /// to one owes the rest.
+    #[serde(default)]
+    read_charged: Vec<Fp>,
     /// Values of untrusted results, sorted, with the tool that returned them.
     sources: Vec<(Fp, Fp)>,
     /// Other principals whose things the session touched.
@@ -150,6 +154,7 @@ impl SessionState {
         self.own.clear();
         self.claimed.clear();
         self.named_forms.clear();
+        self.read_charged.clear();
         self.sources.clear();
         self.others.clear();
         self.last_call = (0, false);
@@ -758,6 +763,7 @@ impl Engine {
         let mut new_values = ArrayVec::new();
         let mut untrusted_only = 0u8;
         let mut seen_in_session = 0u8;
+        let mut read_charged = 0u8;
         let mut from_user = 0u8;
         let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
         for (i, v) in obs.values.iter().enumerate() {
@@ -765,6 +771,9 @@ impl Engine {
                 new_values.push(v.key.fp);
             } else {
                 seen_in_session |= 1 << i;
+                if sess.read_charged.binary_search(&v.key.fp).is_ok() {
+                    read_charged |= 1 << i;
+                }
             }
             let arg = match &v.from {
                 ValueFrom::ResourceId => "resource_id",
@@ -905,6 +914,7 @@ impl Engine {
             new_values: new_values.len() as u32,
             untrusted_only,
             seen_in_session,
+            read_charged,
             from_user,
             carry: sess.carry,
         };
@@ -1052,6 +1062,20 @@ impl Engine {
         s.carry = (s.carry * decay + event_bits - allowance).clamp(0.0, self.policy.max_carry_bits);
         s.max_score = s.max_score.max(ev.score.total);
         s.shape = ev.shape;
+        // Provenance priced a value at a read's weight: a change owes the
+        // rest; priced at full weight, it owes nothing more.
+        let charged = ev.score.reasons.iter().find_map(|r| match r.detail {
+            score::Detail::Provenance { value, .. } => ev.obs.values.get(value as usize),
+            _ => None,
+        });
+        if let Some(v) = charged {
+            let fp = v.key.fp;
+            if matches!(ev.obs.action, Action::Read | Action::None) {
+                insert_sorted(&mut s.read_charged, fp, SESSION_SOURCE_CAP);
+            } else if let Ok(at) = s.read_charged.binary_search(&fp) {
+                s.read_charged.remove(at);
+            }
+        }
         s.calls += 1;
         s.last_ts = s.last_ts.max(ev.obs.ts);
         s.prev2 = s.prev1;

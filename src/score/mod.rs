@@ -321,6 +321,9 @@ pub struct SessionView {
     pub untrusted_only: u8,
     /// Bit i: value i was already touched earlier in this session.
     pub seen_in_session: u8,
+    /// Bit i: value i was priced by provenance at a read's weight earlier
+    /// in this session: a change to it owes the rest.
+    pub read_charged: u8,
     /// Bit i: value i came with the user's request (a prompt, a trusted
     /// result): new to the agent, but asked for.
     pub from_user: u8,
@@ -698,16 +701,26 @@ pub fn score(
             Action::Read | Action::None => 0.5,
             _ => 1.0,
         };
+        // Each value is priced once per session, at its most consequential
+        // use: looked up first (a read, half weight) and then written to,
+        // it owes the other half, or a read first would launder it.
         let first = obs.values.iter().enumerate().find(|(i, v)| {
+            let seen = sess.seen_in_session & (1 << i) != 0;
+            let topped_up = weight > 0.5 && sess.read_charged & (1 << i) != 0;
             sess.untrusted_only & (1 << i) != 0
-                && sess.seen_in_session & (1 << i) == 0
+                && (!seen || topped_up)
                 && !p.values.contains(v.key.fp)
         });
         if let Some((i, v)) = first {
-            provenance = Some((v.key.fp, bits(rate) * weight));
+            let owed = if sess.seen_in_session & (1 << i) != 0 {
+                weight - 0.5
+            } else {
+                weight
+            };
+            provenance = Some((v.key.fp, bits(rate) * owed));
             s.push(
                 Signal::Provenance,
-                bits(rate) * weight,
+                bits(rate) * owed,
                 Detail::Provenance {
                     value: i as u8,
                     rate,
