@@ -394,6 +394,14 @@ pub async fn run(
     let mut tick = tokio::time::interval(cfg.commit_interval);
     tick.tick().await;
     let mut errors_logged = 0u32;
+    // One commit round: every worker checkpointed, then the offsets (with
+    // the decisions' transaction). Blocking. True when nothing is left.
+    let commit_round = || {
+        let group = consumer.group_metadata();
+        barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
+            consumer.commit(tpl, CommitMode::Sync)
+        })
+    };
     loop {
         tokio::select! {
             biased;
@@ -404,13 +412,8 @@ pub async fn run(
             }
             _ = stop.changed() => break,
             _ = tick.tick() => {
-                let group = consumer.group_metadata();
                 let t0 = std::time::Instant::now();
-                tokio::task::block_in_place(|| {
-                    barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
-                        consumer.commit(tpl, CommitMode::Sync)
-                    })
-                })?;
+                tokio::task::block_in_place(commit_round)?;
                 let round = t0.elapsed();
                 // The tick arm wins the biased select over `recv`: a round
                 // slower than the interval (a dead-letter flush, a slow
@@ -499,10 +502,7 @@ pub async fn run(
     // retried within the shutdown grace, never reported as done.
     let deadline = std::time::Instant::now() + links.config.server.shutdown_grace;
     let committed = tokio::task::block_in_place(|| loop {
-        let group = consumer.group_metadata();
-        let done = barrier_commit(&links, &cfg.topic, &positions, group.as_ref(), |tpl| {
-            consumer.commit(tpl, CommitMode::Sync)
-        })?;
+        let done = commit_round()?;
         if done || std::time::Instant::now() >= deadline {
             break Ok::<_, KafkaSourceError>(done);
         }

@@ -276,12 +276,13 @@ impl Worker {
         if let Some(o) = &mut self.outbox {
             o.flush_blocking();
         }
+        self.save_habits();
         if self.uncommitted {
             // The source's last commit failed: the checkpoint of the last
             // committed barrier stands, and what followed is replayed.
             tracing::warn!(
                 worker = self.index,
-                "Kafka offsets after the last commit were not committed; keeping the checkpoint that matches them."
+                "Worker drained; Kafka offsets after the last commit were not committed, so it keeps the checkpoint that matches them."
             );
         } else {
             // Open sessions are checkpointed, not closed: after a restart
@@ -289,9 +290,8 @@ impl Worker {
             // crash.
             self.dirty = true;
             let _ = self.checkpoint();
+            tracing::info!(worker = self.index, "Worker drained and checkpointed.");
         }
-        self.save_habits();
-        tracing::info!(worker = self.index, "Worker drained and checkpointed.");
     }
 
     fn learn(&mut self, events: &[String], session: &str) {
