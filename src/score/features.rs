@@ -497,20 +497,19 @@ pub fn id_form(s: &str) -> u64 {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
+    let class = |x: u8| {
+        if x.is_ascii_alphabetic() {
+            b'A'
+        } else if x.is_ascii_digit() {
+            b'9'
+        } else {
+            x
+        }
+    };
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        let class = |x: u8| {
-            if x.is_ascii_alphabetic() {
-                b'A'
-            } else if x.is_ascii_digit() {
-                b'9'
-            } else {
-                x
-            }
-        };
-        let c = class(b);
+        let c = class(bytes[i]);
         let mut j = i + 1;
         if c == b'A' || c == b'9' {
             while j < bytes.len() && class(bytes[j]) == c {

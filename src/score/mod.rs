@@ -704,19 +704,18 @@ pub fn score(
         // Each value is priced once per session, at its most consequential
         // use: looked up first (a read, half weight) and then written to,
         // it owes the other half, or a read first would launder it.
-        let first = obs.values.iter().enumerate().find(|(i, v)| {
-            let seen = sess.seen_in_session & (1 << i) != 0;
-            let topped_up = weight > 0.5 && sess.read_charged & (1 << i) != 0;
-            sess.untrusted_only & (1 << i) != 0
-                && (!seen || topped_up)
-                && !p.values.contains(v.key.fp)
-        });
-        if let Some((i, v)) = first {
-            let owed = if sess.seen_in_session & (1 << i) != 0 {
+        let first = obs.values.iter().enumerate().find_map(|(i, v)| {
+            let owed = if sess.seen_in_session & (1 << i) == 0 {
+                weight
+            } else if weight > 0.5 && sess.read_charged & (1 << i) != 0 {
                 weight - 0.5
             } else {
-                weight
+                return None;
             };
+            (sess.untrusted_only & (1 << i) != 0 && !p.values.contains(v.key.fp))
+                .then_some((i, v, owed))
+        });
+        if let Some((i, v, owed)) = first {
             provenance = Some((v.key.fp, bits(rate) * owed));
             s.push(
                 Signal::Provenance,
