@@ -24,7 +24,7 @@ pub struct Line<'a> {
 
 /// Appends the line for `credential` of `q`; a write that fails is
 /// retried (a full disk may clear).
-pub fn append(
+pub async fn append(
     l: &LogRevokerConfig,
     q: &Quarantine,
     credential: Option<&str>,
@@ -39,7 +39,19 @@ pub fn append(
         credential: shown,
         note: "no credential broker configured: revoke this credential by hand",
     };
-    match append_line(&l.path, &line) {
+    let mut bytes = match serde_json::to_vec(&line) {
+        Ok(b) => b,
+        Err(e) => return Attempt::Refused(format!("cannot encode the revocation line: {e}")),
+    };
+    bytes.push(b'\n');
+    let path = l.path.clone();
+    // Its fsync takes milliseconds on a disk the broker also writes, and
+    // the runtime's threads run the sources: a storm of revocations must
+    // not stall ingest.
+    let written = tokio::task::spawn_blocking(move || append_line(&path, &bytes))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match written {
         Ok(()) => Attempt::Done,
         Err(e) => Attempt::Retry {
             error: format!("cannot append to {}: {e}", l.path.display()),
@@ -48,7 +60,7 @@ pub fn append(
     }
 }
 
-fn append_line(path: &std::path::Path, line: &Line) -> std::io::Result<()> {
+fn append_line(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -62,8 +74,6 @@ fn append_line(path: &std::path::Path, line: &Line) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
-    let mut bytes = serde_json::to_vec(line)?;
-    bytes.push(b'\n');
-    f.write_all(&bytes)?;
+    f.write_all(bytes)?;
     f.sync_data()
 }

@@ -103,7 +103,7 @@ impl Revoker {
             )),
         };
         match &self.cfg {
-            RevokerConfig::Log(l) => log::append(l, q, credential, shown),
+            RevokerConfig::Log(l) => log::append(l, q, credential, shown).await,
             RevokerConfig::Vault(v) => match needed() {
                 Ok(t) => vault::revoke(http, v, &self.secret, t).await,
                 Err(refused) => refused,
