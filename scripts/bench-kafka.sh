@@ -13,6 +13,11 @@
 # flag storm, and learn the same stream with no response.
 # WARDEN_BENCH_THRESHOLD=BITS fixes every agent's threshold (calibration
 # off), e.g. 8 for a storm of a badly tuned rollout with over 10% flagged.
+# WARDEN_BENCH_BACKLOG=1 produces every event before Warden starts, so the
+# first-to-last decision rate is Warden's own, not the producer's (compare
+# modes with it: a producer on the same 2 cores caps whichever mode is
+# fastest).
+# WARDEN_BENCH_LOG=FILE keeps Warden's log (level warn) there.
 # WARDEN_BENCH_PERF=FILE records a perf profile of Warden
 # while the load runs; WARDEN_BENCH_PERF_ARGS adds perf record options,
 # e.g. "-F 499 --call-graph dwarf" for call graphs.
@@ -29,8 +34,13 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
 fi
 work="$(mktemp -d)"
 warden_pid=""
+load_pid=""
+topic=""
 cleanup() {
+  [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null || true
   [ -n "$warden_pid" ] && kill -TERM "$warden_pid" 2>/dev/null && wait "$warden_pid" 2>/dev/null || true
+  # Each run's topics hold about 1 GB: keep the broker's disk for the next.
+  [ -n "$topic" ] && scripts/kafka.sh delete-topics "$topic(\..*)?" || true
   [ "$started_kafka" = 1 ] && scripts/kafka.sh stop || true
   rm -rf "$work"
 }
@@ -69,24 +79,50 @@ if [ -n "${WARDEN_BENCH_THRESHOLD:-}" ]; then
   printf 'calibrate = false\nthreshold-bits = %s\nmin-threshold-bits = %s\n' \
     "$WARDEN_BENCH_THRESHOLD" "$WARDEN_BENCH_THRESHOLD" >> "$work/warden.toml"
 fi
-WARDEN_LOG=warn "$bin/warden" run --config "$work/warden.toml" 2> "$work/warden.log" &
-warden_pid=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-  sleep 0.2
-done
+start_warden() {
+  WARDEN_LOG=warn "$bin/warden" run --config "$work/warden.toml" 2> "$work/warden.log" &
+  warden_pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+    sleep 0.2
+  done
+}
 perf_pid=""
-if [ -n "${WARDEN_BENCH_PERF:-}" ]; then
+start_perf() {
+  if [ -n "${WARDEN_BENCH_PERF:-}" ]; then
+    # shellcheck disable=SC2086
+    perf record ${WARDEN_BENCH_PERF_ARGS:-} -o "$WARDEN_BENCH_PERF" -p "$warden_pid" 2>/dev/null &
+    perf_pid=$!
+  fi
+}
+if [ -n "${WARDEN_BENCH_BACKLOG:-}" ]; then
   # shellcheck disable=SC2086
-  perf record ${WARDEN_BENCH_PERF_ARGS:-} -o "$WARDEN_BENCH_PERF" -p "$warden_pid" 2>/dev/null &
-  perf_pid=$!
+  "$bin/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate > "$work/load.out" &
+  load_pid=$!
+  for _ in $(seq 1 3600); do
+    grep -q '^produced' "$work/load.out" && break
+    kill -0 "$load_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  start_warden
+  start_perf
+  load_rc=0
+  wait "$load_pid" || load_rc=$?
+  load_pid=""
+  cat "$work/load.out"
+  [ "$load_rc" = 0 ] || exit "$load_rc"
+else
+  start_warden
+  start_perf
+  # shellcheck disable=SC2086
+  "$bin/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
 fi
-"$bin/kafka_load" 127.0.0.1:9092 "$topic" "$topic.decisions" "$events" "$agents" $rate
 [ -n "$perf_pid" ] && kill -INT "$perf_pid" && wait "$perf_pid" || true
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$warden_pid/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$warden_pid/status")
 n_agents=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^warden_agents / {print $2}')
 echo "warden resident memory: $((rss_kb / 1024)) MiB for $n_agents agents ($((rss_kb * 10000 / (n_agents > 0 ? n_agents : 1) / 1024)) MiB per 10,000 agents)"
-curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count)|quarantines_opened_total|flags_rolled_up_total|revocation_attempts_total)'
+curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^warden_(decisions_total|duplicates_total|checkpoints_total|score_seconds_(sum|count)|quarantines_opened_total|flags_rolled_up_total|revocation_attempts_total|response_queue_full_total|kafka_slow_commits_total)'
 echo "warden peak resident memory: $((hwm_kb / 1024)) MiB"
 echo "mode $mode; warden log lines: $(wc -l < "$work/warden.log")"
+[ -n "${WARDEN_BENCH_LOG:-}" ] && cp "$work/warden.log" "$WARDEN_BENCH_LOG" || true

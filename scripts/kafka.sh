@@ -2,7 +2,7 @@
 # Run a real single-node Apache Kafka 4.x broker (KRaft, broker+controller in
 # one JVM) on 127.0.0.1 for Warden's integration tests and CI.
 #
-# Usage: scripts/kafka.sh start|stop|status
+# Usage: scripts/kafka.sh start|stop|status|delete-topics REGEX
 #
 #   start   Fetch the Kafka jars from Maven Central once (via
 #           scripts/kafka/pom.xml), generate the test TLS material on first
@@ -13,6 +13,9 @@
 #   stop    SIGTERM, wait up to $WARDEN_KAFKA_STOP_TIMEOUT s, then SIGKILL.
 #   status  Exit 0 if the broker is running and accepting connections on
 #           every listener.
+#   delete-topics REGEX
+#           Delete the topics whose whole name matches REGEX (the load
+#           benchmark's, which would otherwise fill the disk run by run).
 #
 # Listeners, all on 127.0.0.1:
 #   $WARDEN_KAFKA_PORT           PLAINTEXT
@@ -398,12 +401,20 @@ cmd_status() {
   return 0
 }
 
+cmd_delete_topics() {
+  [[ -n "${1:-}" ]] || die "delete-topics needs a regular expression"
+  running_pid >/dev/null || die "the broker is not running"
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+    --delete --if-exists --topic "$1" >/dev/null || die "could not delete topics matching $1"
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  delete-topics) cmd_delete_topics "${2:-}" ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|delete-topics REGEX" >&2
     exit 2
     ;;
 esac
