@@ -12,7 +12,8 @@
 //! arrived, or 200 ms), each once the benign calls before it are decided:
 //! the latency of the path, not of a backlog. Set
 //! `WARDEN_BENCH_BURST=1` to post them without waiting, which measures how
-//! fast a backlog of quarantines drains instead.
+//! fast a backlog of quarantines drains instead. `WARDEN_BENCH_DUMP=FILE`
+//! writes each attack's start and latency, to find what the tail waits on.
 //!
 //! `cargo bench --bench response` (prints p50/p99/max and counts).
 //!
@@ -286,12 +287,21 @@ fn main() {
     let mut alert = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     let v = vault.lock().unwrap();
     let s = slack.lock().unwrap();
+    // WARDEN_BENCH_DUMP=FILE: one line per attack (ms since the start,
+    // latency in µs), to see whether slow ones cluster in time.
+    let mut dump = String::new();
     for (cred, t0) in &sent {
         if let Some(t) = v.get(cred) {
-            revoke
-                .record(t.duration_since(*t0).as_micros() as u64)
-                .unwrap();
+            let us = t.duration_since(*t0).as_micros() as u64;
+            revoke.record(us).unwrap();
+            dump.push_str(&format!(
+                "{} {us}\n",
+                t0.duration_since(started).as_millis()
+            ));
         }
+    }
+    if let Ok(path) = std::env::var("WARDEN_BENCH_DUMP") {
+        std::fs::write(path, dump).unwrap();
     }
     // The first Slack message naming the agent after its first attack:
     // its incident's opening alert, or a digest listing it when pacing
