@@ -405,10 +405,17 @@ impl Engine {
     /// (own + group prior), or drops it once the agent's own calls make the
     /// prior weigh under 10% (n ≥ 9 n0).
     fn refresh_blend(&mut self, ai: usize, ts: Millis) {
+        // A member of the training fleet is in its group's prior already:
+        // blending would count its own calls twice, as pseudo-counts.
+        let member = self
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.prior_holds(&self.agents[ai].id));
         let a = &mut self.agents[ai];
         let catalogue = !a.foreign_tools;
         a.blend = a
             .group
+            .filter(|_| !member)
             .and_then(|g| self.priors.get(g as usize)?.as_ref())
             .filter(|p| (a.profile.events_learned as f32) < 9.0 * p.calls())
             .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits, catalogue)));

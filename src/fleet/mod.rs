@@ -54,6 +54,9 @@ pub struct Fleet {
     /// assignment).
     tools: HashMap<String, u16>,
     fallback_threshold: Option<f32>,
+    /// Whether each group's prior was learned from its members' calls
+    /// (false for `warden train`'s leave-one-out calibration).
+    priors_hold_members: bool,
 }
 
 impl Fleet {
@@ -113,12 +116,28 @@ impl Fleet {
             members,
             classes,
             tools,
+            priors_hold_members: true,
+        }
+    }
+
+    /// A model whose groups' priors each leave their member out
+    /// (calibration of the blend threshold).
+    pub fn leave_one_out(file: ModelFile) -> Self {
+        Self {
+            priors_hold_members: false,
+            ..Self::new(file)
         }
     }
 
     /// Loads `DIR/fleet.json`.
     pub fn load_dir(dir: &Path) -> Result<Self, ModelFileError> {
         ModelFile::load(&dir.join(FILE_NAME)).map(Self::new)
+    }
+
+    /// Whether `agent_id`'s own calls are in its group's prior: it was in
+    /// the training fleet.
+    pub fn prior_holds(&self, agent_id: &str) -> bool {
+        self.priors_hold_members && self.members.contains_key(agent_id)
     }
 
     /// The threshold a young agent starts from: its group's, or without a

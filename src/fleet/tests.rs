@@ -230,6 +230,12 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
         with[2].0,
         with[1].0
     );
+    // A member of the training fleet is in the prior already: the blend
+    // leaves it as it is.
+    assert_eq!(
+        new_writer_scores(&fleet, &cfg, "writer-0"),
+        new_writer_scores(&fleet, &off, "writer-0")
+    );
     // The prior is stored by name: another hash key scores alike.
     let mut keyed = cfg.clone();
     keyed.detector.hash_key = "00112233445566778899aabbccddeeff".into();

@@ -324,7 +324,7 @@ fn blend_scores(
     cal.fleet.blend_prior = true;
     cal.fleet.session_model = false;
     cal.fleet.assign.clear();
-    let fleet = Arc::new(Fleet::new(file));
+    let fleet = Arc::new(Fleet::leave_one_out(file));
     let mut engine = Engine::new(&cal);
     engine.set_fleet(Some(fleet));
     let mut sessions: HashMap<(String, String), (f32, bool, Option<u16>)> = HashMap::new();
