@@ -403,7 +403,8 @@ impl Engine {
 
     /// Fleet hook: rebuilds the profile a young agent is scored against
     /// (own + group prior), or drops it once the agent's own calls make the
-    /// prior weigh under 10% (n ≥ 9 n0).
+    /// prior weigh under 10% (n ≥ 9 n0) or its own sessions calibrate its
+    /// threshold.
     fn refresh_blend(&mut self, ai: usize, ts: Millis) {
         // A member of the training fleet is in its group's prior already:
         // blending would count its own calls twice, as pseudo-counts.
@@ -411,11 +412,17 @@ impl Engine {
             .fleet
             .as_ref()
             .is_some_and(|f| f.prior_holds(&self.agents[ai].id));
+        // A calibrated agent has its own evidence, sharper than young
+        // peers' novelty rates: kept, they made what its history finds
+        // new look ordinary (heldout-13: 67.2% -> 62.2% flagged).
+        let calibrated = self.policy.calibrate
+            && self.agents[ai].profile.session_scores.total()
+                >= self.policy.calibration_min_sessions;
         let a = &mut self.agents[ai];
         let catalogue = !a.foreign_tools;
         a.blend = a
             .group
-            .filter(|_| !member)
+            .filter(|_| !member && !calibrated)
             .and_then(|g| self.priors.get(g as usize)?.as_ref())
             .filter(|p| (a.profile.events_learned as f32) < 9.0 * p.calls())
             .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits, catalogue)));

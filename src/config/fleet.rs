@@ -27,7 +27,9 @@ pub struct FleetConfig {
     /// as pseudo-observations (tools, transitions, novelty and adoption
     /// rates, hours, cadence, session shapes), judged from its first call
     /// against the group's blend threshold. The prior fades as the agent's
-    /// own calls accumulate and is dropped once it weighs under 10%.
+    /// own calls accumulate and is dropped once it weighs under 10% or the
+    /// agent's own sessions calibrate its threshold. Members of the
+    /// training fleet are in the prior already and are not blended.
     pub blend_prior: bool,
     /// Pseudo-calls the group prior stands for (n0): with n calls of its
     /// own, an agent's prior weighs n0 / (n0 + n). Read by `warden train`,

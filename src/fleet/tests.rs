@@ -236,6 +236,44 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
         new_writer_scores(&fleet, &cfg, "writer-0"),
         new_writer_scores(&fleet, &off, "writer-0")
     );
+    // Once its own sessions calibrate a threshold, an agent is judged on
+    // its own evidence: the prior no longer shapes its scores.
+    let calibrated = |blend: bool| {
+        use crate::engine::{Engine, Phase};
+        let mut c = cfg.clone();
+        c.fleet.blend_prior = blend;
+        c.policy.warmup_events = 0;
+        c.policy.calibration_warmup_events = 0;
+        c.policy.calibration_min_sessions = 2.0;
+        let mut engine = Engine::new(&c);
+        engine.set_fleet(Some(fleet.clone()));
+        let mut scores = Vec::new();
+        for s in 0..4 {
+            for (i, tool) in ["update_row", "read_row"].iter().enumerate() {
+                let ts = chrono::DateTime::from_timestamp_millis(
+                    1_790_000_000_000 + s * 86_400_000 + i as i64 * 20_000,
+                )
+                .expect("ts")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let text = format!(
+                    r#"{{"event_id":"c{s}-{i}","ts":"{ts}","agent_id":"writer-new-3","session_id":"s{s}","tool":"{tool}","resource_type":"doc","resource_id":"doc-{s}","action":"write"}}"#
+                );
+                let Ok(crate::event::Event::ToolCall(call)) =
+                    crate::ingest::decode::decode_str(&text)
+                else {
+                    panic!("decodes");
+                };
+                let ev = engine.evaluate(&call, Phase::Live);
+                scores.push(ev.score.total);
+                engine.commit(ev);
+            }
+            engine.close_all();
+        }
+        scores
+    };
+    let (blended, own) = (calibrated(true), calibrated(false));
+    assert_ne!(blended[0], own[0], "the blend applies while young");
+    assert_eq!(blended[6..], own[6..], "and not once calibrated");
     // The prior is stored by name: another hash key scores alike.
     let mut keyed = cfg.clone();
     keyed.detector.hash_key = "00112233445566778899aabbccddeeff".into();
