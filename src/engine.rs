@@ -414,10 +414,14 @@ impl Engine {
             .is_some_and(|f| f.prior_holds(&self.agents[ai].id));
         // A calibrated agent has its own evidence, sharper than young
         // peers' novelty rates: kept, they made what its history finds
-        // new look ordinary (heldout-13: 67.2% -> 62.2% flagged).
-        let calibrated = self.policy.calibrate
-            && self.agents[ai].profile.session_scores.total()
-                >= self.policy.calibration_min_sessions;
+        // new look ordinary (heldout-13: 67.2% -> 62.2% flagged). The
+        // decision's own test: counts are stored decay-scaled.
+        let calibrated = {
+            let a = &self.agents[ai];
+            let inv_w = 1.0 / a.profile.weight(ts, &self.limits);
+            decide::threshold(&a.profile, &a.policy, &self.policy, inv_w).1
+                == decide::Basis::Calibrated
+        };
         let a = &mut self.agents[ai];
         let catalogue = !a.foreign_tools;
         a.blend = a
