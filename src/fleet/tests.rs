@@ -149,6 +149,29 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
     blend_hook(fleet);
 }
 
+/// Feeds `engine` one live call of `agent` on a doc at `ms` and commits
+/// it; returns its (score, threshold, basis).
+fn feed_doc_call(
+    engine: &mut crate::engine::Engine,
+    (event_id, ms): (&str, i64),
+    (agent, session): (&str, &str),
+    (tool, action, id): (&str, &str, &str),
+) -> (f32, f32, crate::decide::Basis) {
+    let ts = chrono::DateTime::from_timestamp_millis(ms)
+        .expect("ts")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let text = format!(
+        r#"{{"event_id":"{event_id}","ts":"{ts}","agent_id":"{agent}","session_id":"{session}","tool":"{tool}","resource_type":"doc","resource_id":"{id}","action":"{action}"}}"#
+    );
+    let Ok(crate::event::Event::ToolCall(call)) = crate::ingest::decode::decode_str(&text) else {
+        panic!("decodes");
+    };
+    let ev = engine.evaluate(&call, crate::engine::Phase::Live);
+    let out = (ev.score.total, ev.decision.threshold, ev.decision.basis);
+    engine.commit(ev);
+    out
+}
+
 /// Scores one writer-like session of a new agent (a usual call, then a
 /// call of a tool no writer uses) with `cfg`; returns both evaluations'
 /// (score, threshold, basis).
@@ -157,9 +180,7 @@ fn new_writer_scores(
     cfg: &Config,
     agent: &str,
 ) -> Vec<(f32, f32, crate::decide::Basis)> {
-    use crate::engine::{Engine, Phase};
-    use crate::ingest::decode::decode_str;
-    let mut engine = Engine::new(cfg);
+    let mut engine = crate::engine::Engine::new(cfg);
     engine.set_fleet(Some(fleet.clone()));
     let calls = [
         ("update_row", "write", "doc-3"),
@@ -167,25 +188,12 @@ fn new_writer_scores(
         ("drop_table", "admin", "doc-3"),
     ];
     calls
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, (tool, action, id))| {
+        .map(|(i, call)| {
             // An hour of the training fleet's days.
-            let ts = chrono::DateTime::from_timestamp_millis(
-                1_790_000_000_000 + 5 * 3_600_000 + i as i64 * 20_000,
-            )
-            .expect("ts")
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let text = format!(
-                r#"{{"event_id":"n{i}","ts":"{ts}","agent_id":"{agent}","session_id":"s-new","tool":"{tool}","resource_type":"doc","resource_id":"{id}","action":"{action}"}}"#
-            );
-            let Ok(crate::event::Event::ToolCall(call)) = decode_str(&text) else {
-                panic!("decodes");
-            };
-            let ev = engine.evaluate(&call, Phase::Live);
-            let out = (ev.score.total, ev.decision.threshold, ev.decision.basis);
-            engine.commit(ev);
-            out
+            let ms = 1_790_000_000_000 + 5 * 3_600_000 + i as i64 * 20_000;
+            feed_doc_call(&mut engine, (&format!("n{i}"), ms), (agent, "s-new"), call)
         })
         .collect()
 }
@@ -239,33 +247,24 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
     // Once its own sessions calibrate a threshold, an agent is judged on
     // its own evidence: the prior no longer shapes its scores.
     let calibrated = |blend: bool| {
-        use crate::engine::{Engine, Phase};
         let mut c = cfg.clone();
         c.fleet.blend_prior = blend;
         c.policy.warmup_events = 0;
         c.policy.calibration_warmup_events = 0;
         c.policy.calibration_min_sessions = 2.0;
-        let mut engine = Engine::new(&c);
+        let mut engine = crate::engine::Engine::new(&c);
         engine.set_fleet(Some(fleet.clone()));
         let mut scores = Vec::new();
         for s in 0..4 {
-            for (i, tool) in ["update_row", "read_row"].iter().enumerate() {
-                let ts = chrono::DateTime::from_timestamp_millis(
-                    1_790_000_000_000 + s * 86_400_000 + i as i64 * 20_000,
-                )
-                .expect("ts")
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let text = format!(
-                    r#"{{"event_id":"c{s}-{i}","ts":"{ts}","agent_id":"writer-new-3","session_id":"s{s}","tool":"{tool}","resource_type":"doc","resource_id":"doc-{s}","action":"write"}}"#
+            for (i, tool) in ["update_row", "read_row"].into_iter().enumerate() {
+                let ms = 1_790_000_000_000 + s * 86_400_000 + i as i64 * 20_000;
+                let (score, ..) = feed_doc_call(
+                    &mut engine,
+                    (&format!("c{s}-{i}"), ms),
+                    ("writer-new-3", &format!("s{s}")),
+                    (tool, "write", &format!("doc-{s}")),
                 );
-                let Ok(crate::event::Event::ToolCall(call)) =
-                    crate::ingest::decode::decode_str(&text)
-                else {
-                    panic!("decodes");
-                };
-                let ev = engine.evaluate(&call, Phase::Live);
-                scores.push(ev.score.total);
-                engine.commit(ev);
+                scores.push(score);
             }
             engine.close_all();
         }
