@@ -130,16 +130,28 @@ pub fn decode(bytes: &[u8], path: &Path, key_id: u64) -> Result<Checkpoint, Stat
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over the old one.
+/// directory, flushed to disk, then renamed over the old one. Each write
+/// has its own temporary name, so two writers of one path (an API call and
+/// the periodic sync) never rename each other's file away.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("sync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.{seq}.tmp", std::process::id()));
+    let tmp = dir.join(name);
+    let written = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -223,6 +235,30 @@ pub fn remove_stale(dir: &Path, n: usize) {
 mod tests {
     use super::*;
     use crate::baseline::Profile;
+
+    #[test]
+    fn concurrent_writers_of_one_path_never_fail_and_leave_no_temp_files() {
+        // An API call and the periodic sync can write one file at once;
+        // with a shared temporary name one rename found nothing to move.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.json");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..50u8 {
+                        write_atomic(path, &[t, i]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read(&path).unwrap().len(), 2);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("rules.json")]);
+    }
 
     fn checkpoint(taken_ms: i64, key_id: u64, agents: &[(&str, u64)]) -> Checkpoint {
         Checkpoint {

@@ -136,6 +136,9 @@ pub struct SuppressionStore {
     rules: RwLock<Arc<Vec<Arc<Rule>>>>,
     version: AtomicU64,
     backend: Backend,
+    /// Held from snapshot to rename, so the file always ends with the
+    /// newest rules when an API call and the periodic sync write at once.
+    file_write: std::sync::Mutex<()>,
 }
 
 impl SuppressionStore {
@@ -158,6 +161,7 @@ impl SuppressionStore {
             rules: RwLock::new(Arc::default()),
             version: AtomicU64::new(1),
             backend,
+            file_write: std::sync::Mutex::new(()),
         };
         match &store.backend {
             Backend::File(path) => {
@@ -205,6 +209,7 @@ impl SuppressionStore {
     pub fn sync(&self) -> Result<(), SuppressionStoreError> {
         let (client, rules_key, hits_key) = match &self.backend {
             Backend::File(path) => {
+                let _one_writer = self.file_write.lock().unwrap_or_else(|p| p.into_inner());
                 let rules = self.snapshot();
                 let list: Vec<&Rule> = rules.iter().map(|r| &**r).collect();
                 let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
