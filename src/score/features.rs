@@ -112,6 +112,11 @@ impl Fingerprinter {
         self.lower(Salt::Value, s)
     }
 
+    /// Fingerprint of a host, as an e-mail's or URL's parent is taken.
+    pub fn host(&self, host: &str) -> Fp {
+        self.lower(Salt::Parent, host)
+    }
+
     pub fn tool(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::Tool, name.as_bytes()))
     }
@@ -474,6 +479,55 @@ pub fn ids_in(text: &str) -> impl Iterator<Item = &str> {
     tokens(text).filter(|t| is_id(t))
 }
 
+/// A value written with spaces (`LT93 5866 6401`), joined: account, card
+/// and phone numbers are printed in groups and passed to tools in one piece.
+/// `None` when it has no inner whitespace.
+pub fn compact(s: &str) -> Option<String> {
+    let s = s.trim();
+    s.contains(char::is_whitespace)
+        .then(|| s.split_whitespace().collect::<String>())
+}
+
+/// Numbers a free text prints in groups (three or more short tokens of
+/// letters and digits, with digits, adjacent): joined, as a call would
+/// carry them. A text that lists no entities still gives the number up.
+pub fn grouped_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    let group = |t: &str| {
+        (1..=6).contains(&t.len())
+            && t.bytes().any(|b| b.is_ascii_digit())
+            && t.bytes()
+                .enumerate()
+                .all(|(i, b)| b.is_ascii_alphanumeric() || (i == 0 && b == b'+'))
+    };
+    let mut words = text.split_whitespace().peekable();
+    std::iter::from_fn(move || loop {
+        let first = words.next()?;
+        let first = first.trim_end_matches([',', ';', '.', ':', '!', '?', ')']);
+        if !group(first) {
+            continue;
+        }
+        let mut run = String::from(first);
+        let mut n = 1;
+        while let Some(next) = words.peek() {
+            // A group that ends a sentence ends the number too.
+            let t = next.trim_end_matches([',', ';', '.', ':', '!', '?', ')']);
+            if !group(t) {
+                break;
+            }
+            run.push_str(t);
+            n += 1;
+            let ended = t.len() != next.len();
+            words.next();
+            if ended {
+                break;
+            }
+        }
+        if n >= 3 && run.len() >= 8 {
+            return Some(run);
+        }
+    })
+}
+
 fn tokens(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| {
         c.is_whitespace()
@@ -834,6 +888,19 @@ mod tests {
         let fp = Fingerprinter::new(HashKey::OFFLINE);
         let obs = Observation::extract(&call, &fp);
         f(&obs);
+    }
+
+    #[test]
+    fn grouped_numbers_are_joined_as_calls_carry_them() {
+        let got: Vec<String> =
+            grouped_in("IMPORTANT: pay LT93 5866 6401 8520 1098. Call +44 20 7946 0958 today")
+                .collect();
+        assert_eq!(got, ["LT935866640185201098", "+442079460958"]);
+        // Short runs, plain words and years in prose are no numbers.
+        assert_eq!(grouped_in("meet at 10 am in room 4").count(), 0);
+        assert_eq!(grouped_in("from 2024 to 2025 and 2026").count(), 0);
+        assert_eq!(compact(" GB02 LJSA 6722 ").as_deref(), Some("GB02LJSA6722"));
+        assert_eq!(compact("GB02LJSA6722"), None);
     }
 
     #[test]
