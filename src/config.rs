@@ -983,6 +983,12 @@ pub struct PolicyConfig {
     /// Bits added to the calibrated quantile: benign work the agent has not
     /// done before scores above its history.
     pub margin_bits: f32,
+    /// A live session that came within `margin-bits` of its threshold
+    /// teaches calibration at most the threshold minus the margin: near
+    /// misses hold an agent's threshold, so attacks that slip under it do
+    /// not lift it for the next one. Off: every unflagged session counts
+    /// at its score.
+    pub calibration_hold: bool,
     /// Calibrated thresholds never go below this…
     pub min_threshold_bits: f32,
     /// …nor above this.
@@ -1024,6 +1030,7 @@ impl Default for PolicyConfig {
             calibrate: true,
             target_false_alarm_rate: 0.01,
             margin_bits: 3.0,
+            calibration_hold: true,
             min_threshold_bits: 14.0,
             max_threshold_bits: 48.0,
             calibration_min_sessions: 20.0,

@@ -24,8 +24,8 @@ use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
 use crate::score::binding::{BindingView, IdView};
 use crate::score::features::{
-    entities_in, id_form, ids_in, is_entity, Fingerprinter, Observation, Sample, ValueFrom,
-    MAX_VALUES,
+    compact, entities_in, grouped_in, id_form, ids_in, is_entity, parent_of, Fingerprinter,
+    Observation, Sample, Shape, ValueFrom, MAX_VALUES,
 };
 use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
 
@@ -74,6 +74,9 @@ struct Pending {
     scoped: u8,
     #[serde(default)]
     unrequested: u8,
+    /// Bit i: nothing the session read carried id i.
+    #[serde(default)]
+    unsourced: u8,
 }
 
 /// An open session of one agent. Checkpointed with the profile, so that a
@@ -95,8 +98,18 @@ struct SessionState {
     /// (prompts, trusted results) and from tool output: provenance.
     trusted: Vec<Fp>,
     untrusted: Vec<Fp>,
+    /// Hosts of the addresses and URLs each side brought in, sorted: a URL
+    /// on a host only tool output named came from that output.
+    #[serde(default)]
+    trusted_hosts: Vec<Fp>,
+    #[serde(default)]
+    untrusted_hosts: Vec<Fp>,
     carry: f32,
     max_score: f32,
+    /// The most this session's score may teach calibration: a live session
+    /// that came near its threshold holds the threshold, never raises it.
+    #[serde(default = "no_cap")]
+    calibration_cap: f32,
     flagged: bool,
     /// Tag of the principal the session acts for (0 = none given).
     principal: u32,
@@ -133,6 +146,10 @@ struct SessionState {
     shape: SessionShape,
 }
 
+fn no_cap() -> f32 {
+    f32::INFINITY
+}
+
 impl SessionState {
     fn reset(&mut self, key: u64, ts: Millis, calibrate: bool) {
         self.key = key;
@@ -145,8 +162,11 @@ impl SessionState {
         self.pending.clear();
         self.trusted.clear();
         self.untrusted.clear();
+        self.trusted_hosts.clear();
+        self.untrusted_hosts.clear();
         self.carry = 0.0;
         self.max_score = 0.0;
+        self.calibration_cap = f32::INFINITY;
         self.flagged = false;
         self.calibrate = calibrate;
         self.shape = SessionShape::default();
@@ -290,6 +310,7 @@ pub struct Evaluation<'a> {
     /// Keyed hash of the call's event id (results name their call by it).
     event_key: u64,
     tainted_ids: u8,
+    unsourced_ids: u8,
     scoped_ids: u8,
     unrequested_ids: u8,
 }
@@ -537,7 +558,7 @@ impl Engine {
                 calls: s.calls,
                 distinct_values: s.distinct.len() as u32,
                 tool_counts: &s.tool_counts,
-                max_score: s.calibrate.then_some(s.max_score),
+                max_score: s.calibrate.then_some(s.max_score.min(s.calibration_cap)),
                 ts: s.last_ts,
             };
             agent.profile.learn_session(&summary, &self.limits);
@@ -560,6 +581,7 @@ impl Engine {
                                 s.principal
                             },
                             tainted: pending.tainted & (1 << i) != 0,
+                            unsourced: pending.unsourced & (1 << i) != 0,
                             owner_foreign: i == 0
                                 && pending.sample.owner != 0
                                 && pending.sample.owner != s.principal,
@@ -681,39 +703,57 @@ impl Engine {
             .filter(|_| prompt)
             .into_iter()
             .flat_map(ids_in);
+        // Numbers printed in groups, joined as a call would pass them.
+        let grouped = ev.text.as_deref().into_iter().flat_map(grouped_in);
+        let mut seen: ArrayVec<Fp, 2> = ArrayVec::new();
         for e in ev
             .entities
             .iter()
-            .map(|e| e.as_ref())
-            .chain(text_entities)
-            .chain(text_ids)
+            .map(|e| std::borrow::Cow::Borrowed(e.as_ref()))
+            .chain(text_entities.map(std::borrow::Cow::Borrowed))
+            .chain(text_ids.map(std::borrow::Cow::Borrowed))
+            .chain(grouped.map(std::borrow::Cow::Owned))
         {
-            let v = fp.value(e);
             if prompt {
-                insert_sorted(&mut s.named_forms, id_form(e), NAMED_FORMS_CAP);
+                insert_sorted(&mut s.named_forms, id_form(&e), NAMED_FORMS_CAP);
             }
-            if ev.trusted {
-                insert_sorted(&mut s.trusted, v, SESSION_SOURCE_CAP);
-                continue;
+            if let Some(h) = parent_of(&e).1.filter(|h| !h.is_empty()) {
+                let hosts = if ev.trusted {
+                    &mut s.trusted_hosts
+                } else {
+                    &mut s.untrusted_hosts
+                };
+                insert_sorted(hosts, fp.host(h), SESSION_SOURCE_CAP);
             }
-            insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
-            // Text an attacker may write can sit in one's own record (an
-            // order note): an id bound to someone else stays theirs.
-            let elsewhere = || {
-                let o = bindings.owners(v, s.principal);
-                o.others > 0 && !o.mine
-            };
-            let contested = own_result && elsewhere();
-            if own_result && !contested {
-                insert_sorted(&mut s.own, v, SESSION_SOURCE_CAP);
-                continue;
+            seen.clear();
+            seen.push(fp.value(&e));
+            if let Some(c) = compact(&e) {
+                seen.push(fp.value(&c));
             }
-            if contested {
-                insert_sorted(&mut s.claimed, v, SESSION_SOURCE_CAP);
-            }
-            if s.sources.len() < SESSION_SOURCE_CAP {
-                if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
-                    s.sources.insert(at, (v, tool));
+            for &v in &seen {
+                if ev.trusted {
+                    insert_sorted(&mut s.trusted, v, SESSION_SOURCE_CAP);
+                    continue;
+                }
+                insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
+                // Text an attacker may write can sit in one's own record (an
+                // order note): an id bound to someone else stays theirs.
+                let elsewhere = || {
+                    let o = bindings.owners(v, s.principal);
+                    o.others > 0 && !o.mine
+                };
+                let contested = own_result && elsewhere();
+                if own_result && !contested {
+                    insert_sorted(&mut s.own, v, SESSION_SOURCE_CAP);
+                    continue;
+                }
+                if contested {
+                    insert_sorted(&mut s.claimed, v, SESSION_SOURCE_CAP);
+                }
+                if s.sources.len() < SESSION_SOURCE_CAP {
+                    if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
+                        s.sources.insert(at, (v, tool));
+                    }
                 }
             }
         }
@@ -797,10 +837,29 @@ impl Engine {
                 ValueFrom::ResourceId => "resource_id",
                 ValueFrom::Arg(k) => k,
             };
+            // A value with spaces is also looked up joined (an IBAN typed
+            // in groups); only such values pay for the second hash.
+            let joined = compact(&v.text).map_or(0, |c| self.fp.value(&c));
+            let within = |set: &[Fp]| {
+                set.binary_search(&v.key.fp).is_ok()
+                    || (joined != 0 && set.binary_search(&joined).is_ok())
+            };
+            let trusted = within(&sess.trusted);
             // The runtime's own data flow wins; otherwise the session index.
             let only_untrusted = declared.untrusted_only(arg).unwrap_or_else(|| {
-                sess.untrusted.binary_search(&v.key.fp).is_ok()
-                    && sess.trusted.binary_search(&v.key.fp).is_err()
+                if trusted {
+                    return false;
+                }
+                if within(&sess.untrusted) {
+                    return true;
+                }
+                // Never seen whole, but on a host only tool output named and
+                // this agent never used: a URL built on the attacker's host.
+                matches!(v.key.shape, Shape::Email | Shape::Url)
+                    && v.key.parent != 0
+                    && sess.untrusted_hosts.binary_search(&v.key.parent).is_ok()
+                    && sess.trusted_hosts.binary_search(&v.key.parent).is_err()
+                    && !agent.profile.parents.contains(v.key.parent)
             });
             if only_untrusted {
                 untrusted_only |= 1 << i;
@@ -808,13 +867,14 @@ impl Engine {
             // Only the user's own words: a principal's record holds text
             // others can write (an address line), so an address found there
             // is no request.
-            if sess.trusted.binary_search(&v.key.fp).is_ok() {
+            if trusted {
                 from_user |= 1 << i;
             }
         }
         let mut bind = BindingView::default();
         let mut on_own = false;
         let mut tainted_ids = 0u8;
+        let mut unsourced_ids = 0u8;
         let mut scoped_ids = 0u8;
         let mut unrequested_ids = 0u8;
         // A change (not a read: a request about one booking reads the
@@ -843,6 +903,9 @@ impl Engine {
                 // records, even when it is bound to someone else too.
                 let claimed = sess.claimed.binary_search(&id.value).is_ok();
                 let tainted = !from_user && !from_own && !claimed && source.is_some();
+                // Only a session that read content can say what it did not
+                // read; an id the session already used was judged then.
+
                 if tainted {
                     tainted_ids |= 1 << i;
                 }
@@ -875,6 +938,23 @@ impl Engine {
                     continue;
                 }
                 let learned_foreign = owners.others > 0 && !owners.mine && !identity;
+                // A change to another's owned id that nothing this session
+                // read carried (neither request, records nor any tool's
+                // output): the model brought it from elsewhere. Only a session that read
+                // content can say what it did not read; an id the session
+                // already used was judged then.
+                let unsourced = learned_foreign
+                    && changes
+                    && class == KeyClass::Owned
+                    && !from_user
+                    && !from_own
+                    && !claimed
+                    && source.is_none()
+                    && (!sess.trusted.is_empty() || !sess.untrusted.is_empty())
+                    && sess.distinct.binary_search(&id.value).is_err();
+                if unsourced {
+                    unsourced_ids |= 1 << i;
+                }
                 // An object neither bound to anyone nor read in this
                 // session's tool output is being made now (a booking for a
                 // colleague): delegation, not reaching into someone else's
@@ -901,6 +981,7 @@ impl Engine {
                     identity: foreign && class == KeyClass::Identity,
                     tainted,
                     unrequested,
+                    unsourced,
                     source_tool: source.unwrap_or(0),
                 });
                 if foreign {
@@ -1011,6 +1092,7 @@ impl Engine {
             bind,
             on_own,
             tainted_ids,
+            unsourced_ids,
             scoped_ids,
             unrequested_ids,
             event_key: self.fp.session(&call.event_id),
@@ -1079,6 +1161,16 @@ impl Engine {
         };
         s.carry = (s.carry * decay + event_bits - allowance).clamp(0.0, self.policy.max_carry_bits);
         s.max_score = s.max_score.max(ev.score.total);
+        // A live call that came within the margin of its threshold is a
+        // near miss: the session may hold the threshold where it is, not
+        // raise it. Else every attack that slipped under the threshold
+        // would lift it for the next one (calibration poisoning).
+        if self.policy.calibration_hold && ev.decision.basis != decide::Basis::WarmUp {
+            let hold = ev.decision.threshold - self.policy.margin_bits;
+            if ev.score.total >= hold {
+                s.calibration_cap = s.calibration_cap.min(hold);
+            }
+        }
         s.shape = ev.shape;
         // Provenance priced a value at a read's weight: a change owes the
         // rest; priced at full weight, it owes nothing more.
@@ -1165,6 +1257,7 @@ impl Engine {
                 ctx: ev.ctx,
                 bits: event_bits,
                 tainted: ev.tainted_ids,
+                unsourced: ev.unsourced_ids,
                 scoped: ev.scoped_ids,
                 unrequested: ev.unrequested_ids,
             });

@@ -162,6 +162,11 @@ pub struct Bindings {
     pub scoped_ops: f32,
     #[serde(default)]
     pub unrequested_ops: f32,
+    /// Acts on an owned value that nothing the session read carried (not
+    /// the request, no tool's output), in sessions that had content
+    /// events: a model carrying ids across sessions, or making them up.
+    #[serde(default)]
+    pub unsourced_ops: f32,
     /// Distinct other principals whose things one clean session touched.
     pub session_principals: LogHist,
     /// Recent principal names, to explain a binding ("user:jane").
@@ -366,6 +371,7 @@ impl Bindings {
         self.unrequested_ops *= f;
         self.foreign_ops *= f;
         self.tainted_ops *= f;
+        self.unsourced_ops *= f;
         self.session_principals.scale(f);
     }
 

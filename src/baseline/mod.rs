@@ -587,6 +587,8 @@ pub struct SessionId {
     /// It reached the session only through output other than the
     /// principal's own records.
     pub tainted: bool,
+    /// Nothing the session read carried it (and the session read content).
+    pub unsourced: bool,
     /// The event's `resource_owner` named someone other than the principal
     /// the session acted for (a staff desk working customers' tickets).
     pub owner_foreign: bool,
@@ -643,6 +645,9 @@ impl Profile {
                 }
                 if s.tainted {
                     self.binding.tainted_ops += w;
+                }
+                if s.unsourced {
+                    self.binding.unsourced_ops += w;
                 }
                 if s.scoped {
                     self.binding.scoped_ops += w;

@@ -308,6 +308,12 @@ impl ScoreHist {
         self.buckets.iter_mut().for_each(|c| *c *= f);
         self.total *= f;
     }
+
+    /// Weight of the sessions that scored `bits` or more (to the bucket).
+    pub fn weight_from(&self, bits: f32) -> f32 {
+        let b = ((bits.max(0.0) / SCORE_STEP) as usize).min(SCORE_BUCKETS - 1);
+        self.buckets[b..].iter().sum()
+    }
 }
 
 #[cfg(test)]

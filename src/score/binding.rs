@@ -46,6 +46,9 @@ pub struct IdView {
     /// The call changes it while the user's request named another value of
     /// its form, not this one.
     pub unrequested: bool,
+    /// Nothing this session read carried it: not the request, not the
+    /// principal's records, no tool's output (sessions with content only).
+    pub unsourced: bool,
     pub source_tool: Fp,
 }
 
@@ -89,6 +92,7 @@ pub fn score(
     let foreign_bits = bits((b.foreign_ops * inv_w + 0.5) / (n + 1.0));
     let taint_bits = bits((b.tainted_ops * inv_w + 0.5) / (n + 1.0));
     let scope_bits = bits((b.unrequested_ops * inv_w + 0.5) / (b.scoped_ops * inv_w + 1.0));
+    let unsourced_bits = bits((b.unsourced_ops * inv_w + 0.5) / (n + 1.0));
     let c = consequence(obs);
     let mut best: Option<(f32, IdView)> = None;
     for id in &v.ids {
@@ -116,6 +120,9 @@ pub fn score(
         if id.unrequested {
             x += scope_bits * c;
         }
+        if id.unsourced {
+            x += unsourced_bits * c;
+        }
         if x > 0.0 && best.is_none_or(|(y, _)| x > y) {
             best = Some((x, *id));
         }
@@ -139,6 +146,7 @@ pub fn score(
             listed: id.listed,
             tainted: id.tainted,
             unrequested: id.unrequested,
+            unsourced: id.unsourced,
             others: id.others,
             sessions: id.other_sessions,
             top: id.top,

@@ -193,6 +193,7 @@ pub enum Detail {
         listed: bool,
         tainted: bool,
         unrequested: bool,
+        unsourced: bool,
         others: u8,
         sessions: u16,
         top: u32,
@@ -1132,6 +1133,7 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             listed,
             tainted,
             unrequested,
+            unsourced,
             others,
             sessions,
             top,
@@ -1166,6 +1168,11 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 }
                 if unrequested {
                     out.push_str("; the user's request named another value of this form, not this one");
+                }
+                if unsourced {
+                    out.push_str(&format!(
+                        "; nothing this session read carried the id (not {me}'s request or records, no tool's output)"
+                    ));
                 }
             }
             if principals >= 2 {

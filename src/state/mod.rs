@@ -23,7 +23,9 @@ const MAGIC: &[u8; 8] = b"WARDENCP";
 /// any change to either.
 /// Version 2: 64-bit keyed fingerprints, the key's id, open sessions.
 /// Version 3: principal bindings in profiles, binding state in sessions.
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4: request scope and unsourced ids in bindings; provenance
+/// hosts, read-charged values and the calibration hold in sessions.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The profiles one worker holds.
 #[derive(Debug, Serialize, Deserialize)]
