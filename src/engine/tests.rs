@@ -837,18 +837,20 @@ fn desk_session(e: &mut Engine, s: &str, k: i64, t: i64, phase: Phase) -> Outcom
     )
 }
 
+/// A live session of customer `k` whose profile lists `extra` too, that
+/// refunds to `card`.
+fn desk_refund_to(e: &mut Engine, s: &str, k: i64, extra: &[&str], card: &str, t: i64) -> Outcome {
+    desk_profile(e, s, k, t, extra);
+    feed(e, &desk_refund(s, k, card, t + 20_000), Phase::Live)
+}
+
 #[test]
 fn an_own_record_binds_what_it_lists_and_a_listed_card_of_another_is_foreign() {
     let mut e = desk();
     let t = T0 + 31 * DAY + 10 * HOUR;
     // Omar's own profile carries a note naming Jane's card (listed in her
     // profile, never used for her in a call of this shape's session).
-    desk_profile(&mut e, "x", 3, t, &["card-0007"]);
-    let o = feed(
-        &mut e,
-        &desk_refund("x", 3, "card-0007", t + 20_000),
-        Phase::Live,
-    );
+    let o = desk_refund_to(&mut e, "x", 3, &["card-0007"], "card-0007", t);
     let r = binding_reason(&o);
     assert!(
         r.detail
@@ -975,12 +977,7 @@ fn another_customers_card_that_nothing_in_the_session_carried_is_priced_beyond_f
     let t = T0 + 31 * DAY + 10 * HOUR;
     // Jane's card, listed in her profile only, named by nothing Omar's
     // session read: the model brought it from another session.
-    desk_profile(&mut e, "x", 3, t, &[]);
-    let o = feed(
-        &mut e,
-        &desk_refund("x", 3, "card-0007", t + 20_000),
-        Phase::Live,
-    );
+    let o = desk_refund_to(&mut e, "x", 3, &[], "card-0007", t);
     let r = binding_reason(&o);
     assert!(
         r.detail
@@ -990,12 +987,7 @@ fn another_customers_card_that_nothing_in_the_session_carried_is_priced_beyond_f
     );
     // The same card listed in Omar's own record (an injected note, or a
     // shared family card): foreign, but it came from his records.
-    desk_profile(&mut e, "y", 3, t + HOUR, &["card-0007"]);
-    let listed = feed(
-        &mut e,
-        &desk_refund("y", 3, "card-0007", t + HOUR + 20_000),
-        Phase::Live,
-    );
+    let listed = desk_refund_to(&mut e, "y", 3, &["card-0007"], "card-0007", t + HOUR);
     let l = binding_reason(&listed);
     assert!(!l.detail.contains("nothing this session"), "{}", l.detail);
     assert!(
