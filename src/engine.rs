@@ -304,6 +304,9 @@ pub struct Evaluation<'a> {
     new_values: ArrayVec<Fp, MAX_VALUES>,
     /// Bit i: value i came into the session only through tool output.
     untrusted_only: u8,
+    /// Bit i: the user's request carried value i (as it was looked up:
+    /// joined when written in groups).
+    from_user: u8,
     bind: BindingView,
     /// The call acts on the principal's own record.
     on_own: bool,
@@ -891,6 +894,7 @@ impl Engine {
             bind.principal = me;
             bind.principals = sess.others.len() as u32;
             let mut new_other = 0u32;
+            let read_content = !sess.trusted.is_empty() || !sess.untrusted.is_empty();
             for (i, id) in obs.ids.iter().enumerate() {
                 let from_user = sess.trusted.binary_search(&id.value).is_ok();
                 let from_own = sess.own.binary_search(&id.value).is_ok();
@@ -902,10 +906,9 @@ impl Engine {
                 // An id the principal's own record lists came from their
                 // records, even when it is bound to someone else too.
                 let claimed = sess.claimed.binary_search(&id.value).is_ok();
-                let tainted = !from_user && !from_own && !claimed && source.is_some();
-                // Only a session that read content can say what it did not
-                // read; an id the session already used was judged then.
-
+                // Neither the user nor the principal's records brought it.
+                let outside = !from_user && !from_own && !claimed;
+                let tainted = outside && source.is_some();
                 if tainted {
                     tainted_ids |= 1 << i;
                 }
@@ -940,17 +943,15 @@ impl Engine {
                 let learned_foreign = owners.others > 0 && !owners.mine && !identity;
                 // A change to another's owned id that nothing this session
                 // read carried (neither request, records nor any tool's
-                // output): the model brought it from elsewhere. Only a session that read
-                // content can say what it did not read; an id the session
-                // already used was judged then.
+                // output): the model brought it from elsewhere. Only a
+                // session that read content can say what it did not read;
+                // an id the session already used was judged then.
                 let unsourced = learned_foreign
                     && changes
                     && class == KeyClass::Owned
-                    && !from_user
-                    && !from_own
-                    && !claimed
+                    && outside
                     && source.is_none()
-                    && (!sess.trusted.is_empty() || !sess.untrusted.is_empty())
+                    && read_content
                     && sess.distinct.binary_search(&id.value).is_err();
                 if unsourced {
                     unsourced_ids |= 1 << i;
@@ -1089,6 +1090,7 @@ impl Engine {
             ctx,
             new_values,
             untrusted_only,
+            from_user,
             bind,
             on_own,
             tainted_ids,

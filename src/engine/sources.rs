@@ -42,7 +42,7 @@ impl Engine {
                 };
                 if ev.untrusted_only & (1 << i) != 0 {
                     ValueSource::ToolOutput(tool())
-                } else if sess.trusted.binary_search(&fp).is_ok() {
+                } else if ev.from_user & (1 << i) != 0 {
                     ValueSource::User
                 } else if sess.untrusted.binary_search(&fp).is_ok() {
                     ValueSource::ToolOutput(tool())
