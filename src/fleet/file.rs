@@ -369,9 +369,14 @@ impl ModelFile {
                 );
             }
             if let Some(t) = p.blend_threshold_bits {
+                let from = if p.blend_pooled {
+                    "of the larger groups' members (too few members to leave one out)"
+                } else {
+                    "of members"
+                };
                 let _ = writeln!(
                     s,
-                    "  blend threshold:    {t:.1} bits (from {} young sessions of members scored against the others' prior)",
+                    "  blend threshold:    {t:.1} bits (from {} young sessions {from} scored against the others' prior)",
                     p.blend_sessions
                 );
             }

@@ -63,10 +63,22 @@ pub struct GroupPrior {
     /// Young sessions that threshold came from.
     #[serde(default)]
     pub blend_sessions: usize,
+    /// Whether they were pooled from the larger groups (a group of fewer
+    /// than three members cannot calibrate its own).
+    #[serde(default)]
+    pub blend_pooled: bool,
 }
 
 /// The `1 − target-false-alarm-rate` quantile of young sessions' maximum
 /// scores, plus the margin, within the configured bounds.
+///
+/// A group has tens of young sessions, fewer than the rate needs to be read
+/// off the sample (at 1%, 61 sessions put it at their maximum, which one
+/// odd session sets). Below [`TAIL_FIT_EXCEEDANCES`] expected exceedances
+/// the quantile comes from the tail instead: the excesses of the top k
+/// scores over the (k+1)-th, k = ⌈√n⌉, fitted as exponential (a score is a
+/// surprisal in bits, whose tail is exponential when the events behind it
+/// are), peaks over threshold with shape 0.
 pub(crate) fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
     if scores.is_empty() {
         return None;
@@ -74,9 +86,28 @@ pub(crate) fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
     let mut v = scores.to_vec();
     v.sort_unstable_by(f32::total_cmp);
     let p = &cfg.policy;
-    let idx = ((v.len() as f32) * (1.0 - p.target_false_alarm_rate)).ceil() as usize;
-    let q = v[idx.saturating_sub(1).min(v.len() - 1)];
+    let q = tail_quantile(&v, p.target_false_alarm_rate);
     Some((q + p.margin_bits).clamp(p.min_threshold_bits, p.max_threshold_bits))
+}
+
+/// Expected exceedances a sample must hold for its empirical quantile.
+const TAIL_FIT_EXCEEDANCES: f32 = 5.0;
+
+/// The `1 − rate` quantile of sorted scores `v`: empirical with enough
+/// data, else an exponential fit of the top ⌈√n⌉ (see [`young_threshold`]).
+fn tail_quantile(v: &[f32], rate: f32) -> f32 {
+    let n = v.len();
+    let empirical = || {
+        let idx = ((n as f32) * (1.0 - rate)).ceil() as usize;
+        v[idx.saturating_sub(1).min(n - 1)]
+    };
+    let k = ((n as f32).sqrt().ceil() as usize).min(n.saturating_sub(1));
+    if (n as f32) * rate >= TAIL_FIT_EXCEEDANCES || k < 3 {
+        return empirical();
+    }
+    let u = v[n - k - 1];
+    let beta = v[n - k..].iter().map(|x| x - u).sum::<f32>() / k as f32;
+    u + beta * (k as f32 / (n as f32 * rate)).ln()
 }
 
 fn median(mut v: Vec<f32>) -> f32 {
@@ -179,8 +210,34 @@ impl GroupPrior {
             profile: None,
             blend_threshold_bits: None,
             blend_sessions: 0,
+            blend_pooled: false,
             calibrated_members: thresholds.len(),
             threshold_bits: (!thresholds.is_empty()).then(|| median(thresholds)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_quantile;
+
+    #[test]
+    fn a_thin_sample_reads_its_tail_from_a_fit_and_a_thick_one_from_itself() {
+        // 60 young sessions: 59 ordinary, one odd. Read off the sample, the
+        // 1% quantile is the odd one; the fitted tail lies above the
+        // ordinary sessions and below it.
+        let mut v: Vec<f32> = (0..59).map(|i| i as f32 / 10.0).collect();
+        v.push(30.0);
+        let q = tail_quantile(&v, 0.01);
+        assert!(q > 5.8 && q < 30.0, "{q}");
+        // Without the outlier, the fit still ends above the sample's top:
+        // 60 sessions are too few to have met the 1% tail.
+        let w: Vec<f32> = (0..60).map(|i| i as f32 / 10.0).collect();
+        assert!(tail_quantile(&w, 0.01) > 5.9);
+        // 1,000 sessions hold ten at 1%: the sample answers.
+        let big: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        assert_eq!(tail_quantile(&big, 0.01), 989.0);
+        // Too few to fit a tail: the sample.
+        assert_eq!(tail_quantile(&[1.0, 2.0, 3.0], 0.01), 3.0);
     }
 }

@@ -24,6 +24,10 @@ use super::blend::{PriorProfile, YoungRates};
 use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
 use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
 use super::prior::{young_threshold, GroupPrior};
+
+/// Members a group needs for its blend threshold to come from its own
+/// members (each left out against a prior of at least two others).
+const MIN_MEMBERS_FOR_OWN_BLEND: usize = 3;
 use super::session::{SessionModel, SessionModelError};
 use super::Fleet;
 use crate::config::Config;
@@ -465,9 +469,24 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         g.prior.profile = p;
     }
     let scores = blend_scores(data, cfg, &model, &loo)?;
+    // Left out of a group of two, a member is scored against one other
+    // agent, not a group: it looks as new as a stranger would, and the
+    // group's few young sessions put the quantile at their maximum. Such
+    // groups take the quantile of the sessions of the groups whose
+    // leave-one-out priors hold at least two agents.
+    let pooled: Vec<f32> = model
+        .groups
+        .iter()
+        .zip(&scores)
+        .filter(|(g, _)| g.members.len() >= MIN_MEMBERS_FOR_OWN_BLEND)
+        .flat_map(|(_, s)| s.iter().copied())
+        .collect();
     for (g, s) in model.groups.iter_mut().zip(scores) {
+        let own = g.members.len() >= MIN_MEMBERS_FOR_OWN_BLEND || pooled.is_empty();
+        let s = if own { s } else { pooled.clone() };
         g.prior.blend_threshold_bits = young_threshold(&s, cfg);
         g.prior.blend_sessions = s.len();
+        g.prior.blend_pooled = !own;
     }
     Ok(model)
 }
