@@ -259,11 +259,15 @@ pub struct AgentState {
     /// agent is scored against (`fleet.blend-prior`); rebuilt when it
     /// learns, dropped once the prior weighs little. Not checkpointed.
     blend: Option<Box<Profile>>,
-    /// Fleet hook: it called a tool neither it nor its group's prior knew,
-    /// so only the prior's catalogue-free rates are lent to it.
+    /// Fleet hook: its group's prior knows fewer than half of the tools it
+    /// called, so only the prior's catalogue-free rates are lent to it.
     foreign_tools: bool,
-    /// Fleet hook: it called a tool its group's prior knows.
-    shares_tools: bool,
+    /// Fleet hook: its catalogue was checked against the groups' priors
+    /// since it was created or restored.
+    placed: bool,
+    /// Fleet hook: its group is the one whose members use most of its
+    /// tools (at least half of them).
+    by_catalogue: bool,
 }
 
 impl AgentState {
@@ -275,6 +279,12 @@ impl AgentState {
     /// Its peer group in the loaded fleet model, if any.
     pub fn group(&self) -> Option<u16> {
         self.group
+    }
+
+    /// Whether it is scored against its group's prior with the group's
+    /// tools (false: the catalogue-free part only, or no blend).
+    pub fn lends_catalogue(&self) -> bool {
+        self.blend.is_some() && !self.foreign_tools
     }
 
     fn snapshot(&self) -> (String, AgentSnapshot) {
@@ -406,6 +416,8 @@ impl Engine {
             .unwrap_or_default();
         for ai in 0..self.agents.len() {
             self.agents[ai].group = None;
+            self.agents[ai].placed = false;
+            self.agents[ai].by_catalogue = false;
             let ts = self.agents[ai].profile.last_ts;
             self.assign_group(ai, ts);
         }
@@ -414,6 +426,13 @@ impl Engine {
     fn assign_group(&mut self, ai: usize, ts: Millis) {
         if let Some(f) = &self.fleet {
             let a = &mut self.agents[ai];
+            // Its catalogue is the direct evidence of what it does: a group
+            // whose members use most of its tools holds against the
+            // centroid of a few sessions' rates.
+            if a.by_catalogue && !a.foreign_tools {
+                self.refresh_blend(ai, ts);
+                return;
+            }
             a.group = f.assign(
                 &a.id,
                 a.declared_class.as_deref(),
@@ -456,6 +475,89 @@ impl Engine {
             .map(|p| Box::new(p.blend(&a.profile, ts, &self.limits, catalogue)));
     }
 
+    /// Fleet hook, on a call of `tool` (named `name`): an agent that nothing
+    /// about its identity places joins the group whose members use the most
+    /// of the tools it has called (its catalogue), re-decided each time it
+    /// calls a tool it never called while it is scored against a blend. A
+    /// group that knows at least half of its tools holds against the
+    /// centroid; one that knows fewer places it only until the centroid can
+    /// (a few sessions). Whatever placed it, its group lends it the prior's
+    /// tools only while the group knows at least half of its own:
+    /// pseudo-calls of tools it does not have would make each of its own
+    /// look new.
+    fn place_by_tools(&mut self, ai: usize, tool: Fp, name: &str, ts: Millis) {
+        let Some(f) = &self.fleet else { return };
+        let a = &self.agents[ai];
+        if a.placed && (a.profile.tool(tool).is_some() || (a.blend.is_none() && a.group.is_some()))
+        {
+            return;
+        }
+        // Its catalogue: the tools its profile learned and its open
+        // sessions called (learned when they close).
+        let mut own: Vec<Fp> = a.profile.tools.iter().map(|t| t.tool).collect();
+        for (t, _) in a.sessions.iter().flat_map(|s| &s.tool_counts) {
+            if !own.contains(t) {
+                own.push(*t);
+            }
+        }
+        let new_tool = !own.contains(&tool);
+        if a.placed && !new_tool {
+            return;
+        }
+        if new_tool {
+            own.push(tool);
+        }
+        if self.priors.is_empty() {
+            // No priors loaded (`fleet.blend-prior` off): the group whose
+            // members mostly share the tool, for the session model and the
+            // group's young threshold.
+            if a.group.is_none() {
+                if let Some(g) = f.group_of_tool(name) {
+                    self.agents[ai].group = Some(g);
+                }
+            }
+            self.agents[ai].placed = true;
+            return;
+        }
+        let distinct = own.len();
+        let cover = |g: Option<u16>| {
+            g.and_then(|g| self.priors.get(g as usize)?.as_ref())
+                .map_or((0, 0.0), |p| p.coverage(own.iter().copied()))
+        };
+        let shares = |c: (usize, f32)| 2 * c.0 >= distinct;
+        let mut group = a.group;
+        let mut by_catalogue = a.by_catalogue;
+        if (a.blend.is_some() || a.group.is_none())
+            && f.placed_by_calls(&a.id, a.declared_class.as_deref(), &self.fleet_rules)
+        {
+            let best = (0..self.priors.len() as u16)
+                .map(|g| (g, cover(Some(g))))
+                .filter(|(_, (n, _))| *n > 0)
+                .max_by(|x, y| x.1 .0.cmp(&y.1 .0).then(x.1 .1.total_cmp(&y.1 .1)));
+            match best {
+                Some((g, c)) if shares(c) => {
+                    group = Some(g);
+                    by_catalogue = true;
+                }
+                Some((g, _)) if group.is_none() || Fleet::too_young_to_assign(&a.profile) => {
+                    group = Some(g);
+                    by_catalogue = false;
+                }
+                _ => by_catalogue = false,
+            }
+        }
+        let foreign = group.is_some() && !shares(cover(group));
+        let changed = group != a.group || foreign != a.foreign_tools;
+        let a = &mut self.agents[ai];
+        a.placed = true;
+        a.group = group;
+        a.foreign_tools = foreign;
+        a.by_catalogue = by_catalogue;
+        if changed {
+            self.refresh_blend(ai, ts);
+        }
+    }
+
     pub fn agents(&self) -> &[AgentState] {
         &self.agents
     }
@@ -480,6 +582,8 @@ impl Engine {
                 agent.sessions = sessions;
                 agent.policy = policy;
                 agent.declared_class = declared_class;
+                agent.placed = false;
+                agent.by_catalogue = false;
             }
             None => {
                 let i = self.agents.len() as u32;
@@ -493,7 +597,8 @@ impl Engine {
                     group: None,
                     blend: None,
                     foreign_tools: false,
-                    shares_tools: false,
+                    placed: false,
+                    by_catalogue: false,
                 });
                 self.index.insert(id.into(), i);
             }
@@ -527,7 +632,8 @@ impl Engine {
             group: None,
             blend: None,
             foreign_tools: false,
-            shares_tools: false,
+            placed: false,
+            by_catalogue: false,
         });
         self.index.insert(id.into(), i);
         self.assign_group(i as usize, ts);
@@ -783,35 +889,7 @@ impl Engine {
         let ai = self.agent_index(&call.agent_id, call.ts, call.agent_class.as_deref()) as usize;
         let key = self.session_key(call.session_id.as_deref(), call.agent_instance.as_deref());
         let si = self.session_index(ai, key, call.ts);
-        // Fleet hook: an agent with no group yet joins the group whose
-        // members share the tool it calls (assignment by its first calls).
-        if self.agents[ai].group.is_none() {
-            if let Some(g) = self
-                .fleet
-                .as_ref()
-                .and_then(|f| f.group_of_tool(&call.tool))
-            {
-                self.agents[ai].group = Some(g);
-                self.refresh_blend(ai, call.ts);
-            }
-        }
-        // Fleet hook: a young agent calling a tool neither it nor its
-        // group knows does not share its group's catalogue: it keeps only
-        // the prior's catalogue-free rates.
-        // Decided on its first calls: one tool its group knows settles it.
-        let a = &self.agents[ai];
-        if a.blend.is_some() && !a.shares_tools && !a.foreign_tools {
-            let known = a
-                .group
-                .and_then(|g| self.priors.get(g as usize)?.as_ref())
-                .is_some_and(|p| p.knows(obs.tool));
-            if known {
-                self.agents[ai].shares_tools = true;
-            } else if a.profile.tool(obs.tool).is_none() {
-                self.agents[ai].foreign_tools = true;
-                self.refresh_blend(ai, call.ts);
-            }
-        }
+        self.place_by_tools(ai, obs.tool, &call.tool, call.ts);
         let agent = &self.agents[ai];
         let sess = &agent.sessions[si];
         let ctx = SeqContext {

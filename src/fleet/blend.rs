@@ -456,6 +456,20 @@ impl KeyedPrior {
         self.tools.iter().any(|(f, _, _)| *f == tool)
     }
 
+    /// How much of an agent's catalogue (its distinct tools) the group's
+    /// members use: how many of the tools they know, and the share of the
+    /// group's calls those tools take (which breaks ties between groups
+    /// that know as many).
+    pub fn coverage(&self, tools: impl Iterator<Item = u64>) -> (usize, f32) {
+        let total = self.prior.calls.max(f32::MIN_POSITIVE);
+        tools.fold((0, 0.0), |(n, share), tool| {
+            match self.tools.iter().find(|(f, _, _)| *f == tool) {
+                Some((_, _, t)) => (n + 1, share + t.calls / total),
+                None => (n, share),
+            }
+        })
+    }
+
     /// `own` plus the prior's pseudo-counts, at event time `ts`: the profile
     /// a young agent is scored against. `own` is not changed: it stays the
     /// agent's own evidence (checkpointed, calibrated, used to regroup).

@@ -214,16 +214,10 @@ impl Fleet {
         current: Option<u16>,
         rules: &[(Box<str>, u16)],
     ) -> Option<u16> {
-        if let Some(g) = self.members.get(agent_id) {
-            return Some(*g);
+        if let Some(g) = self.fixed_group(agent_id, class, rules) {
+            return Some(g);
         }
-        if let Some(g) = class.and_then(|c| self.classes.get(c)) {
-            return Some(*g);
-        }
-        if let Some((_, g)) = rules.iter().find(|(p, _)| glob_match(p, agent_id)) {
-            return Some(*g);
-        }
-        if profile.sessions_learned < MIN_SESSIONS_TO_ASSIGN {
+        if Self::too_young_to_assign(profile) {
             return current;
         }
         let raw = agent_features(profile);
@@ -245,6 +239,42 @@ impl Fleet {
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(g, _)| g)
+    }
+
+    /// The group an agent's identity settles: its own as a member of the
+    /// training fleet, its declared class's, or a `[[fleet.assign]]` rule's.
+    fn fixed_group(
+        &self,
+        agent_id: &str,
+        class: Option<&str>,
+        rules: &[(Box<str>, u16)],
+    ) -> Option<u16> {
+        if let Some(g) = self.members.get(agent_id) {
+            return Some(*g);
+        }
+        if let Some(g) = class.and_then(|c| self.classes.get(c)) {
+            return Some(*g);
+        }
+        rules
+            .iter()
+            .find(|(p, _)| glob_match(p, agent_id))
+            .map(|(_, g)| *g)
+    }
+
+    /// Whether an agent is placed by the tools it calls: nothing about its
+    /// identity settles its group.
+    pub fn placed_by_calls(
+        &self,
+        agent_id: &str,
+        class: Option<&str>,
+        rules: &[(Box<str>, u16)],
+    ) -> bool {
+        self.fixed_group(agent_id, class, rules).is_none()
+    }
+
+    /// Whether a profile is too young for the centroid to place it.
+    pub fn too_young_to_assign(profile: &Profile) -> bool {
+        profile.sessions_learned < MIN_SESSIONS_TO_ASSIGN
     }
 
     /// The session-shape reason of a session in group `group`: the bits

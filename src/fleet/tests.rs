@@ -146,7 +146,74 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
 
     let fleet = std::sync::Arc::new(fleet);
     engine_hook(fleet.clone());
+    placement_hook(fleet.clone());
     blend_hook(fleet);
+}
+
+/// Placement by catalogue: a new agent that nothing else places joins the
+/// group whose members use most of the tools it has called, moving when a
+/// later tool tips the count; a group that knows under half of its tools
+/// lends it only the prior's catalogue-free part.
+fn placement_hook(fleet: std::sync::Arc<Fleet>) {
+    let mut cfg = Config::default();
+    cfg.fleet.blend_prior = true;
+    let of = |id: &str| fleet.assign(id, None, &crate::baseline::Profile::new(0), None, &[]);
+    let (readers, writers) = (of("reader-0"), of("writer-0"));
+    assert_ne!(readers, writers);
+    let mut engine = crate::engine::Engine::new(&cfg);
+    engine.set_fleet(Some(fleet.clone()));
+    let day = 1_790_000_000_000 + 5 * 3_600_000;
+    // (group, whether it lends its catalogue) after each call.
+    let mut calls = |agent: &str, tools: &[(&str, &str)]| -> Vec<(Option<u16>, bool)> {
+        tools
+            .iter()
+            .enumerate()
+            .map(|(i, (tool, action))| {
+                feed_doc_call(
+                    &mut engine,
+                    (&format!("p{agent}{i}"), day + i as i64 * 20_000),
+                    (agent, &format!("s-{agent}")),
+                    (tool, action, "doc-3"),
+                );
+                let a = engine.agent(agent).expect("agent");
+                (a.group(), a.lends_catalogue())
+            })
+            .collect()
+    };
+    // First a tool only readers use, then two only writers use.
+    let mover = calls(
+        "mover",
+        &[
+            ("get_doc", "read"),
+            ("update_row", "write"),
+            ("read_row", "read"),
+        ],
+    );
+    assert_eq!(
+        mover,
+        [(readers, true), (readers, true), (writers, true)],
+        "a tie holds, 2 of 3 moves it"
+    );
+    // Placed with the writers by its first tool, it then calls three tools
+    // no writer uses: the group knows 1 of 2, 1 of 3, then 1 of 4.
+    let faxer = calls(
+        "faxer",
+        &[
+            ("update_row", "write"),
+            ("send_fax", "write"),
+            ("fax_status", "read"),
+            ("print_fax", "write"),
+        ],
+    );
+    assert_eq!(
+        faxer,
+        [
+            (writers, true),
+            (writers, true),
+            (writers, false),
+            (writers, false)
+        ]
+    );
 }
 
 /// Feeds `engine` one live call of `agent` on a doc at `ms` and commits
