@@ -56,8 +56,9 @@ pub struct GroupPrior {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<PriorProfile>,
     /// Threshold (bits) for a young agent scored against the blend: as
-    /// `young_threshold_bits`, from each member streamed with no history
-    /// against the prior of the other members (leave one out).
+    /// `young_threshold_bits` but without the margin, from each member
+    /// streamed with no history against the prior of the other members
+    /// (leave one out).
     #[serde(default)]
     pub blend_threshold_bits: Option<f32>,
     /// Young sessions that threshold came from.
@@ -80,6 +81,18 @@ pub struct GroupPrior {
 /// surprisal in bits, whose tail is exponential when the events behind it
 /// are), peaks over threshold with shape 0.
 pub(crate) fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
+    quantile_threshold(scores, cfg, cfg.policy.margin_bits)
+}
+
+/// The blend threshold: as [`young_threshold`], without the margin. The
+/// margin stands for work an agent's history has not seen; these sessions
+/// are members left out of the prior they are scored against, so every
+/// one of them is such work, and the fitted tail reaches past them.
+pub(crate) fn blend_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
+    quantile_threshold(scores, cfg, 0.0)
+}
+
+fn quantile_threshold(scores: &[f32], cfg: &Config, margin: f32) -> Option<f32> {
     if scores.is_empty() {
         return None;
     }
@@ -87,7 +100,7 @@ pub(crate) fn young_threshold(scores: &[f32], cfg: &Config) -> Option<f32> {
     v.sort_unstable_by(f32::total_cmp);
     let p = &cfg.policy;
     let q = tail_quantile(&v, p.target_false_alarm_rate);
-    Some((q + p.margin_bits).clamp(p.min_threshold_bits, p.max_threshold_bits))
+    Some((q + margin).clamp(p.min_threshold_bits, p.max_threshold_bits))
 }
 
 /// Expected exceedances a sample must hold for its empirical quantile.

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::blend::{PriorProfile, YoungRates};
 use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
 use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
-use super::prior::{young_threshold, GroupPrior};
+use super::prior::{blend_threshold, GroupPrior};
 
 /// Members a group needs for its blend threshold to come from its own
 /// members (each left out against a prior of at least two others).
@@ -484,7 +484,7 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     for (g, s) in model.groups.iter_mut().zip(scores) {
         let own = g.members.len() >= MIN_MEMBERS_FOR_OWN_BLEND || pooled.is_empty();
         let s = if own { s } else { pooled.clone() };
-        g.prior.blend_threshold_bits = young_threshold(&s, cfg);
+        g.prior.blend_threshold_bits = blend_threshold(&s, cfg);
         g.prior.blend_sessions = s.len();
         g.prior.blend_pooled = !own;
     }
