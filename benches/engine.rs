@@ -89,6 +89,26 @@ fn report(name: &str, h: &Histogram<u64>) {
     );
 }
 
+/// Scores (and learns) each call once, and reports both latencies.
+fn hdr<S: AsRef<str>>(engine: &mut Engine, calls: &[S], label: &str) {
+    let mut score_h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut learn_h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    for l in calls {
+        let Ok(Event::ToolCall(call)) = decode_str(l.as_ref()) else {
+            continue;
+        };
+        let t0 = Instant::now();
+        let ev = engine.evaluate(&call, Phase::Live);
+        let t1 = Instant::now();
+        engine.commit(ev);
+        let t2 = Instant::now();
+        score_h.saturating_record((t1 - t0).as_nanos() as u64);
+        learn_h.saturating_record((t2 - t0).as_nanos() as u64);
+    }
+    report(&format!("score one call{label} (hdr)"), &score_h);
+    report(&format!("score + learn one call{label} (hdr)"), &learn_h);
+}
+
 fn benches(c: &mut Criterion) {
     let train = lines("train.jsonl.gz");
     let test = lines("test.jsonl.gz");
@@ -110,25 +130,20 @@ fn benches(c: &mut Criterion) {
         (", fleet models on", fleet_cfg.clone(), fleet_model.clone()),
     ] {
         let mut engine = trained_with(&train, &cfg, model);
-        let mut score_h =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-        let mut learn_h =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-        for l in &calls {
-            let Ok(Event::ToolCall(call)) = decode_str(l) else {
-                continue;
-            };
-            let t0 = Instant::now();
-            let ev = engine.evaluate(&call, Phase::Live);
-            let t1 = Instant::now();
-            engine.commit(ev);
-            let t2 = Instant::now();
-            score_h.saturating_record((t1 - t0).as_nanos() as u64);
-            learn_h.saturating_record((t2 - t0).as_nanos() as u64);
-        }
-        report(&format!("score one call{label} (hdr)"), &score_h);
-        report(&format!("score + learn one call{label} (hdr)"), &learn_h);
+        hdr(&mut engine, &calls, label);
     }
+    // Cold start: every agent new to the engine and outside the model's
+    // training fleet (ids prefixed), scored against its group's prior
+    // (`blend-prior`): placement by catalogue and blend rebuilds on the
+    // path.
+    let mut cold_cfg = fleet_cfg.clone();
+    cold_cfg.fleet.blend_prior = true;
+    let mut engine = trained_with(&[], &cold_cfg, fleet_model.clone());
+    let renamed: Vec<String> = calls
+        .iter()
+        .map(|l| l.replace("\"agent_id\":\"", "\"agent_id\":\"new-"))
+        .collect();
+    hdr(&mut engine, &renamed, ", cold start with blend-prior");
 
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(test.len() as u64));
