@@ -451,11 +451,6 @@ impl KeyedPrior {
         self.prior.calls
     }
 
-    /// Whether the group's members use this tool.
-    pub fn knows(&self, tool: u64) -> bool {
-        self.tools.iter().any(|(f, _, _)| *f == tool)
-    }
-
     /// How much of an agent's catalogue (its distinct tools) the group's
     /// members use: how many of the tools they know, and the share of the
     /// group's calls those tools take (which breaks ties between groups

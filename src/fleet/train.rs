@@ -24,10 +24,6 @@ use super::blend::{PriorProfile, YoungRates};
 use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
 use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
 use super::prior::{blend_threshold, GroupPrior};
-
-/// Members a group needs for its blend threshold to come from its own
-/// members (each left out against a prior of at least two others).
-const MIN_MEMBERS_FOR_OWN_BLEND: usize = 3;
 use super::session::{SessionModel, SessionModelError};
 use super::Fleet;
 use crate::config::Config;
@@ -37,6 +33,10 @@ use crate::ingest::decode::decode_bytes;
 use crate::ingest::file::{JsonlReader, Line};
 use crate::score::features::Fingerprinter;
 use std::sync::Arc;
+
+/// Members a group needs for its blend threshold to come from its own
+/// members (each left out against a prior of at least two others).
+const MIN_MEMBERS_FOR_OWN_BLEND: usize = 3;
 
 /// Most groups tried.
 const MAX_GROUPS: usize = 8;
@@ -470,10 +470,10 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     }
     let scores = blend_scores(data, cfg, &model, &loo)?;
     // Left out of a group of two, a member is scored against one other
-    // agent, not a group: it looks as new as a stranger would, and the
-    // group's few young sessions put the quantile at their maximum. Such
-    // groups take the quantile of the sessions of the groups whose
-    // leave-one-out priors hold at least two agents.
+    // agent, not a group: it looks as new as a stranger would (a payments
+    // pair's threshold came to 35 bits). Such groups take the quantile of
+    // the sessions of the groups whose leave-one-out priors hold at least
+    // two agents.
     let pooled: Vec<f32> = model
         .groups
         .iter()
