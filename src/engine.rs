@@ -507,10 +507,10 @@ impl Engine {
         if new_tool {
             own.push(tool);
         }
-        if self.priors.is_empty() {
-            // No priors loaded (`fleet.blend-prior` off): the group whose
-            // members mostly share the tool, for the session model and the
-            // group's young threshold.
+        if self.priors.iter().all(Option::is_none) {
+            // No priors (`fleet.blend-prior` off, or a model trained from
+            // checkpoints): the group whose members mostly share the tool,
+            // for the session model and the group's young threshold.
             if a.group.is_none() {
                 if let Some(g) = f.group_of_tool(name) {
                     self.agents[ai].group = Some(g);

@@ -29,7 +29,8 @@ pub struct FleetConfig {
     /// against the group's blend threshold. The prior fades as the agent's
     /// own calls accumulate and is dropped once it weighs under 10% or the
     /// agent's own sessions calibrate its threshold. Members of the
-    /// training fleet are in the prior already and are not blended.
+    /// training fleet are in the prior already and are not blended. On by
+    /// default: a new agent is otherwise blind for its warm-up.
     pub blend_prior: bool,
     /// Pseudo-calls the group prior stands for (n0): with n calls of its
     /// own, an agent's prior weighs n0 / (n0 + n). Read by `warden train`,
@@ -68,7 +69,7 @@ impl Default for FleetConfig {
             session_model: false,
             session_floor_bits: default_session_floor_bits(),
             group_threshold: false,
-            blend_prior: false,
+            blend_prior: true,
             prior_calls: default_prior_calls(),
             assign: Vec::new(),
         }
