@@ -45,7 +45,7 @@ with gzip.open(src, "rt") as f, gzip.open(dst, "wt") as o:
 PY
 }
 
-printf '[fleet]\ngroup-threshold = true\n' > "$work/group-threshold.toml"
+printf '[fleet]\ngroup-threshold = true\nblend-prior = false\n' > "$work/group-threshold.toml"
 printf '[fleet]\nblend-prior = true\n' > "$work/blend-prior.toml"
 runs=(no-models group-threshold blend-prior)
 for i in "${!sets[@]}"; do
