@@ -499,10 +499,14 @@ pub fn grouped_in(text: &str) -> impl Iterator<Item = String> + '_ {
                 .enumerate()
                 .all(|(i, b)| b.is_ascii_alphanumeric() || (i == 0 && b == b'+'))
     };
+    // A word of prose without the punctuation it may end with.
+    fn bare(w: &str) -> &str {
+        w.trim_end_matches([',', ';', '.', ':', '!', '?', ')'])
+    }
     let mut words = text.split_whitespace().peekable();
     std::iter::from_fn(move || loop {
         let first = words.next()?;
-        let first = first.trim_end_matches([',', ';', '.', ':', '!', '?', ')']);
+        let first = bare(first);
         if !group(first) {
             continue;
         }
@@ -510,7 +514,7 @@ pub fn grouped_in(text: &str) -> impl Iterator<Item = String> + '_ {
         let mut n = 1;
         while let Some(next) = words.peek() {
             // A group that ends a sentence ends the number too.
-            let t = next.trim_end_matches([',', ';', '.', ':', '!', '?', ')']);
+            let t = bare(next);
             if !group(t) {
                 break;
             }
