@@ -1048,6 +1048,7 @@ impl Engine {
                 let _ = bind.ids.try_push(IdView {
                     id: i as u8,
                     foreign,
+                    shown: foreign && !by_owner && claimed && !changes,
                     others: owners.others,
                     other_sessions: owners.other_sessions,
                     top: if by_owner {

@@ -866,6 +866,36 @@ fn an_own_record_binds_what_it_lists_and_a_listed_card_of_another_is_foreign() {
     assert_eq!(own.bits(Signal::Binding), 0.0, "{:?}", own.reasons);
 }
 
+/// A read of another's order that the principal's own record lists too (a
+/// household's shared booking) costs half a read of one it does not list;
+/// a change to it keeps the full price.
+#[test]
+fn a_read_of_what_ones_own_record_lists_is_half_anothers() {
+    let mut e = desk();
+    let t = T0 + 31 * DAY + 10 * HOUR;
+    let read = |s: &str, t: i64| {
+        Call::new("desk", s, "get_order", t)
+            .resource("order", "#W00007")
+            .set("principal", json!("customer:u_0003"))
+            .set("args", json!({"order_id": "#W00007"}))
+            .action("read")
+    };
+    desk_profile(&mut e, "l", 3, t, &["#W00007"]);
+    let listed = feed(&mut e, &read("l", t + 20_000), Phase::Live).bits(Signal::Binding);
+    desk_profile(&mut e, "u", 3, t + HOUR, &[]);
+    let bare = feed(&mut e, &read("u", t + HOUR + 20_000), Phase::Live).bits(Signal::Binding);
+    assert!(bare > 5.0, "{bare}");
+    assert!((listed - bare / 2.0).abs() < 0.05, "{listed} vs {bare}");
+    desk_profile(&mut e, "c", 3, t + 2 * HOUR, &["#W00007"]);
+    let cancel = Call::new("desk", "c", "cancel_order", t + 2 * HOUR + 20_000)
+        .resource("order", "#W00007")
+        .set("principal", json!("customer:u_0003"))
+        .set("args", json!({"order_id": "#W00007"}))
+        .action("delete");
+    let change = feed(&mut e, &cancel, Phase::Live).bits(Signal::Binding);
+    assert!(change > bare, "{change} vs {bare}");
+}
+
 #[test]
 fn a_household_card_listed_in_both_profiles_is_learned_as_theirs() {
     let mut e = desk();

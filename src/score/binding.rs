@@ -28,6 +28,10 @@ pub struct IdView {
     /// Bound to other principals and never to this one (or the event's
     /// `resource_owner` names another principal).
     pub foreign: bool,
+    /// A read of it, and the principal's own record lists it too (a
+    /// household's shared booking, or a note padded with others' ids): it
+    /// shows little that record did not name, so it is only half theirs.
+    pub shown: bool,
     /// Other principals it is bound to, their clean sessions, and the one
     /// with the most (0 when unknown).
     pub others: u8,
@@ -66,9 +70,11 @@ pub struct BindingView {
 
 /// How much harm a call can do, as a weight on its bits: reads expose,
 /// writes change, deletions and writes that move money are hard to undo.
+/// A read of someone else's thing has already exposed it, so it weighs
+/// little less than a change: it is the first call of most such attacks.
 fn consequence(obs: &Observation) -> f32 {
     match obs.action {
-        Action::Read | Action::None => 0.5,
+        Action::Read | Action::None => 0.7,
         Action::Write if obs.numbers.iter().any(|n| n.kind == NumKind::Magnitude) => 1.0,
         Action::Write => 0.75,
         Action::Delete | Action::Execute | Action::Admin => 1.0,
@@ -107,6 +113,7 @@ pub fn score(
         // Someone else's identity record exposes everything it lists: a
         // read of it weighs as a write.
         let c = if id.identity { c.max(0.75) } else { c };
+        let exclusive = if id.shown { exclusive * 0.5 } else { exclusive };
         let mut x = 0.0;
         if id.foreign {
             x += exclusive * foreign_bits * c;
