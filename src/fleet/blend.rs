@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::{FpCounts, FpSet, LogHist, LOG_BUCKETS};
-use crate::baseline::{Profile, ProfileLimits, SeqContext, ToolStats, END, START};
+use crate::baseline::{NumStats, Profile, ProfileLimits, SeqContext, ToolStats, END, START};
 use crate::event::Action;
 use crate::score::features::{Fingerprinter, OriginKind, Shape};
 
@@ -53,6 +53,25 @@ pub struct PriorTool {
     pub prov_untrusted: f32,
     /// Calls per session of this tool ([`LogHist`] buckets).
     pub per_session: Vec<f32>,
+    /// Ranges of its numeric arguments over the whole group; absent in
+    /// files trained before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<PriorNumber>,
+}
+
+/// The range of one numeric argument of a tool across a group: the largest
+/// value any member passed, how many calls passed one and how often a new
+/// agent of the group would set a new largest, in pseudo-calls. An agent
+/// with no amounts of its own is judged against its peers': a payment far
+/// beyond any a peer made costs bits from its first call, by how far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PriorNumber {
+    pub key: String,
+    /// [`crate::score::features::NumKind`] as a number (0 magnitude, 1 count).
+    pub kind: u8,
+    pub n: f32,
+    pub records: f32,
+    pub max: f64,
 }
 
 /// A transition: after tools `a, b` (order 2; order 1 reads `b` only,
@@ -127,6 +146,8 @@ pub struct YoungRates {
     pub tools: std::collections::HashMap<String, (f32, f32)>,
     /// (values new to the agent, values seen, parents new to the agent).
     pub agent: (f32, f32, f32),
+    /// Members summed.
+    pub members: usize,
 }
 
 impl YoungRates {
@@ -139,6 +160,7 @@ impl YoungRates {
                 .map(|t| (t.name.to_string(), (t.prov_new, t.value_obs)))
                 .collect(),
             agent: (p.prov_new, p.value_obs, p.parent_novel),
+            members: 1,
         }
     }
 
@@ -151,6 +173,7 @@ impl YoungRates {
         self.agent.0 += o.agent.0;
         self.agent.1 += o.agent.1;
         self.agent.2 += o.agent.2;
+        self.members += o.members;
     }
 
     /// (new-value rate, new-parent rate) overall; `None` without values.
@@ -203,6 +226,7 @@ impl PriorProfile {
         p: &Profile,
         fp: &Fingerprinter,
         rtype_names: &[String],
+        number_keys: &[(String, u8)],
         young: &YoungRates,
         n0: f32,
         limits: &ProfileLimits,
@@ -225,6 +249,31 @@ impl PriorProfile {
                 .filter_map(|(f, i)| {
                     let v = c.get(*f);
                     (v > 0.0).then_some((*i, v * g))
+                })
+                .collect()
+        };
+        let key_of: Vec<(crate::baseline::tables::Fp, &(String, u8))> = number_keys
+            .iter()
+            .map(|k| (fp.number_key(&k.0, k.1), k))
+            .collect();
+        let numbers_of = |t: &ToolStats| -> Vec<PriorNumber> {
+            t.numbers
+                .iter()
+                .filter_map(|n| {
+                    let (_, (key, kind)) = key_of.iter().find(|(f, _)| *f == n.key)?;
+                    // A new agent is one more member: if members' ranges
+                    // are exchangeable, its largest value tops all m of
+                    // theirs with chance 1/(m + 1). The pooled stream's
+                    // own record rate counts when higher (ids that grow).
+                    let n_pseudo = n.n * g;
+                    let exchangeable = (n_pseudo + 1.0) / (young.members as f32 + 1.0) - 0.5;
+                    Some(PriorNumber {
+                        key: key.clone(),
+                        kind: *kind,
+                        n: n_pseudo,
+                        records: (n.records * g).max(exchangeable).max(0.0),
+                        max: n.max,
+                    })
                 })
                 .collect()
         };
@@ -297,6 +346,7 @@ impl PriorProfile {
                     prov_new: t.prov_new * g,
                     prov_untrusted: t.prov_untrusted * g,
                     per_session: buckets(&t.per_session).iter().map(|c| c * g).collect(),
+                    numbers: numbers_of(t),
                 })
                 .collect(),
             rtype_names: rtype_names.to_vec(),
@@ -413,7 +463,19 @@ impl PriorProfile {
                 .tools
                 .iter()
                 .zip(&tool_fp)
-                .map(|(t, f)| (*f, rts(&t.rtypes), t.clone()))
+                .map(|(t, f)| {
+                    let numbers = t
+                        .numbers
+                        .iter()
+                        .map(|n| NumStats {
+                            key: fp.number_key(&n.key, n.kind),
+                            n: n.n,
+                            records: n.records,
+                            max: n.max,
+                        })
+                        .collect();
+                    (*f, rts(&t.rtypes), numbers, t.clone())
+                })
                 .collect(),
             pairs,
             contexts,
@@ -431,13 +493,14 @@ fn seq_ctx(prev2: u64, prev1: u64) -> SeqContext {
     }
 }
 
-type KeyedTool = (u64, Vec<(u64, f32)>, PriorTool);
+type KeyedTool = (u64, Vec<(u64, f32)>, Vec<NumStats>, PriorTool);
 
 /// A prior re-keyed for one engine's fingerprints, tables sorted by key so
 /// that blending inserts in ascending order (cheap into a young profile).
 #[derive(Debug, Clone)]
 pub struct KeyedPrior {
-    /// (tool fingerprint, its resource types by fingerprint, the tool).
+    /// (tool fingerprint, its resource types and numeric arguments by
+    /// fingerprint, the tool).
     tools: Vec<KeyedTool>,
     pairs: Vec<(u64, f32)>,
     contexts: Vec<(u64, f32, f32)>,
@@ -458,8 +521,8 @@ impl KeyedPrior {
     pub fn coverage(&self, tools: impl Iterator<Item = u64>) -> (usize, f32) {
         let total = self.prior.calls.max(f32::MIN_POSITIVE);
         tools.fold((0, 0.0), |(n, share), tool| {
-            match self.tools.iter().find(|(f, _, _)| *f == tool) {
-                Some((_, _, t)) => (n + 1, share + t.calls / total),
+            match self.tools.iter().find(|(f, _, _, _)| *f == tool) {
+                Some((_, _, _, t)) => (n + 1, share + t.calls / total),
                 None => (n, share),
             }
         })
@@ -512,7 +575,7 @@ impl KeyedPrior {
         }
         b.rtype_novel += q.rtype_novel * w;
         self.blend_rates(&mut b, w, own.events_learned);
-        for (fp, rtypes, t) in &self.tools {
+        for (fp, rtypes, numbers, t) in &self.tools {
             let i = match b.tools.iter().position(|x| x.tool == *fp) {
                 Some(i) => i,
                 None if b.tools.len() < limits.tools_per_agent => {
@@ -542,6 +605,24 @@ impl KeyedPrior {
             x.prov_new += t.prov_new * w;
             x.prov_untrusted += t.prov_untrusted * w;
             add_buckets(&mut x.per_session, &t.per_session, w);
+            // The group's range widens the agent's: its own largest value
+            // stands if beyond the peers'.
+            for q in numbers {
+                match x.numbers.iter().position(|n| n.key == q.key) {
+                    Some(i) => {
+                        let n = &mut x.numbers[i];
+                        n.n += q.n * w;
+                        n.records += q.records * w;
+                        n.max = n.max.max(q.max);
+                    }
+                    None if x.numbers.len() < 8 => x.numbers.push(NumStats {
+                        n: q.n * w,
+                        records: q.records * w,
+                        ..q.clone()
+                    }),
+                    None => {}
+                }
+            }
         }
         b
     }

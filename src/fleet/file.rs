@@ -367,6 +367,18 @@ impl ModelFile {
                     q.transitions.len(),
                     q.rtype_names.len()
                 );
+                let ranges: Vec<String> = q
+                    .tools
+                    .iter()
+                    .flat_map(|t| {
+                        t.numbers
+                            .iter()
+                            .map(move |n| format!("{}.{} ≤ {}", t.name, n.key, n.max))
+                    })
+                    .collect();
+                if !ranges.is_empty() {
+                    let _ = writeln!(s, "  argument ranges:    {}", ranges.join(", "));
+                }
             }
             if let Some(t) = p.blend_threshold_bits {
                 let from = if p.blend_pooled {

@@ -30,9 +30,11 @@ fn fleet_file(dir: &Path, per_kind: usize) -> PathBuf {
                     let ts = chrono::DateTime::from_timestamp_millis(start + c * 20_000)
                         .expect("ts")
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    // Writers update 1 to 20 rows at a time.
+                    let rows = 1 + (s * 7 + c) % 20;
                     writeln!(
                         f,
-                        r#"{{"event_id":"e{n}","ts":"{ts}","agent_id":"{kind}-{a}","session_id":"s-{kind}-{a}-{s}","tool":"{tool}","resource_type":"doc","resource_id":"doc-{}","action":"{action}"}}"#,
+                        r#"{{"event_id":"e{n}","ts":"{ts}","agent_id":"{kind}-{a}","session_id":"s-{kind}-{a}-{s}","tool":"{tool}","resource_type":"doc","resource_id":"doc-{}","action":"{action}","args":{{"rows":{rows}}}}}"#,
                         (s * 7 + c) % 23
                     )
                     .expect("write");
@@ -371,6 +373,32 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
     // The tools a new agent calls first pick its group when nothing else
     // does.
     assert_eq!(fleet.group_of_tool("update_row"), group);
+    // Amounts: with no rows of its own, a new writer's update of 5,000
+    // rows is judged against the most any writer updated (20); 12 rows is
+    // within it. Without the prior it has nothing to judge by.
+    let argument_bits = |cfg: &Config, rows: u32| {
+        use crate::engine::{Engine, Phase};
+        let mut engine = Engine::new(cfg);
+        engine.set_fleet(Some(fleet.clone()));
+        let text = format!(
+            r#"{{"event_id":"r0","ts":"2026-09-21T05:00:00.000Z","agent_id":"writer-new-4","session_id":"s-r","tool":"update_row","resource_type":"doc","resource_id":"doc-3","action":"write","args":{{"rows":{rows}}}}}"#
+        );
+        let Ok(crate::event::Event::ToolCall(call)) = crate::ingest::decode::decode_str(&text)
+        else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        ev.score
+            .reasons
+            .iter()
+            .filter(|r| r.signal == crate::score::Signal::Argument)
+            .map(|r| r.bits)
+            .sum::<f32>()
+    };
+    assert!(argument_bits(&cfg, 5_000) > 10.0);
+    assert_eq!(argument_bits(&cfg, 12), 0.0);
+    assert_eq!(argument_bits(&off, 5_000), 0.0);
+    assert!((argument_bits(&keyed, 5_000) - argument_bits(&cfg, 5_000)).abs() < 0.01);
 }
 
 /// The engine's fleet hook: a new agent is judged against the fleet's

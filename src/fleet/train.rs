@@ -77,6 +77,8 @@ struct Collected {
     digest: Sha256,
     /// Resource types seen (the profile keeps only their fingerprints).
     rtypes: std::collections::BTreeSet<String>,
+    /// Numeric argument keys seen, with their kind (likewise).
+    numbers: std::collections::BTreeSet<(String, u8)>,
     /// Each agent's novelty while it was young.
     young: HashMap<String, YoungRates>,
 }
@@ -127,6 +129,7 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
         last: Millis::MIN,
         digest: Sha256::new(),
         rtypes: Default::default(),
+        numbers: Default::default(),
         young: HashMap::new(),
     };
     c.rejected = for_each_event(data, cfg, |line, ev| {
@@ -148,6 +151,12 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
                 }
                 let young = is_young(&c.engine, &call.agent_id, cfg);
                 let e = c.engine.evaluate(call, Phase::Train);
+                for n in &e.obs.numbers {
+                    let key = (n.key.to_string(), n.kind as u8);
+                    if !c.numbers.contains(&key) {
+                        c.numbers.insert(key);
+                    }
+                }
                 let entry = c.sessions.entry(session_of(call)).or_insert((0.0, young));
                 entry.0 = entry.0.max(e.score.total);
                 let v = session_vector(&e.shape);
@@ -211,6 +220,7 @@ fn group_priors(
     cfg: &Config,
     groups: &[Vec<String>],
     rtypes: &[String],
+    numbers: &[(String, u8)],
     young: &HashMap<String, YoungRates>,
 ) -> Result<GroupPriors, TrainError> {
     let mut group_of: HashMap<&str, usize> = HashMap::new();
@@ -269,7 +279,7 @@ fn group_priors(
     let prior = |name: &str, young: &YoungRates| {
         engine
             .agent(name)
-            .and_then(|a| PriorProfile::of(&a.profile, &fp, rtypes, young, n0, &limits))
+            .and_then(|a| PriorProfile::of(&a.profile, &fp, rtypes, numbers, young, n0, &limits))
     };
     let full = groups
         .iter()
@@ -464,7 +474,8 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     // with scoring against them.
     let members: Vec<Vec<String>> = model.groups.iter().map(|g| g.members.clone()).collect();
     let rtypes: Vec<String> = c.rtypes.iter().cloned().collect();
-    let (full, loo) = group_priors(data, cfg, &members, &rtypes, &c.young)?;
+    let numbers: Vec<(String, u8)> = c.numbers.iter().cloned().collect();
+    let (full, loo) = group_priors(data, cfg, &members, &rtypes, &numbers, &c.young)?;
     for (g, p) in model.groups.iter_mut().zip(full) {
         g.prior.profile = p;
     }
@@ -527,6 +538,7 @@ pub fn train_on_profiles(
         last,
         digest: Sha256::new(),
         rtypes: Default::default(),
+        numbers: Default::default(),
         young: HashMap::new(),
     };
     let mut model = fit(&c, inputs, digest, cfg)?;

@@ -137,6 +137,11 @@ impl Fingerprinter {
     fn arg_key(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::ArgKey, name.as_bytes()))
     }
+
+    /// Fingerprint of a numeric argument: its key path and its kind.
+    pub fn number_key(&self, name: &str, kind: u8) -> Fp {
+        self.arg_key(name) ^ kind as u64
+    }
 }
 
 /// Where the instruction behind a call came from, per the event's `origin`.
@@ -457,7 +462,7 @@ impl<'a> Observation<'a> {
         if self.numbers.is_full() || !value.is_finite() {
             return;
         }
-        let key_fp = fp.arg_key(&key) ^ kind as u64;
+        let key_fp = fp.number_key(&key, kind as u8);
         self.numbers.push(Number {
             key_fp,
             key,
