@@ -122,6 +122,12 @@ struct SessionState {
     /// this principal's too.
     #[serde(default)]
     claimed: Vec<Fp>,
+    /// Of those, ids a record the agent had read before (some of its ids
+    /// already the principal's) lists for the first time: records change
+    /// rarely, and a foreign id newly in one was most likely written into
+    /// it, so it is priced as tool output, not as the principal's word.
+    #[serde(default)]
+    fresh: Vec<Fp>,
     /// Forms (`id_form`) of the values the user's prompts named, sorted: a
     /// change to another value of one of these forms is outside the request.
     #[serde(default)]
@@ -173,6 +179,7 @@ impl SessionState {
         self.principal = 0;
         self.own.clear();
         self.claimed.clear();
+        self.fresh.clear();
         self.named_forms.clear();
         self.read_charged.clear();
         self.sources.clear();
@@ -802,6 +809,13 @@ impl Engine {
             .as_deref()
             .is_some_and(|c| s.last_call.1 && s.last_call.0 == fp.session(c));
         let tool = ev.tool.as_deref().map_or(0, |t| fp.tool(t));
+        // A record this principal's clean sessions listed before.
+        let known_record = own_result
+            && s.principal != 0
+            && ev
+                .entities
+                .iter()
+                .any(|e| bindings.owners(fp.value(e), s.principal).mine);
         let text_entities = ev.text.as_deref().into_iter().flat_map(entities_in);
         // What the user typed names the things the request is about: their
         // identifiers too, when the emitter lists no entities.
@@ -858,6 +872,9 @@ impl Engine {
                 }
                 if contested {
                     insert_sorted(&mut s.claimed, v, SESSION_SOURCE_CAP);
+                    if known_record {
+                        insert_sorted(&mut s.fresh, v, SESSION_SOURCE_CAP);
+                    }
                 }
                 if s.sources.len() < SESSION_SOURCE_CAP {
                     if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
@@ -984,9 +1001,10 @@ impl Engine {
                 // An id the principal's own record lists came from their
                 // records, even when it is bound to someone else too.
                 let claimed = sess.claimed.binary_search(&id.value).is_ok();
+                let fresh = claimed && sess.fresh.binary_search(&id.value).is_ok();
                 // Neither the user nor the principal's records brought it.
                 let outside = !from_user && !from_own && !claimed;
-                let tainted = outside && source.is_some();
+                let tainted = (outside || fresh) && source.is_some();
                 if tainted {
                     tainted_ids |= 1 << i;
                 }
@@ -1048,7 +1066,8 @@ impl Engine {
                 let _ = bind.ids.try_push(IdView {
                     id: i as u8,
                     foreign,
-                    shown: foreign && !by_owner && claimed && !changes,
+                    shown: foreign && !by_owner && claimed && !fresh && !changes,
+                    fresh: tainted && fresh,
                     others: owners.others,
                     other_sessions: owners.other_sessions,
                     top: if by_owner {

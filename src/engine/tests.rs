@@ -848,9 +848,9 @@ fn desk_refund_to(e: &mut Engine, s: &str, k: i64, extra: &[&str], card: &str, t
 fn an_own_record_binds_what_it_lists_and_a_listed_card_of_another_is_foreign() {
     let mut e = desk();
     let t = T0 + 31 * DAY + 10 * HOUR;
-    // Omar's own profile carries a note naming Jane's card (listed in her
+    // A new customer's own profile lists Jane's card (listed in her
     // profile, never used for her in a call of this shape's session).
-    let o = desk_refund_to(&mut e, "x", 3, &["card-0007"], "card-0007", t);
+    let o = desk_refund_to(&mut e, "x", 95, &["card-0007"], "card-0007", t);
     let r = binding_reason(&o);
     assert!(
         r.detail
@@ -860,7 +860,24 @@ fn an_own_record_binds_what_it_lists_and_a_listed_card_of_another_is_foreign() {
     );
     // Listed in his own record, it did not come from elsewhere: no taint.
     assert!(!r.detail.contains("came from"), "{}", r.detail);
+    assert!(!r.detail.contains("first time"), "{}", r.detail);
     assert!(o.bits(Signal::Binding) > 5.0, "{:?}", o.reasons);
+    // Omar's profile, read in earlier clean sessions without it, lists it
+    // now: written into his record, it weighs as tool output.
+    let fresh = desk_refund_to(&mut e, "f", 3, &["card-0007"], "card-0007", t + HOUR / 2);
+    let f = binding_reason(&fresh);
+    assert!(
+        f.detail
+            .contains("customer:u_0003's own record lists it for the first time"),
+        "{}",
+        f.detail
+    );
+    assert!(
+        fresh.bits(Signal::Binding) > o.bits(Signal::Binding) + 3.0,
+        "{:?} vs {:?}",
+        fresh.reasons,
+        o.reasons
+    );
     // His own card is no binding matter.
     let own = desk_session(&mut e, "y", 3, t + HOUR, Phase::Live);
     assert_eq!(own.bits(Signal::Binding), 0.0, "{:?}", own.reasons);
@@ -880,16 +897,19 @@ fn a_read_of_what_ones_own_record_lists_is_half_anothers() {
             .set("args", json!({"order_id": "#W00007"}))
             .action("read")
     };
-    desk_profile(&mut e, "l", 3, t, &["#W00007"]);
-    let listed = feed(&mut e, &read("l", t + 20_000), Phase::Live).bits(Signal::Binding);
+    // Customer 95's record, never read before, lists it.
+    let read_as =
+        |s: &str, t: i64, k: i64| read(s, t).set("principal", json!(format!("customer:u_{k:04}")));
+    desk_profile(&mut e, "l", 95, t, &["#W00007"]);
+    let listed = feed(&mut e, &read_as("l", t + 20_000, 95), Phase::Live).bits(Signal::Binding);
     desk_profile(&mut e, "u", 3, t + HOUR, &[]);
     let bare = feed(&mut e, &read("u", t + HOUR + 20_000), Phase::Live).bits(Signal::Binding);
     assert!(bare > 5.0, "{bare}");
     assert!((listed - bare / 2.0).abs() < 0.05, "{listed} vs {bare}");
-    desk_profile(&mut e, "c", 3, t + 2 * HOUR, &["#W00007"]);
+    desk_profile(&mut e, "c", 96, t + 2 * HOUR, &["#W00007"]);
     let cancel = Call::new("desk", "c", "cancel_order", t + 2 * HOUR + 20_000)
         .resource("order", "#W00007")
-        .set("principal", json!("customer:u_0003"))
+        .set("principal", json!("customer:u_0096"))
         .set("args", json!({"order_id": "#W00007"}))
         .action("delete");
     let change = feed(&mut e, &cancel, Phase::Live).bits(Signal::Binding);
@@ -1015,9 +1035,9 @@ fn another_customers_card_that_nothing_in_the_session_carried_is_priced_beyond_f
         "{}",
         r.detail
     );
-    // The same card listed in Omar's own record (an injected note, or a
-    // shared family card): foreign, but it came from his records.
-    let listed = desk_refund_to(&mut e, "y", 3, &["card-0007"], "card-0007", t + HOUR);
+    // The same card listed in a new customer's own record (an injected
+    // note, or a shared family card): foreign, but it came from his records.
+    let listed = desk_refund_to(&mut e, "y", 95, &["card-0007"], "card-0007", t + HOUR);
     let l = binding_reason(&listed);
     assert!(!l.detail.contains("nothing this session"), "{}", l.detail);
     assert!(

@@ -32,6 +32,9 @@ pub struct IdView {
     /// household's shared booking, or a note padded with others' ids): it
     /// shows little that record did not name, so it is only half theirs.
     pub shown: bool,
+    /// Its taint is a record the agent read before listing it for the
+    /// first time (see the engine's `fresh` claims).
+    pub fresh: bool,
     /// Other principals it is bound to, their clean sessions, and the one
     /// with the most (0 when unknown).
     pub others: u8,
@@ -154,6 +157,7 @@ pub fn score(
             tainted: id.tainted,
             unrequested: id.unrequested,
             unsourced: id.unsourced,
+            fresh: id.fresh,
             others: id.others,
             sessions: id.other_sessions,
             top: id.top,

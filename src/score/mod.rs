@@ -194,6 +194,7 @@ pub enum Detail {
         tainted: bool,
         unrequested: bool,
         unsourced: bool,
+        fresh: bool,
         others: u8,
         sessions: u16,
         top: u32,
@@ -1134,6 +1135,7 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             tainted,
             unrequested,
             unsourced,
+            fresh,
             others,
             sessions,
             top,
@@ -1158,7 +1160,11 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                     };
                     out.push_str(&format!(", {whom}, while acting for {me}"));
                 }
-                if tainted {
+                if tainted && fresh {
+                    out.push_str(&format!(
+                        "; {me}'s own record lists it for the first time (not when read before), as if written into it"
+                    ));
+                } else if tainted {
                     let from = if source_tool == 0 {
                         "a tool's output".to_owned()
                     } else {
