@@ -27,7 +27,7 @@ use crate::score::features::{
     compact, entities_in, grouped_in, id_form, ids_in, is_entity, parent_of, Fingerprinter,
     Observation, Sample, Shape, ValueFrom, MAX_VALUES,
 };
-use crate::score::{self, render_detail, Score, ScoreParams, SessionView};
+use crate::score::{self, render_detail, CrossGroupView, Score, ScoreParams, SessionView};
 
 /// Whether calls are history to learn from or live traffic to judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +382,11 @@ pub struct Engine {
     /// `[[fleet.assign]]` as (pattern, group).
     priors: Vec<Option<KeyedPrior>>,
     fleet_rules: Vec<(Box<str>, u16)>,
+    /// Fleet hook: each group's tools (sorted fingerprints) and the price
+    /// share of a first call of another group's tool (see
+    /// [`Fleet::cross_group`]).
+    group_tools: Vec<Vec<Fp>>,
+    cross_group_share: Option<f32>,
 }
 
 impl Engine {
@@ -405,6 +410,8 @@ impl Engine {
             fleet_cfg: cfg.fleet.clone(),
             priors: Vec::new(),
             fleet_rules: Vec::new(),
+            group_tools: Vec::new(),
+            cross_group_share: None,
         }
     }
 
@@ -421,6 +428,20 @@ impl Engine {
             .as_ref()
             .map(|f| f.assign_rules(&self.fleet_cfg.assign))
             .unwrap_or_default();
+        let cross = self.fleet.as_ref().and_then(|f| f.cross_group());
+        self.cross_group_share = cross.as_ref().map(|(_, share)| *share);
+        self.group_tools = cross
+            .map(|(groups, _)| {
+                groups
+                    .iter()
+                    .map(|names| {
+                        let mut v: Vec<Fp> = names.iter().map(|n| self.fp.tool(n)).collect();
+                        v.sort_unstable();
+                        v
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         for ai in 0..self.agents.len() {
             self.agents[ai].group = None;
             self.agents[ai].placed = false;
@@ -428,6 +449,24 @@ impl Engine {
             let ts = self.agents[ai].profile.last_ts;
             self.assign_group(ai, ts);
         }
+    }
+
+    /// Fleet hook: a tool new to the agent that another peer group's
+    /// agents use and its own group does not. Only for an agent whose
+    /// group shares its catalogue: against a group of another catalogue
+    /// every tool would look like someone else's.
+    fn cross_group_view(&self, agent: &AgentState, tool: Fp) -> Option<CrossGroupView> {
+        let share = self.cross_group_share?;
+        let g = agent.group? as usize;
+        if agent.foreign_tools || agent.profile.tool(tool).is_some() {
+            return None;
+        }
+        let knows = |tools: &Vec<Fp>| tools.binary_search(&tool).is_ok();
+        if self.group_tools.get(g).is_none_or(knows) {
+            return None;
+        }
+        let groups = self.group_tools.iter().filter(|t| knows(t)).count() as u16;
+        (groups > 0).then_some(CrossGroupView { groups, share })
     }
 
     fn assign_group(&mut self, ai: usize, ts: Millis) {
@@ -1115,6 +1154,7 @@ impl Engine {
             read_charged,
             from_user,
             carry: sess.carry,
+            cross_group: self.cross_group_view(agent, obs.tool),
         };
         let p = &agent.profile;
         // Fleet hook: a young agent is scored against its blend with the

@@ -119,6 +119,22 @@ pub struct ModelFile {
     pub agent_center: Vec<f64>,
     pub agent_scale: Vec<f64>,
     pub groups: Vec<Group>,
+    /// How often a member's tools are another group's and not its own
+    /// peers' (see [`CrossGroupTools`]); absent in files trained before,
+    /// or from profiles alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_group: Option<CrossGroupTools>,
+}
+
+/// Of the tools members use (each taken up at some point), those that the
+/// rest of the member's group never uses while another group's agents do:
+/// how often an agent of the fleet legitimately takes up a tool of
+/// another role. A mature agent's first call of such a tool costs
+/// `bits((cross + 0.5) / (tools + 1))`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CrossGroupTools {
+    pub cross: u32,
+    pub tools: u32,
 }
 
 /// The first fields, read before the rest so that a foreign or older file
@@ -292,6 +308,13 @@ impl ModelFile {
             "session schema: {}",
             self.schema.session_features.join(", ")
         );
+        if let Some(c) = self.cross_group {
+            let _ = writeln!(
+                s,
+                "cross-group:   {} of {} member tools are another group's and not their own group's",
+                c.cross, c.tools
+            );
+        }
         for g in &self.groups {
             let p = &g.prior;
             let _ = writeln!(

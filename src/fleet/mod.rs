@@ -158,6 +158,27 @@ impl Fleet {
             .blend_threshold_bits
     }
 
+    /// Each group's tools (by name, from its prior profile), and the
+    /// share of members' tools that were another group's: what a first
+    /// call of a tool of another role is priced by. `None` without
+    /// prior profiles or the count (files trained from profiles alone).
+    pub fn cross_group(&self) -> Option<(Vec<Vec<&str>>, f32)> {
+        let c = self.file.cross_group?;
+        let tools = self
+            .file
+            .groups
+            .iter()
+            .map(|g| {
+                g.prior
+                    .profile
+                    .as_ref()
+                    .map(|p| p.tools.iter().map(|t| t.name.as_str()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Some((tools, (c.cross as f32 + 0.5) / (c.tools as f32 + 1.0)))
+    }
+
     /// A group's prior profile, if the file holds one.
     pub fn prior_profile(&self, group: u16) -> Option<&PriorProfile> {
         self.file.groups.get(group as usize)?.prior.profile.as_ref()

@@ -148,6 +148,7 @@ fn trains_groups_priors_and_session_models_and_round_trips() {
 
     let fleet = std::sync::Arc::new(fleet);
     engine_hook(fleet.clone());
+    cross_group_hook(fleet.clone());
     placement_hook(fleet.clone());
     blend_hook(fleet);
 }
@@ -399,6 +400,55 @@ fn blend_hook(fleet: std::sync::Arc<Fleet>) {
     assert_eq!(argument_bits(&cfg, 12), 0.0);
     assert_eq!(argument_bits(&off, 5_000), 0.0);
     assert!((argument_bits(&keyed, 5_000) - argument_bits(&cfg, 5_000)).abs() < 0.01);
+}
+
+/// A reader's first call of a writers' tool is another role's work: a
+/// `cross_group` reason priced by the fleet's count; a tool of its own
+/// group or one no group uses gets none.
+fn cross_group_hook(fleet: std::sync::Arc<Fleet>) {
+    use crate::engine::{Engine, Phase};
+    let (groups, share) = fleet.cross_group().expect("the count is trained");
+    assert_eq!(groups.len(), fleet.file().groups.len());
+    let c = fleet.file().cross_group.expect("counted");
+    assert_eq!(c.cross, 0, "no member uses another group's tool");
+    assert!(c.tools >= 6, "{c:?}");
+    assert_eq!(share, 0.5 / (c.tools as f32 + 1.0));
+    let mut engine = Engine::new(&Config::default());
+    engine.set_fleet(Some(fleet.clone()));
+    let mut cross = |tool: &str, i: u32| {
+        let text = format!(
+            r#"{{"event_id":"cg{i}","ts":"2026-10-01T10:00:{:02}.000Z","agent_id":"reader-0","session_id":"s-cg","tool":"{tool}","resource_type":"doc","resource_id":"doc-{i}","action":"read"}}"#,
+            i * 2
+        );
+        let Ok(crate::event::Event::ToolCall(call)) = crate::ingest::decode::decode_str(&text)
+        else {
+            panic!("decodes");
+        };
+        let ev = engine.evaluate(&call, Phase::Live);
+        let bits = ev
+            .score
+            .reasons
+            .iter()
+            .filter(|r| r.signal == crate::score::Signal::CrossGroup)
+            .map(|r| r.bits)
+            .sum::<f32>();
+        let text = engine
+            .explain(&ev)
+            .iter()
+            .map(|r| r.detail.clone())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        engine.commit(ev);
+        (bits, text)
+    };
+    assert_eq!(cross("get_doc", 0).0, 0.0);
+    let (bits, text) = cross("update_row", 1);
+    assert!((bits + share.log2()).abs() < 1e-3, "{bits}");
+    assert!(
+        text.contains("`update_row` is a tool of another peer group's agents"),
+        "{text}"
+    );
+    assert_eq!(cross("drop_table", 2).0, 0.0);
 }
 
 /// The engine's fleet hook: a new agent is judged against the fleet's

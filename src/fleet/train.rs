@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 
 use super::blend::{PriorProfile, YoungRates};
 use super::features::{agent_features, session_vector, AGENT_DIM, SESSION_DIM};
-use super::file::{Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION};
+use super::file::{
+    CrossGroupTools, Group, ModelFile, Schema, TrainingInfo, FORMAT, FORMAT_VERSION, LINFA_VERSION,
+};
 use super::prior::{blend_threshold, GroupPrior};
 use super::session::{SessionModel, SessionModelError};
 use super::Fleet;
@@ -479,6 +481,7 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
     for (g, p) in model.groups.iter_mut().zip(full) {
         g.prior.profile = p;
     }
+    model.cross_group = Some(cross_group_tools(&c.engine, &model, &loo));
     let scores = blend_scores(data, cfg, &model, &loo)?;
     // Left out of a group of two, a member is scored against one other
     // agent, not a group: it looks as new as a stranger would (a payments
@@ -500,6 +503,45 @@ pub fn train(data: &[PathBuf], cfg: &Config) -> Result<ModelFile, TrainError> {
         g.prior.blend_pooled = !own;
     }
     Ok(model)
+}
+
+/// Counts, over every member's tools, those its group without it does not
+/// use (its leave-one-out prior) and another group does.
+fn cross_group_tools(
+    engine: &Engine,
+    model: &ModelFile,
+    loo: &HashMap<String, PriorProfile>,
+) -> CrossGroupTools {
+    fn names(p: Option<&PriorProfile>) -> std::collections::HashSet<&str> {
+        p.map(|p| p.tools.iter().map(|t| t.name.as_str()).collect())
+            .unwrap_or_default()
+    }
+    let groups: Vec<_> = model
+        .groups
+        .iter()
+        .map(|g| names(g.prior.profile.as_ref()))
+        .collect();
+    let mut out = CrossGroupTools { cross: 0, tools: 0 };
+    for (g, group) in model.groups.iter().enumerate() {
+        for m in &group.members {
+            let Some(agent) = engine.agent(m) else {
+                continue;
+            };
+            let peers = names(loo.get(m));
+            for t in &agent.profile.tools {
+                out.tools += 1;
+                let name = t.name.as_ref();
+                let elsewhere = groups
+                    .iter()
+                    .enumerate()
+                    .any(|(h, tools)| h != g && tools.contains(name));
+                if elsewhere && !peers.contains(name) {
+                    out.cross += 1;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Trains a fleet model on a deployment's own profiles (checkpoints or
@@ -659,6 +701,7 @@ fn fit(
         agent_center: center,
         agent_scale: scale,
         groups,
+        cross_group: None,
     })
 }
 

@@ -46,6 +46,9 @@ pub enum Signal {
     /// Fleet hook: the peer group's session model (src/fleet).
     SessionShape,
     Binding,
+    /// Fleet hook: a first call of a tool of another peer group's, never
+    /// of this agent's group (src/fleet).
+    CrossGroup,
 }
 
 impl Signal {
@@ -80,6 +83,7 @@ impl Signal {
             Self::Session => "session",
             Self::SessionShape => "session_shape",
             Self::Binding => "binding",
+            Self::CrossGroup => "cross_group",
         }
     }
 }
@@ -185,6 +189,12 @@ pub enum Detail {
         writes: u32,
         secs: f32,
         p: f32,
+    },
+    CrossGroup {
+        /// Other groups whose agents use the tool.
+        groups: u16,
+        /// Share of the fleet's member tools that were so.
+        share: f32,
     },
     Binding {
         id: u8,
@@ -330,6 +340,17 @@ pub struct SessionView {
     /// result): new to the agent, but asked for.
     pub from_user: u8,
     pub carry: f32,
+    /// Fleet hook: the call's tool is new to the agent, and another peer
+    /// group's agents use it while the agent's own group does not.
+    pub cross_group: Option<CrossGroupView>,
+}
+
+/// See [`SessionView::cross_group`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossGroupView {
+    pub groups: u16,
+    /// (cross + 0.5) / (tools + 1) of the fleet model.
+    pub share: f32,
 }
 
 impl Default for Detail {
@@ -775,6 +796,20 @@ pub fn score(
             s.push(Signal::Binding, b, d);
         }
     }
+    // Fleet hook: a role's tools are what its peers use. A tool the
+    // agent's group never uses though another group's agents do is the
+    // work of another role; priced by how often the fleet's members took
+    // up such a tool, it backs the new tool's novelty.
+    if let (None, Some(c)) = (tool, sess.cross_group) {
+        s.push(
+            Signal::CrossGroup,
+            bits(c.share),
+            Detail::CrossGroup {
+                groups: c.groups,
+                share: c.share,
+            },
+        );
+    }
     s.event_bits = s.reasons.iter().map(|r| r.bits).sum();
 
     // Session level: when, how fast, how much.
@@ -1194,6 +1229,15 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
         Detail::Carry { calls } => format!(
             "the session's {calls} earlier calls were already surprising ({:.1} bits above usual)",
             r.bits
+        ),
+        Detail::CrossGroup { groups, share } => format!(
+            "`{tool}` is a tool of {}, never of this agent's group; {} of the tools the fleet's agents use are so",
+            if groups == 1 {
+                "another peer group's agents".to_owned()
+            } else {
+                format!("{groups} other peer groups' agents")
+            },
+            pct(share)
         ),
         Detail::SessionShape {
             calls,
