@@ -452,13 +452,17 @@ impl Engine {
     }
 
     /// Fleet hook: a tool new to the agent that another peer group's
-    /// agents use and its own group does not. Only for an agent whose
-    /// group shares its catalogue: against a group of another catalogue
-    /// every tool would look like someone else's.
+    /// agents use and its own group does not. Only for an agent past its
+    /// youth (`policy.calibration-min-sessions` sessions learned), whose
+    /// catalogue its history holds: a young agent's first calls of its
+    /// ordinary tools are no take-up. And only when its group shares that
+    /// catalogue: against a group of another catalogue every tool would
+    /// look like someone else's.
     fn cross_group_view(&self, agent: &AgentState, tool: Fp) -> Option<CrossGroupView> {
         let share = self.cross_group_share?;
         let g = agent.group? as usize;
-        if agent.foreign_tools || agent.profile.tool(tool).is_some() {
+        let young = (agent.profile.sessions_learned as f32) < self.policy.calibration_min_sessions;
+        if young || agent.foreign_tools || agent.profile.tool(tool).is_some() {
             return None;
         }
         let knows = |tools: &Vec<Fp>| tools.binary_search(&tool).is_ok();
