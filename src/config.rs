@@ -989,6 +989,13 @@ pub struct PolicyConfig {
     /// not lift it for the next one. Off: every unflagged session counts
     /// at its score.
     pub calibration_hold: bool,
+    /// Whether a clean session that came within `margin-bits` of its
+    /// threshold (a near miss) teaches the profile. On: new work that came
+    /// near is learned, and its next run scores lower. Off: the profile
+    /// learns only sessions that stayed clear, so an attack that slipped
+    /// under the threshold does not make the next one cheaper (profile
+    /// poisoning), at the price of new work that keeps coming near.
+    pub learn_near_misses: bool,
     /// Calibrated thresholds never go below this…
     pub min_threshold_bits: f32,
     /// …nor above this.
@@ -1031,6 +1038,7 @@ impl Default for PolicyConfig {
             target_false_alarm_rate: 0.01,
             margin_bits: 3.0,
             calibration_hold: true,
+            learn_near_misses: true,
             min_threshold_bits: 14.0,
             max_threshold_bits: 48.0,
             calibration_min_sessions: 20.0,

@@ -110,6 +110,9 @@ struct SessionState {
     /// that came near its threshold holds the threshold, never raises it.
     #[serde(default = "no_cap")]
     calibration_cap: f32,
+    /// A live call came within the margin of its threshold.
+    #[serde(default)]
+    near_miss: bool,
     flagged: bool,
     /// Tag of the principal the session acts for (0 = none given).
     principal: u32,
@@ -173,6 +176,7 @@ impl SessionState {
         self.carry = 0.0;
         self.max_score = 0.0;
         self.calibration_cap = f32::INFINITY;
+        self.near_miss = false;
         self.flagged = false;
         self.calibrate = calibrate;
         self.shape = SessionShape::default();
@@ -697,7 +701,8 @@ impl Engine {
         let agent = &mut self.agents[ai];
         agent.dirty = true;
         let s = agent.sessions.swap_remove(si);
-        if !s.flagged && s.calls > 0 {
+        let learns = !s.flagged && (self.policy.learn_near_misses || !s.near_miss);
+        if learns && s.calls > 0 {
             for pending in &s.pending {
                 let name = pending.tool_name.as_deref().unwrap_or("?");
                 agent.profile.learn(
@@ -1309,10 +1314,13 @@ impl Engine {
         // near miss: the session may hold the threshold where it is, not
         // raise it. Else every attack that slipped under the threshold
         // would lift it for the next one (calibration poisoning).
-        if self.policy.calibration_hold && ev.decision.basis != decide::Basis::WarmUp {
+        if ev.decision.basis != decide::Basis::WarmUp {
             let hold = ev.decision.threshold - self.policy.margin_bits;
             if ev.score.total >= hold {
-                s.calibration_cap = s.calibration_cap.min(hold);
+                s.near_miss = true;
+                if self.policy.calibration_hold {
+                    s.calibration_cap = s.calibration_cap.min(hold);
+                }
             }
         }
         s.shape = ev.shape;

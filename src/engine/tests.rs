@@ -1085,6 +1085,41 @@ fn a_near_miss_teaches_calibration_at_most_the_threshold_minus_the_margin() {
     assert_eq!(run(true), 0.0);
 }
 
+/// With `learn-near-misses` off, a clean session that came near its
+/// threshold teaches the profile nothing: the probe's odd read does not
+/// become usual for the next one. A session that stayed clear still does.
+#[test]
+fn a_near_miss_teaches_the_profile_only_when_near_misses_learn() {
+    let run = |learn: bool| {
+        let mut e = trained();
+        e.policy.min_threshold_bits = 1.0;
+        e.policy.learn_near_misses = learn;
+        let probe = |e: &mut Engine, s: &str, t: i64| {
+            feed(
+                e,
+                &Call::new("bot", s, "post_message", t)
+                    .resource("channel", "#general")
+                    .action("read"),
+                Phase::Live,
+            )
+        };
+        let o = probe(&mut e, "probe", LIVE_T + 3 * HOUR);
+        assert!(!o.flagged && o.score.total >= o.threshold - e.policy.margin_bits);
+        let learned = |e: &Engine| e.agent("bot").unwrap().profile.events_learned;
+        let before = learned(&e);
+        e.close_all();
+        let taught = learned(&e) - before;
+        let again = probe(&mut e, "probe-2", LIVE_T + 4 * HOUR);
+        (taught, o.score.total, again.score.total)
+    };
+    let (taught, first, again) = run(true);
+    assert_eq!(taught, 1);
+    assert!(again < first, "{again} vs {first}");
+    let (taught, first, again) = run(false);
+    assert_eq!(taught, 0);
+    assert!((again - first).abs() < 1.0, "{again} vs {first}");
+}
+
 #[test]
 fn provenance_sees_grouped_numbers_and_urls_on_a_host_only_tool_output_named() {
     let mut e = trained();
