@@ -54,6 +54,9 @@ impl Default for ProfileLimits {
     }
 }
 
+/// Numeric arguments a tool's profile tracks.
+pub const NUMBERS_PER_TOOL: usize = 8;
+
 /// Range of one numeric argument (an amount, a recipient count) of a tool.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NumStats {
@@ -127,6 +130,25 @@ impl ToolStats {
 
     pub fn number(&self, key: Fp) -> Option<&NumStats> {
         self.numbers.iter().find(|n| n.key == key)
+    }
+
+    /// The range of argument `key`, begun at `first` if the tool has none
+    /// yet; `None` when it already tracks [`NUMBERS_PER_TOOL`] others.
+    pub fn number_mut(&mut self, key: Fp, first: f64) -> Option<&mut NumStats> {
+        let i = match self.numbers.iter().position(|n| n.key == key) {
+            Some(i) => i,
+            None if self.numbers.len() < NUMBERS_PER_TOOL => {
+                self.numbers.push(NumStats {
+                    key,
+                    n: 0.0,
+                    records: 0.0,
+                    max: first,
+                });
+                self.numbers.len() - 1
+            }
+            None => return None,
+        };
+        Some(&mut self.numbers[i])
     }
 
     fn scale(&mut self, f: f32) {
@@ -510,18 +532,8 @@ impl Profile {
             }
         }
         for num in &obs.numbers {
-            let stats = match t.numbers.iter_mut().position(|n| n.key == num.key_fp) {
-                Some(i) => &mut t.numbers[i],
-                None if t.numbers.len() < 8 => {
-                    t.numbers.push(NumStats {
-                        key: num.key_fp,
-                        n: 0.0,
-                        records: 0.0,
-                        max: num.value,
-                    });
-                    t.numbers.last_mut().expect("just pushed")
-                }
-                None => continue,
+            let Some(stats) = t.number_mut(num.key_fp, num.value) else {
+                continue;
             };
             stats.n += w;
             if num.value > stats.max {

@@ -608,19 +608,10 @@ impl KeyedPrior {
             // The group's range widens the agent's: its own largest value
             // stands if beyond the peers'.
             for q in numbers {
-                match x.numbers.iter().position(|n| n.key == q.key) {
-                    Some(i) => {
-                        let n = &mut x.numbers[i];
-                        n.n += q.n * w;
-                        n.records += q.records * w;
-                        n.max = n.max.max(q.max);
-                    }
-                    None if x.numbers.len() < 8 => x.numbers.push(NumStats {
-                        n: q.n * w,
-                        records: q.records * w,
-                        ..q.clone()
-                    }),
-                    None => {}
+                if let Some(n) = x.number_mut(q.key, q.max) {
+                    n.n += q.n * w;
+                    n.records += q.records * w;
+                    n.max = n.max.max(q.max);
                 }
             }
         }
