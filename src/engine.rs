@@ -106,13 +106,12 @@ struct SessionState {
     untrusted_hosts: Vec<Fp>,
     carry: f32,
     max_score: f32,
-    /// The most this session's score may teach calibration: a live session
-    /// that came near its threshold holds the threshold, never raises it.
+    /// The threshold minus the margin once a live call came that near (a
+    /// near miss; infinite before): with `policy.calibration-hold`, the
+    /// most this session's score may teach calibration, so it holds the
+    /// threshold, never raises it.
     #[serde(default = "no_cap")]
     calibration_cap: f32,
-    /// A live call came within the margin of its threshold.
-    #[serde(default)]
-    near_miss: bool,
     flagged: bool,
     /// Tag of the principal the session acts for (0 = none given).
     principal: u32,
@@ -176,7 +175,6 @@ impl SessionState {
         self.carry = 0.0;
         self.max_score = 0.0;
         self.calibration_cap = f32::INFINITY;
-        self.near_miss = false;
         self.flagged = false;
         self.calibrate = calibrate;
         self.shape = SessionShape::default();
@@ -701,7 +699,9 @@ impl Engine {
         let agent = &mut self.agents[ai];
         agent.dirty = true;
         let s = agent.sessions.swap_remove(si);
-        let learns = !s.flagged && (self.policy.learn_near_misses || !s.near_miss);
+        // A finite cap marks a near miss (see `calibration_cap`).
+        let near_miss = s.calibration_cap.is_finite();
+        let learns = !s.flagged && (self.policy.learn_near_misses || !near_miss);
         if learns && s.calls > 0 {
             for pending in &s.pending {
                 let name = pending.tool_name.as_deref().unwrap_or("?");
@@ -722,7 +722,11 @@ impl Engine {
                 calls: s.calls,
                 distinct_values: s.distinct.len() as u32,
                 tool_counts: &s.tool_counts,
-                max_score: s.calibrate.then_some(s.max_score.min(s.calibration_cap)),
+                max_score: s.calibrate.then_some(if self.policy.calibration_hold {
+                    s.max_score.min(s.calibration_cap)
+                } else {
+                    s.max_score
+                }),
                 ts: s.last_ts,
             };
             agent.profile.learn_session(&summary, &self.limits);
@@ -1317,10 +1321,7 @@ impl Engine {
         if ev.decision.basis != decide::Basis::WarmUp {
             let hold = ev.decision.threshold - self.policy.margin_bits;
             if ev.score.total >= hold {
-                s.near_miss = true;
-                if self.policy.calibration_hold {
-                    s.calibration_cap = s.calibration_cap.min(hold);
-                }
+                s.calibration_cap = s.calibration_cap.min(hold);
             }
         }
         s.shape = ev.shape;

@@ -390,6 +390,11 @@ impl PriorProfile {
         Some(out)
     }
 
+    /// The names of the tools the group's members use.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.tools.iter().map(|t| t.name.as_str())
+    }
+
     /// Checks the indices a file could get wrong.
     pub fn check(&self) -> Result<(), String> {
         let tools = self.tools.len() as u16;

@@ -172,7 +172,7 @@ impl Fleet {
                 g.prior
                     .profile
                     .as_ref()
-                    .map(|p| p.tools.iter().map(|t| t.name.as_str()).collect())
+                    .map(|p| p.tool_names().collect())
                     .unwrap_or_default()
             })
             .collect();

@@ -154,10 +154,7 @@ fn collect(data: &[PathBuf], cfg: &Config) -> Result<Collected, TrainError> {
                 let young = is_young(&c.engine, &call.agent_id, cfg);
                 let e = c.engine.evaluate(call, Phase::Train);
                 for n in &e.obs.numbers {
-                    let key = (n.key.to_string(), n.kind as u8);
-                    if !c.numbers.contains(&key) {
-                        c.numbers.insert(key);
-                    }
+                    c.numbers.insert((n.key.to_string(), n.kind as u8));
                 }
                 let entry = c.sessions.entry(session_of(call)).or_insert((0.0, young));
                 entry.0 = entry.0.max(e.score.total);
@@ -513,8 +510,7 @@ fn cross_group_tools(
     loo: &HashMap<String, PriorProfile>,
 ) -> CrossGroupTools {
     fn names(p: Option<&PriorProfile>) -> std::collections::HashSet<&str> {
-        p.map(|p| p.tools.iter().map(|t| t.name.as_str()).collect())
-            .unwrap_or_default()
+        p.map(|p| p.tool_names().collect()).unwrap_or_default()
     }
     let groups: Vec<_> = model
         .groups
