@@ -540,8 +540,18 @@ impl Engine {
     fn place_by_tools(&mut self, ai: usize, tool: Fp, name: &str, ts: Millis) {
         let Some(f) = &self.fleet else { return };
         let a = &self.agents[ai];
-        if a.placed && (a.profile.tool(tool).is_some() || (a.blend.is_none() && a.group.is_some()))
-        {
+        let learned = a.profile.tool(tool).is_some();
+        if a.placed && (learned || (a.blend.is_none() && a.group.is_some())) {
+            return;
+        }
+        let new_tool = !learned
+            && !a
+                .sessions
+                .iter()
+                .any(|s| s.tool_counts.iter().any(|(t, _)| *t == tool));
+        // Placed, it is re-decided only on a tool it never called: the
+        // catalogue below is built (and allocated) only then.
+        if a.placed && !new_tool {
             return;
         }
         // Its catalogue: the tools its profile learned and its open
@@ -551,10 +561,6 @@ impl Engine {
             if !own.contains(t) {
                 own.push(*t);
             }
-        }
-        let new_tool = !own.contains(&tool);
-        if a.placed && !new_tool {
-            return;
         }
         if new_tool {
             own.push(tool);
