@@ -24,8 +24,8 @@ use crate::fleet::features::SessionShape;
 use crate::fleet::Fleet;
 use crate::score::binding::{BindingView, IdView};
 use crate::score::features::{
-    compact, entities_in, grouped_in, id_form, ids_in, is_entity, parent_of, Fingerprinter,
-    Observation, Sample, Shape, ValueFrom, MAX_VALUES,
+    compact, entities_in, grouped_in, id_form, ids_in, is_entity, parent_of, words_in,
+    Fingerprinter, Observation, Sample, Shape, ValueFrom, MAX_VALUES,
 };
 use crate::score::{self, render_detail, CrossGroupView, Score, ScoreParams, SessionView};
 
@@ -46,6 +46,11 @@ const SESSION_PENDING_CAP: usize = 512;
 const SESSION_SOURCE_CAP: usize = 512;
 /// Forms of the values prompts named, per session.
 const NAMED_FORMS_CAP: usize = 16;
+/// Results whose words a session keeps to learn, words kept of each, and
+/// odd results it tracks.
+const SESSION_RESULTS_CAP: usize = 16;
+const RESULT_WORDS_CAP: usize = 64;
+const SESSION_ODD_CAP: usize = 4;
 /// Distinct other principals a session remembers touching.
 const SESSION_PRINCIPALS_CAP: usize = 64;
 
@@ -142,6 +147,17 @@ struct SessionState {
     sources: Vec<(Fp, Fp)>,
     /// Other principals whose things the session touched.
     others: Vec<u32>,
+    /// Words of the session's untrusted results with their tool, learned
+    /// when the session closes clean.
+    #[serde(default)]
+    results: Vec<(Fp, Vec<Fp>)>,
+    /// Results with words their tool's results never used, and the values
+    /// each carried (sorted, with the index of the first odd result that
+    /// carried it).
+    #[serde(default)]
+    odd: Vec<OddResult>,
+    #[serde(default)]
+    odd_values: Vec<(Fp, u8)>,
     /// Hash of the last call's event id, and whether it was on the
     /// principal's own record (its result lists their things).
     last_call: (u64, bool),
@@ -156,6 +172,19 @@ struct SessionState {
 
 fn no_cap() -> f32 {
     f32::INFINITY
+}
+
+/// A tool result that used words its tool's results never did.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct OddResult {
+    tool: Fp,
+    /// The tool's results learned before it, and how often they had a new
+    /// word (smoothed).
+    results: f32,
+    rate: f32,
+    new_words: u16,
+    /// The consequence weight its values were priced at so far.
+    charged: f32,
 }
 
 impl SessionState {
@@ -186,6 +215,9 @@ impl SessionState {
         self.read_charged.clear();
         self.sources.clear();
         self.others.clear();
+        self.results.clear();
+        self.odd.clear();
+        self.odd_values.clear();
         self.last_call = (0, false);
     }
 
@@ -719,6 +751,11 @@ impl Engine {
                     &self.limits,
                 );
             }
+            for (tool, words) in &s.results {
+                agent
+                    .profile
+                    .learn_result(*tool, words, s.last_ts, &self.limits);
+            }
             let summary = SessionSummary {
                 end: SeqContext {
                     prev1: s.prev1,
@@ -858,15 +895,53 @@ impl Engine {
         let fp = self.fp;
         let agent = &mut self.agents[ai];
         let bindings = &agent.profile.binding;
+        let tool = ev.tool.as_deref().map_or(0, |t| fp.tool(t));
+        // The words of an untrusted result, to compare with what its tool
+        // usually says and to learn if the session ends clean.
+        let words = match (ev.kind, ev.trusted, ev.text.as_deref()) {
+            (EventKind::ToolResult, false, Some(text)) if tool != 0 => {
+                let mut w: Vec<Fp> = words_in(text).map(|w| fp.word(w)).collect();
+                w.sort_unstable();
+                w.dedup();
+                w.truncate(RESULT_WORDS_CAP);
+                w
+            }
+            _ => Vec::new(),
+        };
+        let odd = agent
+            .profile
+            .tool(tool)
+            .filter(|_| !words.is_empty())
+            .and_then(|t| {
+                let new_words = t.new_words(&words);
+                let inv_w = 1.0 / agent.profile.weight(ev.ts, &self.limits);
+                let results = t.results * inv_w;
+                (new_words > 0 && results > 0.0).then(|| OddResult {
+                    tool,
+                    results,
+                    rate: (t.novel_results * inv_w + 0.5) / (results + 1.0),
+                    new_words: new_words.min(u16::MAX as usize) as u16,
+                    charged: 0.0,
+                })
+            });
         let s = &mut agent.sessions[si];
         s.last_ts = s.last_ts.max(ev.ts);
+        let odd_at = match odd {
+            Some(o) if s.odd.len() < SESSION_ODD_CAP => {
+                s.odd.push(o);
+                Some((s.odd.len() - 1) as u8)
+            }
+            _ => None,
+        };
+        if !words.is_empty() && s.results.len() < SESSION_RESULTS_CAP {
+            s.results.push((tool, words));
+        }
         // A result of a call on the principal's own record lists their
         // things: those ids are theirs, whatever else the text says.
         let own_result = ev
             .call_event_id
             .as_deref()
             .is_some_and(|c| s.last_call.1 && s.last_call.0 == fp.session(c));
-        let tool = ev.tool.as_deref().map_or(0, |t| fp.tool(t));
         // A record this principal's clean sessions listed before.
         let known_record = own_result
             && s.principal != 0
@@ -916,7 +991,23 @@ impl Engine {
                     insert_sorted(&mut s.trusted, v, SESSION_SOURCE_CAP);
                     continue;
                 }
+                // What the odd result brought in first is what an
+                // instruction in it would point at. A value the session
+                // already held is the thing the result is about (a ticket
+                // fetched by its id): its text is what the user or the
+                // thing's owner wrote about it, and acting on it is what
+                // the request was for.
+                let introduced = s.untrusted.binary_search(&v).is_err()
+                    && s.trusted.binary_search(&v).is_err()
+                    && s.distinct.binary_search(&v).is_err();
                 insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
+                if let (Some(k), true) = (odd_at, introduced) {
+                    if s.odd_values.len() < SESSION_SOURCE_CAP {
+                        if let Err(at) = s.odd_values.binary_search_by_key(&v, |(x, _)| *x) {
+                            s.odd_values.insert(at, (v, k));
+                        }
+                    }
+                }
                 // Text an attacker may write can sit in one's own record (an
                 // order note): an id bound to someone else stays theirs.
                 let elsewhere = || {
@@ -979,6 +1070,7 @@ impl Engine {
         let mut seen_in_session = 0u8;
         let mut read_charged = 0u8;
         let mut from_user = 0u8;
+        let mut odd_result: Option<score::OddResultView> = None;
         let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
         for (i, v) in obs.values.iter().enumerate() {
             if sess.distinct.binary_search(&v.key.fp).is_err() {
@@ -1001,6 +1093,27 @@ impl Engine {
                     || (joined != 0 && set.binary_search(&joined).is_ok())
             };
             let trusted = within(&sess.trusted);
+            // A value an odd result carried: the oddest such result.
+            if !sess.odd_values.is_empty() {
+                let at = |x: Fp| sess.odd_values.binary_search_by_key(&x, |(f, _)| *f).ok();
+                if let Some(j) =
+                    at(v.key.fp).or_else(|| (joined != 0).then(|| at(joined)).flatten())
+                {
+                    let k = sess.odd_values[j].1;
+                    let o = &sess.odd[k as usize];
+                    if odd_result.is_none_or(|x| o.rate < x.rate) {
+                        odd_result = Some(score::OddResultView {
+                            value: i as u8,
+                            tool: o.tool,
+                            results: o.results,
+                            rate: o.rate,
+                            new_words: o.new_words,
+                            odd: k,
+                            charged: o.charged,
+                        });
+                    }
+                }
+            }
             // The runtime's own data flow wins; otherwise the session index.
             let only_untrusted = declared.untrusted_only(arg).unwrap_or_else(|| {
                 if trusted {
@@ -1174,6 +1287,7 @@ impl Engine {
             from_user,
             carry: sess.carry,
             cross_group: self.cross_group_view(agent, obs.tool),
+            odd_result,
         };
         let p = &agent.profile;
         // Fleet hook: a young agent is scored against its blend with the
@@ -1333,6 +1447,13 @@ impl Engine {
         s.shape = ev.shape;
         // Provenance priced a value at a read's weight: a change owes the
         // rest; priced at full weight, it owes nothing more.
+        for r in &ev.score.reasons {
+            if let score::Detail::ResultText { odd, weight, .. } = r.detail {
+                if let Some(o) = s.odd.get_mut(odd as usize) {
+                    o.charged = o.charged.max(weight);
+                }
+            }
+        }
         let charged = ev.score.reasons.iter().find_map(|r| match r.detail {
             score::Detail::Provenance { value, .. } => ev.obs.values.get(value as usize),
             _ => None,

@@ -57,6 +57,11 @@ impl Default for ProfileLimits {
 /// Numeric arguments a tool's profile tracks.
 pub const NUMBERS_PER_TOOL: usize = 8;
 
+/// Most words of its results one tool remembers. A tool that returns free
+/// text fills it, every later result then counts as saying something new,
+/// and the result-text signal fades for it by itself.
+pub const WORDS_PER_TOOL: usize = 256;
+
 /// Range of one numeric argument (an amount, a recipient count) of a tool.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NumStats {
@@ -102,6 +107,15 @@ pub struct ToolStats {
     /// Calls of this tool per session that used it.
     pub per_session: LogHist,
     pub numbers: Vec<NumStats>,
+    /// Results of this tool learned, and of those, results with a word its
+    /// earlier results never used (decayed): how often it says something
+    /// new.
+    pub results: f32,
+    pub novel_results: f32,
+    /// Keyed hashes of the words its results used, sorted, at most
+    /// [`WORDS_PER_TOOL`]. Never the text.
+    #[serde(default)]
+    pub words: Vec<Fp>,
 }
 
 impl ToolStats {
@@ -125,7 +139,19 @@ impl ToolStats {
             prov_untrusted: 0.0,
             per_session: LogHist::default(),
             numbers: Vec::new(),
+            results: 0.0,
+            novel_results: 0.0,
+            words: Vec::new(),
         }
+    }
+
+    /// How many of `words` (sorted, distinct) this tool's results never
+    /// used.
+    pub fn new_words(&self, words: &[Fp]) -> usize {
+        words
+            .iter()
+            .filter(|w| self.words.binary_search(w).is_err())
+            .count()
     }
 
     pub fn number(&self, key: Fp) -> Option<&NumStats> {
@@ -168,6 +194,8 @@ impl ToolStats {
             n.n *= f;
             n.records *= f;
         }
+        self.results *= f;
+        self.novel_results *= f;
     }
 
     fn heap_bytes(&self) -> usize {
@@ -176,6 +204,7 @@ impl ToolStats {
             + self.values.heap_bytes()
             + self.parents.heap_bytes()
             + self.numbers.capacity() * std::mem::size_of::<NumStats>()
+            + self.words.capacity() * std::mem::size_of::<Fp>()
     }
 }
 
@@ -539,6 +568,29 @@ impl Profile {
             if num.value > stats.max {
                 stats.records += w;
                 stats.max = num.value;
+            }
+        }
+    }
+
+    /// Learns the words of one result of `tool` (sorted, distinct keyed
+    /// hashes) from a clean session. A tool the profile does not know yet
+    /// learns nothing: its calls are learned first.
+    pub fn learn_result(&mut self, tool: Fp, words: &[Fp], ts: Millis, limits: &ProfileLimits) {
+        self.rebase_if_needed(ts, limits);
+        let w = self.weight(ts, limits);
+        let Some(t) = self.tools.iter_mut().find(|t| t.tool == tool) else {
+            return;
+        };
+        t.results += w;
+        if t.new_words(words) > 0 {
+            t.novel_results += w;
+        }
+        for &word in words {
+            if t.words.len() >= WORDS_PER_TOOL {
+                break;
+            }
+            if let Err(at) = t.words.binary_search(&word) {
+                t.words.insert(at, word);
             }
         }
     }

@@ -676,5 +676,8 @@ fn empty_tool(tool: u64, name: &str) -> ToolStats {
         prov_untrusted: 0.0,
         per_session: LogHist::default(),
         numbers: Vec::new(),
+        results: 0.0,
+        novel_results: 0.0,
+        words: Vec::new(),
     }
 }

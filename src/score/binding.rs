@@ -75,7 +75,7 @@ pub struct BindingView {
 /// writes change, deletions and writes that move money are hard to undo.
 /// A read of someone else's thing has already exposed it, so it weighs
 /// little less than a change: it is the first call of most such attacks.
-fn consequence(obs: &Observation) -> f32 {
+pub(crate) fn consequence(obs: &Observation) -> f32 {
     match obs.action {
         Action::Read | Action::None => 0.7,
         Action::Write if obs.numbers.iter().any(|n| n.kind == NumKind::Magnitude) => 1.0,

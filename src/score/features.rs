@@ -44,6 +44,7 @@ enum Salt {
     ArgKey = 0x7006,
     Session = 0x7007,
     Principal = 0x7008,
+    Word = 0x7009,
 }
 
 /// Keyed hashing of names and values into fingerprints: SipHash-1-3 (a
@@ -132,6 +133,11 @@ impl Fingerprinter {
     /// Fingerprint of a principal (or a resource owner: same space).
     pub fn principal(&self, name: &str) -> Fp {
         Self::fold(self.raw(Salt::Principal, name.trim().as_bytes()))
+    }
+
+    /// Fingerprint of a word of a tool's result text, case folded.
+    pub fn word(&self, w: &str) -> Fp {
+        self.lower(Salt::Word, w)
     }
 
     fn arg_key(&self, name: &str) -> Fp {
@@ -482,6 +488,19 @@ pub fn entities_in(text: &str) -> impl Iterator<Item = &str> {
 /// request points at when the emitter lists no entities.
 pub fn ids_in(text: &str) -> impl Iterator<Item = &str> {
     tokens(text).filter(|t| is_id(t))
+}
+
+/// The words of a free text: runs of letters between spaces, with the
+/// punctuation around them trimmed. Tokens with digits or symbols inside
+/// (ids, addresses, amounts) are values, not words, and are left out.
+pub fn words_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split_whitespace()
+        .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| {
+            (2..=32).contains(&w.chars().count())
+                && w.chars()
+                    .all(|c| c.is_alphabetic() || c == '\'' || c == '-')
+        })
 }
 
 /// A value written with spaces (`LT93 5866 6401`), joined: account, card

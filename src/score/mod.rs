@@ -49,6 +49,8 @@ pub enum Signal {
     /// Fleet hook: a first call of a tool of another peer group's, never
     /// of this agent's group (src/fleet).
     CrossGroup,
+    /// A value that came in a tool result unlike that tool's results.
+    ResultText,
 }
 
 impl Signal {
@@ -84,6 +86,7 @@ impl Signal {
             Self::SessionShape => "session_shape",
             Self::Binding => "binding",
             Self::CrossGroup => "cross_group",
+            Self::ResultText => "result_text",
         }
     }
 }
@@ -195,6 +198,19 @@ pub enum Detail {
         groups: u16,
         /// Share of the fleet's member tools that were so.
         share: f32,
+    },
+    ResultText {
+        value: u8,
+        /// The tool whose result it was, its earlier results, and how
+        /// often they said something new.
+        tool: Fp,
+        results: f32,
+        rate: f32,
+        new_words: u16,
+        /// Which odd result of the session, and the consequence weight
+        /// priced now: its later uses owe only the rest.
+        odd: u8,
+        weight: f32,
     },
     Binding {
         id: u8,
@@ -343,6 +359,24 @@ pub struct SessionView {
     /// Fleet hook: the call's tool is new to the agent, and another peer
     /// group's agents use it while the agent's own group does not.
     pub cross_group: Option<CrossGroupView>,
+    /// The call uses a value an odd result of this session carried.
+    pub odd_result: Option<OddResultView>,
+}
+
+/// A value of the call that came in a tool result with words its tool's
+/// results never used (see [`SessionView::odd_result`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OddResultView {
+    pub value: u8,
+    pub tool: Fp,
+    /// Results the tool had, and how often they had a new word.
+    pub results: f32,
+    pub rate: f32,
+    pub new_words: u16,
+    /// Index of the odd result in the session, and the consequence weight
+    /// its values were already priced at.
+    pub odd: u8,
+    pub charged: f32,
 }
 
 /// See [`SessionView::cross_group`].
@@ -810,6 +844,33 @@ pub fn score(
             },
         );
     }
+    // Result text: a tool that nearly always answers in the same words
+    // returned new ones (an injected instruction reads unlike an order's
+    // status line), and this call uses a value that result carried. Priced
+    // by how rarely that tool's results say something new, once per
+    // session at the use of most consequence, as provenance is.
+    if let Some(o) = sess.odd_result {
+        let weight = match obs.action {
+            Action::Read | Action::None => 0.5,
+            _ => binding::consequence(obs),
+        };
+        let owed = weight - o.charged;
+        if owed > 0.0 {
+            s.push(
+                Signal::ResultText,
+                bits(o.rate) * owed,
+                Detail::ResultText {
+                    value: o.value,
+                    tool: o.tool,
+                    results: o.results,
+                    rate: o.rate,
+                    new_words: o.new_words,
+                    odd: o.odd,
+                    weight,
+                },
+            );
+        }
+    }
     s.event_bits = s.reasons.iter().map(|r| r.bits).sum();
 
     // Session level: when, how fast, how much.
@@ -1238,6 +1299,20 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
                 format!("{groups} other peer groups' agents")
             },
             pct(share)
+        ),
+        Detail::ResultText {
+            value,
+            tool: source,
+            results,
+            rate,
+            new_words,
+            ..
+        } => format!(
+            "`{}` came in a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time): text a tool returned may be instructing the agent",
+            obs.values.get(value as usize).map_or("a value", |v| v.text.as_ref()),
+            tool_name(source),
+            if new_words == 1 { "" } else { "s" },
+            pct(rate)
         ),
         Detail::SessionShape {
             calls,

@@ -25,7 +25,10 @@ const MAGIC: &[u8; 8] = b"WARDENCP";
 /// Version 3: principal bindings in profiles, binding state in sessions.
 /// Version 4: request scope and unsourced ids in bindings; provenance
 /// hosts, read-charged values and the calibration hold in sessions.
-pub const FORMAT_VERSION: u32 = 4;
+/// Version 5: first-time listings in sessions (8aac398 changed them
+/// without a bump); the words of tools' results in profiles, odd results
+/// in sessions.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The profiles one worker holds.
 #[derive(Debug, Serialize, Deserialize)]
