@@ -69,9 +69,13 @@ fn trained_with(
     let mut e = Engine::new(cfg);
     e.set_fleet(fleet);
     for l in train {
-        if let Ok(Event::ToolCall(c)) = decode_str(l) {
-            let ev = e.evaluate(&c, Phase::Train);
-            e.commit(ev);
+        match decode_str(l) {
+            Ok(Event::ToolCall(c)) => {
+                let ev = e.evaluate(&c, Phase::Train);
+                e.commit(ev);
+            }
+            Ok(Event::Context(c)) => e.observe_context(&c),
+            Err(_) => {}
         }
     }
     e.close_all();
@@ -89,24 +93,48 @@ fn report(name: &str, h: &Histogram<u64>) {
     );
 }
 
-/// Scores (and learns) each call once, and reports both latencies.
-fn hdr<S: AsRef<str>>(engine: &mut Engine, calls: &[S], label: &str) {
+/// Scores (and learns) each call once, and reports both latencies; the
+/// stream's prompts and tool results are indexed on the way, as in
+/// `warden run`, and timed apart. Prints the share of calls flagged: a
+/// latency measured where nothing is flagged says little.
+fn hdr<S: AsRef<str>>(engine: &mut Engine, events: &[S], label: &str) {
     let mut score_h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut learn_h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    for l in calls {
-        let Ok(Event::ToolCall(call)) = decode_str(l.as_ref()) else {
-            continue;
+    let mut context_h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let (mut calls, mut flagged) = (0u64, 0u64);
+    for l in events {
+        let call = match decode_str(l.as_ref()) {
+            Ok(Event::ToolCall(call)) => call,
+            Ok(Event::Context(c)) => {
+                let t0 = Instant::now();
+                engine.observe_context(&c);
+                context_h.saturating_record(t0.elapsed().as_nanos() as u64);
+                continue;
+            }
+            Err(_) => continue,
         };
         let t0 = Instant::now();
         let ev = engine.evaluate(&call, Phase::Live);
         let t1 = Instant::now();
+        calls += 1;
+        flagged += ev.decision.flagged as u64;
         engine.commit(ev);
         let t2 = Instant::now();
         score_h.saturating_record((t1 - t0).as_nanos() as u64);
         learn_h.saturating_record((t2 - t0).as_nanos() as u64);
     }
+    println!(
+        "calls flagged{label}: {flagged} of {calls} ({:.1}%)",
+        100.0 * flagged as f64 / calls.max(1) as f64
+    );
     report(&format!("score one call{label} (hdr)"), &score_h);
     report(&format!("score + learn one call{label} (hdr)"), &learn_h);
+    if !context_h.is_empty() {
+        report(
+            &format!("index one prompt or tool result{label} (hdr)"),
+            &context_h,
+        );
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -130,7 +158,7 @@ fn benches(c: &mut Criterion) {
         (", fleet models on", fleet_cfg.clone(), fleet_model.clone()),
     ] {
         let mut engine = trained_with(&train, &cfg, model);
-        hdr(&mut engine, &calls, label);
+        hdr(&mut engine, &test, label);
     }
     // Cold start: every agent new to the engine and outside the model's
     // training fleet (ids prefixed), scored against its group's prior
@@ -139,7 +167,7 @@ fn benches(c: &mut Criterion) {
     let mut cold_cfg = fleet_cfg.clone();
     cold_cfg.fleet.blend_prior = true;
     let mut engine = trained_with(&[], &cold_cfg, fleet_model.clone());
-    let renamed: Vec<String> = calls
+    let renamed: Vec<String> = test
         .iter()
         .map(|l| l.replace("\"agent_id\":\"", "\"agent_id\":\"new-"))
         .collect();

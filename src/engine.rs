@@ -1173,6 +1173,13 @@ impl Engine {
                 // records, even when it is bound to someone else too.
                 let claimed = sess.claimed.binary_search(&id.value).is_ok();
                 let fresh = claimed && sess.fresh.binary_search(&id.value).is_ok();
+                // Listed in words the record never used (an injected note),
+                // not in the record's usual text (a household's booking).
+                let odd_listed = claimed
+                    && sess
+                        .odd_values
+                        .binary_search_by_key(&id.value, |(x, _)| *x)
+                        .is_ok();
                 // Neither the user nor the principal's records brought it.
                 let outside = !from_user && !from_own && !claimed;
                 let tainted = (outside || fresh) && source.is_some();
@@ -1237,7 +1244,7 @@ impl Engine {
                 let _ = bind.ids.try_push(IdView {
                     id: i as u8,
                     foreign,
-                    shown: foreign && !by_owner && claimed && !fresh && !changes,
+                    shown: foreign && !by_owner && claimed && !fresh && (!changes || !odd_listed),
                     fresh: tainted && fresh,
                     others: owners.others,
                     other_sessions: owners.other_sessions,

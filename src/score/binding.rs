@@ -28,9 +28,10 @@ pub struct IdView {
     /// Bound to other principals and never to this one (or the event's
     /// `resource_owner` names another principal).
     pub foreign: bool,
-    /// A read of it, and the principal's own record lists it too (a
-    /// household's shared booking, or a note padded with others' ids): it
-    /// shows little that record did not name, so it is only half theirs.
+    /// The principal's own record lists it too (a household's shared
+    /// booking, or a note padded with others' ids), and the call reads it
+    /// or the record listed it in its usual words: it is only half theirs.
+    /// A change to one an odd note in that record named is not.
     pub shown: bool,
     /// Its taint is a record the agent read before listing it for the
     /// first time (see the engine's `fresh` claims).
