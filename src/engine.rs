@@ -51,6 +51,38 @@ const NAMED_FORMS_CAP: usize = 16;
 const SESSION_RESULTS_CAP: usize = 16;
 const RESULT_WORDS_CAP: usize = 64;
 const SESSION_ODD_CAP: usize = 4;
+/// Marks an odd result's value the session already held (see `odd_values`).
+const ECHO: u8 = 0x80;
+/// Stems of prompt words a session keeps.
+const ASKED_CAP: usize = 64;
+
+/// A word's stem: its first five letters, enough to tell `cancel` and
+/// `cancelled` from `close`, in any language's inflections of a verb.
+fn stem(w: &str) -> &str {
+    w.char_indices().nth(5).map_or(w, |(i, _)| &w[..i])
+}
+
+/// The words of a tool's name (`cancel_pending_order`, `cancelOrder`,
+/// `orders.cancel`), three letters or more.
+fn tool_words(name: &str) -> impl Iterator<Item = &str> {
+    name.split(|c: char| !c.is_alphanumeric())
+        .flat_map(|part| {
+            // camelCase: split before each upper-case letter.
+            let mut cuts: Vec<usize> = part
+                .char_indices()
+                .filter(|(i, c)| *i > 0 && c.is_uppercase())
+                .map(|(i, _)| i)
+                .collect();
+            cuts.push(part.len());
+            let mut from = 0;
+            cuts.into_iter().map(move |to| {
+                let w = &part[from..to];
+                from = to;
+                w
+            })
+        })
+        .filter(|w| w.chars().count() >= 3)
+}
 /// Distinct other principals a session remembers touching.
 const SESSION_PRINCIPALS_CAP: usize = 64;
 
@@ -139,6 +171,10 @@ struct SessionState {
     /// change to another value of one of these forms is outside the request.
     #[serde(default)]
     named_forms: Vec<u64>,
+    /// Stems of the words of the user's prompts, keyed hashes, sorted: a
+    /// change whose tool the request never named was not asked for.
+    #[serde(default)]
+    asked: Vec<Fp>,
     /// Values provenance priced at a read's weight, sorted: a later change
     /// to one owes the rest.
     #[serde(default)]
@@ -153,7 +189,7 @@ struct SessionState {
     results: Vec<(Fp, Vec<Fp>)>,
     /// Results with words their tool's results never used, and the values
     /// each carried (sorted, with the index of the first odd result that
-    /// carried it).
+    /// carried it; [`ECHO`] set when the session held it before).
     #[serde(default)]
     odd: Vec<OddResult>,
     #[serde(default)]
@@ -212,6 +248,7 @@ impl SessionState {
         self.claimed.clear();
         self.fresh.clear();
         self.named_forms.clear();
+        self.asked.clear();
         self.read_charged.clear();
         self.sources.clear();
         self.others.clear();
@@ -219,6 +256,50 @@ impl SessionState {
         self.odd.clear();
         self.odd_values.clear();
         self.last_call = (0, false);
+    }
+
+    /// Keeps in `best` the oddest result that carried value `fp` (or its
+    /// `joined` form) into the session, if any; `at` indexes the call's
+    /// values, or its ids when `id`.
+    /// An echo (a value the session held before the odd result) counts
+    /// only for a change the user's request did not name (`unasked`).
+    fn odd_carried(
+        &self,
+        fp: Fp,
+        joined: Fp,
+        at: u8,
+        id: bool,
+        unasked: bool,
+        best: &mut Option<score::OddResultView>,
+    ) {
+        if self.odd_values.is_empty() {
+            return;
+        }
+        let find = |x: Fp| self.odd_values.binary_search_by_key(&x, |(f, _)| *f).ok();
+        let Some(j) = find(fp).or_else(|| (joined != 0).then(|| find(joined)).flatten()) else {
+            return;
+        };
+        let (k, echo) = (
+            self.odd_values[j].1 & !ECHO,
+            self.odd_values[j].1 & ECHO != 0,
+        );
+        if echo && !unasked {
+            return;
+        }
+        let o = &self.odd[k as usize];
+        if best.is_none_or(|x| o.rate < x.rate) {
+            *best = Some(score::OddResultView {
+                at,
+                id,
+                echo,
+                tool: o.tool,
+                results: o.results,
+                rate: o.rate,
+                new_words: o.new_words,
+                odd: k,
+                charged: o.charged,
+            });
+        }
     }
 
     fn tool_count(&self, tool: Fp) -> u32 {
@@ -926,6 +1007,13 @@ impl Engine {
             });
         let s = &mut agent.sessions[si];
         s.last_ts = s.last_ts.max(ev.ts);
+        if ev.kind == EventKind::Prompt {
+            for w in ev.text.as_deref().into_iter().flat_map(words_in) {
+                if w.chars().count() >= 3 {
+                    insert_sorted(&mut s.asked, fp.word(stem(w)), ASKED_CAP);
+                }
+            }
+        }
         let odd_at = match odd {
             Some(o) if s.odd.len() < SESSION_ODD_CAP => {
                 s.odd.push(o);
@@ -1001,10 +1089,11 @@ impl Engine {
                     && s.trusted.binary_search(&v).is_err()
                     && s.distinct.binary_search(&v).is_err();
                 insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
-                if let (Some(k), true) = (odd_at, introduced) {
+                if let Some(k) = odd_at {
                     if s.odd_values.len() < SESSION_SOURCE_CAP {
                         if let Err(at) = s.odd_values.binary_search_by_key(&v, |(x, _)| *x) {
-                            s.odd_values.insert(at, (v, k));
+                            s.odd_values
+                                .insert(at, (v, if introduced { k } else { k | ECHO }));
                         }
                     }
                 }
@@ -1071,6 +1160,12 @@ impl Engine {
         let mut read_charged = 0u8;
         let mut from_user = 0u8;
         let mut odd_result: Option<score::OddResultView> = None;
+        // A change whose tool no word of the user's request named (only
+        // when the session has a request to read).
+        let unasked = !matches!(obs.action, Action::Read | Action::None)
+            && !sess.asked.is_empty()
+            && !tool_words(&call.tool)
+                .any(|w| sess.asked.binary_search(&self.fp.word(stem(w))).is_ok());
         let declared = call.arg_sources.map(ArgSources::parse).unwrap_or_default();
         for (i, v) in obs.values.iter().enumerate() {
             if sess.distinct.binary_search(&v.key.fp).is_err() {
@@ -1093,27 +1188,7 @@ impl Engine {
                     || (joined != 0 && set.binary_search(&joined).is_ok())
             };
             let trusted = within(&sess.trusted);
-            // A value an odd result carried: the oddest such result.
-            if !sess.odd_values.is_empty() {
-                let at = |x: Fp| sess.odd_values.binary_search_by_key(&x, |(f, _)| *f).ok();
-                if let Some(j) =
-                    at(v.key.fp).or_else(|| (joined != 0).then(|| at(joined)).flatten())
-                {
-                    let k = sess.odd_values[j].1;
-                    let o = &sess.odd[k as usize];
-                    if odd_result.is_none_or(|x| o.rate < x.rate) {
-                        odd_result = Some(score::OddResultView {
-                            value: i as u8,
-                            tool: o.tool,
-                            results: o.results,
-                            rate: o.rate,
-                            new_words: o.new_words,
-                            odd: k,
-                            charged: o.charged,
-                        });
-                    }
-                }
-            }
+            sess.odd_carried(v.key.fp, joined, i as u8, false, unasked, &mut odd_result);
             // The runtime's own data flow wins; otherwise the session index.
             let only_untrusted = declared.untrusted_only(arg).unwrap_or_else(|| {
                 if trusted {
@@ -1139,6 +1214,10 @@ impl Engine {
             if trusted {
                 from_user |= 1 << i;
             }
+        }
+        // Ids (order, card, booking numbers) are keys of their own.
+        for (i, id) in obs.ids.iter().enumerate() {
+            sess.odd_carried(id.value, 0, i as u8, true, unasked, &mut odd_result);
         }
         let mut bind = BindingView::default();
         let mut on_own = false;

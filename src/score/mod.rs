@@ -200,7 +200,10 @@ pub enum Detail {
         share: f32,
     },
     ResultText {
-        value: u8,
+        /// Index of the value in the call's values, or in its ids when `id`.
+        at: u8,
+        id: bool,
+        echo: bool,
         /// The tool whose result it was, its earlier results, and how
         /// often they said something new.
         tool: Fp,
@@ -367,7 +370,12 @@ pub struct SessionView {
 /// results never used (see [`SessionView::odd_result`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OddResultView {
-    pub value: u8,
+    /// Index of the value in the call's values, or in its ids when `id`.
+    pub at: u8,
+    pub id: bool,
+    /// The session held the value before the odd result (the result was
+    /// its record), and the call is a change the request did not name.
+    pub echo: bool,
     pub tool: Fp,
     /// Results the tool had, and how often they had a new word.
     pub results: f32,
@@ -860,7 +868,9 @@ pub fn score(
                 Signal::ResultText,
                 bits(o.rate) * owed,
                 Detail::ResultText {
-                    value: o.value,
+                    at: o.at,
+                    id: o.id,
+                    echo: o.echo,
                     tool: o.tool,
                     results: o.results,
                     rate: o.rate,
@@ -1301,18 +1311,31 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             pct(share)
         ),
         Detail::ResultText {
-            value,
+            at,
+            id,
+            echo,
             tool: source,
             results,
             rate,
             new_words,
             ..
         } => format!(
-            "`{}` came in a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time): text a tool returned may be instructing the agent",
-            obs.values.get(value as usize).map_or("a value", |v| v.text.as_ref()),
+            "`{}` {} a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time){}: text a tool returned may be instructing the agent",
+            if id {
+                obs.ids.get(at as usize).map(|i| i.text.as_ref())
+            } else {
+                obs.values.get(at as usize).map(|v| v.text.as_ref())
+            }
+            .unwrap_or("a value"),
+            if echo { "is the subject of" } else { "came in" },
             tool_name(source),
             if new_words == 1 { "" } else { "s" },
-            pct(rate)
+            pct(rate),
+            if echo {
+                format!(", and the user's request names no `{tool}`")
+            } else {
+                String::new()
+            }
         ),
         Detail::SessionShape {
             calls,
