@@ -219,6 +219,8 @@ struct OddResult {
     results: f32,
     rate: f32,
     new_words: u16,
+    /// New words a novel result of the tool brings on average (smoothed).
+    usual_new: f32,
     /// The consequence weight its values were priced at so far.
     charged: f32,
 }
@@ -296,6 +298,7 @@ impl SessionState {
                 results: o.results,
                 rate: o.rate,
                 new_words: o.new_words,
+                usual_new: o.usual_new,
                 odd: k,
                 charged: o.charged,
             });
@@ -997,11 +1000,15 @@ impl Engine {
                 let new_words = t.new_words(&words);
                 let inv_w = 1.0 / agent.profile.weight(ev.ts, &self.limits);
                 let results = t.results * inv_w;
+                // A prior of two new words in one novel result: the mean
+                // is always above one, since a novel result has a new word.
+                let usual_new = (t.novel_words * inv_w + 2.0) / (t.novel_results * inv_w + 1.0);
                 (new_words > 0 && results > 0.0).then(|| OddResult {
                     tool,
                     results,
                     rate: (t.novel_results * inv_w + 0.5) / (results + 1.0),
                     new_words: new_words.min(u16::MAX as usize) as u16,
+                    usual_new,
                     charged: 0.0,
                 })
             });

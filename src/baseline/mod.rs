@@ -110,8 +110,14 @@ pub struct ToolStats {
     /// Results of this tool learned, and of those, results with a word its
     /// earlier results never used (decayed): how often it says something
     /// new.
+    #[serde(default)]
     pub results: f32,
+    #[serde(default)]
     pub novel_results: f32,
+    /// New words those novel results brought, in all (decayed): how many a
+    /// result that says something new usually says.
+    #[serde(default)]
+    pub novel_words: f32,
     /// Keyed hashes of the words its results used, sorted, at most
     /// [`WORDS_PER_TOOL`]. Never the text.
     #[serde(default)]
@@ -141,6 +147,7 @@ impl ToolStats {
             numbers: Vec::new(),
             results: 0.0,
             novel_results: 0.0,
+            novel_words: 0.0,
             words: Vec::new(),
         }
     }
@@ -196,6 +203,7 @@ impl ToolStats {
         }
         self.results *= f;
         self.novel_results *= f;
+        self.novel_words *= f;
     }
 
     fn heap_bytes(&self) -> usize {
@@ -582,8 +590,10 @@ impl Profile {
             return;
         };
         t.results += w;
-        if t.new_words(words) > 0 {
+        let new = t.new_words(words);
+        if new > 0 {
             t.novel_results += w;
+            t.novel_words += new as f32 * w;
         }
         for &word in words {
             if t.words.len() >= WORDS_PER_TOOL {

@@ -678,6 +678,7 @@ fn empty_tool(tool: u64, name: &str) -> ToolStats {
         numbers: Vec::new(),
         results: 0.0,
         novel_results: 0.0,
+        novel_words: 0.0,
         words: Vec::new(),
     }
 }

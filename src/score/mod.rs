@@ -210,6 +210,7 @@ pub enum Detail {
         results: f32,
         rate: f32,
         new_words: u16,
+        usual_new: f32,
         /// Which odd result of the session, and the consequence weight
         /// priced now: its later uses owe only the rest.
         odd: u8,
@@ -381,6 +382,8 @@ pub struct OddResultView {
     pub results: f32,
     pub rate: f32,
     pub new_words: u16,
+    /// New words a novel result of the tool brings on average.
+    pub usual_new: f32,
     /// Index of the odd result in the session, and the consequence weight
     /// its values were already priced at.
     pub odd: u8,
@@ -864,9 +867,15 @@ pub fn score(
         };
         let owed = weight - o.charged;
         if owed > 0.0 {
+            // The count of new words is a second fact about the result:
+            // geometric with the tool's usual count as its mean, so one
+            // word more than usual costs little and a paragraph much; at
+            // most as much as the result's novelty itself.
+            let per_word = bits(1.0 - 1.0 / o.usual_new.max(1.0 + f32::EPSILON));
+            let count = (per_word * (o.new_words as f32 - o.usual_new).max(0.0)).min(bits(o.rate));
             s.push(
                 Signal::ResultText,
-                bits(o.rate) * owed,
+                (bits(o.rate) + count) * owed,
                 Detail::ResultText {
                     at: o.at,
                     id: o.id,
@@ -875,6 +884,7 @@ pub fn score(
                     results: o.results,
                     rate: o.rate,
                     new_words: o.new_words,
+                    usual_new: o.usual_new,
                     odd: o.odd,
                     weight,
                 },
@@ -1318,9 +1328,10 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             results,
             rate,
             new_words,
+            usual_new,
             ..
         } => format!(
-            "`{}` {} a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time){}: text a tool returned may be instructing the agent",
+            "`{}` {} a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time, {usual_new:.1} new words when they do){}: text a tool returned may be instructing the agent",
             if id {
                 obs.ids.get(at as usize).map(|i| i.text.as_ref())
             } else {
