@@ -74,6 +74,16 @@ impl Outcome {
             .map(|r| r.bits)
             .sum()
     }
+
+    /// The text of one signal's reason; panics, naming the reasons, when
+    /// the signal gave none.
+    pub fn why(&self, signal: crate::score::Signal) -> &str {
+        self.reasons
+            .iter()
+            .find(|r| r.signal == signal.as_str())
+            .map(|r| r.detail.as_str())
+            .unwrap_or_else(|| panic!("no {} reason in {:?}", signal.as_str(), self.reasons))
+    }
 }
 
 pub fn engine() -> Engine {

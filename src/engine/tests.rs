@@ -178,12 +178,7 @@ fn provenance_marks_values_that_came_only_from_tool_output() {
         "{:?}",
         injected.reasons
     );
-    let why = &injected
-        .reasons
-        .iter()
-        .find(|r| r.signal == "provenance")
-        .unwrap()
-        .detail;
+    let why = injected.why(Signal::Provenance);
     assert!(
         why.contains("drop@evil.example") && why.contains("only through a tool's output"),
         "{why}"
@@ -1317,12 +1312,7 @@ fn a_value_from_a_result_unlike_its_tools_results_is_priced_once() {
         "{:?}",
         injected.reasons
     );
-    let why = &injected
-        .reasons
-        .iter()
-        .find(|r| r.signal == "result_text")
-        .unwrap()
-        .detail;
+    let why = injected.why(Signal::ResultText);
     assert!(
         why.contains("came in a result of `get_order` with 7 words"),
         "{why}"
@@ -1377,12 +1367,7 @@ fn a_value_from_a_result_unlike_its_tools_results_is_priced_once() {
         "{:?}",
         unasked.reasons
     );
-    let why = &unasked
-        .reasons
-        .iter()
-        .find(|r| r.signal == "result_text")
-        .unwrap()
-        .detail;
+    let why = unasked.why(Signal::ResultText);
     assert!(
         why.contains("is the subject of") && why.contains("names no `update_order`"),
         "{why}"
