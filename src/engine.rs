@@ -63,25 +63,26 @@ fn stem(w: &str) -> &str {
 }
 
 /// The words of a tool's name (`cancel_pending_order`, `cancelOrder`,
-/// `orders.cancel`), three letters or more.
+/// `orders.cancel`), three letters or more; allocates nothing, as it runs
+/// on every change of a session with a prompt.
 fn tool_words(name: &str) -> impl Iterator<Item = &str> {
-    name.split(|c: char| !c.is_alphanumeric())
-        .flat_map(|part| {
-            // camelCase: split before each upper-case letter.
-            let mut cuts: Vec<usize> = part
-                .char_indices()
-                .filter(|(i, c)| *i > 0 && c.is_uppercase())
-                .map(|(i, _)| i)
-                .collect();
-            cuts.push(part.len());
-            let mut from = 0;
-            cuts.into_iter().map(move |to| {
-                let w = &part[from..to];
-                from = to;
-                w
-            })
-        })
-        .filter(|w| w.chars().count() >= 3)
+    let mut rest = name;
+    std::iter::from_fn(move || loop {
+        let start = rest.find(char::is_alphanumeric)?;
+        rest = &rest[start..];
+        // A word ends at a separator, or before an upper-case letter
+        // (camelCase).
+        let end = rest
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| !c.is_alphanumeric() || c.is_uppercase())
+            .map_or(rest.len(), |(i, _)| i);
+        let (w, tail) = rest.split_at(end);
+        rest = tail;
+        if w.chars().count() >= 3 {
+            return Some(w);
+        }
+    })
 }
 /// Distinct other principals a session remembers touching.
 const SESSION_PRINCIPALS_CAP: usize = 64;
