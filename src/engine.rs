@@ -264,6 +264,7 @@ impl SessionState {
     /// Keeps in `best` the oddest result that carried value `fp` (or its
     /// `joined` form) into the session, if any; `at` indexes the call's
     /// values, or its ids when `id`.
+    ///
     /// An echo (a value the session held before the odd result) counts
     /// only for a change the user's request did not name (`unasked`).
     fn odd_carried(
@@ -1539,8 +1540,8 @@ impl Engine {
             }
         }
         s.shape = ev.shape;
-        // Provenance priced a value at a read's weight: a change owes the
-        // rest; priced at full weight, it owes nothing more.
+        // An odd result's values owe, at a later use, only what this call's
+        // consequence did not already pay.
         for r in &ev.score.reasons {
             if let score::Detail::ResultText { odd, weight, .. } = r.detail {
                 if let Some(o) = s.odd.get_mut(odd as usize) {
@@ -1548,6 +1549,8 @@ impl Engine {
                 }
             }
         }
+        // Provenance priced a value at a read's weight: a change owes the
+        // rest; priced at full weight, it owes nothing more.
         let charged = ev.score.reasons.iter().find_map(|r| match r.detail {
             score::Detail::Provenance { value, .. } => ev.obs.values.get(value as usize),
             _ => None,
