@@ -47,10 +47,11 @@ const SESSION_SOURCE_CAP: usize = 512;
 /// Forms of the values prompts named, per session.
 const NAMED_FORMS_CAP: usize = 16;
 /// Results whose words a session keeps to learn, words kept of each, and
-/// odd results it tracks.
+/// odd results it tracks (the first ones: a session that read more odd
+/// results than this is judged on those it read first).
 const SESSION_RESULTS_CAP: usize = 16;
 const RESULT_WORDS_CAP: usize = 64;
-const SESSION_ODD_CAP: usize = 4;
+const SESSION_ODD_CAP: usize = 16;
 /// Marks an odd result's value the session already held (see `odd_values`).
 const ECHO: u8 = 0x80;
 /// Stems of prompt words a session keeps.
