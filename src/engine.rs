@@ -13,7 +13,7 @@ use arrayvec::ArrayVec;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::binding::{principal_tag, KeyClass};
-use crate::baseline::tables::Fp;
+use crate::baseline::tables::{insert_keyed, insert_sorted, Fp};
 use crate::baseline::{Profile, ProfileLimits, SeqContext, SessionId, SessionSummary, START};
 use crate::config::fleet::FleetConfig;
 use crate::config::{Config, PolicyConfig};
@@ -87,14 +87,6 @@ fn tool_words(name: &str) -> impl Iterator<Item = &str> {
 }
 /// Distinct other principals a session remembers touching.
 const SESSION_PRINCIPALS_CAP: usize = 64;
-
-fn insert_sorted(set: &mut Vec<Fp>, fp: Fp, cap: usize) {
-    if set.len() < cap {
-        if let Err(at) = set.binary_search(&fp) {
-            set.insert(at, fp);
-        }
-    }
-}
 
 /// A call waiting for its session to end clean before it is learned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1100,12 +1092,8 @@ impl Engine {
                     && s.distinct.binary_search(&v).is_err();
                 insert_sorted(&mut s.untrusted, v, SESSION_SOURCE_CAP);
                 if let Some(k) = odd_at {
-                    if s.odd_values.len() < SESSION_SOURCE_CAP {
-                        if let Err(at) = s.odd_values.binary_search_by_key(&v, |(x, _)| *x) {
-                            s.odd_values
-                                .insert(at, (v, if introduced { k } else { k | ECHO }));
-                        }
-                    }
+                    let k = if introduced { k } else { k | ECHO };
+                    insert_keyed(&mut s.odd_values, v, k, SESSION_SOURCE_CAP);
                 }
                 // Text an attacker may write can sit in one's own record (an
                 // order note): an id bound to someone else stays theirs.
@@ -1124,11 +1112,7 @@ impl Engine {
                         insert_sorted(&mut s.fresh, v, SESSION_SOURCE_CAP);
                     }
                 }
-                if s.sources.len() < SESSION_SOURCE_CAP {
-                    if let Err(at) = s.sources.binary_search_by_key(&v, |(x, _)| *x) {
-                        s.sources.insert(at, (v, tool));
-                    }
-                }
+                insert_keyed(&mut s.sources, v, tool, SESSION_SOURCE_CAP);
             }
         }
         self.sweep_idle(ai, ev.ts);

@@ -125,7 +125,7 @@ pub struct ToolStats {
 }
 
 impl ToolStats {
-    fn new(tool: Fp, name: &str) -> Self {
+    pub fn new(tool: Fp, name: &str) -> Self {
         Self {
             tool,
             name: name.into(),
@@ -596,12 +596,7 @@ impl Profile {
             t.novel_words += new as f32 * w;
         }
         for &word in words {
-            if t.words.len() >= WORDS_PER_TOOL {
-                break;
-            }
-            if let Err(at) = t.words.binary_search(&word) {
-                t.words.insert(at, word);
-            }
+            tables::insert_sorted(&mut t.words, word, WORDS_PER_TOOL);
         }
     }
 

@@ -11,6 +11,26 @@ use serde::{Deserialize, Serialize};
 /// Keyed 64-bit fingerprint of a value (0 is reserved for "none").
 pub type Fp = u64;
 
+/// Adds `fp` to a sorted set of fingerprints unless it holds it already or
+/// holds `cap` of them.
+pub fn insert_sorted(set: &mut Vec<Fp>, fp: Fp, cap: usize) {
+    if set.len() < cap {
+        if let Err(at) = set.binary_search(&fp) {
+            set.insert(at, fp);
+        }
+    }
+}
+
+/// [`insert_sorted`] for a set sorted by fingerprint whose entries carry a
+/// value: an entry already there keeps its value.
+pub fn insert_keyed<T>(set: &mut Vec<(Fp, T)>, fp: Fp, value: T, cap: usize) {
+    if set.len() < cap {
+        if let Err(at) = set.binary_search_by_key(&fp, |(x, _)| *x) {
+            set.insert(at, (fp, value));
+        }
+    }
+}
+
 /// An ordered set of fingerprints with a last-seen day, capped: when full,
 /// the value seen longest ago is evicted (a forgotten value is "new" again,
 /// which only makes it cost what a new value costs).

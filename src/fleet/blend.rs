@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::tables::{FpCounts, FpSet, LogHist, LOG_BUCKETS};
+use crate::baseline::tables::{FpCounts, LogHist, LOG_BUCKETS};
 use crate::baseline::{NumStats, Profile, ProfileLimits, SeqContext, ToolStats, END, START};
 use crate::event::Action;
 use crate::score::features::{Fingerprinter, OriginKind, Shape};
@@ -657,28 +657,8 @@ impl KeyedPrior {
 
 fn empty_tool(tool: u64, name: &str) -> ToolStats {
     ToolStats {
-        tool,
-        name: name.into(),
-        calls: 0.0,
-        actions: [0.0; Action::COUNT],
-        rtypes: FpCounts::default(),
-        rtype_novel: 0.0,
         // Not a tool called once: the group knows it.
         uses: 2,
-        value_obs: 0.0,
-        value_n1: 0.0,
-        parent_n1: 0.0,
-        values: FpSet::default(),
-        parents: FpSet::default(),
-        shapes: [0.0; Shape::COUNT],
-        origins: [0.0; OriginKind::COUNT],
-        prov_new: 0.0,
-        prov_untrusted: 0.0,
-        per_session: LogHist::default(),
-        numbers: Vec::new(),
-        results: 0.0,
-        novel_results: 0.0,
-        novel_words: 0.0,
-        words: Vec::new(),
+        ..ToolStats::new(tool, name)
     }
 }
