@@ -27,7 +27,9 @@ use crate::score::features::{
     compact, entities_in, grouped_in, id_form, ids_in, is_entity, parent_of, words_in,
     Fingerprinter, Observation, Sample, Shape, ValueFrom, MAX_VALUES,
 };
-use crate::score::{self, render_detail, CrossGroupView, Score, ScoreParams, SessionView};
+use crate::score::{
+    self, render_detail, CrossGroupView, OddResult, Score, ScoreParams, SessionView,
+};
 
 /// Whether calls are history to learn from or live traffic to judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,21 +206,6 @@ fn no_cap() -> f32 {
     f32::INFINITY
 }
 
-/// A tool result that used words its tool's results never did.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct OddResult {
-    tool: Fp,
-    /// The tool's results learned before it, and how often they had a new
-    /// word (smoothed).
-    results: f32,
-    rate: f32,
-    new_words: u16,
-    /// New words a novel result of the tool brings on average (smoothed).
-    usual_new: f32,
-    /// The consequence weight its values were priced at so far.
-    charged: f32,
-}
-
 impl SessionState {
     fn reset(&mut self, key: u64, ts: Millis, calibrate: bool) {
         self.key = key;
@@ -283,19 +270,14 @@ impl SessionState {
         if echo && !unasked {
             return;
         }
-        let o = &self.odd[k as usize];
-        if best.is_none_or(|x| o.rate < x.rate) {
+        let result = self.odd[k as usize];
+        if best.is_none_or(|x| result.rate < x.result.rate) {
             *best = Some(score::OddResultView {
                 at,
                 id,
                 echo,
-                tool: o.tool,
-                results: o.results,
-                rate: o.rate,
-                new_words: o.new_words,
-                usual_new: o.usual_new,
                 odd: k,
-                charged: o.charged,
+                result,
             });
         }
     }
@@ -1155,8 +1137,10 @@ impl Engine {
         let mut from_user = 0u8;
         let mut odd_result: Option<score::OddResultView> = None;
         // A change whose tool no word of the user's request named (only
-        // when the session has a request to read).
-        let unasked = !matches!(obs.action, Action::Read | Action::None)
+        // when the session has a request to read). Only an odd result's
+        // echo asks, so a session without one hashes no tool words.
+        let unasked = !sess.odd_values.is_empty()
+            && !matches!(obs.action, Action::Read | Action::None)
             && !sess.asked.is_empty()
             && !tool_words(&call.tool)
                 .any(|w| sess.asked.binary_search(&self.fp.word(stem(w))).is_ok());
@@ -1528,8 +1512,8 @@ impl Engine {
         // An odd result's values owe, at a later use, only what this call's
         // consequence did not already pay.
         for r in &ev.score.reasons {
-            if let score::Detail::ResultText { odd, weight, .. } = r.detail {
-                if let Some(o) = s.odd.get_mut(odd as usize) {
+            if let score::Detail::ResultText { view, weight } = r.detail {
+                if let Some(o) = s.odd.get_mut(view.odd as usize) {
                     o.charged = o.charged.max(weight);
                 }
             }

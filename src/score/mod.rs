@@ -20,6 +20,7 @@ pub mod binding;
 pub mod features;
 
 use arrayvec::ArrayVec;
+use serde::{Deserialize, Serialize};
 
 use crate::baseline::tables::Fp;
 use crate::baseline::{Profile, SeqContext, START};
@@ -200,20 +201,9 @@ pub enum Detail {
         share: f32,
     },
     ResultText {
-        /// Index of the value in the call's values, or in its ids when `id`.
-        at: u8,
-        id: bool,
-        echo: bool,
-        /// The tool whose result it was, its earlier results, and how
-        /// often they said something new.
-        tool: Fp,
-        results: f32,
-        rate: f32,
-        new_words: u16,
-        usual_new: f32,
-        /// Which odd result of the session, and the consequence weight
-        /// priced now: its later uses owe only the rest.
-        odd: u8,
+        view: OddResultView,
+        /// The consequence weight priced now: the odd result's later uses
+        /// owe only the rest.
         weight: f32,
     },
     Binding {
@@ -367,8 +357,24 @@ pub struct SessionView {
     pub odd_result: Option<OddResultView>,
 }
 
-/// A value of the call that came in a tool result with words its tool's
-/// results never used (see [`SessionView::odd_result`]).
+/// A tool result that used words its tool's results never did, as its
+/// session keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OddResult {
+    pub tool: Fp,
+    /// The tool's results learned before it, and how often they had a new
+    /// word (smoothed).
+    pub results: f32,
+    pub rate: f32,
+    pub new_words: u16,
+    /// New words a novel result of the tool brings on average (smoothed).
+    pub usual_new: f32,
+    /// The consequence weight its values were priced at so far.
+    pub charged: f32,
+}
+
+/// A value of the call that came in an odd result (see
+/// [`SessionView::odd_result`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OddResultView {
     /// Index of the value in the call's values, or in its ids when `id`.
@@ -377,17 +383,9 @@ pub struct OddResultView {
     /// The session held the value before the odd result (the result was
     /// its record), and the call is a change the request did not name.
     pub echo: bool,
-    pub tool: Fp,
-    /// Results the tool had, and how often they had a new word.
-    pub results: f32,
-    pub rate: f32,
-    pub new_words: u16,
-    /// New words a novel result of the tool brings on average.
-    pub usual_new: f32,
-    /// Index of the odd result in the session, and the consequence weight
-    /// its values were already priced at.
+    /// Index of the odd result in the session.
     pub odd: u8,
-    pub charged: f32,
+    pub result: OddResult,
 }
 
 /// See [`SessionView::cross_group`].
@@ -860,7 +858,8 @@ pub fn score(
     // status line), and this call uses a value that result carried. Priced
     // by how rarely that tool's results say something new, once per
     // session at the use of most consequence, as provenance is.
-    if let Some(o) = sess.odd_result {
+    if let Some(view) = sess.odd_result {
+        let o = view.result;
         let weight = match obs.action {
             Action::Read | Action::None => 0.5,
             _ => binding::consequence(obs),
@@ -876,18 +875,7 @@ pub fn score(
             s.push(
                 Signal::ResultText,
                 (bits(o.rate) + count) * owed,
-                Detail::ResultText {
-                    at: o.at,
-                    id: o.id,
-                    echo: o.echo,
-                    tool: o.tool,
-                    results: o.results,
-                    rate: o.rate,
-                    new_words: o.new_words,
-                    usual_new: o.usual_new,
-                    odd: o.odd,
-                    weight,
-                },
+                Detail::ResultText { view, weight },
             );
         }
     }
@@ -1321,14 +1309,22 @@ pub fn render_detail(r: &Reason, obs: &Observation, p: &Profile) -> String {
             pct(share)
         ),
         Detail::ResultText {
-            at,
-            id,
-            echo,
-            tool: source,
-            results,
-            rate,
-            new_words,
-            usual_new,
+            view:
+                OddResultView {
+                    at,
+                    id,
+                    echo,
+                    result:
+                        OddResult {
+                            tool: source,
+                            results,
+                            rate,
+                            new_words,
+                            usual_new,
+                            ..
+                        },
+                    ..
+                },
             ..
         } => format!(
             "`{}` {} a result of {} with {new_words} word{} its {results:.0} earlier results never used (they say something new {} of the time, {usual_new:.1} new words when they do){}: text a tool returned may be instructing the agent",
